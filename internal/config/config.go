@@ -1,0 +1,279 @@
+// Package config holds offload's configuration: one YAML file, overridden
+// by OFFLOAD_* environment variables, completed with defaults and validated
+// before anything starts. Every option is documented in docs/CONFIG.md.
+//
+// The package only describes and checks settings; it opens no file other
+// than the configuration itself and the secret files it names.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is the whole appliance configuration.
+type Config struct {
+	// ApplianceID names this appliance in batch ids, client ids and the
+	// warehouse ledger. Default: the host name.
+	ApplianceID string `yaml:"appliance_id"`
+	// DataDir holds the WAL and all other state.
+	DataDir string `yaml:"data_dir"`
+	// DiskBudget is the byte budget for the data directory's live data.
+	DiskBudget ByteSize `yaml:"disk_budget"`
+	// ShutdownGrace bounds the drain on SIGTERM.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+
+	Log   Log   `yaml:"log"`
+	Kafka Kafka `yaml:"kafka"`
+	WAL   WAL   `yaml:"wal"`
+	Admin Admin `yaml:"admin"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// Kafka configures the consumer.
+type Kafka struct {
+	Brokers       []string `yaml:"brokers"`
+	Topics        []string `yaml:"topics"`
+	Group         string   `yaml:"group"`
+	ClientID      string   `yaml:"client_id"`
+	Delivery      string   `yaml:"delivery"`
+	FetchMaxBytes ByteSize `yaml:"fetch_max_bytes"`
+	TLS           TLS      `yaml:"tls"`
+	SASL          SASL     `yaml:"sasl"`
+}
+
+// TLS configures the Kafka connection's TLS.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures Kafka authentication.
+type SASL struct {
+	Mechanism    string `yaml:"mechanism"` // none, plain, scram-sha-256, scram-sha-512
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// Password comes from OFFLOAD_KAFKA_SASL_PASSWORD or PasswordFile,
+	// never from the YAML file.
+	Password Secret `yaml:"password"`
+}
+
+// WAL configures the write-ahead log.
+type WAL struct {
+	MemtableSize ByteSize `yaml:"memtable_size"`
+}
+
+// Admin configures the admin HTTP endpoint.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// Delivery modes.
+const (
+	DeliveryCustody = "custody"
+)
+
+// Default returns the configuration used when a file leaves options unset.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		ApplianceID:   sanitizeID(host),
+		DataDir:       "/var/lib/offload",
+		DiskBudget:    10 << 30,
+		ShutdownGrace: Duration(30 * time.Second),
+		Log:           Log{Level: "info", Format: "text"},
+		Kafka: Kafka{
+			Brokers:       []string{"127.0.0.1:9092"},
+			Group:         "offload",
+			Delivery:      DeliveryCustody,
+			FetchMaxBytes: 50 << 20,
+			SASL:          SASL{Mechanism: "none"},
+		},
+		WAL:   WAL{MemtableSize: 64 << 20},
+		Admin: Admin{Listen: "127.0.0.1:7070"},
+	}
+}
+
+// Load reads the YAML file at path over the defaults, applies OFFLOAD_*
+// environment overrides from environ (os.Environ() form), reads secret
+// files, fills derived defaults and validates. Errors name the option.
+func Load(path string, environ []string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: cannot read %s: %w", path, err)
+		}
+		if err := decodeYAML(raw, &c); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return nil, err
+	}
+	if err := c.resolveSecrets(); err != nil {
+		return nil, err
+	}
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) resolveSecrets() error {
+	if f := c.Kafka.SASL.PasswordFile; f != "" && c.Kafka.SASL.Password == "" {
+		s, err := readSecretFile(f)
+		if err != nil {
+			return fmt.Errorf("config: kafka.sasl.password_file: %w", err)
+		}
+		c.Kafka.SASL.Password = s
+	}
+	return nil
+}
+
+func readSecretFile(path string) (Secret, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// The error names the path, never the content.
+		return "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	return Secret(strings.TrimRight(string(b), "\r\n")), nil
+}
+
+// EnsureDefaults fills options derived from others.
+func (c *Config) EnsureDefaults() {
+	if c.Kafka.ClientID == "" {
+		c.Kafka.ClientID = "offload-" + c.ApplianceID
+	}
+	if c.Kafka.SASL.Mechanism == "" {
+		c.Kafka.SASL.Mechanism = "none"
+	}
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func sanitizeID(s string) string {
+	s = regexp.MustCompile(`[^A-Za-z0-9._-]`).ReplaceAllString(s, "-")
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	if s == "" {
+		return "offload"
+	}
+	return s
+}
+
+func oneOf(opt, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %q is not allowed; use one of %s", opt, v, strings.Join(allowed, ", "))
+}
+
+// Validate checks every option and returns all problems, each naming its
+// option and what is allowed.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !idRE.MatchString(c.ApplianceID) {
+		add(fmt.Errorf("appliance_id: %q must be 1-64 characters of A-Z a-z 0-9 . _ -", c.ApplianceID))
+	}
+	if c.DataDir == "" {
+		add(errors.New("data_dir: must be set to a directory offload may write"))
+	}
+	if c.DiskBudget < 64<<20 {
+		add(fmt.Errorf("disk_budget: %s is too small; use at least 64MiB", c.DiskBudget))
+	}
+	if c.ShutdownGrace <= 0 {
+		add(fmt.Errorf("shutdown_grace: %s must be positive (e.g. 30s)", c.ShutdownGrace))
+	}
+	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
+	add(oneOf("log.format", c.Log.Format, "text", "json"))
+
+	k := &c.Kafka
+	if len(k.Brokers) == 0 {
+		add(errors.New("kafka.brokers: must list at least one host:port"))
+	}
+	for _, b := range k.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			add(fmt.Errorf("kafka.brokers: %q is not host:port", b))
+		}
+	}
+	if len(k.Topics) == 0 {
+		add(errors.New("kafka.topics: must list at least one topic"))
+	}
+	for _, t := range k.Topics {
+		if !topicRE.MatchString(t) {
+			add(fmt.Errorf("kafka.topics: %q is not a valid Kafka topic name (1-249 characters of A-Z a-z 0-9 . _ -)", t))
+		}
+	}
+	if k.Group == "" {
+		add(errors.New("kafka.group: must name the consumer group"))
+	}
+	add(oneOf("kafka.delivery", k.Delivery, DeliveryCustody))
+	if k.FetchMaxBytes < 1<<20 || k.FetchMaxBytes > 1<<30 {
+		add(fmt.Errorf("kafka.fetch_max_bytes: %s is out of range; use 1MiB to 1GiB", k.FetchMaxBytes))
+	}
+	if k.TLS.Enabled {
+		for opt, f := range map[string]string{"kafka.tls.ca_file": k.TLS.CAFile, "kafka.tls.cert_file": k.TLS.CertFile, "kafka.tls.key_file": k.TLS.KeyFile} {
+			if f != "" {
+				if _, err := os.Stat(f); err != nil {
+					add(fmt.Errorf("%s: %w", opt, err))
+				}
+			}
+		}
+		if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
+			add(errors.New("kafka.tls.cert_file, kafka.tls.key_file: set both for client certificates, or neither"))
+		}
+	} else if k.TLS.CAFile != "" || k.TLS.CertFile != "" || k.TLS.KeyFile != "" {
+		add(errors.New("kafka.tls.enabled: files are set but TLS is off; set kafka.tls.enabled: true"))
+	}
+	add(oneOf("kafka.sasl.mechanism", k.SASL.Mechanism, "none", "plain", "scram-sha-256", "scram-sha-512"))
+	if k.SASL.Mechanism != "none" {
+		if k.SASL.Username == "" {
+			add(fmt.Errorf("kafka.sasl.username: required with mechanism %s", k.SASL.Mechanism))
+		}
+		if k.SASL.Password == "" {
+			add(fmt.Errorf("kafka.sasl.password_file: required with mechanism %s (or set OFFLOAD_KAFKA_SASL_PASSWORD)", k.SASL.Mechanism))
+		}
+	}
+	if c.WAL.MemtableSize < 4<<20 || c.WAL.MemtableSize > 1<<30 {
+		add(fmt.Errorf("wal.memtable_size: %s is out of range; use 4MiB to 1GiB", c.WAL.MemtableSize))
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			add(fmt.Errorf("admin.listen: %q is not host:port (empty disables the admin endpoint)", c.Admin.Listen))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("config: %s", strings.Join(msgs, "\nconfig: "))
+}
+
+var topicRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)

@@ -1,0 +1,237 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+const validYAML = `
+appliance_id: edge-01
+data_dir: /tmp/offload-test
+disk_budget: 2GiB
+kafka:
+  brokers: [127.0.0.1:9092]
+  topics: [orders]
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "offload.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadValid(t *testing.T) {
+	c, err := Load(writeConfig(t, validYAML), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ApplianceID != "edge-01" || c.DiskBudget != 2<<30 || c.Kafka.Group != "offload" ||
+		c.Kafka.ClientID != "offload-edge-01" || c.ShutdownGrace.D() != 30*time.Second {
+		t.Fatalf("unexpected config: %+v", c)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := []string{
+		"OFFLOAD_KAFKA_BROKERS=a:1, b:2",
+		"OFFLOAD_DISK_BUDGET=512MiB",
+		"OFFLOAD_SHUTDOWN_GRACE=5s",
+		"OFFLOAD_KAFKA_TLS_INSECURE_SKIP_VERIFY=true",
+		"OFFLOAD_LOG_LEVEL=debug",
+		"UNRELATED=1",
+	}
+	c, err := Load(writeConfig(t, validYAML), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.Kafka.Brokers) != "[a:1 b:2]" || c.DiskBudget != 512<<20 || c.ShutdownGrace.D() != 5*time.Second ||
+		!c.Kafka.TLS.InsecureSkipVerify || c.Log.Level != "debug" {
+		t.Fatalf("overrides not applied: %+v", c)
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("hunter2-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := validYAML + "  sasl:\n    mechanism: scram-sha-512\n    username: u\n    password_file: " + pw + "\n"
+	c, err := Load(writeConfig(t, body), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.SASL.Password.Reveal() != "hunter2-file" {
+		t.Fatalf("password file not read: got %d bytes", len(c.Kafka.SASL.Password.Reveal()))
+	}
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%v", *c)} {
+		if strings.Contains(s, "hunter2") {
+			t.Fatalf("secret printed: %s", s)
+		}
+	}
+	c, err = Load(writeConfig(t, validYAML+"  sasl:\n    mechanism: plain\n    username: u\n"), []string{"OFFLOAD_KAFKA_SASL_PASSWORD=hunter2-env"})
+	if err != nil || c.Kafka.SASL.Password.Reveal() != "hunter2-env" {
+		t.Fatalf("password from env not applied: %v", err)
+	}
+}
+
+// TestBadConfigs checks that every bad configuration is rejected with a
+// message naming the option at fault.
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		name    string
+		set     map[string]string // YAML path -> YAML value replacing or adding to validYAML
+		env     []string
+		want    string // the option named in the error
+		allowed string // text that must also appear (allowed values, hint)
+	}{
+		{"unknown option", map[string]string{"colour": "blue"}, nil, "colour", "not found"},
+		{"bad appliance id", map[string]string{"appliance_id": "'has space'"}, nil, "appliance_id", "A-Z"},
+		{"empty data dir", map[string]string{"data_dir": "''"}, nil, "data_dir", "must be set"},
+		{"bad budget unit", map[string]string{"disk_budget": "lots"}, nil, "disk_budget", "byte size"},
+		{"tiny budget", map[string]string{"disk_budget": "1MiB"}, nil, "disk_budget", "64MiB"},
+		{"bad grace", map[string]string{"shutdown_grace": "soon"}, nil, "shutdown_grace", "duration"},
+		{"bad log level", map[string]string{"log.level": "loud"}, nil, "log.level", "debug, info, warn, error"},
+		{"bad log format", map[string]string{"log.format": "xml"}, nil, "log.format", "text, json"},
+		{"no brokers", map[string]string{"kafka.brokers": "[]"}, nil, "kafka.brokers", "host:port"},
+		{"broker without port", map[string]string{"kafka.brokers": "[localhost]"}, nil, "kafka.brokers", "host:port"},
+		{"no topics", map[string]string{"kafka.topics": "[]"}, nil, "kafka.topics", "at least one"},
+		{"bad topic", map[string]string{"kafka.topics": "['or ders']"}, nil, "kafka.topics", "valid Kafka topic"},
+		{"topics not a list", map[string]string{"kafka.topics": "{a: 1}"}, nil, "kafka.topics", "cannot unmarshal"},
+		{"empty group", map[string]string{"kafka.group": "''"}, nil, "kafka.group", "consumer group"},
+		{"bad delivery", map[string]string{"kafka.delivery": "maybe"}, nil, "kafka.delivery", "custody"},
+		{"fetch too small", map[string]string{"kafka.fetch_max_bytes": "1KiB"}, nil, "kafka.fetch_max_bytes", "1MiB to 1GiB"},
+		{"bad mechanism", map[string]string{"kafka.sasl.mechanism": "kerberos"}, nil, "kafka.sasl.mechanism", "none, plain, scram-sha-256, scram-sha-512"},
+		{"sasl without user", map[string]string{"kafka.sasl.mechanism": "plain"}, []string{"OFFLOAD_KAFKA_SASL_PASSWORD=x"}, "kafka.sasl.username", "required"},
+		{"sasl without password", map[string]string{"kafka.sasl.mechanism": "plain", "kafka.sasl.username": "u"}, nil, "kafka.sasl.password_file", "OFFLOAD_KAFKA_SASL_PASSWORD"},
+		{"inline password", map[string]string{"kafka.sasl.password": "hunter2"}, nil, "kafka.sasl.password", "secrets are not read from the configuration file"},
+		{"missing password file", map[string]string{"kafka.sasl.mechanism": "plain", "kafka.sasl.username": "u", "kafka.sasl.password_file": "/nonexistent/pw"}, nil, "kafka.sasl.password_file", "/nonexistent/pw"},
+		{"tls files without tls", map[string]string{"kafka.tls.ca_file": "/etc/hosts"}, nil, "kafka.tls.enabled", "true"},
+		{"missing ca file", map[string]string{"kafka.tls.enabled": "true", "kafka.tls.ca_file": "/nonexistent/ca.pem"}, nil, "kafka.tls.ca_file", "/nonexistent/ca.pem"},
+		{"cert without key", map[string]string{"kafka.tls.enabled": "true", "kafka.tls.cert_file": "/etc/hosts"}, nil, "kafka.tls.key_file", "both"},
+		{"memtable too big", map[string]string{"wal.memtable_size": "2GiB"}, nil, "wal.memtable_size", "4MiB to 1GiB"},
+		{"bad admin listen", map[string]string{"admin.listen": "nowhere"}, nil, "admin.listen", "host:port"},
+		{"bad env budget", nil, []string{"OFFLOAD_DISK_BUDGET=huge"}, "disk_budget (from OFFLOAD_DISK_BUDGET)", "byte size"},
+		{"bad env bool", nil, []string{"OFFLOAD_KAFKA_TLS_ENABLED=perhaps"}, "kafka.tls.enabled (from OFFLOAD_KAFKA_TLS_ENABLED)", "true or false"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, withValues(t, validYAML, tc.set)), tc.env)
+			if err == nil {
+				t.Fatal("accepted a bad configuration")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.allowed) {
+				t.Fatalf("error %q does not name %q with %q", err, tc.want, tc.allowed)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error leaks a secret: %q", err)
+			}
+		})
+	}
+}
+
+// withValues returns base with the options in set replaced or added; each
+// value is YAML text.
+func withValues(t *testing.T, base string, set map[string]string) string {
+	t.Helper()
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(base), &root); err != nil {
+		t.Fatal(err)
+	}
+	for path, val := range set {
+		var v yaml.Node
+		if err := yaml.Unmarshal([]byte(val), &v); err != nil {
+			t.Fatal(err)
+		}
+		m := root.Content[0]
+		parts := strings.Split(path, ".")
+		for i, key := range parts {
+			var found *yaml.Node
+			for j := 0; j+1 < len(m.Content); j += 2 {
+				if m.Content[j].Value == key {
+					found = m.Content[j+1]
+					if i == len(parts)-1 {
+						m.Content[j+1] = v.Content[0]
+					}
+				}
+			}
+			if found == nil {
+				child := v.Content[0]
+				if i < len(parts)-1 {
+					child = &yaml.Node{Kind: yaml.MappingNode}
+				}
+				m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, child)
+				found = child
+			}
+			m = found
+		}
+	}
+	out, err := yaml.Marshal(&root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load("/nonexistent/offload.yaml", nil)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/offload.yaml") {
+		t.Fatalf("want error naming the path, got %v", err)
+	}
+}
+
+func TestOptionsListEveryEnv(t *testing.T) {
+	seen := map[string]bool{}
+	for _, o := range Options() {
+		if !strings.HasPrefix(o.Env, EnvPrefix) || seen[o.Env] {
+			t.Fatalf("bad or duplicate env name %q", o.Env)
+		}
+		seen[o.Env] = true
+	}
+	for _, want := range []string{"OFFLOAD_KAFKA_SASL_PASSWORD", "OFFLOAD_DISK_BUDGET", "OFFLOAD_KAFKA_TLS_CA_FILE"} {
+		if !seen[want] {
+			t.Fatalf("%s missing from Options()", want)
+		}
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"1024": 1024, "64MiB": 64 << 20, "1.5GiB": 3 << 29, "100MB": 100e6, "10 GiB": 10 << 30} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	if s := ByteSize(64 << 20).String(); s != "64MiB" {
+		t.Errorf("String() = %s", s)
+	}
+}
+
+// TestDocsListEveryOption keeps docs/CONFIG.md complete: every option and
+// its environment variable is documented.
+func TestDocsListEveryOption(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range Options() {
+		if !strings.Contains(string(doc), "`"+o.Path+"`") || !strings.Contains(string(doc), "`"+o.Env+"`") {
+			t.Errorf("docs/CONFIG.md does not document %s (%s)", o.Path, o.Env)
+		}
+	}
+}
+
+// TestExampleConfigIsValid keeps the shipped example loadable.
+func TestExampleConfigIsValid(t *testing.T) {
+	if _, err := Load("../../deploy/examples/offload.yaml", nil); err != nil {
+		t.Fatal(err)
+	}
+}
