@@ -1,0 +1,82 @@
+// Package wal is offload's write-ahead log: the durable custody of every
+// record fetched from Kafka, kept in a Pebble database under the data
+// directory until the engine has consumed it.
+//
+// The WAL owns the on-disk layout described below, durability (an append
+// returns only once its batch is fsync'd; concurrent appends share one fsync
+// through Pebble's group commit), per-partition deduplication of re-fetched
+// offsets, ordered reads from a cursor, truncation and size accounting. It
+// does not parse record values: they are opaque bytes to it.
+//
+// # Keys
+//
+// One Pebble entry holds one fetched record batch of one partition, never a
+// single record (one entry per record caps throughput at the rate of Pebble
+// writes). Keys sort by (topic, partition, first offset):
+//
+//	entry key:  0x01 | topic bytes | 0x00 | partition uint32 BE | first offset uint64 BE
+//	meta key:   0x02 | topic bytes | 0x00 | partition uint32 BE
+//
+// Kafka topic names are limited to [a-zA-Z0-9._-], so the 0x00 terminator
+// never occurs inside a topic and byte order equals (topic, partition,
+// offset) order.
+//
+// # Entry value
+//
+// All integers are big endian.
+//
+//	header (25 bytes)
+//	  0   1  format version, always 1
+//	  1   8  append time, Unix nanoseconds (int64)
+//	  9   8  last offset in the entry (int64)
+//	  17  4  record count N (uint32, N >= 1)
+//	  21  4  CRC32-Castagnoli of header bytes [0, 21)
+//	N records, each
+//	  0   4  body length L (uint32)
+//	  4   4  CRC32-Castagnoli of the L body bytes
+//	  8   L  body:
+//	           8  Kafka offset (int64)
+//	           8  Kafka timestamp, Unix milliseconds (int64)
+//	           uvarint K: 0 for a null key, else key length + 1
+//	           K-1 key bytes
+//	           value bytes: the rest of the body
+//
+// Offsets inside an entry strictly increase; the first equals the key's first
+// offset and the last equals the header's last offset. Nothing may follow the
+// N-th record.
+//
+// # Meta value
+//
+// One per partition, written in the same Pebble batch as every append and
+// truncation of that partition, so it always agrees with the entries:
+//
+//	0   1  format version, always 1
+//	1   8  high water: highest offset ever made durable (int64, -1 if none)
+//	9   8  live bytes: key + value bytes of the entries still held (uint64)
+//	17  8  live entries (uint64)
+//	25  8  live records (uint64)
+//	33  4  CRC32-Castagnoli of bytes [0, 33)
+//
+// The high water survives truncation: a re-fetch after a crash between the
+// WAL fsync and the Kafka offset commit is dropped on append even when the
+// engine already consumed and truncated those records.
+//
+// # Constants that never change
+//
+// The key prefixes 0x01 and 0x02, the format version byte 1, the CRC
+// polynomial (Castagnoli) and every field width above. A new layout gets a
+// new version byte and a reader for both.
+//
+// # Corruption
+//
+// A damaged entry yields a *CorruptionError carrying the topic, partition,
+// the entry's first offset, the record index and the byte position inside the
+// value. Damage below Pebble (a flipped bit in an sstable or log file) is
+// reported by Pebble's own block checksums and surfaces as a
+// *CorruptionError without a partition. A torn tail (a crash during the last
+// write) is not corruption: Pebble's log recovery stops at the last complete
+// batch, and a batch is either wholly present or absent.
+//
+// A failed fsync is fatal: Pebble cannot tell what reached the disk, so the
+// WAL calls Options.Fatal and the appliance stops rather than retry.
+package wal

@@ -1,0 +1,302 @@
+package wal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"strings"
+)
+
+const (
+	prefixEntry byte = 0x01
+	prefixMeta  byte = 0x02
+
+	formatVersion byte = 1
+
+	entryHeaderLen  = 25
+	recordHeaderLen = 8
+	metaLen         = 37
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// TopicPartition names one Kafka partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
+
+// Record is one Kafka record as held by the WAL.
+type Record struct {
+	Offset    int64
+	Timestamp int64 // Kafka timestamp, Unix milliseconds
+	Key       []byte
+	Value     []byte
+}
+
+// CorruptionError reports damaged WAL data and where it is. Partition is -1
+// and Topic empty when the damage was found below the entry level (Pebble's
+// own block checksums).
+type CorruptionError struct {
+	Topic       string
+	Partition   int32
+	FirstOffset int64 // first offset of the damaged entry (its key)
+	Record      int   // index of the damaged record in the entry, -1 for the header
+	Pos         int   // byte position inside the entry value
+	Reason      string
+	// File is the Pebble file holding the damage when Pebble found it and
+	// knows the file (an sstable): what repair moves to quarantine.
+	File string
+	Err  error // underlying Pebble error, if any
+}
+
+func (e *CorruptionError) Error() string {
+	if e.Partition < 0 {
+		return fmt.Sprintf("wal: corruption: %s: %v", e.Reason, e.Err)
+	}
+	rec := "header"
+	if e.Record >= 0 {
+		rec = fmt.Sprintf("record %d", e.Record)
+	}
+	return fmt.Sprintf("wal: corruption in %s/%d entry at offset %d, %s, byte %d: %s",
+		e.Topic, e.Partition, e.FirstOffset, rec, e.Pos, e.Reason)
+}
+
+func (e *CorruptionError) Unwrap() error { return e.Err }
+
+func partitionPrefix(prefix byte, topic string, partition int32) []byte {
+	k := make([]byte, 0, 1+len(topic)+1+4+8)
+	k = append(k, prefix)
+	k = append(k, topic...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint32(k, uint32(partition))
+}
+
+func entryKey(tp TopicPartition, firstOffset int64) []byte {
+	return binary.BigEndian.AppendUint64(partitionPrefix(prefixEntry, tp.Topic, tp.Partition), uint64(firstOffset))
+}
+
+func metaKey(tp TopicPartition) []byte {
+	return partitionPrefix(prefixMeta, tp.Topic, tp.Partition)
+}
+
+// decodeKey splits an entry or meta key. For meta keys firstOffset is 0.
+func decodeKey(k []byte) (prefix byte, tp TopicPartition, firstOffset int64, ok bool) {
+	if len(k) < 1+1+4 {
+		return 0, tp, 0, false
+	}
+	prefix = k[0]
+	rest := k[1:]
+	i := strings.IndexByte(string(rest), 0)
+	if i <= 0 {
+		return 0, tp, 0, false
+	}
+	tp.Topic = string(rest[:i])
+	rest = rest[i+1:]
+	switch {
+	case prefix == prefixEntry && len(rest) == 12:
+		tp.Partition = int32(binary.BigEndian.Uint32(rest))
+		firstOffset = int64(binary.BigEndian.Uint64(rest[4:]))
+	case prefix == prefixMeta && len(rest) == 4:
+		tp.Partition = int32(binary.BigEndian.Uint32(rest))
+	default:
+		return 0, tp, 0, false
+	}
+	return prefix, tp, firstOffset, true
+}
+
+// validTopic reports whether a topic name can be used in a key.
+func validTopic(t string) bool {
+	if t == "" || len(t) > 249 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// encodedLen returns the value length of an entry holding recs.
+func encodedLen(recs []Record) int {
+	n := entryHeaderLen
+	for i := range recs {
+		n += recordHeaderLen + bodyLen(&recs[i])
+	}
+	return n
+}
+
+func keyField(r *Record) uint64 {
+	if r.Key == nil {
+		return 0
+	}
+	return uint64(len(r.Key)) + 1
+}
+
+func bodyLen(r *Record) int {
+	return 16 + uvarintLen(keyField(r)) + len(r.Key) + len(r.Value)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// encodeEntry appends the value of an entry holding recs to dst.
+func encodeEntry(dst []byte, appendTime int64, recs []Record) []byte {
+	h := len(dst)
+	dst = append(dst, formatVersion)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(appendTime))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(recs[len(recs)-1].Offset))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(recs)))
+	dst = binary.BigEndian.AppendUint32(dst, checksum(dst[h:]))
+	for i := range recs {
+		r := &recs[i]
+		dst = binary.BigEndian.AppendUint32(dst, uint32(bodyLen(r)))
+		c := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		b := len(dst)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(r.Offset))
+		dst = binary.BigEndian.AppendUint64(dst, uint64(r.Timestamp))
+		dst = binary.AppendUvarint(dst, keyField(r))
+		dst = append(dst, r.Key...)
+		dst = append(dst, r.Value...)
+		binary.BigEndian.PutUint32(dst[c:], checksum(dst[b:]))
+	}
+	return dst
+}
+
+// entryHeader is the decoded fixed part of an entry value.
+type entryHeader struct {
+	appendTime int64
+	lastOffset int64
+	count      int
+}
+
+// decodeEntry checks and decodes an entry value. Record keys and values
+// alias v. When recs is nil only the checks run and nothing is allocated.
+// The returned error is a *CorruptionError with Topic, Partition and
+// FirstOffset taken from the key.
+func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record) (entryHeader, error) {
+	fail := func(rec, pos int, format string, args ...any) (entryHeader, error) {
+		return entryHeader{}, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+			FirstOffset: firstOffset, Record: rec, Pos: pos, Reason: fmt.Sprintf(format, args...)}
+	}
+	if len(v) < entryHeaderLen {
+		return fail(-1, 0, "entry value is %d bytes, shorter than its %d-byte header", len(v), entryHeaderLen)
+	}
+	if got, want := checksum(v[:21]), binary.BigEndian.Uint32(v[21:]); got != want {
+		return fail(-1, 21, "header checksum mismatch (stored %08x, computed %08x)", want, got)
+	}
+	if v[0] != formatVersion {
+		return fail(-1, 0, "unknown format version %d", v[0])
+	}
+	h := entryHeader{
+		appendTime: int64(binary.BigEndian.Uint64(v[1:])),
+		lastOffset: int64(binary.BigEndian.Uint64(v[9:])),
+		count:      int(binary.BigEndian.Uint32(v[17:])),
+	}
+	if h.count == 0 {
+		return fail(-1, 17, "entry holds no records")
+	}
+	pos := entryHeaderLen
+	prev := int64(-1)
+	for i := 0; i < h.count; i++ {
+		if len(v)-pos < recordHeaderLen {
+			return fail(i, pos, "value ends inside the header of record %d of %d", i, h.count)
+		}
+		l := int(binary.BigEndian.Uint32(v[pos:]))
+		sum := binary.BigEndian.Uint32(v[pos+4:])
+		bpos := pos + recordHeaderLen
+		if l < 17 || l > len(v)-bpos {
+			return fail(i, pos, "record length %d does not fit the %d bytes left", l, len(v)-bpos)
+		}
+		body := v[bpos : bpos+l]
+		if got := checksum(body); got != sum {
+			return fail(i, bpos, "record checksum mismatch (stored %08x, computed %08x)", sum, got)
+		}
+		off := int64(binary.BigEndian.Uint64(body))
+		switch {
+		case i == 0 && off != firstOffset:
+			return fail(i, bpos, "first record has offset %d, key says %d", off, firstOffset)
+		case i > 0 && off <= prev:
+			return fail(i, bpos, "offset %d does not follow %d", off, prev)
+		}
+		prev = off
+		kf, n := binary.Uvarint(body[16:])
+		// n must be the minimal encoding's length: the format has one
+		// encoding per entry, so an accepted value re-encodes to itself.
+		if n <= 0 || n != uvarintLen(kf) || kf > uint64(l-16-n+1) {
+			return fail(i, bpos+16, "bad key length")
+		}
+		if recs != nil {
+			r := Record{Offset: off, Timestamp: int64(binary.BigEndian.Uint64(body[8:]))}
+			kstart := 16 + n
+			vstart := kstart
+			if kf > 0 {
+				vstart += int(kf - 1)
+				r.Key = body[kstart:vstart:vstart]
+			}
+			r.Value = body[vstart:]
+			*recs = append(*recs, r)
+		}
+		pos = bpos + l
+	}
+	if prev != h.lastOffset {
+		return fail(-1, 9, "header says last offset %d, records end at %d", h.lastOffset, prev)
+	}
+	if pos != len(v) {
+		return fail(h.count, pos, "%d unexpected bytes after the last record", len(v)-pos)
+	}
+	return h, nil
+}
+
+// partitionMeta is the per-partition state kept under the meta key.
+type partitionMeta struct {
+	highWater int64
+	bytes     uint64
+	entries   uint64
+	records   uint64
+}
+
+func encodeMeta(m partitionMeta) []byte {
+	b := make([]byte, 0, metaLen)
+	b = append(b, formatVersion)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.highWater))
+	b = binary.BigEndian.AppendUint64(b, m.bytes)
+	b = binary.BigEndian.AppendUint64(b, m.entries)
+	b = binary.BigEndian.AppendUint64(b, m.records)
+	return binary.BigEndian.AppendUint32(b, checksum(b))
+}
+
+func decodeMeta(tp TopicPartition, v []byte) (partitionMeta, error) {
+	fail := func(pos int, reason string) (partitionMeta, error) {
+		return partitionMeta{}, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+			FirstOffset: -1, Record: -1, Pos: pos, Reason: "partition meta: " + reason}
+	}
+	if len(v) != metaLen {
+		return fail(0, fmt.Sprintf("value is %d bytes, want %d", len(v), metaLen))
+	}
+	if checksum(v[:33]) != binary.BigEndian.Uint32(v[33:]) {
+		return fail(33, "checksum mismatch")
+	}
+	if v[0] != formatVersion {
+		return fail(0, fmt.Sprintf("unknown format version %d", v[0]))
+	}
+	return partitionMeta{
+		highWater: int64(binary.BigEndian.Uint64(v[1:])),
+		bytes:     binary.BigEndian.Uint64(v[9:]),
+		entries:   binary.BigEndian.Uint64(v[17:]),
+		records:   binary.BigEndian.Uint64(v[25:]),
+	}, nil
+}

@@ -1,0 +1,608 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// ErrClosed is returned by operations on a closed WAL.
+var ErrClosed = errors.New("wal: closed")
+
+// Options configures a WAL. The zero value is usable.
+type Options struct {
+	// FS is the file system; nil means the operating system's. Tests pass
+	// vfs.NewCrashableMem() or an errorfs wrapper.
+	FS vfs.FS
+	// Logger receives Pebble's messages; nil means slog.Default().
+	Logger *slog.Logger
+	// Fatal is called when a write cannot be made durable (a failed fsync
+	// or write). It must not return; the default logs and exits the process
+	// with status 1. Pebble cannot tell what reached the disk after such a
+	// failure, so retrying would risk acknowledging lost data.
+	Fatal func(error)
+	// MemTableSize is Pebble's memtable size; 0 means 64 MiB.
+	MemTableSize uint64
+	// Now returns the append time stamped on each entry; nil means time.Now.
+	Now func() time.Time
+	// ReadOnly opens the WAL for inspection: appends and truncations fail
+	// and nothing on disk changes.
+	ReadOnly bool
+}
+
+// EnsureDefaults fills unset options with their defaults.
+func (o *Options) EnsureDefaults() {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Fatal == nil {
+		logger := o.Logger
+		o.Fatal = func(err error) {
+			logger.Error("wal: cannot make data durable; stopping so no record is acknowledged that is not on disk: check the disk and the data directory, then restart", "err", err)
+			os.Exit(1)
+		}
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 64 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// WAL is the durable log of fetched Kafka record batches. Its methods are
+// safe for concurrent use.
+type WAL struct {
+	db   *pebble.DB
+	opts Options
+
+	mu    sync.Mutex // guards parts (the map, not each partition's state)
+	parts map[TopicPartition]*partition
+	bytes atomic.Int64 // live key+value bytes over all partitions
+
+	// closeMu is held shared by every operation that uses db and exclusively
+	// by Close, so Close waits for operations in flight and no operation
+	// reaches a closed Pebble DB (which panics).
+	closeMu sync.RWMutex
+	closed  bool // guarded by closeMu
+
+	// fatal holds the first error passed to Pebble's Fatalf. Once set, no
+	// append is acknowledged, even if Options.Fatal returned.
+	fatal atomic.Pointer[error]
+}
+
+// use takes closeMu shared; it returns false, without the lock, when the
+// WAL is closed.
+func (w *WAL) use() bool {
+	w.closeMu.RLock()
+	if w.closed {
+		w.closeMu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (w *WAL) done() { w.closeMu.RUnlock() }
+
+// failure returns the fatal error Pebble reported, if any.
+func (w *WAL) failure() error {
+	if p := w.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// partition is one partition's in-memory state. Its mutex serializes
+// appends and truncations of that partition, so the high-water check and
+// the write it guards are atomic; appends of different partitions proceed
+// concurrently and share fsyncs.
+type partition struct {
+	mu    sync.Mutex
+	tp    TopicPartition
+	meta  partitionMeta
+	first int64 // first offset still held, -1 if none
+}
+
+// Open opens or creates the WAL in dir.
+func Open(dir string, opts Options) (*WAL, error) {
+	opts.EnsureDefaults()
+	w := &WAL{opts: opts, parts: map[TopicPartition]*partition{}}
+	popts := &pebble.Options{
+		FS:                 opts.FS,
+		MemTableSize:       opts.MemTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{w},
+		ReadOnly:           opts.ReadOnly,
+		EventListener: &pebble.EventListener{
+			// Pebble's default DataCorruption handler calls Logger.Fatalf,
+			// which would stop the appliance on the first damaged block
+			// (and make `wal verify` exit instead of reporting). The read
+			// that found it returns the error, which callers get as a
+			// *CorruptionError, so log it and let them decide.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				w.opts.Logger.Error("wal: damaged data found", "file", info.Path, "err", info.Details, "component", "pebble")
+			},
+		},
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
+	}
+	w.db = db
+	if err := w.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// pebbleLogger routes Pebble's messages to slog and its fatal errors (a
+// failed commit, which includes a failed fsync) to Options.Fatal.
+type pebbleLogger struct{ w *WAL }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.w.opts.Logger.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.w.opts.Logger.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	err := fmt.Errorf(format, args...)
+	// Record before calling Fatal: Pebble calls Fatalf from DB.Apply in the
+	// appending goroutine and then returns success from Apply, so an
+	// Options.Fatal that returns must not let the append be acknowledged.
+	l.w.fatal.CompareAndSwap(nil, &err)
+	l.w.opts.Fatal(err)
+}
+
+// load reads every partition's meta key.
+func (w *WAL) load() error {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta}, UpperBound: []byte{prefixMeta + 1}})
+	if err != nil {
+		return fmt.Errorf("wal: cannot read partition state: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		prefix, tp, _, ok := decodeKey(it.Key())
+		if !ok || prefix != prefixMeta {
+			return &CorruptionError{Partition: -1, Reason: fmt.Sprintf("malformed meta key %q", it.Key())}
+		}
+		m, err := decodeMeta(tp, it.Value())
+		if err != nil {
+			return err
+		}
+		p := &partition{tp: tp, meta: m, first: -1}
+		if m.entries > 0 {
+			if p.first, err = w.firstOffset(tp); err != nil {
+				return err
+			}
+		}
+		w.parts[tp] = p
+		w.bytes.Add(int64(m.bytes))
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("wal: cannot read partition state: %w", asCorruption(err))
+	}
+	return nil
+}
+
+func (w *WAL) firstOffset(tp TopicPartition) (int64, error) {
+	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.First() {
+		if err := it.Error(); err != nil {
+			return 0, asCorruption(err)
+		}
+		return -1, nil
+	}
+	_, _, off, _ := decodeKey(it.Key())
+	return off, nil
+}
+
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// asCorruption wraps Pebble's corruption errors in a *CorruptionError so
+// callers can find them with errors.As whatever layer detected them.
+//
+// Pebble marks corruption with cockroachdb/errors markers, which the
+// standard library's errors.Is does not see; pebble.IsCorruptionError does.
+func asCorruption(err error) error {
+	if err == nil || !pebble.IsCorruptionError(err) {
+		return err
+	}
+	var ce *CorruptionError
+	if errors.As(err, &ce) {
+		return err
+	}
+	ce = &CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: "pebble reports damaged data", Err: err}
+	if info := pebble.ExtractDataCorruptionInfo(err); info != nil {
+		ce.File = info.Path
+		ce.Reason = "pebble reports damaged data in " + info.Path
+	}
+	return ce
+}
+
+func (w *WAL) partition(tp TopicPartition) *partition {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p, ok := w.parts[tp]
+	if !ok {
+		p = &partition{tp: tp, meta: partitionMeta{highWater: -1}, first: -1}
+		w.parts[tp] = p
+	}
+	return p
+}
+
+// AppendResult tells what an append kept.
+type AppendResult struct {
+	// Appended is the number of records made durable by this call.
+	Appended int
+	// Duplicates is the number of records dropped because their offsets were
+	// at or below the partition's high water (a re-fetch).
+	Duplicates int
+	// Bytes is the number of key+value bytes written.
+	Bytes int
+}
+
+// Append makes the records of one fetched batch of tp durable. Records must
+// be in strictly increasing offset order. Records at or below the
+// partition's high water are dropped (Kafka re-delivers them after a crash
+// between the WAL fsync and the offset commit). Append returns only after
+// the batch is fsync'd; concurrent appends share one fsync.
+func (w *WAL) Append(tp TopicPartition, recs []Record) (AppendResult, error) {
+	if !validTopic(tp.Topic) || tp.Partition < 0 {
+		return AppendResult{}, fmt.Errorf("wal: cannot append to %q partition %d: invalid topic or partition", tp.Topic, tp.Partition)
+	}
+	if len(recs) > 0 && recs[0].Offset < 0 {
+		// Checked before deduplication: a negative offset is at or below
+		// any high water and would otherwise be dropped silently.
+		return AppendResult{}, fmt.Errorf("wal: cannot append to %s: negative offset %d", tp, recs[0].Offset)
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Offset <= recs[i-1].Offset {
+			return AppendResult{}, fmt.Errorf("wal: cannot append to %s: offset %d follows %d", tp, recs[i].Offset, recs[i-1].Offset)
+		}
+	}
+	if !w.use() {
+		return AppendResult{}, ErrClosed
+	}
+	defer w.done()
+	if err := w.failure(); err != nil {
+		return AppendResult{}, fmt.Errorf("wal: cannot append to %s: stopped after a fatal error: %w", tp, err)
+	}
+	if len(recs) == 0 {
+		return AppendResult{}, nil
+	}
+	p := w.partition(tp)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	skip := sort.Search(len(recs), func(i int) bool { return recs[i].Offset > p.meta.highWater })
+	res := AppendResult{Duplicates: skip}
+	keep := recs[skip:]
+	if len(keep) == 0 {
+		return res, nil
+	}
+	key := entryKey(tp, keep[0].Offset)
+	val := encodeEntry(make([]byte, 0, encodedLen(keep)), w.opts.Now().UnixNano(), keep)
+	m := p.meta
+	m.highWater = keep[len(keep)-1].Offset
+	m.bytes += uint64(len(key) + len(val))
+	m.entries++
+	m.records += uint64(len(keep))
+
+	b := w.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(key, val, nil)
+	_ = b.Set(metaKey(tp), encodeMeta(m), nil)
+	if err := w.db.Apply(b, pebble.Sync); err != nil {
+		return res, fmt.Errorf("wal: cannot append to %s: %w", tp, err)
+	}
+	if err := w.failure(); err != nil {
+		// Pebble reported a fatal commit error (a failed WAL write or
+		// fsync) and Options.Fatal returned: the batch may not be durable.
+		return res, fmt.Errorf("wal: cannot append to %s: %w", tp, err)
+	}
+	p.meta = m
+	if p.first < 0 {
+		p.first = keep[0].Offset
+	}
+	res.Appended = len(keep)
+	res.Bytes = len(key) + len(val)
+	w.bytes.Add(int64(res.Bytes))
+	return res, nil
+}
+
+// HighWater returns the highest offset of tp made durable, or -1.
+func (w *WAL) HighWater(tp TopicPartition) int64 {
+	w.mu.Lock()
+	p, ok := w.parts[tp]
+	w.mu.Unlock()
+	if !ok {
+		return -1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.meta.highWater
+}
+
+// Bytes returns the live key+value bytes held: what the data directory's
+// byte budget counts for the WAL.
+func (w *WAL) Bytes() int64 { return w.bytes.Load() }
+
+// PartitionStats describes what the WAL holds for one partition.
+type PartitionStats struct {
+	TopicPartition
+	// FirstOffset is the first offset still held, -1 if none.
+	FirstOffset int64
+	// HighWater is the highest offset ever made durable, -1 if none.
+	HighWater int64
+	Entries   uint64
+	Records   uint64
+	Bytes     uint64
+}
+
+// Stats returns per-partition statistics, sorted by topic and partition.
+func (w *WAL) Stats() []PartitionStats {
+	w.mu.Lock()
+	parts := make([]*partition, 0, len(w.parts))
+	for _, p := range w.parts {
+		parts = append(parts, p)
+	}
+	w.mu.Unlock()
+	out := make([]PartitionStats, 0, len(parts))
+	for _, p := range parts {
+		p.mu.Lock()
+		out = append(out, PartitionStats{TopicPartition: p.tp, FirstOffset: p.first, HighWater: p.meta.highWater,
+			Entries: p.meta.entries, Records: p.meta.records, Bytes: p.meta.bytes})
+		p.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
+}
+
+// DiskUsage returns the bytes Pebble occupies on disk, including space not
+// yet reclaimed by compaction after truncation.
+// It returns 0 once the WAL is closed.
+func (w *WAL) DiskUsage() uint64 {
+	if !w.use() {
+		return 0
+	}
+	defer w.done()
+	return w.db.Metrics().DiskSpaceUsage()
+}
+
+// Cursor is a read position: for each partition, the next offset to read.
+// Partitions absent from a cursor are read from their first held offset.
+type Cursor map[TopicPartition]int64
+
+// Clone returns a copy of c.
+func (c Cursor) Clone() Cursor {
+	out := make(Cursor, len(c))
+	for k, v := range c {
+		out[k] = v
+	}
+	return out
+}
+
+// Entry is one appended batch as read back. Record keys and values are
+// owned by the caller.
+type Entry struct {
+	TopicPartition
+	// AppendTime is when the batch was made durable.
+	AppendTime time.Time
+	Records    []Record
+}
+
+// Read calls fn for the entries at or after cursor, in offset order within
+// each partition and partition after partition, stopping once about
+// maxRecords records were passed (whole entries are passed, records before a
+// partition's cursor are left out). Each partition gets an equal share of
+// maxRecords so that none starves. It returns the cursor just past what was
+// passed. An error from fn stops the read and is returned. A negative
+// cursor offset reads from the first held offset, like an absent one.
+func (w *WAL) Read(cursor Cursor, maxRecords int, fn func(Entry) error) (Cursor, error) {
+	if !w.use() {
+		return cursor, ErrClosed
+	}
+	defer w.done()
+	next := cursor.Clone()
+	stats := w.Stats()
+	var pending []TopicPartition
+	for _, s := range stats {
+		if s.Entries > 0 && (next[s.TopicPartition] <= s.HighWater) {
+			pending = append(pending, s.TopicPartition)
+		}
+	}
+	if len(pending) == 0 {
+		return next, nil
+	}
+	share := maxRecords / len(pending)
+	if share < 1 {
+		share = 1
+	}
+	for _, tp := range pending {
+		if err := w.readPartition(tp, next, share, fn); err != nil {
+			return next, err
+		}
+	}
+	return next, nil
+}
+
+func (w *WAL) readPartition(tp TopicPartition, next Cursor, limit int, fn func(Entry) error) error {
+	from, ok := next[tp]
+	if ok && from < 0 {
+		// Negative offsets encode as huge keys: seeking to one would skip
+		// every entry but the last.
+		ok = false
+	}
+	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	// The entry holding `from` starts at or before it: seek to the last
+	// entry starting at or before from, then go forward.
+	valid := it.First()
+	if ok {
+		if valid = it.SeekLT(entryKey(tp, from+1)); !valid {
+			valid = it.First()
+		}
+	}
+	n := 0
+	for ; valid && n < limit; valid = it.Next() {
+		_, _, first, _ := decodeKey(it.Key())
+		val, err := it.ValueAndErr()
+		if err != nil {
+			return asCorruption(err)
+		}
+		v := append([]byte(nil), val...)
+		var recs []Record
+		h, err := decodeEntry(tp, first, v, &recs)
+		if err != nil {
+			return err
+		}
+		if ok && h.lastOffset < from {
+			continue
+		}
+		if ok {
+			i := sort.Search(len(recs), func(i int) bool { return recs[i].Offset >= from })
+			recs = recs[i:]
+		}
+		if err := fn(Entry{TopicPartition: tp, AppendTime: time.Unix(0, h.appendTime), Records: recs}); err != nil {
+			return err
+		}
+		n += len(recs)
+		next[tp] = h.lastOffset + 1
+		from, ok = h.lastOffset+1, true
+	}
+	return asCorruption(it.Error())
+}
+
+// Truncate deletes, for each partition in below, the entries whose records
+// all lie below its offset: the engine has consumed them. Entries holding
+// an offset at or above the cursor stay whole. The high water is kept.
+// Truncation is not synced: if a crash loses it, it is done again.
+func (w *WAL) Truncate(below Cursor) (freed int64, err error) {
+	if !w.use() {
+		return 0, ErrClosed
+	}
+	defer w.done()
+	for tp, off := range below {
+		n, err := w.truncatePartition(tp, off)
+		freed += n
+		if err != nil {
+			return freed, err
+		}
+	}
+	return freed, nil
+}
+
+func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
+	w.mu.Lock()
+	p, ok := w.parts[tp]
+	w.mu.Unlock()
+	if !ok {
+		return 0, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.first < 0 || p.first >= below {
+		return 0, nil
+	}
+	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, err
+	}
+	m := p.meta
+	var end []byte
+	newFirst := int64(-1)
+	var freed int64
+	for valid := it.First(); valid; valid = it.Next() {
+		_, _, first, _ := decodeKey(it.Key())
+		val, verr := it.ValueAndErr()
+		if verr != nil {
+			_ = it.Close()
+			return 0, asCorruption(verr)
+		}
+		h, derr := decodeEntry(tp, first, val, nil)
+		if derr != nil {
+			_ = it.Close()
+			return 0, derr
+		}
+		if h.lastOffset >= below {
+			newFirst = first
+			end = append([]byte(nil), it.Key()...)
+			break
+		}
+		freed += int64(len(it.Key()) + len(val))
+		m.entries--
+		m.records -= uint64(h.count)
+	}
+	if err := it.Close(); err != nil {
+		return 0, asCorruption(err)
+	}
+	if freed == 0 {
+		return 0, nil
+	}
+	if end == nil {
+		end = prefixEnd(lo)
+	}
+	m.bytes -= uint64(freed)
+	b := w.db.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange(lo, end, nil)
+	_ = b.Set(metaKey(tp), encodeMeta(m), nil)
+	if err := w.db.Apply(b, pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("wal: cannot truncate %s below %d: %w", tp, below, err)
+	}
+	p.meta = m
+	p.first = newFirst
+	w.bytes.Add(-freed)
+	return freed, nil
+}
+
+// Close flushes and closes the WAL. Appends already returned are durable.
+// Close waits for operations in flight; later ones return ErrClosed.
+func (w *WAL) Close() error {
+	w.closeMu.Lock()
+	defer w.closeMu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.db.Close()
+}
