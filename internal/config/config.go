@@ -48,8 +48,13 @@ type Kafka struct {
 	ClientID      string   `yaml:"client_id"`
 	Delivery      string   `yaml:"delivery"`
 	FetchMaxBytes ByteSize `yaml:"fetch_max_bytes"`
-	TLS           TLS      `yaml:"tls"`
-	SASL          SASL     `yaml:"sasl"`
+	// SessionTimeout is how long the group waits for a silent member
+	// before moving its partitions. The appliance is a static member
+	// (its client id is its group instance id), so a restart within this
+	// time gets its partitions back without a rebalance.
+	SessionTimeout Duration `yaml:"session_timeout"`
+	TLS            TLS      `yaml:"tls"`
+	SASL           SASL     `yaml:"sasl"`
 }
 
 // TLS configures the Kafka connection's TLS.
@@ -97,11 +102,12 @@ func Default() Config {
 		ShutdownGrace: Duration(30 * time.Second),
 		Log:           Log{Level: "info", Format: "text"},
 		Kafka: Kafka{
-			Brokers:       []string{"127.0.0.1:9092"},
-			Group:         "offload",
-			Delivery:      DeliveryCustody,
-			FetchMaxBytes: 50 << 20,
-			SASL:          SASL{Mechanism: "none"},
+			Brokers:        []string{"127.0.0.1:9092"},
+			Group:          "offload",
+			Delivery:       DeliveryCustody,
+			FetchMaxBytes:  50 << 20,
+			SessionTimeout: Duration(45 * time.Second),
+			SASL:           SASL{Mechanism: "none"},
 		},
 		WAL:   WAL{MemtableSize: 64 << 20},
 		Admin: Admin{Listen: "127.0.0.1:7070"},
@@ -234,6 +240,9 @@ func (c *Config) Validate() error {
 	add(oneOf("kafka.delivery", k.Delivery, DeliveryCustody))
 	if k.FetchMaxBytes < 1<<20 || k.FetchMaxBytes > 1<<30 {
 		add(fmt.Errorf("kafka.fetch_max_bytes: %s is out of range; use 1MiB to 1GiB", k.FetchMaxBytes))
+	}
+	if k.SessionTimeout < Duration(6*time.Second) || k.SessionTimeout > Duration(30*time.Minute) {
+		add(fmt.Errorf("kafka.session_timeout: %s is out of range; use 6s to 30m (the broker's group.min/max.session.timeout.ms)", k.SessionTimeout))
 	}
 	if k.TLS.Enabled {
 		for opt, f := range map[string]string{"kafka.tls.ca_file": k.TLS.CAFile, "kafka.tls.cert_file": k.TLS.CertFile, "kafka.tls.key_file": k.TLS.KeyFile} {

@@ -106,6 +106,7 @@ func TestBadConfigs(t *testing.T) {
 		{"no topics", map[string]string{"kafka.topics": "[]"}, nil, "kafka.topics", "at least one"},
 		{"bad topic", map[string]string{"kafka.topics": "['or ders']"}, nil, "kafka.topics", "valid Kafka topic"},
 		{"topics not a list", map[string]string{"kafka.topics": "{a: 1}"}, nil, "kafka.topics", "cannot unmarshal"},
+		{"session timeout too short", map[string]string{"kafka.session_timeout": "1s"}, nil, "kafka.session_timeout", "6s to 30m"},
 		{"empty group", map[string]string{"kafka.group": "''"}, nil, "kafka.group", "consumer group"},
 		{"bad delivery", map[string]string{"kafka.delivery": "maybe"}, nil, "kafka.delivery", "custody"},
 		{"fetch too small", map[string]string{"kafka.fetch_max_bytes": "1KiB"}, nil, "kafka.fetch_max_bytes", "1MiB to 1GiB"},
