@@ -105,7 +105,7 @@ func Default() Config {
 			Brokers:        []string{"127.0.0.1:9092"},
 			Group:          "offload",
 			Delivery:       DeliveryCustody,
-			FetchMaxBytes:  50 << 20,
+			FetchMaxBytes:  8 << 20,
 			SessionTimeout: Duration(45 * time.Second),
 			SASL:           SASL{Mechanism: "none"},
 		},

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/internal/kafkatest"
+	"github.com/offload/offload/wal"
+)
+
+// TestKillDuringIngest SIGKILLs `offload run` at random moments while a
+// producer writes, many times over, against the in-process Kafka. After
+// every kill no committed offset may be beyond what the WAL holds durably;
+// at the end the WAL holds every produced record exactly once, in order.
+func TestKillDuringIngest(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "orders"), kfake.GroupMinSessionTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	killTest(t, strings.Join(c.ListenAddrs(), ","), "orders", 30, 30000)
+}
+
+// TestKillDuringIngestRealBroker is the same against a real Kafka broker.
+func TestKillDuringIngestRealBroker(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	topic := fmt.Sprintf("kill-%d", time.Now().UnixNano())
+	adm := newAdmin(t, brokers)
+	if _, err := adm.CreateTopic(context.Background(), 4, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	killTest(t, brokers, topic, 12, 20000)
+}
+
+func newAdmin(t *testing.T, brokers string) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// produced maps (partition, offset) to the record value produced there.
+type produced struct {
+	mu   sync.Mutex
+	recs map[wal.TopicPartition]map[int64]string
+	n    int
+}
+
+func (p *produced) add(r *kgo.Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tp := wal.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+	if p.recs[tp] == nil {
+		p.recs[tp] = map[int64]string{}
+	}
+	p.recs[tp][r.Offset] = string(r.Value)
+	p.n++
+}
+
+// produce writes total records of about 300 bytes in small synchronous
+// batches, pacing itself so the kills land while records flow.
+func produce(t *testing.T, brokers, topic string, total int, out *produced) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer cl.Close()
+	pad := strings.Repeat("x", 160)
+	for seq := 0; seq < total; {
+		batch := make([]*kgo.Record, 0, 250)
+		for ; len(batch) < cap(batch) && seq < total; seq++ {
+			v := fmt.Sprintf(`{"event_id":"evt-%08d","order_id":"ord-%d","amount":"%d.50","currency":"EUR","pad":"%s"}`, seq, seq/3, seq%500, pad)
+			batch = append(batch, &kgo.Record{Key: []byte(fmt.Sprintf("ord-%d", seq/3)), Value: []byte(v)})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res := cl.ProduceSync(ctx, batch...)
+		cancel()
+		if err := res.FirstErr(); err != nil {
+			t.Errorf("produce: %v", err)
+			return
+		}
+		for _, r := range res {
+			out.add(r.Record)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func killTest(t *testing.T, brokers, topic string, kills, total int) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	dataDir := t.TempDir()
+	cfg := testConfig(t, dataDir, brokers, topic)
+	adm := newAdmin(t, brokers)
+
+	out := &produced{recs: map[wal.TopicPartition]map[int64]string{}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); produce(t, brokers, topic, total, out) }()
+
+	for i := 0; i < kills; i++ {
+		d := startDaemon(t, cfg)
+		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		d.wait(t, 10*time.Second)
+		checkCommittedDurable(t, adm, dataDir, topic, fmt.Sprintf("after kill %d", i+1))
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	// A last run drains everything, then stops cleanly on SIGTERM.
+	d := startDaemon(t, cfg)
+	d.waitLog(t, "partitions assigned", 30*time.Second)
+	waitCommitted(t, adm, topic, 90*time.Second)
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("offload exited %d after SIGTERM", code)
+	}
+	checkCommittedDurable(t, adm, dataDir, topic, "after the final run")
+	checkWALHolds(t, dataDir, out)
+	t.Logf("%d kills, %d records produced, all in the WAL exactly once", kills, out.n)
+}
+
+// checkCommittedDurable checks that no committed offset is beyond the WAL's
+// durable high water. The daemon is not running, so the WAL can be opened.
+func checkCommittedDurable(t *testing.T, adm *kadm.Client, dataDir, topic, when string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offs, err := adm.FetchOffsets(ctx, "offload-test")
+	if err != nil {
+		t.Fatalf("%s: fetch committed offsets: %v", when, err)
+	}
+	highWater := func(wal.TopicPartition) int64 { return -1 } // no WAL yet: nothing is durable
+	w, err := wal.Open(walDir(dataDir), wal.Options{ReadOnly: true, Logger: quietLogger()})
+	switch {
+	case err == nil:
+		defer w.Close()
+		highWater = w.HighWater
+	case !errors.Is(err, wal.ErrNotFound):
+		t.Fatalf("%s: open WAL: %v", when, err)
+	}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic != topic || o.Err != nil {
+			return
+		}
+		hw := highWater(wal.TopicPartition{Topic: o.Topic, Partition: o.Partition})
+		if o.At > hw+1 {
+			t.Errorf("%s: %s/%d committed offset %d is beyond the WAL's durable high water %d", when, o.Topic, o.Partition, o.At, hw)
+		}
+	})
+	if w == nil {
+		return // no WAL: nothing to verify
+	}
+	rep, err := w.Verify()
+	if err != nil || len(rep.Corruptions) > 0 {
+		t.Errorf("%s: WAL verify: %v %v", when, err, rep.Corruptions)
+	}
+}
+
+// waitCommitted waits until the group has committed every partition's end
+// offset.
+func waitCommitted(t *testing.T, adm *kadm.Client, topic string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ends, err1 := adm.ListEndOffsets(ctx, topic)
+		offs, err2 := adm.FetchOffsets(ctx, "offload-test")
+		cancel()
+		behind := -1
+		if err1 == nil && err2 == nil {
+			behind = 0
+			ends.Each(func(e kadm.ListedOffset) {
+				if o, ok := offs.Lookup(e.Topic, e.Partition); !ok || o.At < e.Offset {
+					behind++
+				}
+			})
+		}
+		if behind == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group did not commit every end offset within %s (%d partitions behind; %v %v)", timeout, behind, err1, err2)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkWALHolds reads the whole WAL and checks every produced record is
+// there exactly once, in offset order per partition, with its value.
+func checkWALHolds(t *testing.T, dataDir string, out *produced) {
+	t.Helper()
+	w, err := wal.Open(walDir(dataDir), wal.Options{ReadOnly: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	got := map[wal.TopicPartition][]int64{}
+	cur := wal.Cursor{}
+	for {
+		n := 0
+		cur, err = w.Read(cur, 10000, func(e wal.Entry) error {
+			for _, r := range e.Records {
+				want, ok := out.recs[e.TopicPartition][r.Offset]
+				if !ok {
+					return fmt.Errorf("%s offset %d in the WAL was never produced", e.TopicPartition, r.Offset)
+				}
+				if string(r.Value) != want {
+					return fmt.Errorf("%s offset %d holds %q, produced %q", e.TopicPartition, r.Offset, r.Value, want)
+				}
+				got[e.TopicPartition] = append(got[e.TopicPartition], r.Offset)
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	total := 0
+	for tp, offsets := range out.recs {
+		g := got[tp]
+		if len(g) != len(offsets) {
+			t.Errorf("%s: WAL holds %d records, %d produced", tp, len(g), len(offsets))
+		}
+		for i, o := range g {
+			if i > 0 && o <= g[i-1] {
+				t.Errorf("%s: offset %d follows %d (duplicate or disorder)", tp, o, g[i-1])
+			}
+		}
+		total += len(g)
+	}
+	if total != out.n {
+		t.Errorf("WAL holds %d records, %d produced", total, out.n)
+	}
+}

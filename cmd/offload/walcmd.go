@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/offload/offload/wal"
+)
+
+// walDir returns the WAL directory under a data directory.
+func walDir(dataDir string) string { return filepath.Join(dataDir, "wal") }
+
+func runWAL(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{errors.New("missing subcommand: stats or verify")}
+	}
+	switch args[0] {
+	case "stats":
+		return runWALStats(args[1:], stdout, stderr)
+	case "verify":
+		return runWALVerify(args[1:], stdout, stderr)
+	}
+	return usageError{fmt.Errorf("unknown subcommand %q: use stats or verify", args[0])}
+}
+
+// openWALOffline opens the WAL of --data-dir (or of --config's data_dir)
+// read-only.
+func openWALOffline(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*wal.WAL, error) {
+	fs := newFlags("wal "+name, stderr)
+	dataDir := fs.String("data-dir", "", "data directory (default: data_dir of --config)")
+	cfg := fs.String("config", "", "configuration file, to take data_dir from")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	dir := *dataDir
+	if dir == "" && *cfg != "" {
+		c, err := loadConfig(*cfg)
+		if err != nil {
+			return nil, err
+		}
+		dir = c.DataDir
+	}
+	if dir == "" {
+		return nil, usageError{errors.New("--data-dir DIR (or --config FILE) is required")}
+	}
+	w, err := wal.Open(walDir(dir), wal.Options{ReadOnly: true, Logger: quietLogger()})
+	if errors.Is(err, wal.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
+	}
+	return w, nil
+}
+
+// walStats is the JSON shape of `offload wal stats --json`.
+type walStats struct {
+	Records    uint64                   `json:"records"`
+	Entries    uint64                   `json:"entries"`
+	Bytes      uint64                   `json:"bytes"`
+	DiskBytes  uint64                   `json:"disk_bytes"`
+	Partitions map[string]partitionJSON `json:"partitions"`
+}
+
+type partitionJSON struct {
+	FirstOffset int64  `json:"first_offset"`
+	HighWater   int64  `json:"high_water"`
+	Entries     uint64 `json:"entries"`
+	Records     uint64 `json:"records"`
+	Bytes       uint64 `json:"bytes"`
+}
+
+func runWALStats(args []string, stdout, stderr io.Writer) error {
+	var asJSON *bool
+	w, err := openWALOffline("stats", args, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON")
+	})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	st := walStats{Partitions: map[string]partitionJSON{}, DiskBytes: w.DiskUsage()}
+	parts := w.Stats()
+	for _, p := range parts {
+		st.Records += p.Records
+		st.Entries += p.Entries
+		st.Bytes += p.Bytes
+		st.Partitions[p.TopicPartition.String()] = partitionJSON{p.FirstOffset, p.HighWater, p.Entries, p.Records, p.Bytes}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "partition\tfirst offset\thigh water\tentries\trecords\tbytes\t")
+	for _, p := range parts {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", p.TopicPartition, p.FirstOffset, p.HighWater, p.Entries, p.Records, p.Bytes)
+	}
+	fmt.Fprintf(tw, "total\t\t\t%d\t%d\t%d\t\n", st.Entries, st.Records, st.Bytes)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "disk usage: %d bytes\n", st.DiskBytes)
+	return nil
+}
+
+func runWALVerify(args []string, stdout, stderr io.Writer) error {
+	w, err := openWALOffline("verify", args, stderr, nil)
+	var ce *wal.CorruptionError
+	if errors.As(err, &ce) {
+		fmt.Fprintf(stdout, "damaged: %v\n", ce)
+		fmt.Fprintln(stdout, "verify: the WAL cannot be opened; it is damaged")
+		return errFound
+	}
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	rep, err := w.Verify()
+	if err != nil {
+		return err
+	}
+	for _, c := range rep.Corruptions {
+		fmt.Fprintf(stdout, "damaged: %v\n", c)
+	}
+	if len(rep.Corruptions) > 0 {
+		fmt.Fprintf(stdout, "verify: %d damaged positions in %d entries (%d records, %d bytes) checked\n",
+			len(rep.Corruptions), rep.Entries, rep.Records, rep.Bytes)
+		return errFound
+	}
+	fmt.Fprintf(stdout, "verify: ok: %d entries, %d records, %d bytes checked\n", rep.Entries, rep.Records, rep.Bytes)
+	return nil
+}
