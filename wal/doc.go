@@ -73,9 +73,12 @@
 // the entry's first offset, the record index and the byte position inside the
 // value. Damage below Pebble (a flipped bit in an sstable or log file) is
 // reported by Pebble's own block checksums and surfaces as a
-// *CorruptionError without a partition. A torn tail (a crash during the last
-// write) is not corruption: Pebble's log recovery stops at the last complete
-// batch, and a batch is either wholly present or absent.
+// *CorruptionError without a partition, naming the damaged sstable in File:
+// from the read that met it (Read, Verify), or from Open when it is in the
+// middle of Pebble's log. Such damage is reported, never fatal. A torn tail
+// (a crash during the last write) is not corruption: Pebble's log recovery
+// stops at the last complete batch, and a batch is either wholly present or
+// absent.
 //
 // A failed fsync is fatal: Pebble cannot tell what reached the disk, so the
 // WAL calls Options.Fatal and the appliance stops rather than retry.

@@ -56,7 +56,17 @@ type CorruptionError struct {
 
 func (e *CorruptionError) Error() string {
 	if e.Partition < 0 {
-		return fmt.Sprintf("wal: corruption: %s: %v", e.Reason, e.Err)
+		if e.Err == nil {
+			return "wal: corruption: " + e.Reason
+		}
+		// Pebble joins a detail carrier to its corruption errors, which
+		// prints as a second line; the first says it all.
+		msg, _, _ := strings.Cut(e.Err.Error(), "\n")
+		return fmt.Sprintf("wal: corruption: %s: %s", e.Reason, msg)
+	}
+	if e.FirstOffset < 0 {
+		// Damage of the partition as a whole (its meta), not of an entry.
+		return fmt.Sprintf("wal: corruption in %s/%d: %s", e.Topic, e.Partition, e.Reason)
 	}
 	rec := "header"
 	if e.Record >= 0 {

@@ -17,6 +17,9 @@ import (
 // ErrClosed is returned by operations on a closed WAL.
 var ErrClosed = errors.New("wal: closed")
 
+// ErrNotFound is returned by a read-only Open of a directory holding no WAL.
+var ErrNotFound = errors.New("wal: no WAL in this directory")
+
 // Options configures a WAL. The zero value is usable.
 type Options struct {
 	// FS is the file system; nil means the operating system's. Tests pass
@@ -310,16 +313,26 @@ func (w *WAL) Append(tp TopicPartition, recs []Record) (AppendResult, error) {
 		return res, nil
 	}
 	key := entryKey(tp, keep[0].Offset)
-	val := encodeEntry(make([]byte, 0, encodedLen(keep)), w.opts.Now().UnixNano(), keep)
+	vlen := encodedLen(keep)
 	m := p.meta
 	m.highWater = keep[len(keep)-1].Offset
-	m.bytes += uint64(len(key) + len(val))
+	m.bytes += uint64(len(key) + vlen)
 	m.entries++
 	m.records += uint64(len(keep))
 
 	b := w.db.NewBatch()
 	defer b.Close()
-	_ = b.Set(key, val, nil)
+	// Encode straight into the batch: a fetched batch is up to megabytes,
+	// and encoding into a buffer of our own that Set then copies cost an
+	// allocation and a copy of it on every append.
+	op := b.SetDeferred(len(key), vlen)
+	copy(op.Key, key)
+	if val := encodeEntry(op.Value[:0], w.opts.Now().UnixNano(), keep); len(val) != vlen || &val[0] != &op.Value[0] {
+		panic(fmt.Sprintf("BUG: wal: entry encoded to %d bytes, encodedLen says %d", len(val), vlen))
+	}
+	if err := op.Finish(); err != nil {
+		return res, fmt.Errorf("wal: cannot append to %s: %w", tp, err)
+	}
 	_ = b.Set(metaKey(tp), encodeMeta(m), nil)
 	if err := w.db.Apply(b, pebble.Sync); err != nil {
 		return res, fmt.Errorf("wal: cannot append to %s: %w", tp, err)
@@ -334,7 +347,7 @@ func (w *WAL) Append(tp TopicPartition, recs []Record) (AppendResult, error) {
 		p.first = keep[0].Offset
 	}
 	res.Appended = len(keep)
-	res.Bytes = len(key) + len(val)
+	res.Bytes = len(key) + vlen
 	w.bytes.Add(int64(res.Bytes))
 	return res, nil
 }
