@@ -781,7 +781,10 @@ func TestVerifyWhileAppending(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	before := entriesHeld(w)
-	for i := 0; i < 30; i++ {
+	// At least 30 verifies, and on until appends have run alongside them
+	// (a busy machine may not schedule the appenders at once), bounded.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 30 || entriesHeld(w)-before < 30 && time.Now().Before(deadline); i++ {
 		rep, err := w.Verify()
 		if err != nil {
 			t.Fatal(err)
