@@ -1,0 +1,38 @@
+# offload: common developer tasks. `make help` lists them.
+
+GO        ?= go
+BIN       ?= bin/offload
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+PKGS      := ./...
+BENCHTIME ?= 2s
+
+.PHONY: help setup build test test-race bench lint fmt run-local clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: ## install what the project needs (Debian packages, Kafka broker jars)
+	bash scripts/setup.sh
+
+build: ## build bin/offload
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/offload
+
+test: ## the full suite as CI runs it: set-up, real Kafka broker, unit + integration tests, short fuzzing
+	bash scripts/test.sh
+
+test-race: build ## unit tests under the race detector (integration tests run when a broker is up)
+	OFFLOAD_BIN=$(abspath $(BIN)) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+bench: ## Go benchmarks of the hot paths (figures go to docs/PERFORMANCE.md)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./wal ./internal/ingest
+
+lint: ## go vet and gofmt
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+run-local: ## start the local Kafka broker and run the appliance against it
+	bash scripts/run-local.sh
+
+clean: ## remove build output
+	rm -rf bin

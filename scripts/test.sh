@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The full test suite, as CI runs it: installs what is missing, builds the
+# binary once, starts a real Kafka broker on 127.0.0.1, runs the unit and
+# integration tests and short fuzz runs, and stops the broker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "test.sh: $*" >&2; }
+
+bash scripts/setup.sh
+
+log "building bin/offload"
+make -s build
+export OFFLOAD_BIN="$PWD/bin/offload"
+
+broker_started=""
+cleanup() {
+	if [ -n "$broker_started" ]; then
+		bash scripts/kafka-broker.sh stop >&2 || true
+	fi
+}
+trap cleanup EXIT
+
+log "starting the Kafka broker"
+OFFLOAD_TEST_BROKERS="$(bash scripts/kafka-broker.sh start | tail -n 1)"
+broker_started=1
+export OFFLOAD_TEST_BROKERS
+log "broker at $OFFLOAD_TEST_BROKERS"
+
+log "lint"
+make -s lint
+
+log "unit and integration tests"
+go test -count=1 -timeout 25m ./...
+
+log "short fuzz runs"
+for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | sort -u); do
+	pkg=$(dirname "$(grep -rlE "^func ${target}\(" --include='*_test.go' . | head -n 1)")
+	log "fuzz $target in $pkg"
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime 10s "$pkg"
+done
