@@ -37,5 +37,5 @@ log "short fuzz runs"
 for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | sort -u); do
 	pkg=$(dirname "$(grep -rlE "^func ${target}\(" --include='*_test.go' . | head -n 1)")
 	log "fuzz $target in $pkg"
-	go test -run '^$' -fuzz "^${target}\$" -fuzztime 10s "$pkg"
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime 20000x "$pkg"
 done

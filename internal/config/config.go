@@ -12,8 +12,11 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
+
+	"github.com/offload/offload/engine/event"
 )
 
 // Config is the whole appliance configuration.
@@ -28,10 +31,51 @@ type Config struct {
 	// ShutdownGrace bounds the drain on SIGTERM.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 
-	Log   Log   `yaml:"log"`
-	Kafka Kafka `yaml:"kafka"`
-	WAL   WAL   `yaml:"wal"`
-	Admin Admin `yaml:"admin"`
+	Log    Log    `yaml:"log"`
+	Kafka  Kafka  `yaml:"kafka"`
+	WAL    WAL    `yaml:"wal"`
+	Engine Engine `yaml:"engine"`
+	Outbox Outbox `yaml:"outbox"`
+	Admin  Admin  `yaml:"admin"`
+	// Topics holds each topic's decoding, mapping, validation and filter
+	// settings, keyed by topic name. A topic of kafka.topics without an
+	// entry takes canonical JSON with the defaults. Not overridable from
+	// the environment.
+	Topics map[string]event.Config `yaml:"topics"`
+}
+
+// Engine configures cleaning, dedupe and windows.
+type Engine struct {
+	// Interval and BatchRecords cut micro-batches: every Interval or after
+	// BatchRecords records, whichever comes first.
+	Interval     Duration `yaml:"interval"`
+	BatchRecords int      `yaml:"batch_records"`
+	MemoryLimit  ByteSize `yaml:"memory_limit"`
+	Threads      int      `yaml:"threads"`
+	// DedupeWindow is how long, in event time, an event id is remembered.
+	DedupeWindow  Duration `yaml:"dedupe_window"`
+	DedupeMaxKeys int      `yaml:"dedupe_max_keys"`
+	// Window is the tumbling window size; Lateness how far behind the
+	// newest event time a window still waits, and then still corrects.
+	Window   Duration `yaml:"window"`
+	Lateness Duration `yaml:"lateness"`
+	// BaseCurrency and RatesFile give base-currency amounts.
+	BaseCurrency string `yaml:"base_currency"`
+	RatesFile    string `yaml:"rates_file"`
+	// ReferenceFile is a CSV keyed by store_id (region, timezone, ...).
+	ReferenceFile string `yaml:"reference_file"`
+	// HashKeyFile holds the key of the e-mail hash; without it (and without
+	// OFFLOAD_ENGINE_HASH_KEY) a key is generated once in the data
+	// directory.
+	HashKeyFile string `yaml:"hash_key_file"`
+	HashKey     Secret `yaml:"hash_key"`
+}
+
+// Outbox configures when batches are sealed for shipping.
+type Outbox struct {
+	SealRows  int      `yaml:"seal_rows"`
+	SealBytes ByteSize `yaml:"seal_bytes"`
+	SealAge   Duration `yaml:"seal_age"`
 }
 
 // Log configures logging.
@@ -109,8 +153,20 @@ func Default() Config {
 			SessionTimeout: Duration(45 * time.Second),
 			SASL:           SASL{Mechanism: "none"},
 		},
-		WAL:   WAL{MemtableSize: 64 << 20},
-		Admin: Admin{Listen: "127.0.0.1:7070"},
+		WAL: WAL{MemtableSize: 64 << 20},
+		Engine: Engine{
+			Interval:      Duration(time.Second),
+			BatchRecords:  50000,
+			MemoryLimit:   512 << 20,
+			Threads:       2,
+			DedupeWindow:  Duration(24 * time.Hour),
+			DedupeMaxKeys: 50_000_000,
+			Window:        Duration(time.Minute),
+			Lateness:      Duration(5 * time.Minute),
+			BaseCurrency:  "EUR",
+		},
+		Outbox: Outbox{SealRows: 1_000_000, SealBytes: 128 << 20, SealAge: Duration(5 * time.Minute)},
+		Admin:  Admin{Listen: "127.0.0.1:7070"},
 	}
 }
 
@@ -142,12 +198,22 @@ func Load(path string, environ []string) (*Config, error) {
 }
 
 func (c *Config) resolveSecrets() error {
-	if f := c.Kafka.SASL.PasswordFile; f != "" && c.Kafka.SASL.Password == "" {
-		s, err := readSecretFile(f)
-		if err != nil {
-			return fmt.Errorf("config: kafka.sasl.password_file: %w", err)
+	for _, s := range []struct {
+		opt    string
+		file   string
+		secret *Secret
+	}{
+		{"kafka.sasl.password_file", c.Kafka.SASL.PasswordFile, &c.Kafka.SASL.Password},
+		{"engine.hash_key_file", c.Engine.HashKeyFile, &c.Engine.HashKey},
+	} {
+		if s.file == "" || *s.secret != "" {
+			continue // the environment wins over the file
 		}
-		c.Kafka.SASL.Password = s
+		v, err := readSecretFile(s.file)
+		if err != nil {
+			return fmt.Errorf("config: %s: %w", s.opt, err)
+		}
+		*s.secret = v
 	}
 	return nil
 }
@@ -270,6 +336,7 @@ func (c *Config) Validate() error {
 	if c.WAL.MemtableSize < 4<<20 || c.WAL.MemtableSize > 1<<30 {
 		add(fmt.Errorf("wal.memtable_size: %s is out of range; use 4MiB to 1GiB", c.WAL.MemtableSize))
 	}
+	add(c.validateEngine())
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			add(fmt.Errorf("admin.listen: %q is not host:port (empty disables the admin endpoint)", c.Admin.Listen))
@@ -286,3 +353,82 @@ func (c *Config) Validate() error {
 }
 
 var topicRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+func (c *Config) validateEngine() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	e := &c.Engine
+	if e.Interval < Duration(10*time.Millisecond) || e.Interval > Duration(time.Hour) {
+		bad("engine.interval: %s is out of range; use 10ms to 1h", e.Interval)
+	}
+	if e.BatchRecords < 1 || e.BatchRecords > 10_000_000 {
+		bad("engine.batch_records: %d is out of range; use 1 to 10000000", e.BatchRecords)
+	}
+	if e.MemoryLimit < 64<<20 {
+		bad("engine.memory_limit: %s is too small; use at least 64MiB", e.MemoryLimit)
+	}
+	if e.Threads < 1 || e.Threads > 256 {
+		bad("engine.threads: %d is out of range; use 1 to 256", e.Threads)
+	}
+	if e.DedupeWindow < Duration(time.Minute) {
+		bad("engine.dedupe_window: %s is too short; use at least 1m", e.DedupeWindow)
+	}
+	if e.DedupeMaxKeys < 1000 {
+		bad("engine.dedupe_max_keys: %d is too small; use at least 1000", e.DedupeMaxKeys)
+	}
+	if e.Window < Duration(time.Second) || e.Window > Duration(24*time.Hour) || time.Duration(24*time.Hour)%e.Window.D() != 0 {
+		bad("engine.window: %s must divide a day and lie between 1s and 24h (e.g. 1m, 5m, 1h)", e.Window)
+	}
+	if e.Lateness < 0 || e.Lateness > Duration(7*24*time.Hour) {
+		bad("engine.lateness: %s is out of range; use 0s to 168h", e.Lateness)
+	}
+	if !currencyRE.MatchString(e.BaseCurrency) {
+		bad("engine.base_currency: %q is not an ISO-4217 code (e.g. EUR, USD)", e.BaseCurrency)
+	}
+	for opt, f := range map[string]string{"engine.rates_file": e.RatesFile, "engine.reference_file": e.ReferenceFile} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				bad("%s: %v", opt, err)
+			}
+		}
+	}
+	if e.HashKey != "" && len(e.HashKey.Reveal()) < event.MinHashKeyBytes {
+		bad("engine.hash_key_file: the key must be at least %d bytes", event.MinHashKeyBytes)
+	}
+	o := &c.Outbox
+	if o.SealRows < 1 {
+		bad("outbox.seal_rows: %d must be positive", o.SealRows)
+	}
+	if o.SealBytes < 1<<20 {
+		bad("outbox.seal_bytes: %s is too small; use at least 1MiB", o.SealBytes)
+	}
+	if o.SealAge < Duration(time.Second) {
+		bad("outbox.seal_age: %s is too short; use at least 1s", o.SealAge)
+	}
+	listed := map[string]bool{}
+	for _, t := range c.Kafka.Topics {
+		listed[t] = true
+	}
+	names := make([]string, 0, len(c.Topics))
+	for name := range c.Topics {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !listed[name] {
+			bad("topics.%s: not in kafka.topics %v; list it there or remove this entry", name, c.Kafka.Topics)
+			continue
+		}
+		tc := c.Topics[name]
+		tc.EnsureDefaults()
+		if err := tc.Validate("topics." + name); err != nil {
+			errs = append(errs, strings.Split(err.Error(), "\n")...)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "\nconfig: "))
+}
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)

@@ -60,6 +60,8 @@ func walk(v reflect.Value, prefix string, fn func(path string, f reflect.Value, 
 			kind = "duration"
 		case f.Type() == secretType:
 			kind = "secret"
+		case f.Kind() == reflect.Map:
+			continue // per-key settings (topics.NAME) come from the file only
 		case f.Kind() == reflect.Struct:
 			if err := walk(f, path, fn); err != nil {
 				return err
