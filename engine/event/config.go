@@ -101,7 +101,9 @@ func (c *Config) EnsureDefaults() {
 }
 
 // Validate checks the configuration (after EnsureDefaults) and returns
-// every problem, each naming its option under prefix.
+// every problem, each naming its option under prefix. It does not check
+// HashKey, which is loaded (or generated) after the configuration file is
+// read; NewDecoder does.
 func (c *Config) Validate(prefix string) error {
 	_, err := c.compile(prefix)
 	return err
@@ -164,9 +166,6 @@ func (c *Config) compile(prefix string) (*compiled, error) {
 				add(opt+".prefix", "an empty prefix would filter every record")
 			}
 		}
-	}
-	if len(c.HashKey) < MinHashKeyBytes {
-		errs = append(errs, fmt.Sprintf("event: hash key is %d bytes; it must be at least %d (give it as a file or environment variable)", len(c.HashKey), MinHashKeyBytes))
 	}
 	if c.Reference != nil {
 		if f, ok := lookupField(c.Reference.Key()); !ok || f >= numTop || f == fItems {

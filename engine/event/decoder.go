@@ -94,6 +94,9 @@ type compiledRule struct {
 func NewDecoder(cfg Config) (*Decoder, error) {
 	cfg.EnsureDefaults()
 	m, err := cfg.compile("")
+	if len(cfg.HashKey) < MinHashKeyBytes {
+		err = errors.Join(err, fmt.Errorf("event: hash key is %d bytes; it must be at least %d (give it as a file or environment variable)", len(cfg.HashKey), MinHashKeyBytes))
+	}
 	if err != nil {
 		return nil, err
 	}

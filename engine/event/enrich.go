@@ -94,7 +94,12 @@ func ParseRates(r io.Reader, name, base string) (*Rates, error) {
 func (r *Rates) Base() string { return r.base }
 
 // Len returns how many currencies besides the base have a rate.
-func (r *Rates) Len() int { return r.n }
+func (r *Rates) Len() int {
+	if r == nil {
+		return 0
+	}
+	return r.n
+}
 
 // Convert returns amount in currency converted to the base currency,
 // rounded half to even to 4 places. ok is false when the table has no rate
@@ -195,7 +200,12 @@ func (r *Reference) Key() string { return r.columns[0] }
 func (r *Reference) Columns() []string { return append([]string(nil), r.columns...) }
 
 // Len returns the number of rows.
-func (r *Reference) Len() int { return len(r.rows) }
+func (r *Reference) Len() int {
+	if r == nil {
+		return 0
+	}
+	return len(r.rows)
+}
 
 // Lookup returns the row for key, in header order. The row must not be
 // modified.
