@@ -1,0 +1,646 @@
+package engine
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/engine/window"
+	"github.com/offload/offload/wal"
+)
+
+// Dead-letter stages: where in the pipeline a record failed.
+const (
+	StageRoute    = "route"    // no configuration for the record's topic
+	StageDecode   = "decode"   // the record is not a well-formed record of its format
+	StageValidate = "validate" // a field is missing or fails its rule
+	StageEnrich   = "enrich"   // enrichment failed (base amount overflow)
+)
+
+// CodeUnknownTopic dead-letters a WAL record whose topic has no entry in
+// Options.Topics.
+const CodeUnknownTopic = "unknown_topic"
+
+// stageOf returns the stage a reject code belongs to.
+func stageOf(code string) string {
+	switch code {
+	case event.CodeEmptyRecord, event.CodeOversized, event.CodeInvalidUTF8, event.CodeInvalidJSON,
+		event.CodeNotAnObject, event.CodeDuplicateField, event.CodeCSVSyntax, event.CodeCSVColumnCount:
+		return StageDecode
+	case event.CodeBaseAmountOverflow:
+		return StageEnrich
+	case CodeUnknownTopic:
+		return StageRoute
+	}
+	return StageValidate
+}
+
+// windowRowBytes is the estimated size of an emitted window row, for the
+// seal-by-bytes rule.
+const windowRowBytes = 128
+
+// batch is one micro-batch (or one DLQ replay) on its way to DuckDB.
+type batch struct {
+	now     time.Time
+	entries []wal.Entry
+	records int
+	// cursor is the cursor after the batch; nil for a DLQ replay, which
+	// leaves the cursor alone.
+	cursor  wal.Cursor
+	offsets map[wal.TopicPartition]offsetRange // consumed this batch
+
+	rows  []outRow
+	items []byte // arena holding every row's items JSON
+	dlq   []dlqRow
+	keys  []keyTime // dedupe keys to record
+	seen  map[dedupeKey]struct{}
+	delta map[string]int64
+
+	emitted []window.Emitted
+	changed []*window.Window
+	purged  []window.WindowID
+
+	dedupeMax int64 // Unix ns
+	// deleteBelow, when set, deletes the dedupe rows older than the new
+	// horizon (expired or evicted).
+	deleteBelow bool
+
+	nextDLQID int64
+	// replay is set for a DLQ replay: rejects update their dead-letter
+	// row (replays) instead of adding one.
+	replay  bool
+	replays []replayOutcome
+
+	open openBatch // the open outbox batch after this one
+	seal *sealInfo // set when this micro-batch seals the open batch
+}
+
+type keyTime struct {
+	k  dedupeKey
+	us int64
+}
+
+// source is where a record came from: its lineage.
+type source struct {
+	topic      string
+	partition  int32
+	offset     int64
+	kafkaTime  time.Time
+	ingestTime time.Time
+}
+
+type outRow struct {
+	ev        event.Event // Items nil: see itemsFrom, itemsTo
+	itemsFrom int
+	itemsTo   int
+	hasItems  bool
+	source    source
+}
+
+type dlqRow struct {
+	id     int64
+	source source
+	raw    []byte
+	stage  string
+	code   string
+	field  string
+	reason string
+}
+
+// setSeal makes the batch seal the open outbox batch; a new one opens.
+func (b *batch) setSeal(s *sealInfo) {
+	b.seal = s
+	b.open = openBatch{ranges: map[wal.TopicPartition]offsetRange{}}
+	b.delta[cBatchesSealed]++
+}
+
+func (e *Engine) newBatch() *batch {
+	return &batch{
+		offsets:   map[wal.TopicPartition]offsetRange{},
+		seen:      map[dedupeKey]struct{}{},
+		delta:     map[string]int64{},
+		dedupeMax: e.dedupeMax,
+		nextDLQID: e.nextDLQID,
+	}
+}
+
+// process decodes the batch's records and decides each one's fate, then
+// closes the micro-batch (windows, dedupe bounds, sealing). It changes the
+// window set and the dedupe index; commit reloads both if the transaction
+// fails.
+func (e *Engine) process(b *batch) {
+	b.now = e.opts.Now()
+	// Sized up front: a row is a few hundred bytes, and growing the slice
+	// as rows arrive cost a tenth of a micro-batch in copying.
+	b.rows = make([]outRow, 0, b.records)
+	b.keys = make([]keyTime, 0, b.records)
+	b.seen = make(map[dedupeKey]struct{}, b.records)
+	e.expireDedupe(b)
+	var ev event.Event
+	for _, en := range b.entries {
+		tp := en.TopicPartition
+		dec := e.decoders[tp.Topic]
+		for i := range en.Records {
+			rec := &en.Records[i]
+			b.delta[cRecordsIn]++
+			r, ok := b.offsets[tp]
+			if !ok {
+				r.first = rec.Offset
+			}
+			r.last = rec.Offset
+			b.offsets[tp] = r
+			src := source{topic: tp.Topic, partition: tp.Partition, offset: rec.Offset,
+				kafkaTime: time.UnixMilli(rec.Timestamp).UTC(), ingestTime: en.AppendTime.UTC()}
+			if dec == nil {
+				e.reject(b, src, rec.Value, event.Reject{Code: CodeUnknownTopic,
+					Reason: fmt.Sprintf("topic %q has no mapping configured (add it under topics)", tp.Topic)})
+				continue
+			}
+			e.handle(b, &ev, dec.Decode(rec.Value, &ev), src, rec.Value)
+		}
+	}
+	e.finish(b, false)
+}
+
+// outcome is what became of one record.
+type outcome uint8
+
+const (
+	outAccepted outcome = iota + 1
+	outDuplicate
+	outFiltered
+	outRejected
+)
+
+// handle takes one decoded record to its fate: the DLQ, a filter counter,
+// a duplicate counter, or the outbox and the windows.
+func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source, raw []byte) (outcome, string) {
+	switch res.Verdict {
+	case event.Filtered:
+		name := e.opts.Topics[src.topic].Filters[res.Rule].Name
+		b.delta[cFiltered]++
+		b.delta[cFilteredPrefix+name]++
+		return outFiltered, name
+	case event.Rejected:
+		if !b.replay {
+			e.reject(b, src, raw, res.Reject)
+		}
+		return outRejected, ""
+	case event.Accepted:
+	default:
+		panic(fmt.Sprintf("BUG: engine: decoder verdict %d", res.Verdict))
+	}
+	if ev.EventID != "" {
+		k := keyOf(ev.EventID)
+		if _, dup := b.seen[k]; dup || e.dedupe.contains(k) {
+			b.delta[cDeduplicated]++
+			return outDuplicate, ""
+		}
+		b.seen[k] = struct{}{}
+		if us := ev.EventTime.UnixMicro(); us >= e.dedupe.horizon {
+			b.keys = append(b.keys, keyTime{k, us})
+		} else {
+			b.delta[cDedupeTooOld]++
+		}
+		if ns := ev.EventTime.UnixNano(); ns > b.dedupeMax {
+			b.dedupeMax = ns
+		}
+	}
+	switch e.windows.Add(ev) {
+	case window.Late:
+		b.delta[cLate]++
+	case window.TooLate:
+		b.delta[cTooLate]++
+	}
+	if !ev.HasBaseAmount {
+		b.delta[cNoBaseAmount]++
+	}
+	b.delta[cAccepted]++
+	row := outRow{ev: *ev, source: src}
+	row.ev.Items = nil
+	if len(ev.Items) > 0 {
+		row.hasItems = true
+		row.itemsFrom = len(b.items)
+		b.items = appendItemsJSON(b.items, ev.Items)
+		row.itemsTo = len(b.items)
+	}
+	b.rows = append(b.rows, row)
+	return outAccepted, ""
+}
+
+// reject dead-letters a record. The raw bytes are kept with anything that
+// looks like a card number masked.
+func (e *Engine) reject(b *batch, src source, raw []byte, rej event.Reject) {
+	b.delta[cRejected]++
+	b.delta[cRejectedPrefix+rej.Code]++
+	b.delta[cDLQRows]++
+	b.dlq = append(b.dlq, dlqRow{id: b.nextDLQID, source: src, raw: event.MaskRaw(raw),
+		stage: stageOf(rej.Code), code: rej.Code, field: rej.Field, reason: rej.Reason})
+	b.nextDLQID++
+}
+
+// expireDedupe raises the dedupe horizon to the dedupe window behind the
+// highest event time of earlier micro-batches, rounded down to the minute.
+func (e *Engine) expireDedupe(b *batch) {
+	if e.dedupeMax == 0 {
+		return
+	}
+	h := bucketOf(floorDiv(e.dedupeMax-int64(e.opts.DedupeWindow), 1000))
+	if h > e.dedupe.horizon {
+		b.delta[cDedupeExpired] += e.dedupe.forgetBelow(h)
+		b.deleteBelow = true
+	}
+}
+
+// finish closes the micro-batch: advances the windows, records the new
+// dedupe keys (evicting the oldest past DedupeMaxKeys), and decides
+// whether the open outbox batch is sealed.
+func (e *Engine) finish(b *batch, forceSeal bool) {
+	before := e.windows.Overflows()
+	b.emitted, _ = e.windows.Advance()
+	b.changed = e.windows.Changed()
+	b.purged = e.windows.Purged()
+	b.delta[cWindowsEmitted] += int64(len(b.emitted))
+	if n := e.windows.Overflows() - before; n > 0 {
+		b.delta[cWindowOverflows] += n
+	}
+
+	for _, kt := range b.keys {
+		e.dedupe.add(kt.k, kt.us)
+	}
+	if e.dedupe.len() > e.opts.DedupeMaxKeys {
+		h := e.dedupe.evictionHorizon(e.opts.DedupeMaxKeys)
+		b.delta[cDedupeEvicted] += e.dedupe.forgetBelow(h)
+		b.deleteBelow = true
+	}
+
+	o := openBatch{ranges: make(map[wal.TopicPartition]offsetRange, len(e.open.ranges)+len(b.offsets)),
+		since: e.open.since, rows: e.open.rows, windowRows: e.open.windowRows, bytes: e.open.bytes}
+	for tp, r := range e.open.ranges {
+		o.ranges[tp] = r
+	}
+	for tp, r := range b.offsets {
+		if old, ok := o.ranges[tp]; ok {
+			r.first = min(r.first, old.first)
+			r.last = max(r.last, old.last)
+		}
+		o.ranges[tp] = r
+	}
+	o.rows += int64(len(b.rows))
+	o.windowRows += int64(len(b.emitted))
+	for i := range b.rows {
+		o.bytes += int64(b.rows[i].ev.RawSize)
+	}
+	o.bytes += int64(len(b.emitted)) * windowRowBytes
+	if o.since.IsZero() && len(b.rows)+len(b.emitted) > 0 {
+		o.since = b.now
+	}
+	b.open = o
+	if e.sealDueFor(&o, b.now, forceSeal) {
+		b.setSeal(e.newSeal(&o, b.now))
+	}
+}
+
+// commit writes the batch in one DuckDB transaction and, once it has
+// committed, moves the in-memory state forward. If the transaction fails
+// nothing of the batch is kept in DuckDB, and the window set and dedupe
+// index are reloaded from it.
+func (e *Engine) commit(b *batch) error {
+	ctx := context.Background()
+	if err := e.inTx(ctx, func() error { return e.write(ctx, b) }); err != nil {
+		err = fmt.Errorf("engine: micro-batch of %d records not committed (nothing of it was kept): %w", b.records, err)
+		if lerr := e.load(ctx); lerr != nil {
+			e.broken = fmt.Errorf("%w; reloading the state then failed: %v: restart offload, which rebuilds it from DuckDB", err, lerr)
+			return e.broken
+		}
+		return err
+	}
+	if b.cursor != nil {
+		e.cursor = b.cursor
+	}
+	for name, d := range b.delta {
+		if d != 0 {
+			e.counters[name] += d
+		}
+	}
+	e.dedupeMax = b.dedupeMax
+	e.open = b.open
+	e.nextDLQID = b.nextDLQID
+	if s := b.seal; s != nil {
+		e.sealed.batches++
+		e.sealed.rows += s.rows
+		e.sealed.windowRows += s.windowRows
+		e.sealed.bytes += s.bytes
+		e.log.Info("engine: outbox batch sealed", "batch", s.id, "rows", s.rows, "window_rows", s.windowRows, "bytes", s.bytes, "why", s.why)
+	}
+	return nil
+}
+
+func (e *Engine) at(point string) error {
+	if e.hook == nil {
+		return nil
+	}
+	if err := e.hook(point); err != nil {
+		return fmt.Errorf("%s: %w", point, err)
+	}
+	return nil
+}
+
+// write runs inside the micro-batch transaction. The order does not
+// matter to DuckDB (nothing is visible before COMMIT); the hook points let
+// tests fail it anywhere.
+func (e *Engine) write(ctx context.Context, b *batch) error {
+	if err := e.at("begin"); err != nil {
+		return err
+	}
+	// Dedupe keys: only those still above the horizon (eviction may have
+	// forgotten some of this very batch).
+	h := e.dedupe.horizon
+	keys := b.keys[:0:0]
+	for _, kt := range b.keys {
+		if kt.us >= h {
+			keys = append(keys, kt)
+		}
+	}
+	if err := e.appendRows("", "dedupe", 3, len(keys), func(i int, a []driver.Value) {
+		a[0], a[1], a[2] = keys[i].k.hi(), keys[i].k.lo(), time.UnixMicro(keys[i].us).UTC()
+	}); err != nil {
+		return err
+	}
+	if b.deleteBelow {
+		if _, err := e.conn.ExecContext(ctx, `DELETE FROM dedupe WHERE event_time < make_timestamp(?::BIGINT)`, h); err != nil {
+			return fmt.Errorf("cannot forget dedupe keys: %w", err)
+		}
+	}
+	if err := e.at("dedupe"); err != nil {
+		return err
+	}
+	if err := e.writeRows(b); err != nil {
+		return err
+	}
+	if err := e.at("rows"); err != nil {
+		return err
+	}
+	if err := e.writeDLQ(b); err != nil {
+		return err
+	}
+	if err := e.at("dlq"); err != nil {
+		return err
+	}
+	if err := e.writeWindows(ctx, b); err != nil {
+		return err
+	}
+	if err := e.at("windows"); err != nil {
+		return err
+	}
+	if err := e.writeReplays(ctx, b); err != nil {
+		return err
+	}
+	if err := e.writeCounters(ctx, b); err != nil {
+		return err
+	}
+	if err := e.writeCursor(ctx, b); err != nil {
+		return err
+	}
+	if err := e.writeState(ctx, b); err != nil {
+		return err
+	}
+	if err := e.at("state"); err != nil {
+		return err
+	}
+	if b.seal != nil {
+		if err := e.writeSeal(ctx, b.seal); err != nil {
+			return err
+		}
+	}
+	return e.at("commit")
+}
+
+func nullString(s string) driver.Value {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+const outboxRowColumns = 23
+
+func (e *Engine) writeRows(b *batch) error {
+	return e.appendRows("", "outbox_rows", outboxRowColumns, len(b.rows), func(i int, a []driver.Value) {
+		r := &b.rows[i]
+		ev := &r.ev
+		a[0] = ev.EventID
+		a[1] = nullString(ev.OrderID)
+		a[2] = ev.EventType
+		a[3] = nullString(ev.StoreID)
+		a[4] = nullString(ev.CustomerID)
+		a[5] = nullString(ev.CustomerEmailHash)
+		a[6] = int64(ev.Amount) // DECIMAL(38,4) takes the unscaled units
+		a[7] = nullString(ev.Currency)
+		a[8] = nullString(ev.PaymentMethod)
+		a[9] = nullString(ev.CardLast4)
+		a[10] = nullString(ev.Channel)
+		a[11] = nullString(ev.Country)
+		if r.hasItems {
+			a[12] = b.items[r.itemsFrom:r.itemsTo]
+		} else {
+			a[12] = nil
+		}
+		a[13] = ev.EventTime
+		if ev.HasBaseAmount {
+			a[14] = int64(ev.BaseAmount)
+		} else {
+			a[14] = nil
+		}
+		a[15] = nullString(ev.Region)
+		a[16] = nullString(ev.Timezone)
+		a[17] = r.source.topic
+		a[18] = r.source.partition
+		a[19] = r.source.offset
+		a[20] = r.source.kafkaTime
+		a[21] = r.source.ingestTime
+		a[22] = nil // batch_id: set when the batch is sealed
+	})
+}
+
+func (e *Engine) writeDLQ(b *batch) error {
+	return e.appendRows("", "dlq", 15, len(b.dlq), func(i int, a []driver.Value) {
+		d := &b.dlq[i]
+		a[0], a[1], a[2], a[3] = d.id, d.source.topic, d.source.partition, d.source.offset
+		a[4], a[5], a[6] = d.source.kafkaTime, d.source.ingestTime, d.raw
+		a[7], a[8], a[9], a[10] = d.stage, d.code, nullString(d.field), validText(d.reason)
+		a[11], a[12], a[13], a[14] = b.now, nil, nil, nil
+	})
+}
+
+// validText makes s valid UTF-8 for a VARCHAR column (DuckDB rejects
+// anything else). Reasons quote parts of records, which may not be.
+func validText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func (e *Engine) writeWindows(ctx context.Context, b *batch) error {
+	if len(b.changed)+len(b.purged) > 0 {
+		n := len(b.changed)
+		if err := e.appendRows("temp", "stage_window_ids", 5, n+len(b.purged), func(i int, a []driver.Value) {
+			var id window.WindowID
+			if i < n {
+				id = b.changed[i].ID()
+			} else {
+				id = b.purged[i-n]
+			}
+			a[0], a[1], a[2], a[3], a[4] = id.StoreID, id.Currency, id.EventType, id.Channel, id.Start
+		}); err != nil {
+			return err
+		}
+		if _, err := e.conn.ExecContext(ctx, `DELETE FROM windows w USING temp.stage_window_ids s
+			WHERE w.window_start = s.window_start AND w.store_id = s.store_id AND w.currency = s.currency
+			AND w.event_type = s.event_type AND w.channel = s.channel`); err != nil {
+			return fmt.Errorf("cannot update windows: %w", err)
+		}
+		if _, err := e.conn.ExecContext(ctx, `DELETE FROM temp.stage_window_ids`); err != nil {
+			return fmt.Errorf("cannot update windows: %w", err)
+		}
+		var err error
+		if err2 := e.appendRows("", "windows", 14, n, func(i int, a []driver.Value) {
+			w := b.changed[i]
+			sketch, merr := w.Customers.MarshalBinary()
+			if merr != nil && err == nil {
+				err = merr
+			}
+			a[0], a[1], a[2], a[3], a[4] = w.StoreID, w.Currency, w.EventType, w.Channel, w.Start
+			a[5], a[6], a[7], a[8] = w.Count, int64(w.SumAmount), int64(w.SumBase), w.BaseCount
+			a[9], a[10], a[11], a[12], a[13] = int64(w.Min), int64(w.Max), sketch, w.Version, w.Dirty
+		}); err2 != nil {
+			return err2
+		}
+		if err != nil {
+			return fmt.Errorf("cannot encode a window's customer sketch: %w", err)
+		}
+	}
+	return e.appendRows("", "outbox_windows", 16, len(b.emitted), func(i int, a []driver.Value) {
+		w := &b.emitted[i]
+		a[0], a[1], a[2], a[3], a[4], a[5] = w.StoreID, w.Currency, w.EventType, w.Channel, w.Start, w.End
+		a[6], a[7], a[8], a[9] = w.Count, int64(w.SumAmount), int64(w.SumBase), w.BaseCount
+		a[10], a[11], a[12], a[13] = int64(w.Min), int64(w.Max), w.DistinctCustomers, w.Version
+		a[14], a[15] = b.now, nil
+	})
+}
+
+// writeCounters writes the new totals of the counters this batch changed.
+func (e *Engine) writeCounters(ctx context.Context, b *batch) error {
+	var sb strings.Builder
+	var args []any
+	for name, d := range b.delta {
+		if d == 0 {
+			continue
+		}
+		if len(args) > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?)")
+		args = append(args, name, e.counters[name]+d)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	if _, err := e.conn.ExecContext(ctx, `INSERT OR REPLACE INTO engine_counters VALUES `+sb.String(), args...); err != nil {
+		return fmt.Errorf("cannot write counters: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) writeCursor(ctx context.Context, b *batch) error {
+	if b.cursor == nil {
+		return nil
+	}
+	var sb strings.Builder
+	var args []any
+	for _, tp := range sortedPartitions(b.cursor) {
+		next := b.cursor[tp]
+		if old, ok := e.cursor[tp]; ok && old == next {
+			continue
+		}
+		if len(args) > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?, ?)")
+		args = append(args, tp.Topic, tp.Partition, next)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	if _, err := e.conn.ExecContext(ctx, `INSERT OR REPLACE INTO engine_cursor VALUES `+sb.String(), args...); err != nil {
+		return fmt.Errorf("cannot write the cursor: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) writeState(ctx context.Context, b *batch) error {
+	var maxNS, dedupeMax, horizon, since any
+	if t := e.windows.MaxEventTime(); !t.IsZero() {
+		maxNS = t.UnixNano()
+	}
+	if b.dedupeMax != 0 {
+		dedupeMax = b.dedupeMax
+	}
+	if e.dedupe.horizon != math.MinInt64 {
+		horizon = e.dedupe.horizon
+	}
+	if !b.open.since.IsZero() {
+		since = b.open.since
+	}
+	_, err := e.conn.ExecContext(ctx, `INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.opts.Window.Size.Milliseconds(), maxNS, dedupeMax, horizon, formatRanges(b.open.ranges), since,
+		b.open.rows, b.open.windowRows, b.open.bytes, b.nextDLQID)
+	if err != nil {
+		return fmt.Errorf("cannot write the engine state: %w", err)
+	}
+	return nil
+}
+
+// appendItemsJSON appends items as a JSON array of objects with sku, qty
+// and unit_price (a string, so the exact decimal survives every JSON
+// reader): [{"sku":"A-1","qty":2,"unit_price":"5"}].
+func appendItemsJSON(b []byte, items []event.Item) []byte {
+	b = append(b, '[')
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"sku":`...)
+		b = appendJSONString(b, it.SKU)
+		b = append(b, `,"qty":`...)
+		b = strconv.AppendInt(b, int64(it.Qty), 10)
+		b = append(b, `,"unit_price":"`...)
+		b = it.UnitPrice.Append(b)
+		b = append(b, `"}`...)
+	}
+	return append(b, ']')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/offload/offload/engine/window"
+	"github.com/offload/offload/wal"
+)
+
+// benchEvents returns n ~300-byte JSON events: 500 stores, 100k customers,
+// one event in a hundred a duplicate, event times 1 ms apart (so windows
+// close and are emitted as the benchmark runs).
+func benchEvents(n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		id := i
+		if i%100 == 99 {
+			id = i - 50 // a duplicate
+		}
+		at := t0.Add(time.Duration(i) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
+		out[i] = fmt.Appendf(nil, `{"event_id":"evt_%08d","order_id":"ORD-%07d","event_type":"order_placed","store_id":"store-%03d","customer_id":"cust-%06d","customer_email":"user%d@example.com","amount":"%d.%02d","currency":"EUR","channel":"web","items":[{"sku":"SKU-%04d","qty":%d,"unit_price":"%d.50"}],"event_time":"%s"}`,
+			id, id/2, id%500, id%100000, id%100000, 10+id%90, id%100, id%5000, 1+id%3, 5+id%20, at)
+	}
+	return out
+}
+
+// BenchmarkEngine measures the engine end to end from a WAL already
+// holding b.N ~300-byte JSON events (4 partitions, fetched batches of 1000
+// records): decode, clean, validate, mask, dedupe, windows, the outbox
+// rows and one DuckDB transaction per micro-batch of 50000 records, with
+// DuckDB's memory_limit at its default 512 MiB and 2 threads.
+//
+//	go test ./engine -run '^$' -bench BenchmarkEngine -benchtime 1000000x -count 3
+//
+// OFFLOAD_BENCH_CPUPROFILE=file writes a CPU profile of the timed part.
+func BenchmarkEngine(b *testing.B) {
+	dir := b.TempDir()
+	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	evs := benchEvents(b.N)
+	var bytes int64
+	const parts, fetch = 4, 1000
+	next := make([]int64, parts)
+	for i := 0; i < len(evs); i += fetch * parts {
+		for p := 0; p < parts; p++ {
+			var recs []wal.Record
+			for j := i + p*fetch; j < min(i+(p+1)*fetch, len(evs)); j++ {
+				recs = append(recs, wal.Record{Offset: next[p], Timestamp: kafkaTime.UnixMilli(), Value: evs[j]})
+				next[p]++
+				bytes += int64(len(evs[j]))
+			}
+			if len(recs) > 0 {
+				if _, err := w.Append(wal.TopicPartition{Topic: "orders", Partition: int32(p)}, recs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	evs = nil
+	opts := Options{
+		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
+		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
+		Logger: quietLogger(), Now: func() time.Time { return testNow },
+	}
+	e, err := Open(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	runtime.GC()
+
+	var peakHeap, peakRSS uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var ms runtime.MemStats
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			peakHeap = max(peakHeap, ms.HeapInuse)
+			peakRSS = max(peakRSS, rss())
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	if path := os.Getenv("OFFLOAD_BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	b.ResetTimer()
+	start := time.Now()
+	total := 0
+	for {
+		n, err := e.Step()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	// Checkpoint inside the timed part: work DuckDB would otherwise defer
+	// past the end of the run is counted.
+	if _, err := e.conn.ExecContext(context.Background(), `CHECKPOINT`); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	if total != b.N {
+		b.Fatalf("consumed %d records of %d", total, b.N)
+	}
+	st := e.Stats()
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(bytes)/elapsed.Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(peakHeap)/(1<<20), "peak-heap-MiB")
+	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(e.DiskBytes())/float64(total), "disk-B/event")
+	if st.Accepted+st.Deduplicated != int64(total) {
+		b.Fatalf("accepted %d + duplicates %d != %d", st.Accepted, st.Deduplicated, total)
+	}
+}
+
+// rss returns the resident set size of this process, from /proc.
+func rss() uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

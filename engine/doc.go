@@ -1,0 +1,110 @@
+// Package engine turns the records the WAL holds into clean, deduplicated,
+// windowed rows in an embedded DuckDB database, ready for the loader.
+//
+// # Micro-batches
+//
+// The engine reads the WAL from its own cursor, every Options.Interval or
+// as soon as Options.BatchRecords records wait, whichever comes first. Each
+// record of a micro-batch is decoded, mapped, cleaned, validated, filtered,
+// masked and enriched by engine/event, then deduplicated and added to the
+// event-time windows of engine/window. Its fate is one of:
+//
+//   - accepted: a row in outbox_rows, with its lineage (topic, partition,
+//     offset, Kafka time, ingest time);
+//   - duplicate: counted (deduplicated), not stored;
+//   - filtered: counted per filter rule (filtered.NAME), not stored;
+//   - rejected: a row in the dead-letter table with its reason.
+//
+// Everything a micro-batch changes is written in ONE DuckDB transaction:
+// the outbox rows, the dead letters, the dedupe keys, the window state and
+// the emitted windows, the counters, the engine state and the new cursor.
+// Only after COMMIT does the engine truncate the WAL below the cursor. A
+// crash at any moment therefore leaves either all of a micro-batch or none
+// of it; at the next Open the engine reloads its state from DuckDB and
+// reads the WAL again from the committed cursor (DESIGN.md, contract 2).
+// Micro-batches are cut by WAL position, never by the clock, so the redone
+// micro-batch is the one that was lost; the crash test (crash_test.go)
+// kills an engine process at random moments and compares the outbox and
+// the dead letters with those of an uninterrupted run.
+//
+// # Tables
+//
+//	engine_cursor    next WAL offset per (topic, partition)
+//	engine_state     window size, highest event time, dedupe bounds, the open
+//	                 outbox batch's ranges and sizes, the next dead-letter id
+//	engine_counters  persisted counters (Stats): records_in, accepted,
+//	                 rejected.CODE, filtered.RULE, deduplicated, late, ...
+//	dedupe           remembered event ids (128-bit hash, event time)
+//	windows          open windows: aggregates and the customer sketch
+//	outbox_rows      clean rows; batch_id NULL while the batch is open
+//	outbox_windows   emitted windows (each version once); batch_id as above
+//	outbox_batches   sealed batches: id, ranges, sizes, state
+//	dlq              dead letters
+//
+// The column lists are in schema.go; the DDL is created when missing and a
+// database of another schema version is refused.
+//
+// # Dedupe
+//
+// An event id is remembered as the first 128 bits of its SHA-256, with the
+// event's time. Ids are remembered for Options.DedupeWindow (default 24h)
+// of event time behind the highest event time accepted so far: the
+// horizon, rounded down to the minute. An event older than the horizon is
+// still accepted (it cannot be told from a duplicate whose key was
+// forgotten), but its id is not remembered, and it is counted
+// (dedupe_too_old). At most Options.DedupeMaxKeys ids are held: past it the
+// oldest event-time minutes are forgotten and counted (dedupe_evicted).
+// Forgotten keys are deleted from the dedupe table in the same
+// transaction, so the table stays bounded on disk.
+//
+// The dedupe table is the durable truth; an in-memory index (about 50 bytes
+// a key) mirrors it, loaded at Open, so a micro-batch only appends keys and
+// never queries the table. A key is written in the same transaction as its
+// outbox row, so no key exists without its row.
+//
+// Dedupe state is per appliance: the same event id reaching two appliances
+// of one consumer group (after a partition moves) is not caught here.
+//
+// # Windows
+//
+// Accepted events are added to tumbling windows keyed by (store, currency,
+// event type, channel); engine/window describes the watermark, lateness and
+// re-emission. Each micro-batch writes the windows it changed to the
+// windows table and the windows the watermark closed (or a late event
+// corrected, with a higher version) to outbox_windows.
+//
+// # Outbox batches
+//
+// Outbox rows and window rows with a NULL batch_id form the open batch. The
+// micro-batch that brings it to Options.Seal.Rows rows or Seal.Bytes bytes,
+// or the first one after it has been open for Seal.Age, seals it: in the
+// same transaction every open row gets the batch id and the batch is
+// recorded in outbox_batches as "sealed". The loader ships sealed batches
+// and marks them "shipped", or "parked" when the warehouse refuses them for
+// good.
+//
+// # Batch ids
+//
+// A batch id is the appliance id, '-', and 16 hex digits of SHA-256 over
+// the batch's WAL ranges (first and last offset per partition, and the
+// dead-letter ids of replayed records). The same records always give the
+// same id, so the warehouse's load ledger recognises a batch that was
+// loaded before a crash.
+//
+// # Dead letters
+//
+// A dead-letter row keeps the raw record (anything that looks like a card
+// number masked), its Kafka coordinates and times, the stage that refused
+// it (route, decode, validate, enrich), the reason code, the field, and a
+// reason in words. Rows are never deleted. DLQReplay runs pending rows
+// again through the current configuration (after a mapping fix, say):
+// those now accepted go to the outbox like any record, and the row is
+// marked replayed with what the replay found.
+//
+// # Memory
+//
+// DuckDB runs with Options.MemoryLimit and Options.Threads. On the Go side a
+// micro-batch holds at most BatchRecords records and their rows; the open
+// windows and the dedupe index are bounded by the window options and
+// DedupeMaxKeys.
+package engine

@@ -1,0 +1,466 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/engine/window"
+	"github.com/offload/offload/wal"
+)
+
+// ErrClosed is returned by operations on a closed Engine.
+var ErrClosed = errors.New("engine: closed")
+
+// DBFile is the DuckDB database's file name inside Options.Dir.
+const DBFile = "engine.duckdb"
+
+// Engine consumes the WAL in micro-batches into DuckDB: clean rows,
+// windows, dead letters and the outbox. Its methods are safe for concurrent
+// use; micro-batches, seals and DLQ replays run one at a time.
+type Engine struct {
+	opts Options
+	log  *slog.Logger
+	path string
+
+	db   *sql.DB
+	conn *sql.Conn // the one connection that writes; guarded by mu
+
+	mu     sync.Mutex // serializes everything that writes, and the state below
+	closed bool
+	// broken is set when a failed transaction left the in-memory state
+	// different from DuckDB's and reloading it failed too: every later
+	// call returns it, and a restart rebuilds the state from DuckDB.
+	broken error
+
+	decoders map[string]*event.Decoder
+
+	// State mirrored from DuckDB, rebuilt by load. Changed in memory only
+	// after the transaction that persists it has committed, except the
+	// window set and the dedupe index, which a failed transaction reloads.
+	cursor    wal.Cursor
+	windows   *window.Set
+	dedupe    *dedupeIndex
+	dedupeMax int64 // highest event time of a deduplicated-in event, Unix ns; 0 if none
+	counters  map[string]int64
+	open      openBatch
+	nextDLQID int64
+	sealed    pending // sealed batches not yet shipped
+
+	tablesMu      sync.Mutex
+	pendingTables *tables // from SetTables, applied at the next micro-batch
+
+	statsMu sync.Mutex
+	stats   Stats // snapshot after the last commit
+
+	// hook, in tests, is called at named points inside the micro-batch
+	// transaction; an error it returns fails the transaction there.
+	hook func(point string) error
+}
+
+type tables struct {
+	rates *event.Rates
+	ref   *event.Reference
+}
+
+// openBatch is the outbox batch being filled.
+type openBatch struct {
+	ranges     map[wal.TopicPartition]offsetRange
+	since      time.Time // commit time of the micro-batch that opened it; zero when empty
+	rows       int64
+	windowRows int64
+	bytes      int64
+}
+
+type offsetRange struct{ first, last int64 }
+
+type pending struct {
+	batches, rows, windowRows, bytes int64
+}
+
+// Open opens or creates the engine's DuckDB database in opts.Dir, creates
+// the schema if missing, loads the cursor, windows, dedupe keys and
+// counters, and truncates the WAL below the committed cursor (records the
+// engine has consumed are no longer needed: DESIGN.md, contract 6).
+func Open(opts Options) (*Engine, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: opts, log: opts.Logger, path: filepath.Join(opts.Dir, DBFile), decoders: map[string]*event.Decoder{}}
+	for name, cfg := range opts.Topics {
+		d, err := event.NewDecoder(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("engine: topic %s: %w", name, err)
+		}
+		e.decoders[name] = d
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("engine: cannot create the data directory %s: %w", opts.Dir, err)
+	}
+	dsn := fmt.Sprintf("%s?memory_limit=%dKiB&threads=%d", e.path, opts.MemoryLimit>>10, opts.Threads)
+	connector, err := duckdb.NewConnector(dsn, nil)
+	if err != nil {
+		return nil, fmt.Errorf("engine: cannot open %s: %w", e.path, err)
+	}
+	e.db = sql.OpenDB(connector)
+	ctx := context.Background()
+	if e.conn, err = e.db.Conn(ctx); err != nil {
+		_ = e.db.Close()
+		return nil, fmt.Errorf("engine: cannot connect to %s: %w", e.path, err)
+	}
+	if err := e.createSchema(ctx); err != nil {
+		e.closeDB()
+		return nil, err
+	}
+	if err := e.load(ctx); err != nil {
+		e.closeDB()
+		return nil, err
+	}
+	if _, err := opts.WAL.Truncate(e.cursor); err != nil {
+		e.closeDB()
+		return nil, fmt.Errorf("engine: cannot truncate the WAL below the committed cursor: %w", err)
+	}
+	e.snapshotStats(0, 0)
+	e.log.Info("engine: opened", "path", e.path, "dedupe_keys", e.dedupe.len(), "windows", e.windows.Len(),
+		"open_rows", e.open.rows, "sealed_batches_pending", e.sealed.batches)
+	return e, nil
+}
+
+func (e *Engine) closeDB() {
+	// The connection first: closing the pool does not close a connection
+	// that is checked out, and DuckDB's database stays open while any is.
+	if e.conn != nil {
+		_ = e.conn.Close()
+	}
+	_ = e.db.Close()
+}
+
+// Close closes the DuckDB database after the micro-batch in flight, if
+// any. It does not close the WAL.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	errConn := e.conn.Close()
+	errDB := e.db.Close()
+	if err := errors.Join(errConn, errDB); err != nil {
+		return fmt.Errorf("engine: cannot close %s: %w", e.path, err)
+	}
+	return nil
+}
+
+// usable returns why the engine cannot run a transaction, if it cannot.
+// Callers hold mu.
+func (e *Engine) usable() error {
+	if e.closed {
+		return ErrClosed
+	}
+	return e.broken
+}
+
+// SetTables replaces the rates and reference tables (nil: none) of every
+// topic, from the next micro-batch on.
+func (e *Engine) SetTables(r *event.Rates, ref *event.Reference) {
+	e.tablesMu.Lock()
+	e.pendingTables = &tables{rates: r, ref: ref}
+	e.tablesMu.Unlock()
+}
+
+// applyTables hands tables from SetTables to the decoders. Callers hold mu.
+func (e *Engine) applyTables() {
+	e.tablesMu.Lock()
+	t := e.pendingTables
+	e.pendingTables = nil
+	e.tablesMu.Unlock()
+	if t == nil {
+		return
+	}
+	for _, d := range e.decoders {
+		d.SetRates(t.rates)
+		d.SetReference(t.ref)
+	}
+}
+
+// Run runs micro-batches until ctx is done: every Interval, and at once
+// while BatchRecords or more records wait in the WAL. It returns nil when
+// ctx is done, after the micro-batch in flight has committed, and the
+// error of a micro-batch that failed (the state in DuckDB is intact: a
+// restart resumes from the last commit).
+func (e *Engine) Run(ctx context.Context) error {
+	poll := e.opts.Interval / 10
+	poll = max(poll, 5*time.Millisecond)
+	poll = min(poll, 100*time.Millisecond)
+	ticker := time.NewTicker(poll)
+	defer ticker.Stop()
+	next := time.Now()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !time.Now().Before(next) || e.backlog() >= int64(e.opts.BatchRecords) {
+			next = time.Now().Add(e.opts.Interval)
+			if _, err := e.Step(); err != nil {
+				if errors.Is(err, ErrClosed) {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// backlog returns the number of records in the WAL past the committed
+// cursor.
+func (e *Engine) backlog() int64 {
+	var n int64
+	for _, lag := range e.cursorLag() {
+		n += lag
+	}
+	return n
+}
+
+// cursorLag returns, per partition the WAL holds, how many offsets lie
+// between the committed cursor and the WAL's high water.
+func (e *Engine) cursorLag() map[wal.TopicPartition]int64 {
+	e.statsMu.Lock()
+	cur := e.stats.Cursor
+	e.statsMu.Unlock()
+	out := map[wal.TopicPartition]int64{}
+	for _, s := range e.opts.WAL.Stats() {
+		next, ok := cur[s.TopicPartition]
+		if !ok {
+			if s.FirstOffset < 0 {
+				continue
+			}
+			next = s.FirstOffset
+		}
+		if lag := s.HighWater + 1 - next; lag > 0 {
+			out[s.TopicPartition] = lag
+		} else {
+			out[s.TopicPartition] = 0
+		}
+	}
+	return out
+}
+
+// Step runs one micro-batch now: it reads up to BatchRecords records from
+// the cursor and commits their outcome in one DuckDB transaction, then
+// truncates the WAL below the new cursor. It returns the number of records
+// consumed (0 when the WAL holds nothing new; an open outbox batch may
+// still be sealed by age).
+func (e *Engine) Step() (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.usable(); err != nil {
+		return 0, err
+	}
+	e.applyTables()
+	start := time.Now()
+	b := e.newBatch()
+	next, err := e.opts.WAL.Read(e.cursor, e.opts.BatchRecords, func(en wal.Entry) error {
+		b.entries = append(b.entries, en)
+		b.records += len(en.Records)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("engine: cannot read the WAL from the cursor: %w", err)
+	}
+	b.cursor = next
+	if b.records == 0 && !e.sealDue(e.opts.Now(), false) {
+		return 0, nil
+	}
+	e.process(b)
+	if err := e.commit(b); err != nil {
+		return 0, err
+	}
+	if b.records > 0 {
+		if _, err := e.opts.WAL.Truncate(e.cursor); err != nil {
+			// Not fatal: the records are consumed, and the next
+			// truncation (or the next Open) deletes them.
+			e.log.Warn("engine: cannot truncate the WAL after a commit; retried after the next micro-batch", "err", err)
+		}
+	}
+	e.snapshotStats(time.Since(start), b.records)
+	if b.records > 0 {
+		e.log.Debug("engine: micro-batch committed", "records", b.records, "accepted", b.delta[cAccepted],
+			"rejected", b.delta[cRejected], "filtered", b.delta[cFiltered], "deduplicated", b.delta[cDeduplicated],
+			"accepted_total", e.counters[cAccepted], "took", time.Since(start))
+	}
+	return b.records, nil
+}
+
+// DiskBytes returns the size of the DuckDB database file and its
+// write-ahead log: what the data directory's byte budget counts for the
+// engine, the outbox and the DLQ.
+func (e *Engine) DiskBytes() int64 {
+	var n int64
+	for _, p := range []string{e.path, e.path + ".wal"} {
+		if st, err := os.Stat(p); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
+// Stats are the engine's counters and gauges. Counters survive restarts
+// (they are persisted with each micro-batch).
+type Stats struct {
+	RecordsIn int64 // WAL records consumed
+	Accepted  int64 // clean rows written to the outbox (after dedupe)
+	Rejected  int64 // records dead-lettered
+	// RejectedByCode splits Rejected by reject code (event.Code*, plus
+	// unknown_topic).
+	RejectedByCode map[string]int64
+	Filtered       int64
+	// FilteredByRule splits Filtered by the name of the filter rule.
+	FilteredByRule map[string]int64
+	Deduplicated   int64 // accepted records dropped as duplicates
+	// DedupeEvicted counts keys forgotten because more than DedupeMaxKeys
+	// were held; DedupeExpired those forgotten by the dedupe window.
+	DedupeEvicted int64
+	DedupeExpired int64
+	// DedupeTooOld counts events older than the dedupe horizon: kept, but
+	// their ids are not remembered (doc.go, "Dedupe").
+	DedupeTooOld int64
+	DedupeKeys   int64 // keys held now
+	// Late and TooLate count events after the watermark (window.Late,
+	// window.TooLate); both are in the outbox rows.
+	Late, TooLate int64
+	// NoBaseAmount counts accepted events whose currency the rates table
+	// lacks (base_amount NULL).
+	NoBaseAmount    int64
+	WindowsEmitted  int64
+	WindowOverflows int64
+	Windows         int   // windows held now
+	BatchesSealed   int64 // outbox batches sealed
+	// Outbox rows, window rows and estimated bytes not yet shipped: the
+	// open batch plus sealed batches not shipped.
+	OutboxRowsPending       int64
+	OutboxWindowRowsPending int64
+	OutboxBytesPending      int64
+	SealedBatchesPending    int64
+	DLQRows                 int64 // dead-letter rows written (never deleted)
+	DLQReplayed             int64 // dead-letter rows replayed into the outbox
+	Watermark               time.Time
+	MaxEventTime            time.Time
+	// Cursor is the committed cursor; CursorLag, per partition, the
+	// records between it and the WAL's high water.
+	Cursor            wal.Cursor
+	CursorLag         map[wal.TopicPartition]int64
+	LastBatchDuration time.Duration
+	LastBatchRecords  int
+}
+
+// Counter names, as persisted in engine_counters.
+const (
+	cRecordsIn       = "records_in"
+	cAccepted        = "accepted"
+	cRejected        = "rejected"
+	cRejectedPrefix  = "rejected."
+	cFiltered        = "filtered"
+	cFilteredPrefix  = "filtered."
+	cDeduplicated    = "deduplicated"
+	cDedupeEvicted   = "dedupe_evicted"
+	cDedupeExpired   = "dedupe_expired"
+	cDedupeTooOld    = "dedupe_too_old"
+	cLate            = "late"
+	cTooLate         = "too_late"
+	cNoBaseAmount    = "no_base_amount"
+	cWindowsEmitted  = "windows_emitted"
+	cWindowOverflows = "window_overflows"
+	cBatchesSealed   = "batches_sealed"
+	cDLQRows         = "dlq_rows"
+	cDLQReplayed     = "dlq_replayed"
+)
+
+// Stats returns the counters as of the last commit and the current cursor
+// lag. It does not wait for a micro-batch in flight.
+func (e *Engine) Stats() Stats {
+	e.statsMu.Lock()
+	s := e.stats
+	s.RejectedByCode = cloneMap(s.RejectedByCode)
+	s.FilteredByRule = cloneMap(s.FilteredByRule)
+	s.Cursor = s.Cursor.Clone()
+	e.statsMu.Unlock()
+	s.CursorLag = e.cursorLag()
+	return s
+}
+
+func cloneMap(m map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// snapshotStats copies the committed state into the Stats snapshot.
+// Callers hold mu.
+func (e *Engine) snapshotStats(d time.Duration, records int) {
+	c := e.counters
+	s := Stats{
+		RecordsIn: c[cRecordsIn], Accepted: c[cAccepted], Rejected: c[cRejected],
+		RejectedByCode: map[string]int64{}, Filtered: c[cFiltered], FilteredByRule: map[string]int64{},
+		Deduplicated: c[cDeduplicated], DedupeEvicted: c[cDedupeEvicted], DedupeExpired: c[cDedupeExpired],
+		DedupeTooOld: c[cDedupeTooOld], DedupeKeys: e.dedupe.len(),
+		Late: c[cLate], TooLate: c[cTooLate], NoBaseAmount: c[cNoBaseAmount],
+		WindowsEmitted: c[cWindowsEmitted], WindowOverflows: c[cWindowOverflows], Windows: e.windows.Len(),
+		BatchesSealed:           c[cBatchesSealed],
+		OutboxRowsPending:       e.open.rows + e.sealed.rows,
+		OutboxWindowRowsPending: e.open.windowRows + e.sealed.windowRows,
+		OutboxBytesPending:      e.open.bytes + e.sealed.bytes,
+		SealedBatchesPending:    e.sealed.batches,
+		DLQRows:                 c[cDLQRows], DLQReplayed: c[cDLQReplayed],
+		Watermark: e.windows.Watermark(), MaxEventTime: e.windows.MaxEventTime(),
+		Cursor: e.cursor.Clone(), LastBatchDuration: d, LastBatchRecords: records,
+	}
+	for name, v := range c {
+		switch {
+		case len(name) > len(cRejectedPrefix) && name[:len(cRejectedPrefix)] == cRejectedPrefix:
+			s.RejectedByCode[name[len(cRejectedPrefix):]] = v
+		case len(name) > len(cFilteredPrefix) && name[:len(cFilteredPrefix)] == cFilteredPrefix:
+			s.FilteredByRule[name[len(cFilteredPrefix):]] = v
+		}
+	}
+	e.statsMu.Lock()
+	if d == 0 && records == 0 {
+		s.LastBatchDuration, s.LastBatchRecords = e.stats.LastBatchDuration, e.stats.LastBatchRecords
+	}
+	e.stats = s
+	e.statsMu.Unlock()
+}
+
+// sortedPartitions returns the keys of m in (topic, partition) order.
+func sortedPartitions[V any](m map[wal.TopicPartition]V) []wal.TopicPartition {
+	out := make([]wal.TopicPartition, 0, len(m))
+	for tp := range m {
+		out = append(out, tp)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
+}

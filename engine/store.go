@@ -1,0 +1,315 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/engine/window"
+	"github.com/offload/offload/wal"
+)
+
+// createSchema creates the tables if missing and checks the schema
+// version, then the write connection's staging tables.
+func (e *Engine) createSchema(ctx context.Context) error {
+	err := e.inTx(ctx, func() error {
+		for _, ddl := range schemaDDL {
+			if _, err := e.conn.ExecContext(ctx, ddl); err != nil {
+				return err
+			}
+		}
+		var v int
+		switch err := e.conn.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = e.conn.ExecContext(ctx, `INSERT INTO schema_version VALUES (?)`, schemaVersion)
+			return err
+		case err != nil:
+			return err
+		case v != schemaVersion:
+			return fmt.Errorf("the database has schema version %d and this offload knows version %d: run the offload version that wrote it, or move %s aside", v, schemaVersion, e.path)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("engine: cannot create the schema in %s: %w", e.path, err)
+	}
+	for _, ddl := range tempDDL {
+		if _, err := e.conn.ExecContext(ctx, ddl); err != nil {
+			return fmt.Errorf("engine: cannot create staging tables: %w", err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn inside BEGIN ... COMMIT on the write connection, rolling
+// back if fn or the commit fails.
+func (e *Engine) inTx(ctx context.Context, fn func() error) error {
+	if _, err := e.conn.ExecContext(ctx, `BEGIN TRANSACTION`); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		if _, rerr := e.conn.ExecContext(ctx, `ROLLBACK`); rerr != nil {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+		}
+		return err
+	}
+	if _, err := e.conn.ExecContext(ctx, `COMMIT`); err != nil {
+		// DuckDB aborts a transaction whose commit failed; the rollback
+		// only makes sure the connection is out of it.
+		_, _ = e.conn.ExecContext(ctx, `ROLLBACK`)
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// appender returns a DuckDB Appender on the write connection. Appended
+// rows belong to the connection's open transaction: a ROLLBACK discards
+// them (engine_test.go checks this).
+func (e *Engine) appender(catalog, table string) (*duckdb.Appender, error) {
+	var a *duckdb.Appender
+	err := e.conn.Raw(func(dc any) error {
+		c, ok := dc.(driver.Conn)
+		if !ok {
+			return fmt.Errorf("BUG: DuckDB driver connection is %T", dc)
+		}
+		var err error
+		a, err = duckdb.NewAppender(c, catalog, "", table)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot append to %s: %w", table, err)
+	}
+	return a, nil
+}
+
+// appendRows appends n rows to table, row(i, args) filling args for row i.
+func (e *Engine) appendRows(catalog, table string, ncol, n int, row func(i int, args []driver.Value)) error {
+	if n == 0 {
+		return nil
+	}
+	a, err := e.appender(catalog, table)
+	if err != nil {
+		return err
+	}
+	args := make([]driver.Value, ncol)
+	for i := 0; i < n; i++ {
+		row(i, args)
+		if err := a.AppendRow(args...); err != nil {
+			_ = a.Close()
+			return fmt.Errorf("cannot append to %s: %w", table, err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		return fmt.Errorf("cannot append to %s: %w", table, err)
+	}
+	return nil
+}
+
+// load reads the engine's state from DuckDB into memory: the cursor,
+// counters, windows, dedupe keys and the open batch.
+func (e *Engine) load(ctx context.Context) error {
+	if err := e.loadState(ctx); err != nil {
+		return fmt.Errorf("engine: cannot load the engine state from %s: %w", e.path, err)
+	}
+	return nil
+}
+
+func (e *Engine) loadState(ctx context.Context) error {
+	q := e.conn
+	var (
+		sizeMS                       int64
+		maxNS, dedupeMaxNS, horizonN sql.NullInt64
+		ranges                       string
+		since                        sql.NullTime
+		openRows, openWin, openBytes int64
+		nextDLQ                      int64
+	)
+	err := q.QueryRowContext(ctx, `SELECT window_size_ms, max_event_time_ns, dedupe_max_time_ns, dedupe_horizon_ns,
+		open_ranges, open_since, open_rows, open_window_rows, open_bytes, next_dlq_id FROM engine_state WHERE id = 1`).
+		Scan(&sizeMS, &maxNS, &dedupeMaxNS, &horizonN, &ranges, &since, &openRows, &openWin, &openBytes, &nextDLQ)
+	fresh := errors.Is(err, sql.ErrNoRows)
+	if err != nil && !fresh {
+		return err
+	}
+	if fresh {
+		nextDLQ = 1
+		ranges = "[]"
+	}
+
+	var nwin int64
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM windows`).Scan(&nwin); err != nil {
+		return err
+	}
+	if !fresh && sizeMS != e.opts.Window.Size.Milliseconds() && nwin > 0 {
+		return fmt.Errorf("engine.window changed from %s to %s while %d windows are open; set it back, or let them be emitted first",
+			time.Duration(sizeMS)*time.Millisecond, e.opts.Window.Size, nwin)
+	}
+
+	// Cursor.
+	cursor := wal.Cursor{}
+	rows, err := q.QueryContext(ctx, `SELECT topic, "partition", next_offset FROM engine_cursor`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var tp wal.TopicPartition
+		var next int64
+		if err := rows.Scan(&tp.Topic, &tp.Partition, &next); err != nil {
+			rows.Close()
+			return err
+		}
+		cursor[tp] = next
+	}
+	if err := closeRows(rows); err != nil {
+		return err
+	}
+
+	// Counters.
+	counters := map[string]int64{}
+	rows, err = q.QueryContext(ctx, `SELECT name, value FROM engine_counters`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			rows.Close()
+			return err
+		}
+		counters[name] = v
+	}
+	if err := closeRows(rows); err != nil {
+		return err
+	}
+
+	// Windows.
+	set := window.NewSet(e.opts.Window)
+	var ws []window.Window
+	rows, err = q.QueryContext(ctx, `SELECT store_id, currency, event_type, channel, epoch_us(window_start), count,
+		sum_e4, sum_base_e4, base_count, min_e4, max_e4, customers, version, dirty FROM windows`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var w window.Window
+		var startUS int64
+		var sum, sumBase, mn, mx int64
+		var sketch []byte
+		if err := rows.Scan(&w.StoreID, &w.Currency, &w.EventType, &w.Channel, &startUS, &w.Count,
+			&sum, &sumBase, &w.BaseCount, &mn, &mx, &sketch, &w.Version, &w.Dirty); err != nil {
+			rows.Close()
+			return err
+		}
+		w.Start = time.UnixMicro(startUS).UTC()
+		w.SumAmount, w.SumBase, w.Min, w.Max = event.Decimal(sum), event.Decimal(sumBase), event.Decimal(mn), event.Decimal(mx)
+		if err := w.Customers.UnmarshalBinary(sketch); err != nil {
+			rows.Close()
+			return fmt.Errorf("window %s/%s/%s/%s at %s: %w", w.StoreID, w.Currency, w.EventType, w.Channel, w.Start, err)
+		}
+		ws = append(ws, w)
+	}
+	if err := closeRows(rows); err != nil {
+		return err
+	}
+	var maxEvent time.Time
+	if maxNS.Valid {
+		maxEvent = time.Unix(0, maxNS.Int64).UTC()
+	}
+	set.Restore(ws, maxEvent)
+
+	// Dedupe keys.
+	horizon := int64(math.MinInt64)
+	if horizonN.Valid {
+		horizon = horizonN.Int64
+	}
+	idx := newDedupeIndex(horizon)
+	rows, err = q.QueryContext(ctx, `SELECT hash_hi, hash_lo, epoch_us(event_time) FROM dedupe`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var hi, lo uint64
+		var us int64
+		if err := rows.Scan(&hi, &lo, &us); err != nil {
+			rows.Close()
+			return err
+		}
+		idx.add(keyFromParts(hi, lo), us)
+	}
+	if err := closeRows(rows); err != nil {
+		return err
+	}
+
+	// Open batch.
+	open := openBatch{rows: openRows, windowRows: openWin, bytes: openBytes}
+	if open.ranges, err = parseRanges(ranges); err != nil {
+		return fmt.Errorf("engine_state.open_ranges: %w", err)
+	}
+	if since.Valid {
+		open.since = since.Time
+	}
+
+	// Sealed batches not shipped.
+	var sealed pending
+	if err := q.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(window_rows), 0), coalesce(sum(bytes), 0)
+		FROM outbox_batches WHERE state <> 'shipped'`).Scan(&sealed.batches, &sealed.rows, &sealed.windowRows, &sealed.bytes); err != nil {
+		return err
+	}
+
+	e.cursor, e.counters, e.windows, e.dedupe = cursor, counters, set, idx
+	e.dedupeMax = 0
+	if dedupeMaxNS.Valid {
+		e.dedupeMax = dedupeMaxNS.Int64
+	}
+	e.open, e.nextDLQID, e.sealed = open, nextDLQ, sealed
+	return nil
+}
+
+func closeRows(rows *sql.Rows) error {
+	err := rows.Err()
+	return errors.Join(err, rows.Close())
+}
+
+// rangeJSON is one entry of outbox_batches.ranges and engine_state.open_ranges.
+type rangeJSON struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	First     int64  `json:"first"`
+	Last      int64  `json:"last"`
+}
+
+func parseRanges(s string) (map[wal.TopicPartition]offsetRange, error) {
+	var rs []rangeJSON
+	if err := json.Unmarshal([]byte(s), &rs); err != nil {
+		return nil, err
+	}
+	out := make(map[wal.TopicPartition]offsetRange, len(rs))
+	for _, r := range rs {
+		out[wal.TopicPartition{Topic: r.Topic, Partition: r.Partition}] = offsetRange{r.First, r.Last}
+	}
+	return out, nil
+}
+
+// formatRanges renders ranges as JSON sorted by topic and partition: the
+// canonical text batch ids are hashed from.
+func formatRanges(m map[wal.TopicPartition]offsetRange) string {
+	rs := make([]rangeJSON, 0, len(m))
+	for _, tp := range sortedPartitions(m) {
+		r := m[tp]
+		rs = append(rs, rangeJSON{Topic: tp.Topic, Partition: tp.Partition, First: r.first, Last: r.last})
+	}
+	b, err := json.Marshal(rs)
+	if err != nil {
+		panic("BUG: engine: cannot marshal ranges: " + err.Error())
+	}
+	return string(b)
+}
