@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	_ "github.com/duckdb/duckdb-go/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -22,7 +25,8 @@ import (
 // TestKillDuringIngest SIGKILLs `offload run` at random moments while a
 // producer writes, many times over, against the in-process Kafka. After
 // every kill no committed offset may be beyond what the WAL holds durably;
-// at the end the WAL holds every produced record exactly once, in order.
+// at the end every produced record is held exactly once: still in the WAL
+// or consumed by the engine into the outbox.
 func TestKillDuringIngest(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "orders"), kfake.GroupMinSessionTimeout(time.Second))
 	if err != nil {
@@ -84,7 +88,8 @@ func produce(t *testing.T, brokers, topic string, total int, out *produced) {
 	for seq := 0; seq < total; {
 		batch := make([]*kgo.Record, 0, 250)
 		for ; len(batch) < cap(batch) && seq < total; seq++ {
-			v := fmt.Sprintf(`{"event_id":"evt-%08d","order_id":"ord-%d","amount":"%d.50","currency":"EUR","pad":"%s"}`, seq, seq/3, seq%500, pad)
+			v := fmt.Sprintf(`{"event_id":"evt-%08d","order_id":"ord-%d","event_type":"order_placed","store_id":"s-%d","amount":"%d.50","currency":"EUR","channel":"web","event_time":"%s","pad":"%s"}`,
+				seq, seq/3, seq%7, seq%500, time.Now().UTC().Format(time.RFC3339Nano), pad)
 			batch = append(batch, &kgo.Record{Key: []byte(fmt.Sprintf("ord-%d", seq/3)), Value: []byte(v)})
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -139,8 +144,8 @@ func killTest(t *testing.T, brokers, topic string, kills, total int) {
 		t.Fatalf("offload exited %d after SIGTERM", code)
 	}
 	checkCommittedDurable(t, adm, dataDir, topic, "after the final run")
-	checkWALHolds(t, dataDir, out)
-	t.Logf("%d kills, %d records produced, all in the WAL exactly once", kills, out.n)
+	checkDelivered(t, dataDir, out)
+	t.Logf("%d kills, %d records produced, each held exactly once (WAL, outbox or dead letters)", kills, out.n)
 }
 
 // checkCommittedDurable checks that no committed offset is beyond the WAL's
@@ -209,29 +214,65 @@ func waitCommitted(t *testing.T, adm *kadm.Client, topic string, timeout time.Du
 	}
 }
 
-// checkWALHolds reads the whole WAL and checks every produced record is
-// there exactly once, in offset order per partition, with its value.
-func checkWALHolds(t *testing.T, dataDir string, out *produced) {
+// checkDelivered checks that every produced record is held exactly once by
+// the appliance, whichever stage has it now: still in the WAL, or consumed
+// by the engine into the outbox (clean rows) or the dead-letter table. The
+// daemon must be stopped.
+func checkDelivered(t *testing.T, dataDir string, out *produced) {
 	t.Helper()
+	got := heldRecords(t, dataDir)
+	total := 0
+	for tp, offsets := range out.recs {
+		for off, val := range offsets {
+			h := got[tp][off]
+			if len(h) != 1 {
+				t.Errorf("%s offset %d is held %d times (%v), want once", tp, off, len(h), h)
+				continue
+			}
+			if !strings.Contains(val, h[0].eventID) {
+				t.Errorf("%s offset %d: held event %q (%s), produced %s", tp, off, h[0].eventID, h[0].where, val)
+			}
+		}
+		total += len(offsets)
+	}
+	for tp, offs := range got {
+		for off := range offs {
+			if _, ok := out.recs[tp][off]; !ok {
+				t.Errorf("%s offset %d is held but was never produced", tp, off)
+			}
+		}
+	}
+	if total != out.n {
+		t.Errorf("produced map holds %d records, producer counted %d", total, out.n)
+	}
+}
+
+// held is where one record is: "wal", "outbox" or "dlq:<code>".
+type held struct {
+	where   string
+	eventID string // the event id (outbox), or the raw value (wal, dlq)
+}
+
+// heldRecords returns, per partition and offset, every place the appliance
+// holds the record at that offset.
+func heldRecords(t *testing.T, dataDir string) map[wal.TopicPartition]map[int64][]held {
+	t.Helper()
+	out := map[wal.TopicPartition]map[int64][]held{}
+	add := func(tp wal.TopicPartition, off int64, h held) {
+		if out[tp] == nil {
+			out[tp] = map[int64][]held{}
+		}
+		out[tp][off] = append(out[tp][off], h)
+	}
 	w, err := wal.Open(walDir(dataDir), wal.Options{ReadOnly: true, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	got := map[wal.TopicPartition][]int64{}
-	cur := wal.Cursor{}
-	for {
+	for cur := (wal.Cursor{}); ; {
 		n := 0
 		cur, err = w.Read(cur, 10000, func(e wal.Entry) error {
 			for _, r := range e.Records {
-				want, ok := out.recs[e.TopicPartition][r.Offset]
-				if !ok {
-					return fmt.Errorf("%s offset %d in the WAL was never produced", e.TopicPartition, r.Offset)
-				}
-				if string(r.Value) != want {
-					return fmt.Errorf("%s offset %d holds %q, produced %q", e.TopicPartition, r.Offset, r.Value, want)
-				}
-				got[e.TopicPartition] = append(got[e.TopicPartition], r.Offset)
+				add(e.TopicPartition, r.Offset, held{"wal", string(r.Value)})
 				n++
 			}
 			return nil
@@ -243,20 +284,39 @@ func checkWALHolds(t *testing.T, dataDir string, out *produced) {
 			break
 		}
 	}
-	total := 0
-	for tp, offsets := range out.recs {
-		g := got[tp]
-		if len(g) != len(offsets) {
-			t.Errorf("%s: WAL holds %d records, %d produced", tp, len(g), len(offsets))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("duckdb", filepath.Join(dataDir, "engine.duckdb")+"?access_mode=read_only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []struct{ where, sql string }{
+		{"outbox", `SELECT source_topic, source_partition, source_offset, '', CAST(event_id AS BLOB) FROM outbox_rows`},
+		{"dlq", `SELECT topic, "partition", "offset", code, raw FROM dlq`},
+	} {
+		rows, err := db.Query(q.sql)
+		if err != nil {
+			t.Fatalf("%s: %v", q.sql, err)
 		}
-		for i, o := range g {
-			if i > 0 && o <= g[i-1] {
-				t.Errorf("%s: offset %d follows %d (duplicate or disorder)", tp, o, g[i-1])
+		for rows.Next() {
+			var tp wal.TopicPartition
+			var off int64
+			var code string
+			var b []byte
+			if err := rows.Scan(&tp.Topic, &tp.Partition, &off, &code, &b); err != nil {
+				t.Fatal(err)
+			}
+			if q.where == "dlq" {
+				add(tp, off, held{q.where, "dlq:" + code + " " + string(b)})
+			} else {
+				add(tp, off, held{q.where, string(b)})
 			}
 		}
-		total += len(g)
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if total != out.n {
-		t.Errorf("WAL holds %d records, %d produced", total, out.n)
-	}
+	return out
 }

@@ -36,9 +36,10 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"run", "run the appliance daemon: consume Kafka into the WAL", runDaemon},
+		{"run", "run the appliance daemon: Kafka -> WAL -> engine -> outbox", runDaemon},
 		{"validate", "check a configuration file and print the effective settings", runValidate},
 		{"wal", "inspect the WAL offline: stats, verify", runWAL},
+		{"dlq", "dead-letter records offline: list, export, replay", runDLQ},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -59,6 +59,8 @@ kafka:
   topics: [%s]
   group: offload-test
   session_timeout: 6s
+engine:
+  interval: 200ms
 admin:
   listen: 127.0.0.1:0
 `, dataDir, brokers, topic)

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/ingest"
@@ -55,6 +57,12 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	st := w.Stats()
 	log.Info("wal recovered", "partitions", len(st), "bytes", w.Bytes())
 
+	eng, err := openEngine(c, w, log)
+	if err != nil {
+		_ = w.Close()
+		return err
+	}
+
 	budget := int64(c.DiskBudget)
 	in, err := ingest.New(ingest.Options{
 		Brokers:  c.Kafka.Brokers,
@@ -74,10 +82,13 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		},
 		FetchMaxBytes: int32(c.Kafka.FetchMaxBytes),
 		WAL:           w,
-		OverBudget:    func() bool { return w.Bytes() >= budget },
-		Logger:        log,
+		// The budget counts the WAL's live bytes and the engine's DuckDB
+		// file, which holds the outbox and the dead-letter table.
+		OverBudget: func() bool { return w.Bytes()+eng.DiskBytes() >= budget },
+		Logger:     log,
 	})
 	if err != nil {
+		_ = eng.Close()
 		_ = w.Close()
 		return err
 	}
@@ -96,20 +107,54 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		})
 		if err != nil {
 			in.Close()
+			_ = eng.Close()
 			_ = w.Close()
 			return err
 		}
 	}
 
-	runErr := in.Run(ctx)
+	// SIGHUP reloads the rates and reference tables from their files.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadTablesOnHUP(ctx, hup, c, eng, log)
+
+	// The engine runs beside ingest; if it fails, ingest stops too.
+	ingestCtx, stopIngest := context.WithCancel(ctx)
+	defer stopIngest()
+	engineCtx, stopEngine := context.WithCancel(context.Background())
+	defer stopEngine()
+	engineDone := make(chan error, 1)
+	go func() {
+		err := eng.Run(engineCtx)
+		if err != nil {
+			stopIngest()
+		}
+		engineDone <- err
+	}()
+
+	runErr := in.Run(ingestCtx)
 
 	// Shut down in data-flow order.
 	log.Info("stopping", "reason", stopReason(ctx, runErr))
-	in.Close() // 1. ingest has finished its in-flight append and commit; leave the group.
-	if adm != nil {
-		_ = adm.Close() // 2. stop answering probes.
+	in.Close() // 1. ingest finished its in-flight append and commit; leave the group.
+	stopEngine()
+	var engineErr error
+	select { // 2. the engine finishes its in-flight micro-batch.
+	case engineErr = <-engineDone:
+	case <-time.After(c.ShutdownGrace.D()):
+		engineErr = fmt.Errorf("engine: micro-batch still running after shutdown_grace %s; stopping anyway (an unfinished micro-batch is rolled back and redone at start-up)", c.ShutdownGrace)
 	}
-	if err := w.Close(); err != nil { // 3. close the WAL last: everything before it wrote to it.
+	if runErr == nil {
+		runErr = engineErr
+	}
+	if adm != nil {
+		_ = adm.Close() // 3. stop answering probes.
+	}
+	if err := eng.Close(); err != nil && runErr == nil { // 4. close DuckDB.
+		runErr = err
+	}
+	if err := w.Close(); err != nil { // 5. close the WAL last: everything before it read or wrote it.
 		log.Error("wal: close failed", "err", err)
 		if runErr == nil {
 			runErr = err
@@ -129,4 +174,25 @@ func stopReason(ctx context.Context, err error) string {
 		return "signal"
 	}
 	return "done"
+}
+
+// reloadTablesOnHUP reloads the rates and reference files named by the
+// configuration on each SIGHUP, until ctx is done. A file that fails to
+// load leaves the tables in use unchanged.
+func reloadTablesOnHUP(ctx context.Context, hup <-chan os.Signal, c *config.Config, eng *engine.Engine, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		rates, ref, err := loadTables(c)
+		if err != nil {
+			log.Error("SIGHUP: tables not reloaded; the previous ones stay in use", "err", err)
+			continue
+		}
+		eng.SetTables(rates, ref)
+		log.Info("SIGHUP: rates and reference tables reloaded; they apply from the next micro-batch",
+			"rates", rates.Len(), "reference", ref.Len())
+	}
 }

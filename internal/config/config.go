@@ -160,7 +160,7 @@ func Default() Config {
 			MemoryLimit:   512 << 20,
 			Threads:       2,
 			DedupeWindow:  Duration(24 * time.Hour),
-			DedupeMaxKeys: 50_000_000,
+			DedupeMaxKeys: 5_000_000,
 			Window:        Duration(time.Minute),
 			Lateness:      Duration(5 * time.Minute),
 			BaseCurrency:  "EUR",

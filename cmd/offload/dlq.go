@@ -1,0 +1,164 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/wal"
+)
+
+func runDLQ(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{errors.New("missing subcommand: list, export or replay")}
+	}
+	switch args[0] {
+	case "list":
+		return runDLQList(args[1:], stdout, stderr)
+	case "export":
+		return runDLQExport(args[1:], stdout, stderr)
+	case "replay":
+		return runDLQReplay(args[1:], stdout, stderr)
+	}
+	return usageError{fmt.Errorf("unknown subcommand %q: use list, export or replay", args[0])}
+}
+
+// openEngineOffline opens the engine of a stopped appliance for the dlq
+// commands: the configuration gives the data directory and, for replay,
+// the decoding settings to re-apply.
+func openEngineOffline(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*engine.Engine, *wal.WAL, engine.DLQFilter, error) {
+	fs := newFlags("dlq "+name, stderr)
+	path := fs.String("config", "", "configuration file (YAML) of the appliance")
+	var f engine.DLQFilter
+	fs.StringVar(&f.Code, "code", "", "only entries with this reason code")
+	fs.StringVar(&f.Topic, "topic", "", "only entries from this topic")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, f, err
+	}
+	if *path == "" {
+		return nil, nil, f, usageError{errors.New("--config FILE is required")}
+	}
+	c, err := loadConfig(*path)
+	if err != nil {
+		return nil, nil, f, err
+	}
+	log := quietLogger()
+	w, err := wal.Open(walDir(c.DataDir), wal.Options{Logger: log})
+	if err != nil {
+		return nil, nil, f, fmt.Errorf("%w (if offload is running, stop it first)", err)
+	}
+	eng, err := openEngine(c, w, log)
+	if err != nil {
+		_ = w.Close()
+		return nil, nil, f, fmt.Errorf("%w (if offload is running, stop it first)", err)
+	}
+	return eng, w, f, nil
+}
+
+func openEngine(c *config.Config, w *wal.WAL, log *slog.Logger) (*engine.Engine, error) {
+	opts, err := engineOptions(c, w, log)
+	if err != nil {
+		return nil, err
+	}
+	return engine.Open(opts)
+}
+
+func closeOffline(eng *engine.Engine, w *wal.WAL) {
+	_ = eng.Close()
+	_ = w.Close()
+}
+
+func runDLQList(args []string, stdout, stderr io.Writer) error {
+	var limit *int
+	eng, w, f, err := openEngineOffline("list", args, stderr, func(fs *flag.FlagSet) {
+		limit = fs.Int("limit", 50, "how many entries, newest first")
+	})
+	if err != nil {
+		return err
+	}
+	defer closeOffline(eng, w)
+	f.Limit = *limit
+	entries, err := eng.DLQList(f)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAT\tSOURCE\tSTAGE\tCODE\tREASON\tREPLAYED\tRAW")
+	for _, e := range entries {
+		replayed := ""
+		if !e.ReplayedAt.IsZero() {
+			replayed = e.ReplayedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s/%d@%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.At.UTC().Format(time.RFC3339),
+			e.Topic, e.Partition, e.Offset, e.Stage, e.Code, e.Reason, replayed, engine.Preview(e.Raw))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d entries shown\n", len(entries))
+	return nil
+}
+
+func runDLQExport(args []string, stdout, stderr io.Writer) error {
+	var out *string
+	eng, w, f, err := openEngineOffline("export", args, stderr, func(fs *flag.FlagSet) {
+		out = fs.String("out", "-", "file to write JSON lines to (- for stdout)")
+	})
+	if err != nil {
+		return err
+	}
+	defer closeOffline(eng, w)
+	dst := stdout
+	var file *os.File
+	if *out != "-" {
+		if file, err = os.Create(*out); err != nil {
+			return err
+		}
+		dst = file
+	}
+	n, err := eng.DLQExport(dst, f)
+	if file != nil {
+		if cerr := file.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("cannot write %s: %w", *out, cerr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "exported %d dead-letter entries\n", n)
+	return nil
+}
+
+func runDLQReplay(args []string, stdout, stderr io.Writer) error {
+	eng, w, f, err := openEngineOffline("replay", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	defer closeOffline(eng, w)
+	res, err := eng.DLQReplay(f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %d entries: %d accepted, %d duplicates, %d filtered, %d still rejected (kept in the dead-letter table)\n",
+		res.Attempted, res.Accepted, res.Duplicates, res.Filtered, res.StillRejected)
+	codes := make([]string, 0, len(res.StillRejectedByCode))
+	for c := range res.StillRejectedByCode {
+		codes = append(codes, c)
+	}
+	sort.Strings(codes)
+	for _, c := range codes {
+		fmt.Fprintf(stdout, "  still rejected: %-22s %d\n", c, res.StillRejectedByCode[c])
+	}
+	return nil
+}
