@@ -2,7 +2,7 @@ package wal
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -249,12 +249,7 @@ func fmtCursor(c Cursor) string {
 	for tp := range c {
 		tps = append(tps, tp)
 	}
-	sort.Slice(tps, func(i, j int) bool {
-		if tps[i].Topic != tps[j].Topic {
-			return tps[i].Topic < tps[j].Topic
-		}
-		return tps[i].Partition < tps[j].Partition
-	})
+	slices.SortFunc(tps, TopicPartition.Compare)
 	parts := make([]string, len(tps))
 	for i, tp := range tps {
 		parts[i] = fmt.Sprintf("%s:%d", tp, c[tp])

@@ -3,7 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -119,12 +119,7 @@ func (w *WAL) Verify() (VerifyReport, error) {
 	for tp := range parts {
 		orphans = append(orphans, tp)
 	}
-	sort.Slice(orphans, func(i, j int) bool {
-		if orphans[i].Topic != orphans[j].Topic {
-			return orphans[i].Topic < orphans[j].Topic
-		}
-		return orphans[i].Partition < orphans[j].Partition
-	})
+	slices.SortFunc(orphans, TopicPartition.Compare)
 	for _, tp := range orphans {
 		rep.Corruptions = append(rep.Corruptions, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
 			FirstOffset: -1, Record: -1, Reason: "entries without partition meta"})

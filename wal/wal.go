@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -396,12 +397,7 @@ func (w *WAL) Stats() []PartitionStats {
 			Entries: p.meta.entries, Records: p.meta.records, Bytes: p.meta.bytes})
 		p.mu.Unlock()
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Topic != out[j].Topic {
-			return out[i].Topic < out[j].Topic
-		}
-		return out[i].Partition < out[j].Partition
-	})
+	slices.SortFunc(out, func(a, b PartitionStats) int { return a.TopicPartition.Compare(b.TopicPartition) })
 	return out
 }
 

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -21,17 +20,7 @@ import (
 // then replays them with the corrected mapping and finds them accepted,
 // still kept (and marked replayed) in the dead-letter table.
 func TestDLQCommands(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "shop"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := strings.Join(c.ListenAddrs(), ",")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("shop"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := kfakeTopic(t, "shop", 2)
 	const n = 20
 	now := time.Now().UTC().Format(time.RFC3339)
 	var recs []*kgo.Record

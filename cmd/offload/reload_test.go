@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -20,17 +19,7 @@ import (
 // those before keep the old one. A broken file on a later SIGHUP is
 // reported and the tables in use stay.
 func TestSIGHUPReloadsTables(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "shop"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := strings.Join(c.ListenAddrs(), ",")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic("shop"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	brokers, cl := kfakeTopic(t, "shop", 1)
 	now := time.Now().UTC().Format(time.RFC3339)
 	produceN := func(prefix string, n int) {
 		t.Helper()

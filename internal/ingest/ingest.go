@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -331,12 +331,8 @@ func (in *Ingest) Stats() Stats {
 		s.Partitions = append(s.Partitions, ps)
 	}
 	in.mu.Unlock()
-	sort.Slice(s.Partitions, func(i, j int) bool {
-		a, b := s.Partitions[i], s.Partitions[j]
-		if a.Topic != b.Topic {
-			return a.Topic < b.Topic
-		}
-		return a.Partition < b.Partition
+	slices.SortFunc(s.Partitions, func(a, b PartitionStats) int {
+		return wal.TopicPartition{Topic: a.Topic, Partition: a.Partition}.Compare(wal.TopicPartition{Topic: b.Topic, Partition: b.Partition})
 	})
 	return s
 }
