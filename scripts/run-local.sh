@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up this machine, starts the project's local Kafka broker, produces a
-# few sample transactions with kcat, builds offload and runs it against the
-# broker in the foreground. Ctrl-C (SIGINT) stops offload cleanly; the broker
+# few sample transactions with kcat (some duplicated, some malformed), builds
+# offload and runs it against the broker in the foreground: the engine
+# cleans, dedupes and windows them into data_dir/engine.duckdb. Ctrl-C (SIGINT) stops offload cleanly; the broker
 # keeps running until `scripts/kafka-broker.sh stop`.
 #
 #   scripts/run-local.sh            # data in ${OFFLOAD_LOCAL_DIR:-/tmp/offload-local}
@@ -18,12 +19,21 @@ brokers="$(bash scripts/kafka-broker.sh start | tail -n 1)"
 log "broker at $brokers"
 bash scripts/kafka-broker.sh create-topic "$topic" 3 >&2 || true
 
-log "producing 1000 sample transactions to $topic with kcat (keyed by order id)"
+log "producing 1000 sample transactions to $topic with kcat (keyed by order id), 20 of them resent, and 5 malformed"
 now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-for i in $(seq 1 1000); do
-	printf 'ord-%d\t{"event_id":"evt-%d","order_id":"ord-%d","event_type":"order_placed","store_id":"store-%d","amount":"%d.99","currency":"EUR","channel":"web","event_time":"%s"}\n' \
-		"$i" "$i" "$i" "$((i % 7))" "$((i % 100))" "$now"
-done | kcat -P -b "$brokers" -t "$topic" -K $'\t'
+order() {
+	printf 'ord-%d\t{"event_id":"evt-%d","order_id":"ord-%d","event_type":"order_placed","store_id":"store-%d","customer_email":"buyer%d@example.com","amount":"%d.99","currency":"EUR","channel":"web","event_time":"%s"}\n' \
+		"$1" "$1" "$1" "$(($1 % 7))" "$1" "$(($1 % 100))" "$now"
+}
+{
+	for i in $(seq 1 1000); do order "$i"; done
+	for i in $(seq 1 20); do order "$i"; done
+	printf 'bad-1\t{"event_id":"bad-1","amount":"12.00"\n'
+	printf 'bad-2\t{"event_id":"bad-2","event_type":"order_placed","store_id":"store-1","amount":"abc","currency":"EUR","event_time":"%s"}\n' "$now"
+	printf 'bad-3\t{"event_id":"bad-3","event_type":"order_placed","store_id":"store-1","amount":"5","currency":"XYZ","event_time":"%s"}\n' "$now"
+	printf 'bad-4\t{"event_type":"order_placed","store_id":"store-1","amount":"5","currency":"EUR","event_time":"%s"}\n' "$now"
+	printf 'bad-5\t{"event_id":"bad-5","event_type":"order_placed","store_id":"store-1","amount":"5","currency":"EUR","event_time":"last tuesday"}\n'
+} | kcat -P -b "$brokers" -t "$topic" -K $'\t'
 
 mkdir -p "$dir"
 cat >"$dir/offload.yaml" <<YAML
@@ -37,5 +47,5 @@ kafka:
 admin:
   listen: 127.0.0.1:7070
 YAML
-log "config in $dir/offload.yaml; inspect the WAL afterwards with: bin/offload wal stats --data-dir $dir/data"
+log "config in $dir/offload.yaml; after Ctrl-C, look at the dead letters with: bin/offload dlq list --config $dir/offload.yaml"
 exec bin/offload run --config "$dir/offload.yaml"

@@ -81,14 +81,16 @@ func closeOffline(eng *engine.Engine, w *wal.WAL) {
 
 func runDLQList(args []string, stdout, stderr io.Writer) error {
 	var limit *int
+	var after int64
 	eng, w, f, err := openEngineOffline("list", args, stderr, func(fs *flag.FlagSet) {
-		limit = fs.Int("limit", 50, "how many entries, newest first")
+		limit = fs.Int("limit", 50, "how many entries at most, oldest first")
+		fs.Int64Var(&after, "after", 0, "only entries with an id above this (to page on)")
 	})
 	if err != nil {
 		return err
 	}
 	defer closeOffline(eng, w)
-	f.Limit = *limit
+	f.Limit, f.AfterID = *limit, after
 	entries, err := eng.DLQList(f)
 	if err != nil {
 		return err
@@ -107,6 +109,9 @@ func runDLQList(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d entries shown\n", len(entries))
+	if len(entries) == f.Limit {
+		fmt.Fprintf(stdout, "more may follow: --after %d\n", entries[len(entries)-1].ID)
+	}
 	return nil
 }
 

@@ -148,6 +148,11 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if runErr == nil {
 		runErr = engineErr
 	}
+	es := eng.Stats()
+	log.Info("engine: stopped", "records_in", es.RecordsIn, "accepted", es.Accepted, "rejected", es.Rejected,
+		"filtered", es.Filtered, "deduplicated", es.Deduplicated, "late", es.Late+es.TooLate,
+		"windows_emitted", es.WindowsEmitted, "outbox_rows_pending", es.OutboxRowsPending,
+		"sealed_batches_pending", es.SealedBatchesPending)
 	if adm != nil {
 		_ = adm.Close() // 3. stop answering probes.
 	}
