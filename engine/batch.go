@@ -321,6 +321,12 @@ func (e *Engine) commit(b *batch) error {
 		}
 		return err
 	}
+	e.advance(b)
+	return nil
+}
+
+// advance moves the in-memory state past a committed batch.
+func (e *Engine) advance(b *batch) {
 	if b.cursor != nil {
 		e.cursor = b.cursor
 	}
@@ -339,7 +345,6 @@ func (e *Engine) commit(b *batch) error {
 		e.sealed.bytes += s.bytes
 		e.log.Info("engine: outbox batch sealed", "batch", s.id, "rows", s.rows, "window_rows", s.windowRows, "bytes", s.bytes, "why", s.why)
 	}
-	return nil
 }
 
 func (e *Engine) at(point string) error {

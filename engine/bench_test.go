@@ -36,24 +36,15 @@ func benchEvents(n int) [][]byte {
 	return out
 }
 
-// BenchmarkEngine measures the engine end to end from a WAL already
-// holding b.N ~300-byte JSON events (4 partitions, fetched batches of 1000
-// records): decode, clean, validate, mask, dedupe, windows, the outbox
-// rows and one DuckDB transaction per micro-batch of 50000 records, with
-// DuckDB's memory_limit at its default 512 MiB and 2 threads. peak-RSS
-// covers the whole test process (the WAL's Pebble included);
-// peak-duckdb is DuckDB's own account of the memory memory_limit bounds.
-//
-//	go test ./engine -run '^$' -bench BenchmarkEngine -benchtime 1000000x -count 3
-//
-// OFFLOAD_BENCH_CPUPROFILE=file writes a CPU profile of the timed part.
-func BenchmarkEngine(b *testing.B) {
-	dir := b.TempDir()
+// benchWAL fills a WAL in dir/wal with b.N benchEvents: 4 partitions,
+// fetched batches of 1000 records. It returns the WAL and the events'
+// bytes.
+func benchWAL(b *testing.B, dir string) (*wal.WAL, int64) {
+	b.Helper()
 	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer w.Close()
 	evs := benchEvents(b.N)
 	var bytes int64
 	const parts, fetch = 4, 1000
@@ -75,6 +66,24 @@ func BenchmarkEngine(b *testing.B) {
 	}
 	evs = nil
 	debug.FreeOSMemory() // the generated events are not part of the engine's footprint
+	return w, bytes
+}
+
+// BenchmarkEngine measures the engine end to end from a WAL already
+// holding b.N ~300-byte JSON events (4 partitions, fetched batches of 1000
+// records): decode, clean, validate, mask, dedupe, windows, the outbox
+// rows and one DuckDB transaction per micro-batch of 50000 records, with
+// DuckDB's memory_limit at its default 512 MiB and 2 threads. peak-RSS
+// covers the whole test process (the WAL's Pebble included);
+// peak-duckdb is DuckDB's own account of the memory memory_limit bounds.
+//
+//	go test ./engine -run '^$' -bench BenchmarkEngine -benchtime 1000000x -count 3
+//
+// OFFLOAD_BENCH_CPUPROFILE=file writes a CPU profile of the timed part.
+func BenchmarkEngine(b *testing.B) {
+	dir := b.TempDir()
+	w, bytes := benchWAL(b, dir)
+	defer w.Close()
 	opts := Options{
 		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
 		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
@@ -179,4 +188,58 @@ func rss() uint64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkProcess measures the per-record path alone: decode, clean,
+// validate, mask, enrich, dedupe and windows, micro-batch by micro-batch,
+// with the in-memory state moved on as after a commit but nothing written
+// to DuckDB. The WAL is read before the timer starts.
+//
+//	go test ./engine -run '^$' -bench BenchmarkProcess -benchtime 1000000x -count 3
+func BenchmarkProcess(b *testing.B) {
+	dir := b.TempDir()
+	w, bytes := benchWAL(b, dir)
+	defer w.Close()
+	e, err := Open(Options{
+		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
+		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
+		Logger: quietLogger(), Now: func() time.Time { return testNow },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	var batches []*batch
+	for cur := (wal.Cursor{}); ; {
+		bt := e.newBatch()
+		next, err := w.Read(cur, e.opts.BatchRecords, func(en wal.Entry) error {
+			bt.entries = append(bt.entries, en)
+			bt.records += len(en.Records)
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if bt.records == 0 {
+			break
+		}
+		bt.cursor, cur = next, next
+		batches = append(batches, bt)
+	}
+	runtime.GC()
+	b.ResetTimer()
+	start := time.Now()
+	for _, bt := range batches {
+		bt.dedupeMax, bt.nextDLQID = e.dedupeMax, e.nextDLQID
+		e.process(bt)
+		e.advance(bt)
+		bt.entries, bt.rows, bt.items = nil, nil, nil // as a committed batch is dropped
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if got := e.counters[cAccepted] + e.counters[cDeduplicated]; got != int64(b.N) {
+		b.Fatalf("accepted + duplicates = %d, want %d", got, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(bytes)/elapsed.Seconds()/1e6, "MB/s")
 }
