@@ -195,3 +195,33 @@ func BenchmarkDecodeEntry(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkConsumeCycle measures what a consumer of the WAL does once per
+// micro-batch: read from its cursor, then truncate below the new cursor,
+// with one 100-record entry appended per op. The cost per op must not grow
+// with b.N (that is, with the number of truncations the WAL has seen):
+// compare -benchtime 1000x with 20000x.
+func BenchmarkConsumeCycle(b *testing.B) {
+	w, _ := benchOpen(b)
+	defer w.Close()
+	tp := TopicPartition{Topic: "orders", Partition: 0}
+	const n = 100
+	cur := Cursor{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := w.Append(tp, benchBatch(int64(i)*n, n)); err != nil {
+			b.Fatal(err)
+		}
+		next, err := w.Read(cur, n, func(Entry) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		if next[tp] != int64(i+1)*n {
+			b.Fatalf("read to %d, want %d", next[tp], (i+1)*n)
+		}
+		cur = next
+		if _, err := w.Truncate(cur); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -448,10 +448,10 @@ func (w *WAL) Read(cursor Cursor, maxRecords int, fn func(Entry) error) (Cursor,
 	defer w.done()
 	next := cursor.Clone()
 	stats := w.Stats()
-	var pending []TopicPartition
+	var pending []PartitionStats
 	for _, s := range stats {
 		if s.Entries > 0 && (next[s.TopicPartition] <= s.HighWater) {
-			pending = append(pending, s.TopicPartition)
+			pending = append(pending, s)
 		}
 	}
 	if len(pending) == 0 {
@@ -461,34 +461,35 @@ func (w *WAL) Read(cursor Cursor, maxRecords int, fn func(Entry) error) (Cursor,
 	if share < 1 {
 		share = 1
 	}
-	for _, tp := range pending {
-		if err := w.readPartition(tp, next, share, fn); err != nil {
+	for _, s := range pending {
+		if err := w.readPartition(s.TopicPartition, s.FirstOffset, next, share, fn); err != nil {
 			return next, err
 		}
 	}
 	return next, nil
 }
 
-func (w *WAL) readPartition(tp TopicPartition, next Cursor, limit int, fn func(Entry) error) error {
+func (w *WAL) readPartition(tp TopicPartition, first int64, next Cursor, limit int, fn func(Entry) error) error {
 	from, ok := next[tp]
 	if ok && from < 0 {
 		// Negative offsets encode as huge keys: seeking to one would skip
 		// every entry but the last.
 		ok = false
 	}
-	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	lo, hi := w.liveBounds(tp, first)
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	// The entry holding `from` starts at or before it: seek to the last
 	// entry starting at or before from, then go forward.
-	valid := it.First()
+	var valid bool
 	if ok {
-		if valid = it.SeekLT(entryKey(tp, from+1)); !valid {
-			valid = it.First()
-		}
+		valid = it.SeekLT(entryKey(tp, from+1))
+	}
+	if !valid {
+		valid = it.First()
 	}
 	n := 0
 	for ; valid && n < limit; valid = it.Next() {
@@ -539,6 +540,25 @@ func (w *WAL) Truncate(below Cursor) (freed int64, err error) {
 	return freed, nil
 }
 
+// maxPointDeletes is the most entries a truncation deletes one key at a
+// time; past it, it writes one range deletion. Point deletions are the
+// common case (a micro-batch's worth of entries): every iterator Pebble
+// builds must first fragment all the range deletions its memtable holds,
+// so one range deletion per truncation made reads and truncations slower
+// with every micro-batch until the memtable was flushed.
+var maxPointDeletes = 10000
+
+// liveBounds returns iterator bounds covering tp's entries from the one
+// starting at first (the first held offset; -1 for the whole partition),
+// so iterators start past the entries already truncated.
+func (w *WAL) liveBounds(tp TopicPartition, first int64) (lo, hi []byte) {
+	prefix := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	if first < 0 {
+		return prefix, prefixEnd(prefix)
+	}
+	return entryKey(tp, first), prefixEnd(prefix)
+}
+
 func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 	w.mu.Lock()
 	p, ok := w.parts[tp]
@@ -551,13 +571,14 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 	if p.first < 0 || p.first >= below {
 		return 0, nil
 	}
-	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	lo, hi := w.liveBounds(tp, p.first)
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return 0, err
 	}
 	m := p.meta
 	var end []byte
+	var dead [][]byte // keys of the entries to delete
 	newFirst := int64(-1)
 	var freed int64
 	for valid := it.First(); valid; valid = it.Next() {
@@ -578,6 +599,9 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 			break
 		}
 		freed += int64(len(it.Key()) + len(val))
+		if len(dead) <= maxPointDeletes {
+			dead = append(dead, append([]byte(nil), it.Key()...))
+		}
 		m.entries--
 		m.records -= uint64(h.count)
 	}
@@ -587,13 +611,19 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 	if freed == 0 {
 		return 0, nil
 	}
-	if end == nil {
-		end = prefixEnd(lo)
-	}
 	m.bytes -= uint64(freed)
 	b := w.db.NewBatch()
 	defer b.Close()
-	_ = b.DeleteRange(lo, end, nil)
+	if len(dead) <= maxPointDeletes {
+		for _, k := range dead {
+			_ = b.Delete(k, nil)
+		}
+	} else {
+		if end == nil {
+			end = hi
+		}
+		_ = b.DeleteRange(lo, end, nil)
+	}
 	_ = b.Set(metaKey(tp), encodeMeta(m), nil)
 	if err := w.db.Apply(b, pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("wal: cannot truncate %s below %d: %w", tp, below, err)

@@ -463,7 +463,19 @@ func TestReadFairShare(t *testing.T) {
 	}
 }
 
+// TestTruncate runs with point deletions (the common case) and with range
+// deletions (truncations of more than maxPointDeletes entries).
 func TestTruncate(t *testing.T) {
+	for _, limit := range []int{maxPointDeletes, 0} {
+		t.Run(fmt.Sprintf("maxPointDeletes=%d", limit), func(t *testing.T) {
+			defer func(old int) { maxPointDeletes = old }(maxPointDeletes)
+			maxPointDeletes = limit
+			testTruncate(t)
+		})
+	}
+}
+
+func testTruncate(t *testing.T) {
 	fs := vfs.NewMem()
 	w := mustOpen(t, fs)
 	tp := TopicPartition{"a", 0}
