@@ -233,12 +233,14 @@ func TestCrashAtomicity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: seconds of subprocesses")
 	}
-	kills := 25
+	kills := 50
 	if s := os.Getenv("OFFLOAD_CRASH_KILLS"); s != "" {
 		fmt.Sscan(s, &kills)
 	}
 	crashed, ref := t.TempDir(), t.TempDir()
-	crashWorkload(t, crashed, 8000)
+	// About 190 records' worth of work lands between two kills: size the
+	// WAL so the wanted kills land before the run finishes.
+	crashWorkload(t, crashed, max(8000, 320*kills))
 	copyDir(t, crashed, ref)
 
 	// run runs the engine process over dir. With kill set, it SIGKILLs the
