@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -146,12 +147,20 @@ func (e *Engine) SealNow() error {
 // (state sealed or parked), oldest first.
 func (e *Engine) SealedBatches() ([]BatchInfo, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.usable(); err != nil {
+	err := e.usable()
+	e.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	rows, err := e.conn.QueryContext(context.Background(), `SELECT batch_id, sealed_at, created_at, rows, window_rows, bytes,
-		ranges, state, shipped_at, coalesce(error, '') FROM outbox_batches WHERE state <> ? ORDER BY sealed_at, batch_id`, BatchShipped)
+	return e.queryBatches(context.Background(), e.db, `state <> ?`, BatchShipped)
+}
+
+// queryBatches returns the outbox batches matching where, oldest first.
+func (e *Engine) queryBatches(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, where string, args ...any) ([]BatchInfo, error) {
+	rows, err := q.QueryContext(ctx, `SELECT batch_id, sealed_at, created_at, rows, window_rows, bytes,
+		ranges, state, shipped_at, coalesce(error, '') FROM outbox_batches WHERE `+where+` ORDER BY sealed_at, batch_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("engine: cannot list outbox batches: %w", err)
 	}
@@ -159,14 +168,15 @@ func (e *Engine) SealedBatches() ([]BatchInfo, error) {
 	for rows.Next() {
 		var bi BatchInfo
 		var ranges string
-		var shipped *time.Time
+		var shipped sql.NullTime
 		if err := rows.Scan(&bi.ID, &bi.FirstSealedAt, &bi.CreatedAt, &bi.Rows, &bi.WindowRows, &bi.Bytes,
 			&ranges, &bi.State, &shipped, &bi.Error); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("engine: cannot list outbox batches: %w", err)
 		}
-		if shipped != nil {
-			bi.ShippedAt = *shipped
+		bi.FirstSealedAt, bi.CreatedAt = bi.FirstSealedAt.UTC(), bi.CreatedAt.UTC()
+		if shipped.Valid {
+			bi.ShippedAt = shipped.Time.UTC()
 		}
 		m, err := parseRanges(ranges)
 		if err != nil {

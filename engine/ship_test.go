@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExportAndShip seals a batch, exports it as Parquet, checks the files
+// and the control totals, and walks it through parked, sealed and shipped;
+// DeleteShipped then empties it after the grace period only.
+func TestExportAndShip(t *testing.T) {
+	now := testNow
+	h := newHarness(t, func(o *Options) { o.Now = func() time.Time { return now } })
+	h.add("orders", 0,
+		ev("a", "s1", "10.25", at(0)),
+		ev("b", "s1", "0.75", at(time.Second)),
+		ev("c", "s2", "100", at(2*time.Second), "currency", "USD"),
+		ev("d", "s2", "5", at(10*time.Minute)), // closes the first minute's windows
+	)
+	h.drain()
+	if err := h.e.SealNow(); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := h.e.SealedBatches()
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("%v %+v", err, bs)
+	}
+	id := bs[0].ID
+	ctx := context.Background()
+	dir := t.TempDir()
+	x, err := h.e.ExportBatch(ctx, id, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Rows != 4 || x.WindowRows != 2 || x.FileBytes <= 0 || x.RowsFile != filepath.Join(dir, id+".rows.parquet") {
+		t.Fatalf("export %+v", x)
+	}
+	if got := fmt.Sprint(x.Totals); got != "[{EUR 3 16.0000} {USD 1 100.0000}]" {
+		t.Fatalf("totals %s", got)
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ids, batchIDs string
+	if err := db.QueryRow(`SELECT string_agg(event_id, ',' ORDER BY event_id), string_agg(DISTINCT batch_id, ',')
+		FROM read_parquet(?)`, x.RowsFile).Scan(&ids, &batchIDs); err != nil {
+		t.Fatal(err)
+	}
+	if ids != "a,b,c,d" || batchIDs != id {
+		t.Fatalf("rows file: ids %s batch ids %s", ids, batchIDs)
+	}
+	var windows int
+	var sum string
+	if err := db.QueryRow(`SELECT count(*), CAST(sum(sum_amount) AS VARCHAR) FROM read_parquet(?)`, x.WindowsFile).Scan(&windows, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if windows != 2 || sum != "111.0000" {
+		t.Fatalf("windows file: %d windows, sum %s", windows, sum)
+	}
+
+	if _, err := h.e.ExportBatch(ctx, "test-1-nope", dir); !errors.Is(err, ErrNoBatch) {
+		t.Fatalf("export of an unknown batch: %v", err)
+	}
+	if err := h.e.RetryParked(id); err == nil || !strings.Contains(err.Error(), "not parked") {
+		t.Fatalf("retry of a sealed batch: %v", err)
+	}
+	if err := h.e.Park(id, "SQL compilation error: invalid identifier"); err != nil {
+		t.Fatal(err)
+	}
+	h.reopen() // states are persistent
+	bs, _ = h.e.SealedBatches()
+	if len(bs) != 1 || bs[0].State != BatchParked || bs[0].Error != "SQL compilation error: invalid identifier" {
+		t.Fatalf("parked: %+v", bs)
+	}
+	if err := h.e.RetryParked(id); err != nil {
+		t.Fatal(err)
+	}
+	if bs, _ = h.e.SealedBatches(); bs[0].State != BatchSealed || bs[0].Error != "" {
+		t.Fatalf("retried: %+v", bs)
+	}
+	if err := h.e.MarkShipped(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.MarkShipped(id); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if err := h.e.Park(id, "late"); err == nil {
+		t.Fatal("a shipped batch was parked")
+	}
+	if bs, _ = h.e.SealedBatches(); len(bs) != 0 {
+		t.Fatalf("shipped batch still listed: %+v", bs)
+	}
+	if st := h.e.Stats(); st.SealedBatchesPending != 0 || st.OutboxRowsPending != 0 || st.OutboxWindowRowsPending != 0 {
+		t.Fatalf("stats after shipping: %+v", st)
+	}
+	h.reopen()
+	if st := h.e.Stats(); st.SealedBatchesPending != 0 || st.OutboxRowsPending != 0 {
+		t.Fatalf("stats after shipping and reopening: %+v", st)
+	}
+
+	if n, err := h.e.DeleteShipped(now); err != nil || n != 0 {
+		t.Fatalf("delete within the grace period: %d %v", n, err)
+	}
+	if n, err := h.e.DeleteShipped(now.Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("delete after the grace period: %d %v", n, err)
+	}
+	if c := h.count(`SELECT count(*) FROM outbox_rows`) + h.count(`SELECT count(*) FROM outbox_windows`); c != 0 {
+		t.Fatalf("%d rows left of a deleted batch", c)
+	}
+	if c := h.count(`SELECT count(*) FROM outbox_batches WHERE state = 'shipped'`); c != 1 {
+		t.Fatal("the shipped batch's record must stay")
+	}
+	if n, err := h.e.DeleteShipped(now.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("second delete: %d %v", n, err)
+	}
+}
