@@ -1,0 +1,475 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/offload/offload/engine"
+)
+
+// Class says whether a failed load may succeed if tried again.
+type Class int
+
+const (
+	// Retryable errors (network, 5xx, 429, session expiry, the warehouse
+	// away) are retried with backoff; the batch stays next in line.
+	Retryable Class = iota
+	// Permanent errors (SQL compilation, schema mismatch, access denied)
+	// park the batch; later batches go on.
+	Permanent
+)
+
+// Sink is a warehouse the loader ships sealed outbox batches to.
+type Sink interface {
+	// Prepare creates what loads need (tables, ledger, stage) where
+	// missing. The loader calls it before its first load and again after
+	// a failure.
+	Prepare(ctx context.Context) error
+	// Loaded tells whether the warehouse's load ledger holds batch id.
+	Loaded(ctx context.Context, id string) (bool, error)
+	// Load loads an exported batch. Its rows, its window rows and its
+	// ledger row commit in one warehouse transaction, or none of them do.
+	Load(ctx context.Context, x engine.Export) error
+	// Classify tells whether an error of Prepare, Loaded or Load is worth
+	// retrying.
+	Classify(err error) Class
+	Close() error
+}
+
+// Outbox is what the loader needs of the engine (*engine.Engine).
+type Outbox interface {
+	SealedBatches() ([]engine.BatchInfo, error)
+	ExportBatch(ctx context.Context, id, dir string) (engine.Export, error)
+	MarkShipped(id string) error
+	Park(id, reason string) error
+	RetryParked(id string) error
+	DeleteShipped(cutoff time.Time) (int, error)
+}
+
+// Batch orders.
+const (
+	OldestFirst = "oldest"
+	NewestFirst = "newest"
+)
+
+// Options configures a Loader. Zero values take the defaults in brackets.
+type Options struct {
+	Sink   Sink
+	Outbox Outbox
+	// Dir holds exported batch files while they are shipped.
+	Dir string
+	// Order is OldestFirst [default] or NewestFirst: after an outage,
+	// newest-first brings fresh data while the backlog drains.
+	Order string
+	// RetryBase and RetryMax bound the backoff between retries [1s, 5m].
+	RetryBase, RetryMax time.Duration
+	// BreakerFailures consecutive retryable failures open the circuit [5];
+	// it lets one probe through after BreakerCooldown [30s].
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	// ShippingWindows, if any, are the daily periods (local time) when
+	// loads may start.
+	ShippingWindows []ShippingWindow
+	// UplinkRate caps the average upload rate in bytes a second [none].
+	UplinkRate int64
+	// ShippedGrace is how long a shipped batch's rows stay in the outbox
+	// [24h].
+	ShippedGrace time.Duration
+	// Poll is how often an idle loader looks for sealed batches [1s].
+	Poll   time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.Order == "" {
+		o.Order = OldestFirst
+	}
+	if o.RetryBase == 0 {
+		o.RetryBase = time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = 5
+	}
+	if o.BreakerCooldown == 0 {
+		o.BreakerCooldown = 30 * time.Second
+	}
+	if o.ShippedGrace == 0 {
+		o.ShippedGrace = 24 * time.Hour
+	}
+	if o.Poll == 0 {
+		o.Poll = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Loader states, as Status reports them.
+const (
+	StateIdle     = "idle"     // nothing sealed to ship
+	StateLoading  = "loading"  // a batch is on its way
+	StateRetrying = "retrying" // waiting out the backoff after a retryable failure
+	StateOpen     = "open"     // circuit open: waiting for the cooldown
+	StatePaused   = "paused"   // paused by the operator
+	StateWindow   = "window"   // outside the shipping windows
+	StateStopped  = "stopped"  // Run has returned
+	stateStarting = "starting" // before the first pass
+)
+
+// Status is a snapshot of the loader.
+type Status struct {
+	State   string
+	Circuit string
+	// Batch is the batch being loaded or retried, if any.
+	Batch string
+	// LastError is the last failure (from the warehouse or the export),
+	// with its time; empty after a success.
+	LastError   string
+	LastErrorAt time.Time
+	// RetryAt is when the next attempt starts while retrying, open or
+	// outside the shipping windows.
+	RetryAt time.Time
+	// Attempts counts consecutive failures of the current batch.
+	Attempts int
+	// Loaded counts batches loaded; AlreadyLoaded those found in the
+	// ledger already (a load whose commit response was lost).
+	Loaded, AlreadyLoaded int64
+	// Rows, WindowRows and BytesShipped count what Loaded batches held.
+	Rows, WindowRows, BytesShipped int64
+	// Retries counts retryable failures; Parked counts batches parked.
+	Retries, Parked int64
+	LastLoadAt      time.Time
+	LastLoadTook    time.Duration
+}
+
+// Loader ships sealed outbox batches to a Sink, one at a time.
+type Loader struct {
+	opts    Options
+	log     *slog.Logger
+	breaker *breaker
+	pacer   pacer
+	rng     *rand.Rand
+
+	wake chan struct{}
+
+	mu       sync.Mutex
+	paused   bool
+	status   Status
+	prepared bool
+}
+
+// New returns a loader; Run starts it.
+func New(opts Options) (*Loader, error) {
+	opts.setDefaults()
+	if opts.Sink == nil || opts.Outbox == nil || opts.Dir == "" {
+		return nil, errors.New("loader: Sink, Outbox and Dir are required")
+	}
+	if opts.Order != OldestFirst && opts.Order != NewestFirst {
+		return nil, fmt.Errorf("loader: order %q is not allowed; use %s or %s", opts.Order, OldestFirst, NewestFirst)
+	}
+	if opts.RetryBase <= 0 || opts.RetryMax < opts.RetryBase {
+		return nil, fmt.Errorf("loader: retry_base %s and retry_max %s: want 0 < retry_base <= retry_max", opts.RetryBase, opts.RetryMax)
+	}
+	l := &Loader{
+		opts: opts, log: opts.Logger,
+		breaker: newBreaker(opts.BreakerFailures, opts.BreakerCooldown),
+		pacer:   pacer{rate: opts.UplinkRate},
+		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x10ad)),
+		wake:    make(chan struct{}, 1),
+	}
+	l.status = Status{State: stateStarting, Circuit: CircuitClosed}
+	return l, nil
+}
+
+// Status returns a snapshot.
+func (l *Loader) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+// Pause stops the loader after the batch in flight; Resume starts it again.
+func (l *Loader) Pause() {
+	l.mu.Lock()
+	l.paused = true
+	l.mu.Unlock()
+	l.poke()
+}
+
+// Resume undoes Pause, and ends a backoff or an open circuit's cooldown
+// early: the operator says the warehouse is back.
+func (l *Loader) Resume() {
+	l.mu.Lock()
+	l.paused = false
+	l.status.RetryAt = time.Time{}
+	l.breaker.openedAt = time.Time{} // an open circuit goes half-open: one probe
+	l.mu.Unlock()
+	l.poke()
+}
+
+// RetryParked makes parked batch id sealed again and wakes the loader.
+func (l *Loader) RetryParked(id string) error {
+	if err := l.opts.Outbox.RetryParked(id); err != nil {
+		return err
+	}
+	l.log.Info("loader: parked batch queued again by the operator", "batch", id)
+	l.poke()
+	return nil
+}
+
+func (l *Loader) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Loader) set(f func(s *Status)) {
+	l.mu.Lock()
+	f(&l.status)
+	l.mu.Unlock()
+}
+
+// Run ships batches until ctx is done. A load in flight when ctx ends is
+// abandoned: the warehouse transaction does not commit (or, if it did,
+// the ledger says so next time) and the batch stays in the outbox. Run
+// returns nil then, or the error of the outbox (DuckDB) it cannot go on
+// without.
+func (l *Loader) Run(ctx context.Context) error {
+	defer l.set(func(s *Status) { s.State = StateStopped })
+	var lastCleanup time.Time
+	for ctx.Err() == nil {
+		now := l.opts.Now()
+		if until, state := l.blocked(now); state != "" {
+			l.set(func(s *Status) { s.State = state })
+			l.sleep(ctx, until)
+			continue
+		}
+		b, ok, err := l.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if now.Sub(lastCleanup) >= time.Minute {
+				lastCleanup = now
+				if n, err := l.opts.Outbox.DeleteShipped(now.Add(-l.opts.ShippedGrace)); err != nil {
+					return err
+				} else if n > 0 {
+					l.log.Info("loader: deleted the rows of shipped batches past the grace period", "batches", n, "grace", l.opts.ShippedGrace)
+				}
+			}
+			l.set(func(s *Status) { s.State, s.Batch = StateIdle, "" })
+			l.sleep(ctx, now.Add(l.opts.Poll))
+			continue
+		}
+		if err := l.ship(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// blocked tells whether the loader must wait now, until when, and in
+// which state.
+func (l *Loader) blocked(now time.Time) (time.Time, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.paused {
+		return time.Time{}, StatePaused
+	}
+	if open, at := nextOpen(l.opts.ShippingWindows, now); !open {
+		l.status.RetryAt = at
+		return at, StateWindow
+	}
+	if ok, at := l.breaker.allow(now); !ok {
+		l.status.RetryAt = at
+		return at, StateOpen
+	}
+	l.status.Circuit = l.breaker.state
+	if now.Before(l.status.RetryAt) {
+		return l.status.RetryAt, l.status.State
+	}
+	return time.Time{}, ""
+}
+
+// sleep waits until t (zero: until woken), ctx is done or the loader is
+// woken.
+func (l *Loader) sleep(ctx context.Context, t time.Time) {
+	var timer <-chan time.Time
+	if !t.IsZero() {
+		d := t.Sub(l.opts.Now())
+		if d <= 0 {
+			return
+		}
+		tm := time.NewTimer(d)
+		defer tm.Stop()
+		timer = tm.C
+	}
+	select {
+	case <-ctx.Done():
+	case <-l.wake:
+	case <-timer:
+	}
+}
+
+// next picks the batch to ship: the oldest or newest sealed one.
+func (l *Loader) next() (engine.BatchInfo, bool, error) {
+	all, err := l.opts.Outbox.SealedBatches()
+	if err != nil {
+		return engine.BatchInfo{}, false, fmt.Errorf("loader: %w", err)
+	}
+	var pick engine.BatchInfo
+	found := false
+	for _, b := range all {
+		if b.State != engine.BatchSealed {
+			continue
+		}
+		if !found || l.opts.Order == NewestFirst {
+			pick, found = b, true
+		}
+	}
+	return pick, found, nil
+}
+
+// ship takes one batch to the warehouse. Failures of the warehouse are
+// handled here (retry or park); an error it returns is the outbox's.
+func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
+	l.set(func(s *Status) { s.State, s.Batch = StateLoading, b.ID })
+	x, err := l.opts.Outbox.ExportBatch(ctx, b.ID, l.opts.Dir)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		// A local failure (disk full, say): retried like the warehouse's,
+		// without counting against the circuit.
+		return l.fail(b.ID, fmt.Errorf("export: %w", err), false)
+	}
+	defer removeFiles(x)
+	if start := l.pacer.book(l.opts.Now(), x.FileBytes); start.After(l.opts.Now()) {
+		l.sleep(ctx, start)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	began := time.Now()
+	already, err := l.load(ctx, x)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return l.fail(b.ID, err, true)
+	}
+	if err := l.opts.Outbox.MarkShipped(b.ID); err != nil {
+		// The batch is in the warehouse and its ledger: after a restart
+		// Loaded says so and the batch is marked then.
+		return fmt.Errorf("loader: batch %s is loaded but cannot be marked shipped: %w", b.ID, err)
+	}
+	took := time.Since(began)
+	l.mu.Lock()
+	l.breaker.success()
+	s := &l.status
+	s.Circuit, s.Attempts, s.LastError, s.LastErrorAt, s.RetryAt = l.breaker.state, 0, "", time.Time{}, time.Time{}
+	s.LastLoadAt, s.LastLoadTook = l.opts.Now(), took
+	if already {
+		s.AlreadyLoaded++
+	} else {
+		s.Loaded++
+		s.Rows += x.Rows
+		s.WindowRows += x.WindowRows
+		s.BytesShipped += x.FileBytes
+	}
+	l.mu.Unlock()
+	if already {
+		l.log.Info("loader: batch was in the warehouse already (a load whose answer was lost); marked shipped", "batch", b.ID)
+	} else {
+		l.log.Info("loader: batch loaded", "batch", b.ID, "rows", x.Rows, "window_rows", x.WindowRows,
+			"bytes", x.FileBytes, "took", took.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// load runs the sink's steps for x and tells whether the ledger had it
+// already.
+func (l *Loader) load(ctx context.Context, x engine.Export) (bool, error) {
+	l.mu.Lock()
+	prepared := l.prepared
+	l.mu.Unlock()
+	if !prepared {
+		if err := l.opts.Sink.Prepare(ctx); err != nil {
+			return false, fmt.Errorf("prepare: %w", err)
+		}
+		l.mu.Lock()
+		l.prepared = true
+		l.mu.Unlock()
+	}
+	done, err := l.opts.Sink.Loaded(ctx, x.ID)
+	if err != nil {
+		return false, fmt.Errorf("ledger lookup: %w", err)
+	}
+	if done {
+		return true, nil
+	}
+	return false, l.opts.Sink.Load(ctx, x)
+}
+
+// fail handles a failed attempt at batch id: park it if the error is
+// permanent, else schedule a retry (and, for the warehouse's failures,
+// count it against the circuit). It returns only the outbox's errors.
+func (l *Loader) fail(id string, err error, warehouse bool) error {
+	now := l.opts.Now()
+	class := Retryable
+	if warehouse {
+		class = l.opts.Sink.Classify(err)
+	}
+	l.mu.Lock()
+	l.prepared = false
+	s := &l.status
+	s.LastError, s.LastErrorAt = err.Error(), now
+	if class == Permanent {
+		s.Attempts, s.Parked = 0, s.Parked+1
+		l.mu.Unlock()
+		l.log.Error("loader: the warehouse refused the batch for good; parked (retry it once the cause is fixed)",
+			"batch", id, "err", err)
+		if perr := l.opts.Outbox.Park(id, err.Error()); perr != nil {
+			return fmt.Errorf("loader: cannot park batch %s: %w", id, perr)
+		}
+		return nil
+	}
+	s.Attempts++
+	s.Retries++
+	wait := backoff(s.Attempts, l.opts.RetryBase, l.opts.RetryMax, l.rng)
+	s.RetryAt = now.Add(wait)
+	s.State = StateRetrying
+	open := warehouse && l.breaker.failure(now)
+	if open {
+		s.State = StateOpen
+		if at := l.breaker.openedAt.Add(l.breaker.cooldown); at.After(s.RetryAt) {
+			s.RetryAt = at
+		}
+	}
+	s.Circuit = l.breaker.state
+	attempts, circuit := s.Attempts, s.Circuit
+	l.mu.Unlock()
+	l.log.Warn("loader: load failed; will retry", "batch", id, "attempt", attempts, "retry_in", wait.Round(time.Millisecond),
+		"circuit", circuit, "err", err)
+	return nil
+}
+
+func removeFiles(x engine.Export) {
+	for _, f := range []string{x.RowsFile, x.WindowsFile} {
+		_ = os.Remove(f)
+	}
+}
