@@ -36,7 +36,7 @@ func ParseShippingWindow(s string) (ShippingWindow, error) {
 func clock(s string) (time.Duration, error) {
 	t, err := time.Parse("15:04", strings.TrimSpace(s))
 	if err != nil {
-		return 0, fmt.Errorf("%q is not HH:MM (00:00 to 24:00)", s)
+		return 0, fmt.Errorf("%q is not HH:MM (00:00 to 23:59)", s)
 	}
 	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
 }

@@ -1,0 +1,399 @@
+package loader
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/snowflakedb/gosnowflake"
+
+	"github.com/offload/offload/engine"
+)
+
+// Snowflake authentication methods.
+const (
+	AuthPassword = "password"
+	AuthKeyPair  = "keypair"
+	AuthOAuth    = "oauth"
+)
+
+// SnowflakeOptions configures the Snowflake sink.
+type SnowflakeOptions struct {
+	Account   string
+	User      string
+	Role      string
+	Database  string
+	Schema    string
+	Warehouse string
+	// Host, Port and Protocol override the account's endpoint
+	// (<account>.snowflakecomputing.com:443, https).
+	Host     string
+	Port     int
+	Protocol string
+
+	Auth       string // AuthPassword, AuthKeyPair or AuthOAuth
+	Password   string
+	PrivateKey *rsa.PrivateKey
+	OAuthToken string
+
+	// Stage is the internal stage batches are PUT to; the tables are
+	// created in Database.Schema when missing.
+	Stage             string
+	TransactionsTable string
+	WindowsTable      string
+	LedgerTable       string
+
+	ApplianceID string
+	// LoginTimeout and RequestTimeout bound the driver's own retries of a
+	// login and of one request (network errors, 5xx, 429).
+	LoginTimeout   time.Duration
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Default object names.
+const (
+	DefaultStage             = "OFFLOAD_STAGE"
+	DefaultTransactionsTable = "OFFLOAD_TRANSACTIONS"
+	DefaultWindowsTable      = "OFFLOAD_WINDOWS"
+	DefaultLedgerTable       = "OFFLOAD_LOAD_LEDGER"
+)
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,254}$`)
+
+// ValidIdentifier tells whether s is a plain (unquoted) Snowflake
+// identifier, as stage and table names must be.
+func ValidIdentifier(s string) bool { return identRE.MatchString(s) }
+
+// Snowflake is the Snowflake sink: PUT the batch's Parquet files to an
+// internal stage, COPY them into per-batch staging tables, then in one
+// transaction insert the rows, merge the windows and write the ledger row.
+type Snowflake struct {
+	opts SnowflakeOptions
+	db   *sql.DB
+	log  *slog.Logger
+}
+
+// NewSnowflake validates the options and returns the sink. It does not
+// connect: the first Prepare does.
+func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
+	if o.Stage == "" {
+		o.Stage = DefaultStage
+	}
+	if o.TransactionsTable == "" {
+		o.TransactionsTable = DefaultTransactionsTable
+	}
+	if o.WindowsTable == "" {
+		o.WindowsTable = DefaultWindowsTable
+	}
+	if o.LedgerTable == "" {
+		o.LedgerTable = DefaultLedgerTable
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	var errs []string
+	for _, f := range []struct{ name, v string }{{"account", o.Account}, {"user", o.User}, {"database", o.Database}, {"schema", o.Schema}} {
+		if f.v == "" {
+			errs = append(errs, "warehouse."+f.name+" is required")
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"stage", o.Stage}, {"tables.transactions", o.TransactionsTable},
+		{"tables.windows", o.WindowsTable}, {"tables.ledger", o.LedgerTable}} {
+		if !ValidIdentifier(f.v) {
+			errs = append(errs, fmt.Sprintf("warehouse.%s: %q is not a plain identifier (letters, digits, _ and $, not starting with a digit)", f.name, f.v))
+		}
+	}
+	switch o.Auth {
+	case AuthPassword:
+		if o.Password == "" {
+			errs = append(errs, "warehouse.password_file: auth password needs a password (file or OFFLOAD_WAREHOUSE_PASSWORD)")
+		}
+	case AuthKeyPair:
+		if o.PrivateKey == nil {
+			errs = append(errs, "warehouse.private_key_file: auth keypair needs a private key")
+		}
+	case AuthOAuth:
+		if o.OAuthToken == "" {
+			errs = append(errs, "warehouse.oauth_token_file: auth oauth needs a token (file or OFFLOAD_WAREHOUSE_OAUTH_TOKEN)")
+		}
+	default:
+		errs = append(errs, fmt.Sprintf("warehouse.auth: %q is not allowed; use password, keypair or oauth", o.Auth))
+	}
+	if len(errs) > 0 {
+		return nil, errors.New(strings.Join(errs, "\n"))
+	}
+	cfg := &gosnowflake.Config{
+		Account: o.Account, User: o.User, Role: o.Role, Database: o.Database, Schema: o.Schema, Warehouse: o.Warehouse,
+		Host: o.Host, Port: o.Port, Protocol: o.Protocol,
+		LoginTimeout: o.LoginTimeout, RequestTimeout: o.RequestTimeout,
+		DisableTelemetry: true,
+		Params:           map[string]*string{},
+	}
+	switch o.Auth {
+	case AuthPassword:
+		cfg.Authenticator, cfg.Password = gosnowflake.AuthTypeSnowflake, o.Password
+	case AuthKeyPair:
+		cfg.Authenticator, cfg.PrivateKey = gosnowflake.AuthTypeJwt, o.PrivateKey
+	case AuthOAuth:
+		cfg.Authenticator, cfg.Token = gosnowflake.AuthTypeOAuth, o.OAuthToken
+	}
+	connector := gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg)
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(2)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return &Snowflake{opts: o, db: db, log: o.Logger}, nil
+}
+
+// Close closes the connections.
+func (s *Snowflake) Close() error { return s.db.Close() }
+
+type column struct{ name, typ string }
+
+// transactionColumns and windowColumns are the warehouse tables' columns:
+// the outbox's columns (engine/schema.go) upper-cased, in Snowflake types.
+// snowflake_test.go checks them against the engine's Parquet files.
+var transactionColumns = []column{
+	{"EVENT_ID", "VARCHAR NOT NULL"}, {"ORDER_ID", "VARCHAR"}, {"EVENT_TYPE", "VARCHAR"}, {"STORE_ID", "VARCHAR"},
+	{"CUSTOMER_ID", "VARCHAR"}, {"CUSTOMER_EMAIL_HASH", "VARCHAR"}, {"AMOUNT", "NUMBER(38,4)"}, {"CURRENCY", "VARCHAR"},
+	{"PAYMENT_METHOD", "VARCHAR"}, {"CARD_LAST4", "VARCHAR"}, {"CHANNEL", "VARCHAR"}, {"COUNTRY", "VARCHAR"},
+	{"ITEMS", "VARCHAR"}, {"EVENT_TIME", "TIMESTAMP_TZ"}, {"BASE_AMOUNT", "NUMBER(38,4)"}, {"REGION", "VARCHAR"},
+	{"TIMEZONE", "VARCHAR"}, {"SOURCE_TOPIC", "VARCHAR"}, {"SOURCE_PARTITION", "INTEGER"}, {"SOURCE_OFFSET", "BIGINT"},
+	{"KAFKA_TIME", "TIMESTAMP_TZ"}, {"INGEST_TIME", "TIMESTAMP_TZ"}, {"BATCH_ID", "VARCHAR"},
+}
+
+var windowColumns = []column{
+	{"STORE_ID", "VARCHAR NOT NULL"}, {"CURRENCY", "VARCHAR NOT NULL"}, {"EVENT_TYPE", "VARCHAR NOT NULL"},
+	{"CHANNEL", "VARCHAR NOT NULL"}, {"WINDOW_START", "TIMESTAMP_TZ NOT NULL"}, {"WINDOW_END", "TIMESTAMP_TZ"},
+	{"COUNT", "BIGINT"}, {"SUM_AMOUNT", "NUMBER(38,4)"}, {"SUM_BASE_AMOUNT", "NUMBER(38,4)"}, {"BASE_COUNT", "BIGINT"},
+	{"MIN_AMOUNT", "NUMBER(38,4)"}, {"MAX_AMOUNT", "NUMBER(38,4)"}, {"DISTINCT_CUSTOMERS", "BIGINT"},
+	{"VERSION", "BIGINT"}, {"EMITTED_AT", "TIMESTAMP_TZ"}, {"BATCH_ID", "VARCHAR"},
+}
+
+// windowKey is the merge key of the windows table.
+var windowKey = []string{"STORE_ID", "CURRENCY", "EVENT_TYPE", "CHANNEL", "WINDOW_START"}
+
+var ledgerColumns = []column{
+	{"BATCH_ID", "VARCHAR NOT NULL"}, {"APPLIANCE_ID", "VARCHAR NOT NULL"}, {"ROWS", "BIGINT"}, {"WINDOW_ROWS", "BIGINT"},
+	{"BYTES", "BIGINT"}, {"CONTROL_TOTALS", "VARCHAR"}, {"LOADED_AT", "TIMESTAMP_TZ"},
+}
+
+func ddl(table string, cols []column, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (", table)
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(c.name + " " + c.typ)
+	}
+	b.WriteString(extra + ")")
+	return b.String()
+}
+
+func names(cols []column, prefix string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = prefix + c.name
+	}
+	return strings.Join(out, ", ")
+}
+
+// DDL returns the statements Prepare runs: the documented warehouse
+// objects.
+func (s *Snowflake) DDL() []string {
+	o := s.opts
+	return []string{
+		ddl(o.TransactionsTable, transactionColumns, ""),
+		ddl(o.WindowsTable, windowColumns, ", PRIMARY KEY ("+strings.Join(windowKey, ", ")+")"),
+		ddl(o.LedgerTable, ledgerColumns, ", PRIMARY KEY (BATCH_ID)"),
+		"CREATE STAGE IF NOT EXISTS " + o.Stage,
+	}
+}
+
+// Prepare creates the tables and the stage where missing.
+func (s *Snowflake) Prepare(ctx context.Context) error {
+	for _, q := range s.DDL() {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", firstWords(q), err)
+		}
+	}
+	return nil
+}
+
+// Loaded tells whether the ledger holds batch id.
+func (s *Snowflake) Loaded(ctx context.Context, id string) (bool, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.opts.LedgerTable+" WHERE BATCH_ID = ?", id).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+// stagingName is the per-batch staging table's name: a hash of the batch
+// id, since ids may hold characters identifiers may not.
+func stagingName(id, kind string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "OFFLOAD_STG_" + strings.ToUpper(hex.EncodeToString(sum[:10])) + "_" + kind
+}
+
+// Load loads x: PUT, COPY INTO staging tables, then one transaction for
+// the rows, the windows and the ledger row.
+func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
+	o := s.opts
+	path := "@" + o.Stage + "/" + x.ID + "/"
+	stgRows, stgWindows := stagingName(x.ID, "ROWS"), stagingName(x.ID, "WINDOWS")
+	defer s.cleanup(x.ID, path, stgRows, stgWindows)
+
+	for _, f := range []struct {
+		file, table string
+		cols        []column
+	}{{x.RowsFile, stgRows, transactionColumns}, {x.WindowsFile, stgWindows, windowColumns}} {
+		// Upload from the file's path: gosnowflake v1.19.1 writes a
+		// 0-byte file when a stream is uploaded to a LOCAL_FS stage, and
+		// a path is what the driver handles best everywhere.
+		put := fmt.Sprintf("PUT 'file://%s' '%s' AUTO_COMPRESS=FALSE OVERWRITE=TRUE", sqlString(f.file), sqlString(path))
+		if _, err := s.db.ExecContext(ctx, put); err != nil {
+			return fmt.Errorf("PUT %s: %w", filepath.Base(f.file), err)
+		}
+		if _, err := s.db.ExecContext(ctx, strings.Replace(ddl(f.table, f.cols, ""), "CREATE TABLE IF NOT EXISTS", "CREATE OR REPLACE TABLE", 1)); err != nil {
+			return fmt.Errorf("create staging table: %w", err)
+		}
+		// COPY is not DML that an explicit transaction groups in
+		// Snowflake, so it runs before the transaction. FORCE: a retry
+		// loads the file again into the fresh staging table.
+		copyInto := fmt.Sprintf("COPY INTO %s FROM '%s%s' FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE",
+			f.table, sqlString(path), sqlString(filepath.Base(f.file)))
+		if _, err := s.db.ExecContext(ctx, copyInto); err != nil {
+			return fmt.Errorf("COPY INTO staging: %w", err)
+		}
+	}
+	totals, err := json.Marshal(x.Totals)
+	if err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("BEGIN: %w", err)
+	}
+	if err := s.inTx(ctx, tx, x, stgRows, stgWindows, string(totals)); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("COMMIT: %w", err)
+	}
+	return nil
+}
+
+func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, stgRows, stgWindows, totals string) error {
+	o := s.opts
+	for _, c := range []struct {
+		table string
+		want  int64
+	}{{stgRows, x.Rows}, {stgWindows, x.WindowRows}} {
+		var n int64
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+c.table).Scan(&n); err != nil {
+			return fmt.Errorf("count staged rows: %w", err)
+		}
+		if n != c.want {
+			return fmt.Errorf("%w: staging table %s holds %d rows, the batch %d", errStagedCount, c.table, n, c.want)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s",
+		o.TransactionsTable, names(transactionColumns, ""), names(transactionColumns, ""), stgRows)); err != nil {
+		return fmt.Errorf("INSERT rows: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.mergeWindows(stgWindows)); err != nil {
+		return fmt.Errorf("MERGE windows: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP()",
+		o.LedgerTable, names(ledgerColumns, "")), x.ID, o.ApplianceID, x.Rows, x.WindowRows, x.FileBytes, totals); err != nil {
+		return fmt.Errorf("INSERT ledger row: %w", err)
+	}
+	return nil
+}
+
+// mergeWindows upserts the staged windows: a batch may hold several
+// versions of one window (a late event re-emitted it), and only the
+// highest goes in; an older version never replaces a newer one.
+func (s *Snowflake) mergeWindows(stg string) string {
+	var on, set []string
+	for _, k := range windowKey {
+		on = append(on, "t."+k+" = s."+k)
+	}
+	for _, c := range windowColumns[len(windowKey):] {
+		set = append(set, c.name+" = s."+c.name)
+	}
+	return fmt.Sprintf(`MERGE INTO %s t USING (SELECT * FROM %s QUALIFY ROW_NUMBER() OVER (PARTITION BY %s ORDER BY VERSION DESC) = 1) s
+ON %s
+WHEN MATCHED AND s.VERSION > t.VERSION THEN UPDATE SET %s
+WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`,
+		s.opts.WindowsTable, stg, strings.Join(windowKey, ", "), strings.Join(on, " AND "), strings.Join(set, ", "),
+		names(windowColumns, ""), names(windowColumns, "s."))
+}
+
+// cleanup drops the staging tables and removes the staged files, on
+// success or failure; what it cannot remove is logged and harmless (the
+// next attempt replaces it).
+func (s *Snowflake) cleanup(id, path string, tables ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stmts := []string{"REMOVE '" + sqlString(path) + "'"}
+	for _, t := range tables {
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+t)
+	}
+	for _, q := range stmts {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			s.log.Debug("loader: cleanup after a load failed (harmless; retried with the next attempt)", "batch", id, "stmt", firstWords(q), "err", err)
+		}
+	}
+}
+
+var errStagedCount = errors.New("staged row count differs")
+
+// Snowflake error numbers the loader treats as the batch's fault: the
+// warehouse refuses this batch and will again.
+var permanentCodes = map[int]bool{
+	1003:   true, // SQL compilation error: syntax
+	2003:   true, // object does not exist or not authorized
+	904:    true, // invalid identifier
+	2023:   true, // expression type does not match column data type
+	2025:   true, // number of columns mismatch
+	3001:   true, // insufficient privileges
+	100038: true, // numeric value not recognized
+	100071: true, // failed to cast variant value
+	100072: true, // NULL result in a non-nullable column
+}
+
+// Classify sorts errors: the SQL and access errors above are permanent,
+// everything else (network, HTTP 5xx and 429, session expiry, login
+// failures, timeouts) retryable. Login failures are retryable on purpose:
+// a wrong password is fixed by the operator, not by parking every batch.
+func (s *Snowflake) Classify(err error) Class {
+	var se *gosnowflake.SnowflakeError
+	if errors.As(err, &se) && permanentCodes[se.Number] {
+		return Permanent
+	}
+	return Retryable
+}
+
+func sqlString(s string) string { return strings.ReplaceAll(s, "'", "''") }
+
+func firstWords(q string) string {
+	f := strings.Fields(q)
+	if len(f) > 4 {
+		f = f[:4]
+	}
+	return strings.Join(f, " ")
+}
