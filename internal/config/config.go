@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/loader"
 )
 
 // Config is the whole appliance configuration.
@@ -36,7 +37,11 @@ type Config struct {
 	WAL    WAL    `yaml:"wal"`
 	Engine Engine `yaml:"engine"`
 	Outbox Outbox `yaml:"outbox"`
-	Admin  Admin  `yaml:"admin"`
+	// Warehouse is where sealed batches go; without it they wait in the
+	// outbox (and ingest pauses once the disk budget is used).
+	Warehouse Warehouse `yaml:"warehouse"`
+	Loader    Loader    `yaml:"loader"`
+	Admin     Admin     `yaml:"admin"`
 	// Topics holds each topic's decoding, mapping, validation and filter
 	// settings, keyed by topic name. A topic of kafka.topics without an
 	// entry takes canonical JSON with the defaults. Not overridable from
@@ -76,6 +81,65 @@ type Outbox struct {
 	SealRows  int      `yaml:"seal_rows"`
 	SealBytes ByteSize `yaml:"seal_bytes"`
 	SealAge   Duration `yaml:"seal_age"`
+}
+
+// Warehouse configures the sink the loader ships to.
+type Warehouse struct {
+	// Type is "" (no warehouse) or "snowflake".
+	Type      string `yaml:"type"`
+	Account   string `yaml:"account"`
+	User      string `yaml:"user"`
+	Role      string `yaml:"role"`
+	Database  string `yaml:"database"`
+	Schema    string `yaml:"schema"`
+	Warehouse string `yaml:"warehouse"`
+	// Host, Port and Protocol override <account>.snowflakecomputing.com,
+	// 443, https.
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Protocol string `yaml:"protocol"`
+	// Auth is password, keypair or oauth. Secrets come from the files
+	// named here or from the environment (OFFLOAD_WAREHOUSE_PASSWORD,
+	// OFFLOAD_WAREHOUSE_PRIVATE_KEY_PASSPHRASE, OFFLOAD_WAREHOUSE_OAUTH_TOKEN),
+	// never from the YAML file.
+	Auth                     string `yaml:"auth"`
+	PasswordFile             string `yaml:"password_file"`
+	Password                 Secret `yaml:"password"`
+	PrivateKeyFile           string `yaml:"private_key_file"`
+	PrivateKeyPassphraseFile string `yaml:"private_key_passphrase_file"`
+	PrivateKeyPassphrase     Secret `yaml:"private_key_passphrase"`
+	OAuthTokenFile           string `yaml:"oauth_token_file"`
+	OAuthToken               Secret `yaml:"oauth_token"`
+	// Stage and Tables name the warehouse objects (created when missing).
+	Stage  string          `yaml:"stage"`
+	Tables WarehouseTables `yaml:"tables"`
+	// LoginTimeout and RequestTimeout bound the driver's own retries.
+	LoginTimeout   Duration `yaml:"login_timeout"`
+	RequestTimeout Duration `yaml:"request_timeout"`
+}
+
+// WarehouseTables names the warehouse tables.
+type WarehouseTables struct {
+	Transactions string `yaml:"transactions"`
+	Windows      string `yaml:"windows"`
+	Ledger       string `yaml:"ledger"`
+}
+
+// Loader configures how and when batches are shipped.
+type Loader struct {
+	// Order is oldest or newest: which sealed batch goes first.
+	Order           string   `yaml:"order"`
+	RetryBase       Duration `yaml:"retry_base"`
+	RetryMax        Duration `yaml:"retry_max"`
+	BreakerFailures int      `yaml:"breaker_failures"`
+	BreakerCooldown Duration `yaml:"breaker_cooldown"`
+	// ShippingWindows are daily periods of local time ("01:00-05:00")
+	// when loads may start; empty means any time.
+	ShippingWindows []string `yaml:"shipping_windows"`
+	// UplinkRate caps the average upload rate (bytes a second; 0: none).
+	UplinkRate ByteSize `yaml:"uplink_rate"`
+	// ShippedGrace is how long shipped batches' rows stay in the outbox.
+	ShippedGrace Duration `yaml:"shipped_grace"`
 }
 
 // Log configures logging.
@@ -166,7 +230,17 @@ func Default() Config {
 			BaseCurrency:  "EUR",
 		},
 		Outbox: Outbox{SealRows: 1_000_000, SealBytes: 128 << 20, SealAge: Duration(5 * time.Minute)},
-		Admin:  Admin{Listen: "127.0.0.1:7070"},
+		Warehouse: Warehouse{
+			Auth: "password", Stage: "OFFLOAD_STAGE",
+			Tables:         WarehouseTables{Transactions: "OFFLOAD_TRANSACTIONS", Windows: "OFFLOAD_WINDOWS", Ledger: "OFFLOAD_LOAD_LEDGER"},
+			LoginTimeout:   Duration(60 * time.Second),
+			RequestTimeout: Duration(60 * time.Second),
+		},
+		Loader: Loader{
+			Order: "oldest", RetryBase: Duration(time.Second), RetryMax: Duration(5 * time.Minute),
+			BreakerFailures: 5, BreakerCooldown: Duration(30 * time.Second), ShippedGrace: Duration(24 * time.Hour),
+		},
+		Admin: Admin{Listen: "127.0.0.1:7070"},
 	}
 }
 
@@ -205,6 +279,9 @@ func (c *Config) resolveSecrets() error {
 	}{
 		{"kafka.sasl.password_file", c.Kafka.SASL.PasswordFile, &c.Kafka.SASL.Password},
 		{"engine.hash_key_file", c.Engine.HashKeyFile, &c.Engine.HashKey},
+		{"warehouse.password_file", c.Warehouse.PasswordFile, &c.Warehouse.Password},
+		{"warehouse.private_key_passphrase_file", c.Warehouse.PrivateKeyPassphraseFile, &c.Warehouse.PrivateKeyPassphrase},
+		{"warehouse.oauth_token_file", c.Warehouse.OAuthTokenFile, &c.Warehouse.OAuthToken},
 	} {
 		if s.file == "" || *s.secret != "" {
 			continue // the environment wins over the file
@@ -337,6 +414,7 @@ func (c *Config) Validate() error {
 		add(fmt.Errorf("wal.memtable_size: %s is out of range; use 4MiB to 1GiB", c.WAL.MemtableSize))
 	}
 	add(c.validateEngine())
+	add(c.validateWarehouse())
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			add(fmt.Errorf("admin.listen: %q is not host:port (empty disables the admin endpoint)", c.Admin.Listen))
@@ -432,3 +510,81 @@ func (c *Config) validateEngine() error {
 }
 
 var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+func (c *Config) validateWarehouse() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	w := &c.Warehouse
+	if err := oneOf("warehouse.type", w.Type, "", "snowflake"); err != nil {
+		bad("%v (empty: no warehouse)", err)
+	}
+	if w.Type == "snowflake" {
+		for opt, v := range map[string]string{"warehouse.account": w.Account, "warehouse.user": w.User,
+			"warehouse.database": w.Database, "warehouse.schema": w.Schema} {
+			if v == "" {
+				bad("%s: required with warehouse.type snowflake", opt)
+			}
+		}
+		switch w.Auth {
+		case "password":
+			if w.Password == "" {
+				bad("warehouse.password_file: auth password needs the password in a file or in OFFLOAD_WAREHOUSE_PASSWORD")
+			}
+		case "keypair":
+			if w.PrivateKeyFile == "" {
+				bad("warehouse.private_key_file: auth keypair needs the PEM private key's file")
+			} else if _, err := os.Stat(w.PrivateKeyFile); err != nil {
+				bad("warehouse.private_key_file: %v", err)
+			}
+		case "oauth":
+			if w.OAuthToken == "" {
+				bad("warehouse.oauth_token_file: auth oauth needs the token in a file or in OFFLOAD_WAREHOUSE_OAUTH_TOKEN")
+			}
+		default:
+			bad("warehouse.auth: %q is not allowed; use one of password, keypair, oauth", w.Auth)
+		}
+		if w.Protocol != "" && w.Protocol != "https" && w.Protocol != "http" {
+			bad("warehouse.protocol: %q is not allowed; use https (or http for a local test server)", w.Protocol)
+		}
+		if w.Port < 0 || w.Port > 65535 {
+			bad("warehouse.port: %d is out of range", w.Port)
+		}
+		for opt, v := range map[string]string{"warehouse.stage": w.Stage, "warehouse.tables.transactions": w.Tables.Transactions,
+			"warehouse.tables.windows": w.Tables.Windows, "warehouse.tables.ledger": w.Tables.Ledger} {
+			if !loader.ValidIdentifier(v) {
+				bad("%s: %q is not a plain identifier (letters, digits, _ and $, not starting with a digit)", opt, v)
+			}
+		}
+		if w.LoginTimeout < Duration(time.Second) || w.RequestTimeout < Duration(time.Second) {
+			bad("warehouse.login_timeout, warehouse.request_timeout: use at least 1s")
+		}
+	}
+	l := &c.Loader
+	if err := oneOf("loader.order", l.Order, "oldest", "newest"); err != nil {
+		bad("%v", err)
+	}
+	if l.RetryBase < Duration(time.Millisecond) || l.RetryMax < l.RetryBase {
+		bad("loader.retry_base, loader.retry_max: %s and %s; want 1ms <= retry_base <= retry_max", l.RetryBase, l.RetryMax)
+	}
+	if l.BreakerFailures < 1 {
+		bad("loader.breaker_failures: %d must be at least 1", l.BreakerFailures)
+	}
+	if l.BreakerCooldown < Duration(time.Millisecond) {
+		bad("loader.breaker_cooldown: %s is too short", l.BreakerCooldown)
+	}
+	for _, sw := range l.ShippingWindows {
+		if _, err := loader.ParseShippingWindow(sw); err != nil {
+			bad("loader.shipping_windows: %v", err)
+		}
+	}
+	if l.UplinkRate < 0 {
+		bad("loader.uplink_rate: %s must not be negative", l.UplinkRate)
+	}
+	if l.ShippedGrace < 0 {
+		bad("loader.shipped_grace: %s must not be negative", l.ShippedGrace)
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\nconfig: "))
+	}
+	return nil
+}
