@@ -81,6 +81,9 @@ type Options struct {
 	// ShippedGrace is how long a shipped batch's rows stay in the outbox
 	// [24h].
 	ShippedGrace time.Duration
+	// LoadTimeout bounds one attempt at a batch, from the ledger lookup to
+	// the commit [30m]: a warehouse that hangs is a retryable failure.
+	LoadTimeout time.Duration
 	// Poll is how often an idle loader looks for sealed batches [1s].
 	Poll   time.Duration
 	Logger *slog.Logger
@@ -105,6 +108,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ShippedGrace == 0 {
 		o.ShippedGrace = 24 * time.Hour
+	}
+	if o.LoadTimeout == 0 {
+		o.LoadTimeout = 30 * time.Minute
 	}
 	if o.Poll == 0 {
 		o.Poll = time.Second
@@ -365,7 +371,9 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		}
 	}
 	began := time.Now()
-	already, err := l.load(ctx, x)
+	lctx, cancel := context.WithTimeout(ctx, l.opts.LoadTimeout)
+	already, err := l.load(lctx, x)
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

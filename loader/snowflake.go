@@ -55,9 +55,11 @@ type SnowflakeOptions struct {
 
 	ApplianceID string
 	// LoginTimeout and RequestTimeout bound the driver's own retries of a
-	// login and of one request (network errors, 5xx, 429).
+	// login and of one request (network errors, 5xx, 429); ClientTimeout
+	// one round trip.
 	LoginTimeout   time.Duration
 	RequestTimeout time.Duration
+	ClientTimeout  time.Duration
 	Logger         *slog.Logger
 }
 
@@ -136,7 +138,7 @@ func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
 	cfg := &gosnowflake.Config{
 		Account: o.Account, User: o.User, Role: o.Role, Database: o.Database, Schema: o.Schema, Warehouse: o.Warehouse,
 		Host: o.Host, Port: o.Port, Protocol: o.Protocol,
-		LoginTimeout: o.LoginTimeout, RequestTimeout: o.RequestTimeout,
+		LoginTimeout: o.LoginTimeout, RequestTimeout: o.RequestTimeout, ClientTimeout: o.ClientTimeout,
 		DisableTelemetry: true,
 		Params:           map[string]*string{},
 	}
@@ -251,6 +253,8 @@ func stagingName(id, kind string) string {
 // the rows, the windows and the ledger row.
 func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 	o := s.opts
+	// Batch ids and file names are [A-Za-z0-9._-] (the appliance id's
+	// alphabet, '-' and hex), so the stage path needs no quoting.
 	path := "@" + o.Stage + "/" + x.ID + "/"
 	stgRows, stgWindows := stagingName(x.ID, "ROWS"), stagingName(x.ID, "WINDOWS")
 	defer s.cleanup(x.ID, path, stgRows, stgWindows)
@@ -262,7 +266,7 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 		// Upload from the file's path: gosnowflake v1.19.1 writes a
 		// 0-byte file when a stream is uploaded to a LOCAL_FS stage, and
 		// a path is what the driver handles best everywhere.
-		put := fmt.Sprintf("PUT 'file://%s' '%s' AUTO_COMPRESS=FALSE OVERWRITE=TRUE", sqlString(f.file), sqlString(path))
+		put := fmt.Sprintf("PUT 'file://%s' %s AUTO_COMPRESS=FALSE OVERWRITE=TRUE", sqlString(f.file), path)
 		if _, err := s.db.ExecContext(ctx, put); err != nil {
 			return fmt.Errorf("PUT %s: %w", filepath.Base(f.file), err)
 		}
@@ -272,8 +276,8 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 		// COPY is not DML that an explicit transaction groups in
 		// Snowflake, so it runs before the transaction. FORCE: a retry
 		// loads the file again into the fresh staging table.
-		copyInto := fmt.Sprintf("COPY INTO %s FROM '%s%s' FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE",
-			f.table, sqlString(path), sqlString(filepath.Base(f.file)))
+		copyInto := fmt.Sprintf("COPY INTO %s FROM %s%s FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE",
+			f.table, path, filepath.Base(f.file))
 		if _, err := s.db.ExecContext(ctx, copyInto); err != nil {
 			return fmt.Errorf("COPY INTO staging: %w", err)
 		}
@@ -349,7 +353,7 @@ WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`,
 func (s *Snowflake) cleanup(id, path string, tables ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stmts := []string{"REMOVE '" + sqlString(path) + "'"}
+	stmts := []string{"REMOVE " + path}
 	for _, t := range tables {
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+t)
 	}

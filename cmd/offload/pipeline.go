@@ -15,6 +15,7 @@ import (
 	"github.com/offload/offload/engine/event"
 	"github.com/offload/offload/engine/window"
 	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/loader"
 	"github.com/offload/offload/wal"
 )
 
@@ -108,4 +109,60 @@ func engineOptions(c *config.Config, w *wal.WAL, log *slog.Logger) (engine.Optio
 		Seal:          engine.SealPolicy{Rows: int64(c.Outbox.SealRows), Bytes: int64(c.Outbox.SealBytes), Age: c.Outbox.SealAge.D()},
 		Logger:        log,
 	}, nil
+}
+
+// outboxDir is where the loader writes a batch's files while shipping it.
+func outboxDir(dataDir string) string { return filepath.Join(dataDir, "outbox") }
+
+// openLoader builds the warehouse sink and the loader from the
+// configuration; both are nil without a warehouse.
+func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger) (*loader.Loader, loader.Sink, error) {
+	wc := &c.Warehouse
+	if wc.Type == "" {
+		log.Warn("no warehouse configured (warehouse.type): sealed batches stay in the outbox")
+		return nil, nil, nil
+	}
+	o := loader.SnowflakeOptions{
+		Account: wc.Account, User: wc.User, Role: wc.Role, Database: wc.Database, Schema: wc.Schema, Warehouse: wc.Warehouse,
+		Host: wc.Host, Port: wc.Port, Protocol: wc.Protocol, Auth: wc.Auth,
+		Password: wc.Password.Reveal(), OAuthToken: wc.OAuthToken.Reveal(),
+		Stage: wc.Stage, TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
+		ApplianceID: c.ApplianceID, LoginTimeout: wc.LoginTimeout.D(), RequestTimeout: wc.RequestTimeout.D(), ClientTimeout: wc.RequestTimeout.D(),
+		Logger: log,
+	}
+	if wc.Auth == loader.AuthKeyPair {
+		pem, err := os.ReadFile(wc.PrivateKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("warehouse.private_key_file: %w", err)
+		}
+		if o.PrivateKey, err = loader.ParsePrivateKey(pem, []byte(wc.PrivateKeyPassphrase.Reveal())); err != nil {
+			return nil, nil, fmt.Errorf("warehouse.private_key_file %s: %w", wc.PrivateKeyFile, err)
+		}
+	}
+	sink, err := loader.NewSnowflake(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc := &c.Loader
+	var windows []loader.ShippingWindow
+	for _, s := range lc.ShippingWindows {
+		sw, err := loader.ParseShippingWindow(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loader.shipping_windows: %w", err)
+		}
+		windows = append(windows, sw)
+	}
+	ld, err := loader.New(loader.Options{
+		Sink: sink, Outbox: eng, Dir: outboxDir(c.DataDir), Order: lc.Order,
+		RetryBase: lc.RetryBase.D(), RetryMax: lc.RetryMax.D(),
+		BreakerFailures: lc.BreakerFailures, BreakerCooldown: lc.BreakerCooldown.D(),
+		ShippingWindows: windows, UplinkRate: int64(lc.UplinkRate), ShippedGrace: lc.ShippedGrace.D(),
+		LoadTimeout: lc.LoadTimeout.D(),
+		Logger:      log,
+	})
+	if err != nil {
+		_ = sink.Close()
+		return nil, nil, err
+	}
+	return ld, sink, nil
 }

@@ -62,6 +62,12 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		_ = w.Close()
 		return err
 	}
+	ld, sink, err := openLoader(c, eng, log)
+	if err != nil {
+		_ = eng.Close()
+		_ = w.Close()
+		return err
+	}
 
 	budget := int64(c.DiskBudget)
 	in, err := ingest.New(ingest.Options{
@@ -119,34 +125,35 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	defer signal.Stop(hup)
 	go reloadTablesOnHUP(ctx, hup, c, eng, log)
 
-	// The engine runs beside ingest; if it fails, ingest stops too.
+	// The engine and the loader run beside ingest; if one fails, ingest
+	// stops too and the daemon shuts down.
 	ingestCtx, stopIngest := context.WithCancel(ctx)
 	defer stopIngest()
-	engineCtx, stopEngine := context.WithCancel(context.Background())
-	defer stopEngine()
-	engineDone := make(chan error, 1)
-	go func() {
-		err := eng.Run(engineCtx)
-		if err != nil {
-			stopIngest()
-		}
-		engineDone <- err
-	}()
+	engineStage := startStage(eng.Run, stopIngest)
+	var loaderStage *stage
+	if ld != nil {
+		loaderStage = startStage(ld.Run, stopIngest)
+	}
 
 	runErr := in.Run(ingestCtx)
 
 	// Shut down in data-flow order.
 	log.Info("stopping", "reason", stopReason(ctx, runErr))
 	in.Close() // 1. ingest finished its in-flight append and commit; leave the group.
-	stopEngine()
-	var engineErr error
-	select { // 2. the engine finishes its in-flight micro-batch.
-	case engineErr = <-engineDone:
-	case <-time.After(c.ShutdownGrace.D()):
-		engineErr = fmt.Errorf("engine: micro-batch still running after shutdown_grace %s; stopping anyway (an unfinished micro-batch is rolled back and redone at start-up)", c.ShutdownGrace)
-	}
-	if runErr == nil {
-		runErr = engineErr
+	grace := c.ShutdownGrace.D()
+	// 2. The engine finishes its in-flight micro-batch.
+	runErr = errors.Join(runErr, engineStage.stop(grace, "engine: micro-batch still running after shutdown_grace; stopping anyway (an unfinished micro-batch is rolled back and redone at start-up)"))
+	if loaderStage != nil {
+		// 3. The loader abandons its in-flight load: the warehouse
+		// transaction does not commit (or the ledger tells, next time)
+		// and the batch stays in the outbox.
+		runErr = errors.Join(runErr, loaderStage.stop(grace, "loader: load still running after shutdown_grace; stopping anyway (the batch stays in the outbox)"))
+		if err := sink.Close(); err != nil {
+			log.Warn("loader: closing the warehouse connections failed", "err", err)
+		}
+		ls := ld.Status()
+		log.Info("loader: stopped", "loaded", ls.Loaded, "already_loaded", ls.AlreadyLoaded, "rows", ls.Rows,
+			"bytes_shipped", ls.BytesShipped, "retries", ls.Retries, "parked", ls.Parked)
 	}
 	es := eng.Stats()
 	log.Info("engine: stopped", "records_in", es.RecordsIn, "accepted", es.Accepted, "rejected", es.Rejected,
@@ -154,12 +161,12 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		"windows_emitted", es.WindowsEmitted, "outbox_rows_pending", es.OutboxRowsPending,
 		"sealed_batches_pending", es.SealedBatchesPending)
 	if adm != nil {
-		_ = adm.Close() // 3. stop answering probes.
+		_ = adm.Close() // 4. stop answering probes.
 	}
-	if err := eng.Close(); err != nil && runErr == nil { // 4. close DuckDB.
+	if err := eng.Close(); err != nil && runErr == nil { // 5. close DuckDB.
 		runErr = err
 	}
-	if err := w.Close(); err != nil { // 5. close the WAL last: everything before it read or wrote it.
+	if err := w.Close(); err != nil { // 6. close the WAL last: everything before it read or wrote it.
 		log.Error("wal: close failed", "err", err)
 		if runErr == nil {
 			runErr = err
@@ -199,5 +206,38 @@ func reloadTablesOnHUP(ctx context.Context, hup <-chan os.Signal, c *config.Conf
 		eng.SetTables(rates, ref)
 		log.Info("SIGHUP: rates and reference tables reloaded; they apply from the next micro-batch",
 			"rates", rates.Len(), "reference", ref.Len())
+	}
+}
+
+// stage is a part of the pipeline running in a goroutine with a context
+// of its own, so that shutdown can stop the parts one by one.
+type stage struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startStage runs run; if it fails, onFail is called (to stop the rest).
+func startStage(run func(context.Context) error, onFail func()) *stage {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stage{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := run(ctx)
+		if err != nil {
+			onFail()
+		}
+		s.done <- err
+	}()
+	return s
+}
+
+// stop cancels the stage and waits up to grace for it to return; past it,
+// it gives up with late as the error.
+func (s *stage) stop(grace time.Duration, late string) error {
+	s.cancel()
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(grace):
+		return errors.New(late)
 	}
 }

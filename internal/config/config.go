@@ -140,6 +140,8 @@ type Loader struct {
 	UplinkRate ByteSize `yaml:"uplink_rate"`
 	// ShippedGrace is how long shipped batches' rows stay in the outbox.
 	ShippedGrace Duration `yaml:"shipped_grace"`
+	// LoadTimeout bounds one attempt at a batch.
+	LoadTimeout Duration `yaml:"load_timeout"`
 }
 
 // Log configures logging.
@@ -239,6 +241,7 @@ func Default() Config {
 		Loader: Loader{
 			Order: "oldest", RetryBase: Duration(time.Second), RetryMax: Duration(5 * time.Minute),
 			BreakerFailures: 5, BreakerCooldown: Duration(30 * time.Second), ShippedGrace: Duration(24 * time.Hour),
+			LoadTimeout: Duration(30 * time.Minute),
 		},
 		Admin: Admin{Listen: "127.0.0.1:7070"},
 	}
@@ -579,6 +582,9 @@ func (c *Config) validateWarehouse() error {
 	}
 	if l.UplinkRate < 0 {
 		bad("loader.uplink_rate: %s must not be negative", l.UplinkRate)
+	}
+	if l.LoadTimeout < Duration(time.Second) {
+		bad("loader.load_timeout: %s is too short; use at least 1s", l.LoadTimeout)
 	}
 	if l.ShippedGrace < 0 {
 		bad("loader.shipped_grace: %s must not be negative", l.ShippedGrace)
