@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/offload/offload/internal/kafkatest"
+	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
 
@@ -20,7 +20,7 @@ import (
 // valid message once in the outbox, every malformed one once in the dead
 // letters with its raw bytes.
 func TestKcatEndToEnd(t *testing.T) {
-	brokers := kafkatest.Brokers(t)
+	brokers := testenv.Brokers(t)
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
 		if os.Getenv("CI") != "" {

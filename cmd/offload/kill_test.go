@@ -18,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/offload/offload/internal/kafkatest"
+	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
 
@@ -38,7 +38,7 @@ func TestKillDuringIngest(t *testing.T) {
 
 // TestKillDuringIngestRealBroker is the same against a real Kafka broker.
 func TestKillDuringIngestRealBroker(t *testing.T) {
-	brokers := kafkatest.Brokers(t)
+	brokers := testenv.Brokers(t)
 	topic := fmt.Sprintf("kill-%d", time.Now().UnixNano())
 	adm := newAdmin(t, brokers)
 	if _, err := adm.CreateTopic(context.Background(), 4, 1, nil, topic); err != nil {

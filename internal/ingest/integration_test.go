@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/offload/offload/internal/kafkatest"
+	"github.com/offload/offload/internal/testenv"
 )
 
 // TestIntegrationRealKafka runs the custody check against a real Apache
@@ -20,7 +20,7 @@ import (
 // as the same group instance (how offload runs: kafka.client_id is its
 // instance id).
 func TestIntegrationRealKafka(t *testing.T) {
-	brokers := strings.Split(kafkatest.Brokers(t), ",")
+	brokers := strings.Split(testenv.Brokers(t), ",")
 	for _, static := range []bool{false, true} {
 		name := "dynamic"
 		if static {

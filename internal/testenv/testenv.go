@@ -1,0 +1,38 @@
+// Package testenv gives integration tests the addresses of the real
+// servers the test scripts start (a Kafka broker, fakesnow). It starts
+// nothing itself.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// Addr returns the value of the environment variable name. When it is
+// unset the test is skipped, or fails when the CI environment variable is
+// set: CI must run the integration tests. start says how to set it.
+func Addr(t testing.TB, name, start string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is unset in CI: %s", name, start)
+		}
+		t.Skipf("%s is unset: %s", name, start)
+	}
+	return v
+}
+
+// Brokers returns the Kafka broker list (host:port, comma-separated)
+// from OFFLOAD_TEST_BROKERS.
+func Brokers(t testing.TB) string {
+	t.Helper()
+	return Addr(t, "OFFLOAD_TEST_BROKERS", "export OFFLOAD_TEST_BROKERS=$(scripts/kafka-broker.sh start | tail -n 1)")
+}
+
+// Fakesnow returns the host:port of a fakesnow server from
+// OFFLOAD_TEST_FAKESNOW.
+func Fakesnow(t testing.TB) string {
+	t.Helper()
+	return Addr(t, "OFFLOAD_TEST_FAKESNOW", "export OFFLOAD_TEST_FAKESNOW=$(scripts/fakesnow.sh start | tail -n 1)")
+}
