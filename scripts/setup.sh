@@ -19,6 +19,8 @@ PACKAGES=(
   # Java and Maven come with this machine kind; listed so a bare Debian works.
   "default-jre-headless:java"
   "maven:mvn"
+  # Writes the loader tests' encrypted private keys as users do.
+  "openssl:openssl"
 )
 
 present() { # package:command
@@ -57,5 +59,9 @@ fi
 
 # Kafka broker jars for integration tests (cached; no-op when present).
 log "Kafka jars: $(bash "$SCRIPT_DIR/kafka-broker.sh" fetch)"
+
+# fakesnow, the independent Snowflake emulator of the loader's tests, in a
+# virtual environment (cached; no-op when present).
+log "fakesnow: $(bash "$SCRIPT_DIR/fakesnow.sh" install)"
 
 log "done"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: installs what is missing, builds the
-# binary once, starts a real Kafka broker on 127.0.0.1, runs the unit and
-# integration tests and short fuzz runs, and stops the broker.
+# binary once, starts a real Kafka broker and fakesnow on 127.0.0.1, runs
+# the unit and integration tests and short fuzz runs, and stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +14,13 @@ make -s build
 export OFFLOAD_BIN="$PWD/bin/offload"
 
 broker_started=""
+fakesnow_started=""
 cleanup() {
 	if [ -n "$broker_started" ]; then
 		bash scripts/kafka-broker.sh stop >&2 || true
+	fi
+	if [ -n "$fakesnow_started" ]; then
+		bash scripts/fakesnow.sh stop >&2 || true
 	fi
 }
 trap cleanup EXIT
@@ -26,6 +30,12 @@ OFFLOAD_TEST_BROKERS="$(bash scripts/kafka-broker.sh start | tail -n 1)"
 broker_started=1
 export OFFLOAD_TEST_BROKERS
 log "broker at $OFFLOAD_TEST_BROKERS"
+
+log "starting fakesnow"
+OFFLOAD_TEST_FAKESNOW="$(bash scripts/fakesnow.sh start | tail -n 1)"
+fakesnow_started=1
+export OFFLOAD_TEST_FAKESNOW
+log "fakesnow at $OFFLOAD_TEST_FAKESNOW"
 
 log "lint"
 make -s lint
