@@ -41,10 +41,14 @@ func testOutbox(t *testing.T, n, rowsPer int) *engine.Engine {
 	}
 	t.Cleanup(func() { _ = e.Close() })
 	tp := wal.TopicPartition{Topic: "orders", Partition: 0}
+	// Events 10 s apart, ending an hour ago: most minutes' windows close
+	// (the watermark trails the newest event by 5 minutes) and are in the
+	// outbox.
 	now := time.Now().UTC()
+	first := now.Add(-time.Hour - time.Duration(n*rowsPer)*10*time.Second)
 	for i := 0; i < n*rowsPer; i++ {
-		v := fmt.Sprintf(`{"event_id":"e-%d","event_type":"order_placed","store_id":"s%d","amount":"%d.50","currency":"EUR","event_time":"%s"}`,
-			i, i%3, i, now.Add(time.Duration(i)*time.Millisecond).Format(time.RFC3339Nano))
+		v := fmt.Sprintf(`{"event_id":"e-%d","event_type":"order_placed","store_id":"s%d","amount":"%d.50","currency":"%s","channel":"web","event_time":"%s"}`,
+			i, i%3, i, []string{"EUR", "USD"}[i%2], first.Add(time.Duration(i)*10*time.Second).Format(time.RFC3339Nano))
 		if _, err := w.Append(tp, []wal.Record{{Offset: int64(i), Timestamp: now.UnixMilli(), Value: []byte(v)}}); err != nil {
 			t.Fatal(err)
 		}
@@ -165,6 +169,25 @@ func runUntil(t *testing.T, l *Loader, cond func() bool) {
 	}
 }
 
+// outboxEmpty tells whether e holds no sealed or parked batch.
+func outboxEmpty(e *engine.Engine) func() bool {
+	return func() bool {
+		bs, _ := e.SealedBatches()
+		return len(bs) == 0
+	}
+}
+
+// shipAll runs a loader with opts until e's outbox holds no sealed batch.
+func shipAll(t *testing.T, e *engine.Engine, opts Options) *Loader {
+	t.Helper()
+	l, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, l, outboxEmpty(e))
+	return l
+}
+
 func fastOptions(e *engine.Engine, s Sink, dir string) Options {
 	return Options{Sink: s, Outbox: e, Dir: dir, Logger: quietLogger(),
 		RetryBase: time.Millisecond, RetryMax: 4 * time.Millisecond,
@@ -273,14 +296,7 @@ func TestPermanentFailureParks(t *testing.T) {
 func TestLostCommitAnswer(t *testing.T) {
 	e := testOutbox(t, 2, 5)
 	sink := newScriptSink("lost")
-	l, err := New(fastOptions(e, sink, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, l, func() bool {
-		bs, _ := e.SealedBatches()
-		return len(bs) == 0
-	})
+	l := shipAll(t, e, fastOptions(e, sink, t.TempDir()))
 	st := l.Status()
 	if st.Loaded != 1 || st.AlreadyLoaded != 1 || st.Retries != 1 || len(sink.loaded()) != 2 {
 		t.Fatalf("status %+v, loads %v", st, sink.loaded())

@@ -150,6 +150,9 @@ func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
 	case AuthOAuth:
 		cfg.Authenticator, cfg.Token = gosnowflake.AuthTypeOAuth, o.OAuthToken
 	}
+	// The driver logs its errors to stderr on its own; the loader reports
+	// them with their batch, so the driver's lines go to the debug log.
+	gosnowflake.GetLogger().SetOutput(driverLog{o.Logger})
 	connector := gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg)
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(2)
@@ -249,6 +252,13 @@ func stagingName(id, kind string) string {
 	return "OFFLOAD_STG_" + strings.ToUpper(hex.EncodeToString(sum[:10])) + "_" + kind
 }
 
+// staged is one Parquet file of a batch on its way into a staging table.
+type staged struct {
+	file, table string
+	cols        []column
+	rows        int64
+}
+
 // Load loads x: PUT, COPY INTO staging tables, then one transaction for
 // the rows, the windows and the ledger row.
 func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
@@ -259,10 +269,11 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 	stgRows, stgWindows := stagingName(x.ID, "ROWS"), stagingName(x.ID, "WINDOWS")
 	defer s.cleanup(x.ID, path, stgRows, stgWindows)
 
-	for _, f := range []struct {
-		file, table string
-		cols        []column
-	}{{x.RowsFile, stgRows, transactionColumns}, {x.WindowsFile, stgWindows, windowColumns}} {
+	parts := []staged{{x.RowsFile, stgRows, transactionColumns, x.Rows}}
+	if x.WindowRows > 0 { // most batches between two window closings have none
+		parts = append(parts, staged{x.WindowsFile, stgWindows, windowColumns, x.WindowRows})
+	}
+	for _, f := range parts {
 		// Upload from the file's path: gosnowflake v1.19.1 writes a
 		// 0-byte file when a stream is uploaded to a LOCAL_FS stage, and
 		// a path is what the driver handles best everywhere.
@@ -290,7 +301,7 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 	if err != nil {
 		return fmt.Errorf("BEGIN: %w", err)
 	}
-	if err := s.inTx(ctx, tx, x, stgRows, stgWindows, string(totals)); err != nil {
+	if err := s.inTx(ctx, tx, x, parts, string(totals)); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -300,26 +311,25 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 	return nil
 }
 
-func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, stgRows, stgWindows, totals string) error {
+func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged, totals string) error {
 	o := s.opts
-	for _, c := range []struct {
-		table string
-		want  int64
-	}{{stgRows, x.Rows}, {stgWindows, x.WindowRows}} {
+	for _, p := range parts {
 		var n int64
-		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+c.table).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+p.table).Scan(&n); err != nil {
 			return fmt.Errorf("count staged rows: %w", err)
 		}
-		if n != c.want {
-			return fmt.Errorf("%w: staging table %s holds %d rows, the batch %d", errStagedCount, c.table, n, c.want)
+		if n != p.rows {
+			return fmt.Errorf("%w: staging table %s holds %d rows, the batch %d", errStagedCount, p.table, n, p.rows)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s",
-		o.TransactionsTable, names(transactionColumns, ""), names(transactionColumns, ""), stgRows)); err != nil {
+		o.TransactionsTable, names(transactionColumns, ""), names(transactionColumns, ""), parts[0].table)); err != nil {
 		return fmt.Errorf("INSERT rows: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, s.mergeWindows(stgWindows)); err != nil {
-		return fmt.Errorf("MERGE windows: %w", err)
+	if len(parts) > 1 {
+		if _, err := tx.ExecContext(ctx, s.mergeWindows(parts[1].table)); err != nil {
+			return fmt.Errorf("MERGE windows: %w", err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP()",
 		o.LedgerTable, names(ledgerColumns, "")), x.ID, o.ApplianceID, x.Rows, x.WindowRows, x.FileBytes, totals); err != nil {
@@ -400,4 +410,12 @@ func firstWords(q string) string {
 		f = f[:4]
 	}
 	return strings.Join(f, " ")
+}
+
+// driverLog writes the driver's log lines to a slog logger at debug level.
+type driverLog struct{ log *slog.Logger }
+
+func (d driverLog) Write(p []byte) (int, error) {
+	d.log.Debug("gosnowflake", "line", strings.TrimSpace(string(p)))
+	return len(p), nil
 }

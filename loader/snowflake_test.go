@@ -1,0 +1,281 @@
+package loader
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"database/sql"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/deliverytest"
+	"github.com/offload/offload/internal/snowtest"
+)
+
+// warehouse is a test server with one user per authentication method.
+type warehouse struct {
+	srv *snowtest.Server
+	key *rsa.PrivateKey
+}
+
+func newWarehouse(t *testing.T) *warehouse {
+	t.Helper()
+	srv, err := snowtest.New(snowtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.AddUser(snowtest.User{Name: "LOADER_PW", Password: "pw-s3cret-Loader"})
+	srv.AddUser(snowtest.User{Name: "LOADER_KEY", PrivateKey: key})
+	srv.AddUser(snowtest.User{Name: "LOADER_OAUTH", OAuthToken: "oauth-t0ken-Loader"})
+	return &warehouse{srv: srv, key: key}
+}
+
+// sink returns a Snowflake sink logging in as user with auth.
+func (w *warehouse) sink(t *testing.T, auth string) *Snowflake {
+	t.Helper()
+	c := w.srv.Config("LOADER_PW")
+	o := SnowflakeOptions{
+		Account: c.Account, Database: c.Database, Schema: c.Schema, Warehouse: c.Warehouse,
+		Host: c.Host, Port: c.Port, Protocol: c.Protocol, Auth: auth, ApplianceID: "lt",
+		// A login timeout of 1 s is shorter than the driver's first
+		// backoff: a refused login fails at once, and the loader's own
+		// retries take over.
+		LoginTimeout: time.Second, RequestTimeout: 2 * time.Second, ClientTimeout: 5 * time.Second,
+		Logger: quietLogger(),
+	}
+	switch auth {
+	case AuthPassword:
+		o.User, o.Password = "LOADER_PW", "pw-s3cret-Loader"
+	case AuthKeyPair:
+		o.User, o.PrivateKey = "LOADER_KEY", w.key
+	case AuthOAuth:
+		o.User, o.OAuthToken = "LOADER_OAUTH", "oauth-t0ken-Loader"
+	}
+	s, err := NewSnowflake(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// query runs q on the server's DuckDB and returns the rows as strings.
+func (w *warehouse) query(t *testing.T, q string) []string {
+	t.Helper()
+	return deliverytest.QueryStrings(t, w.srv.DB(), q)
+}
+
+// outboxRows returns what the engine's outbox holds, as the checks below
+// compare it with the warehouse: event ids, and windows by key.
+func outboxEventIDs(t *testing.T, e *engine.Engine) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	bs, err := e.SealedBatches()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, b := range bs {
+		x, err := e.ExportBatch(context.Background(), b.ID, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open("duckdb", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.Query(`SELECT event_id FROM read_parquet(?)`, x.RowsFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			out[id] = true
+		}
+		rows.Close()
+		db.Close()
+	}
+	return out
+}
+
+// checkWarehouse asserts the delivery contract on what the test server
+// holds.
+func checkWarehouse(t *testing.T, w *warehouse, want map[string]bool, batches int) {
+	t.Helper()
+	deliverytest.CheckTables(t, w.srv.DB(), "PUBLIC.", want, batches, true)
+}
+
+func TestSnowflakeLoadsEveryBatchOnce(t *testing.T) {
+	for _, auth := range []string{AuthPassword, AuthKeyPair, AuthOAuth} {
+		t.Run(auth, func(t *testing.T) {
+			w := newWarehouse(t)
+			e := testOutbox(t, 3, 40)
+			want := outboxEventIDs(t, e)
+			l := shipAll(t, e, fastOptions(e, w.sink(t, auth), t.TempDir()))
+			checkWarehouse(t, w, want, 3)
+			if st := l.Status(); st.Loaded != 3 || st.Retries != 0 {
+				t.Fatalf("status %+v", st)
+			}
+			// No staging table or staged file is left behind.
+			if left := w.query(t, `SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'OFFLOAD_STG_%'`); len(left) != 0 {
+				t.Fatalf("staging tables left: %v", left)
+			}
+		})
+	}
+}
+
+// TestSnowflakeFaultMatrix injects every fault of the test server at
+// every step of a load, and checks after recovery that the warehouse holds
+// each event exactly once, the windows and the ledger agreeing.
+func TestSnowflakeFaultMatrix(t *testing.T) {
+	moments := map[string]string{
+		"put":         `^PUT `,
+		"copy":        `^COPY INTO`,
+		"insert rows": `^INSERT INTO OFFLOAD_TRANSACTIONS`,
+		"merge":       `^MERGE INTO`,
+		"ledger":      `^INSERT INTO OFFLOAD_LOAD_LEDGER`,
+		"commit":      `(?i)^commit`,
+		"lookup":      `^SELECT COUNT\(\*\) FROM OFFLOAD_LOAD_LEDGER`,
+	}
+	faults := map[string]snowtest.Fault{
+		"503":            {Kind: snowtest.FaultHTTPStatus, Status: 503, Times: 3},
+		"429":            {Kind: snowtest.FaultHTTPStatus, Status: 429, Times: 3},
+		"hang":           {Kind: snowtest.FaultHang, Hang: 10 * time.Second},
+		"drop":           {Kind: snowtest.FaultDropConnection},
+		"response lost":  {Kind: snowtest.FaultResponseLost},
+		"session expiry": {Kind: snowtest.FaultSessionExpired},
+		"statement fail": {Kind: snowtest.FaultStatementError},
+	}
+	for fname, f := range faults {
+		for mname, re := range moments {
+			t.Run(fname+" at "+mname, func(t *testing.T) {
+				t.Parallel()
+				w := newWarehouse(t)
+				e := testOutbox(t, 2, 20)
+				want := outboxEventIDs(t, e)
+				f := f
+				f.SQL = regexp.MustCompile(re)
+				f.Endpoint = snowtest.EndpointQuery
+				inj := w.srv.Inject(f)
+				opts := fastOptions(e, w.sink(t, AuthPassword), t.TempDir())
+				opts.LoadTimeout = 3 * time.Second
+				shipAll(t, e, opts)
+				if inj.Hits() == 0 {
+					t.Fatalf("the fault never fired")
+				}
+				checkWarehouse(t, w, want, 2)
+			})
+		}
+	}
+	t.Run("refused connections", func(t *testing.T) {
+		w := newWarehouse(t)
+		e := testOutbox(t, 2, 20)
+		want := outboxEventIDs(t, e)
+		w.srv.RefuseConnections()
+		l, err := New(fastOptions(e, w.sink(t, AuthPassword), t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for l.Status().State != StateOpen && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		st := l.Status()
+		cancel()
+		<-done
+		if st.State != StateOpen || st.LastError == "" || st.Retries < 3 {
+			t.Fatalf("with the warehouse away: %+v", st)
+		}
+		if err := w.srv.AcceptConnections(); err != nil {
+			t.Fatal(err)
+		}
+		l.Resume()
+		runUntil(t, l, outboxEmpty(e))
+		checkWarehouse(t, w, want, 2)
+	})
+}
+
+// TestSnowflakeSchemaMismatchParks: a transactions table whose AMOUNT
+// column cannot take the rows is a permanent error: the batch is parked
+// with the warehouse's message, and loads after the fix.
+func TestSnowflakeSchemaMismatchParks(t *testing.T) {
+	w := newWarehouse(t)
+	e := testOutbox(t, 1, 60)
+	sink := w.sink(t, AuthPassword)
+	if _, err := sink.db.Exec(`CREATE TABLE OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(fastOptions(e, sink, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, l, func() bool { return l.Status().Parked == 1 })
+	bs, _ := e.SealedBatches()
+	if len(bs) != 1 || bs[0].State != engine.BatchParked || bs[0].Error == "" {
+		t.Fatalf("outbox: %+v", bs)
+	}
+	if n := w.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`); n[0] != "0" {
+		t.Fatalf("rows of a parked batch reached the warehouse: %v", n)
+	}
+	if _, err := sink.db.Exec(`DROP TABLE OFFLOAD_TRANSACTIONS`); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RetryParked(bs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	want := outboxEventIDs(t, e)
+	runUntil(t, l, outboxEmpty(e))
+	checkWarehouse(t, w, want, 1)
+}
+
+// TestWarehouseColumnsMatchTheOutbox: the warehouse tables' columns are
+// the Parquet files' columns, in order, so MATCH_BY_COLUMN_NAME finds
+// every one.
+func TestWarehouseColumnsMatchTheOutbox(t *testing.T) {
+	e := testOutbox(t, 1, 3)
+	bs, _ := e.SealedBatches()
+	x, err := e.ExportBatch(context.Background(), bs[0].ID, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, f := range []struct {
+		file string
+		cols []column
+	}{{x.RowsFile, transactionColumns}, {x.WindowsFile, windowColumns}} {
+		rows, err := db.Query(`SELECT upper(column_name) FROM (DESCRIBE SELECT * FROM read_parquet(?))`, f.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, c)
+		}
+		rows.Close()
+		if want := strings.Split(names(f.cols, ""), ", "); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s columns %v, warehouse table %v", f.file, got, want)
+		}
+	}
+}
