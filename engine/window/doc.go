@@ -31,23 +31,28 @@
 // Size. An event belongs to the window of its Key (StoreID, Currency,
 // EventType, Channel) whose Start <= EventTime < End.
 //
-// The watermark is the highest event time seen minus the lateness L
-// (Options.Lateness, default 5m); before any event it is the zero time.
-// It never goes back. Each event is judged against the watermark as it
-// stands after the events added before it (the event cannot raise the
-// watermark above its own time, so judging before or after including it is
-// the same):
+// The watermark is the highest event time seen, as of the last Advance
+// (the end of the previous micro-batch), minus the lateness L
+// (Options.Lateness, default 5m); before the first Advance there is none.
+// It never goes back. Each event is judged against the watermark in force:
 //
-//   - OnTime: EventTime >= watermark. The window is updated.
+//   - OnTime: EventTime >= watermark (or there is no watermark yet). The
+//     window is updated.
 //   - Late: EventTime < watermark and End + L > watermark. The window is
 //     still kept: it is updated and marked dirty; if it was already emitted
 //     it is emitted again at the next Advance with Version+1.
-//   - TooLate: End + L <= watermark. The window is (or at the next Advance
-//     will be) purged; no window is created or changed. The engine still
-//     keeps the event's clean row and counts it as late.
+//   - TooLate: End + L <= watermark. The window has been purged; no window
+//     is created or changed. The engine still keeps the event's clean row
+//     and counts it as late.
 //
-// These verdicts depend only on the order of the events, never on how they
-// are cut into micro-batches.
+// The watermark moves only at Advance, so the events of one micro-batch
+// are judged alike whatever their order within it. That matters because a
+// micro-batch reads the WAL partition after partition: judged one by one,
+// a partition read first would make the same minutes of the others late,
+// or too late, whenever a backlog is drained. The verdicts depend on the
+// order of the events and on the micro-batch cuts, which the engine takes
+// from WAL positions, so a micro-batch redone after a crash gets the same
+// verdicts.
 //
 // Advance, called once after each micro-batch, first emits every window
 // that is dirty and has End <= watermark (the watermark has passed its

@@ -83,25 +83,33 @@ func genScenario(rng *rand.Rand) scenario {
 }
 
 // expectVerdicts judges every event by the rules in doc.go, independently of
-// the Set.
+// the Set: against the watermark as of the end of the previous micro-batch.
 func expectVerdicts(sc scenario) []Lateness {
 	size, lat := int64(sc.opts.Size), int64(sc.opts.lateness())
 	out := make([]Lateness, len(sc.events))
-	var maxT int64
-	for i, ev := range sc.events {
-		t := ev.EventTime.UnixNano()
-		end := floorDiv(t, size)*size + size
-		switch {
-		case i == 0 || t >= maxT-lat:
-			out[i] = OnTime
-		case end+lat <= maxT-lat:
-			out[i] = TooLate
-		default:
-			out[i] = Late
+	var maxT, wmMax int64
+	seen, wmSeen := false, false
+	from := 0
+	for _, to := range sc.batches {
+		for i := from; i < to; i++ {
+			t := sc.events[i].EventTime.UnixNano()
+			end := floorDiv(t, size)*size + size
+			switch {
+			case !wmSeen || t >= wmMax-lat:
+				out[i] = OnTime
+			case end+lat <= wmMax-lat:
+				out[i] = TooLate
+			default:
+				out[i] = Late
+			}
+			if !seen || t > maxT {
+				seen, maxT = true, t
+			}
 		}
-		if i == 0 || t > maxT {
-			maxT = t
+		if seen {
+			wmSeen, wmMax = true, maxT
 		}
+		from = to
 	}
 	return out
 }

@@ -37,8 +37,12 @@ type Set struct {
 	changed []*state   // windows changed since the last Changed (each once)
 	purged  []WindowID // windows purged since the last Purged
 
-	seen      bool  // an event was added or restored
-	maxTime   int64 // highest event time seen, Unix nanoseconds
+	seen    bool  // an event was added or restored
+	maxTime int64 // highest event time seen, Unix nanoseconds
+	// wmSeen and wmMax are seen and maxTime as of the last Advance (or
+	// Restore): the watermark in force during a micro-batch.
+	wmSeen    bool
+	wmMax     int64
 	overflows int64
 }
 
@@ -79,6 +83,7 @@ func (s *Set) reset() {
 	s.intern = make(map[string]string)
 	s.changed, s.purged = nil, nil
 	s.seen, s.maxTime = false, 0
+	s.wmSeen, s.wmMax = false, 0
 }
 
 // Options returns the Set's options, defaults applied.
@@ -145,24 +150,24 @@ func (s *Set) lookup(k *Key, start int64, h uint64) *state {
 //   - TooLate: End + Lateness <= Watermark(); no window is touched. The
 //     engine still keeps the clean row and counts the event.
 //
-// The verdict depends only on the events added before, not on how they
-// were cut into micro-batches. An event raises MaxEventTime, and so the
-// watermark, before the next event is judged.
+// The watermark is the one in force since the last Advance: events of
+// one micro-batch are judged alike whatever their order within it (a
+// micro-batch reads partition after partition, and a partition read
+// first must not make the others late). An event raises MaxEventTime,
+// which moves the watermark at the next Advance.
 func (s *Set) Add(ev *event.Event) Lateness {
 	t := ev.EventTime.UnixNano()
 	start := floorDiv(t, s.size) * s.size
 	verdict := OnTime
-	if s.seen {
-		if wm := s.maxTime - s.lateness; t < wm {
+	if s.wmSeen {
+		if wm := s.wmMax - s.lateness; t < wm {
 			if start+s.size+s.lateness <= wm {
 				return TooLate
 			}
 			verdict = Late
 		}
-		if t > s.maxTime {
-			s.maxTime = t
-		}
-	} else {
+	}
+	if !s.seen || t > s.maxTime {
 		s.seen, s.maxTime = true, t
 	}
 
@@ -287,6 +292,7 @@ func (s *Set) Advance() (emitted []Emitted, purged int) {
 	if !s.seen {
 		return nil, 0
 	}
+	s.wmSeen, s.wmMax = true, s.maxTime
 	wm := s.maxTime - s.lateness
 
 	// Only buckets that have ended can emit, and only their dirty windows.
@@ -346,13 +352,13 @@ func (s *Set) compactIntern() {
 	s.intern = m
 }
 
-// Watermark returns the highest event time seen minus Lateness, or the
-// zero time before any event.
+// Watermark returns the watermark in force: the highest event time seen
+// as of the last Advance minus Lateness, or the zero time before it.
 func (s *Set) Watermark() time.Time {
-	if !s.seen {
+	if !s.wmSeen {
 		return time.Time{}
 	}
-	return time.Unix(0, s.maxTime-s.lateness).UTC()
+	return time.Unix(0, s.wmMax-s.lateness).UTC()
 }
 
 // MaxEventTime returns the highest event time seen (the engine persists it
@@ -425,6 +431,7 @@ func (s *Set) Restore(ws []Window, maxEventTime time.Time) {
 	s.reset()
 	if !maxEventTime.IsZero() {
 		s.seen, s.maxTime = true, maxEventTime.UnixNano()
+		s.wmSeen, s.wmMax = true, s.maxTime
 	}
 	for i := range ws {
 		in := &ws[i]
