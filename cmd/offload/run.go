@@ -88,9 +88,12 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		},
 		FetchMaxBytes: int32(c.Kafka.FetchMaxBytes),
 		WAL:           w,
-		// The budget counts the WAL's live bytes and the engine's DuckDB
-		// file, which holds the outbox and the dead-letter table.
-		OverBudget: func() bool { return w.Bytes()+eng.DiskBytes() >= budget },
+		// The budget counts what must be kept: the WAL's live bytes and
+		// the outbox rows not shipped yet (raw record bytes). DuckDB's
+		// file does not shrink when shipped rows are deleted (it reuses
+		// the space), so its size would keep ingest paused for good
+		// after one outage.
+		OverBudget: func() bool { return w.Bytes()+eng.Stats().OutboxBytesPending >= budget },
 		Logger:     log,
 	})
 	if err != nil {

@@ -354,8 +354,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		add(errors.New("data_dir: must be set to a directory offload may write"))
 	}
-	if c.DiskBudget < 64<<20 {
-		add(fmt.Errorf("disk_budget: %s is too small; use at least 64MiB", c.DiskBudget))
+	if c.DiskBudget < 4<<20 {
+		add(fmt.Errorf("disk_budget: %s is too small; use at least 4MiB", c.DiskBudget))
 	}
 	if c.ShutdownGrace <= 0 {
 		add(fmt.Errorf("shutdown_grace: %s must be positive (e.g. 30s)", c.ShutdownGrace))

@@ -97,7 +97,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad appliance id", map[string]string{"appliance_id": "'has space'"}, nil, "appliance_id", "A-Z"},
 		{"empty data dir", map[string]string{"data_dir": "''"}, nil, "data_dir", "must be set"},
 		{"bad budget unit", map[string]string{"disk_budget": "lots"}, nil, "disk_budget", "byte size"},
-		{"tiny budget", map[string]string{"disk_budget": "1MiB"}, nil, "disk_budget", "64MiB"},
+		{"tiny budget", map[string]string{"disk_budget": "1MiB"}, nil, "disk_budget", "4MiB"},
 		{"bad grace", map[string]string{"shutdown_grace": "soon"}, nil, "shutdown_grace", "duration"},
 		{"bad log level", map[string]string{"log.level": "loud"}, nil, "log.level", "debug, info, warn, error"},
 		{"bad log format", map[string]string{"log.format": "xml"}, nil, "log.format", "text, json"},
