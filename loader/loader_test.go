@@ -41,14 +41,14 @@ func testOutbox(t *testing.T, n, rowsPer int) *engine.Engine {
 	}
 	t.Cleanup(func() { _ = e.Close() })
 	tp := wal.TopicPartition{Topic: "orders", Partition: 0}
-	// Events 10 s apart, ending an hour ago: most minutes' windows close
-	// (the watermark trails the newest event by 5 minutes) and are in the
-	// outbox.
+	// Events 10 s apart, ending an hour ago, cycling through 4 window keys
+	// (so windows hold one or two events): most minutes' windows close (the
+	// watermark trails the newest event by 5 minutes) and are in the outbox.
 	now := time.Now().UTC()
 	first := now.Add(-time.Hour - time.Duration(n*rowsPer)*10*time.Second)
 	for i := 0; i < n*rowsPer; i++ {
 		v := fmt.Sprintf(`{"event_id":"e-%d","event_type":"order_placed","store_id":"s%d","amount":"%d.50","currency":"%s","channel":"web","event_time":"%s"}`,
-			i, i%3, i, []string{"EUR", "USD"}[i%2], first.Add(time.Duration(i)*10*time.Second).Format(time.RFC3339Nano))
+			i, i%2, i, []string{"EUR", "USD"}[i/2%2], first.Add(time.Duration(i)*10*time.Second).Format(time.RFC3339Nano))
 		if _, err := w.Append(tp, []wal.Record{{Offset: int64(i), Timestamp: now.UnixMilli(), Value: []byte(v)}}); err != nil {
 			t.Fatal(err)
 		}
