@@ -146,7 +146,7 @@ func (s *scriptSink) loaded() []string {
 }
 
 // runUntil runs the loader until cond holds (bounded), then stops it.
-func runUntil(t *testing.T, l *Loader, cond func() bool) {
+func runUntil(t testing.TB, l *Loader, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -178,7 +178,7 @@ func outboxEmpty(e *engine.Engine) func() bool {
 }
 
 // shipAll runs a loader with opts until e's outbox holds no sealed batch.
-func shipAll(t *testing.T, e *engine.Engine, opts Options) *Loader {
+func shipAll(t testing.TB, e *engine.Engine, opts Options) *Loader {
 	t.Helper()
 	l, err := New(opts)
 	if err != nil {

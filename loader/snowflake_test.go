@@ -21,7 +21,7 @@ type warehouse struct {
 	key *rsa.PrivateKey
 }
 
-func newWarehouse(t *testing.T) *warehouse {
+func newWarehouse(t testing.TB) *warehouse {
 	t.Helper()
 	srv, err := snowtest.New(snowtest.Options{})
 	if err != nil {
@@ -39,7 +39,7 @@ func newWarehouse(t *testing.T) *warehouse {
 }
 
 // sink returns a Snowflake sink logging in as user with auth.
-func (w *warehouse) sink(t *testing.T, auth string) *Snowflake {
+func (w *warehouse) sink(t testing.TB, auth string) *Snowflake {
 	t.Helper()
 	c := w.srv.Config("LOADER_PW")
 	o := SnowflakeOptions{

@@ -32,38 +32,42 @@ func runDLQ(args []string, stdout, stderr io.Writer) error {
 }
 
 // openEngineOffline opens the engine of a stopped appliance for the dlq
-// commands: the configuration gives the data directory and, for replay,
-// the decoding settings to re-apply.
-func openEngineOffline(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*engine.Engine, *wal.WAL, engine.DLQFilter, error) {
-	fs := newFlags("dlq "+name, stderr)
+// and outbox commands: the configuration gives the data directory and, for
+// replay, the decoding settings to re-apply. extra adds the command's own
+// flags; the parsed flag set is returned for its positional arguments.
+func openEngineOffline(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*engine.Engine, *wal.WAL, *flag.FlagSet, error) {
+	fs := newFlags(name, stderr)
 	path := fs.String("config", "", "configuration file (YAML) of the appliance")
-	var f engine.DLQFilter
-	fs.StringVar(&f.Code, "code", "", "only entries with this reason code")
-	fs.StringVar(&f.Topic, "topic", "", "only entries from this topic")
 	if extra != nil {
 		extra(fs)
 	}
 	if err := parseFlags(fs, args); err != nil {
-		return nil, nil, f, err
+		return nil, nil, nil, err
 	}
 	if *path == "" {
-		return nil, nil, f, usageError{errors.New("--config FILE is required")}
+		return nil, nil, nil, usageError{errors.New("--config FILE is required")}
 	}
 	c, err := loadConfig(*path)
 	if err != nil {
-		return nil, nil, f, err
+		return nil, nil, nil, err
 	}
 	log := quietLogger()
 	w, err := wal.Open(walDir(c.DataDir), wal.Options{Logger: log})
 	if err != nil {
-		return nil, nil, f, fmt.Errorf("%w (if offload is running, stop it first)", err)
+		return nil, nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
 	}
 	eng, err := openEngine(c, w, log)
 	if err != nil {
 		_ = w.Close()
-		return nil, nil, f, fmt.Errorf("%w (if offload is running, stop it first)", err)
+		return nil, nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
 	}
-	return eng, w, f, nil
+	return eng, w, fs, nil
+}
+
+// dlqFilterFlags adds the dlq commands' selection flags.
+func dlqFilterFlags(fs *flag.FlagSet, f *engine.DLQFilter) {
+	fs.StringVar(&f.Code, "code", "", "only entries with this reason code")
+	fs.StringVar(&f.Topic, "topic", "", "only entries from this topic")
 }
 
 func openEngine(c *config.Config, w *wal.WAL, log *slog.Logger) (*engine.Engine, error) {
@@ -82,7 +86,9 @@ func closeOffline(eng *engine.Engine, w *wal.WAL) {
 func runDLQList(args []string, stdout, stderr io.Writer) error {
 	var limit *int
 	var after int64
-	eng, w, f, err := openEngineOffline("list", args, stderr, func(fs *flag.FlagSet) {
+	var f engine.DLQFilter
+	eng, w, _, err := openEngineOffline("dlq list", args, stderr, func(fs *flag.FlagSet) {
+		dlqFilterFlags(fs, &f)
 		limit = fs.Int("limit", 50, "how many entries at most, oldest first")
 		fs.Int64Var(&after, "after", 0, "only entries with an id above this (to page on)")
 	})
@@ -117,7 +123,9 @@ func runDLQList(args []string, stdout, stderr io.Writer) error {
 
 func runDLQExport(args []string, stdout, stderr io.Writer) error {
 	var out *string
-	eng, w, f, err := openEngineOffline("export", args, stderr, func(fs *flag.FlagSet) {
+	var f engine.DLQFilter
+	eng, w, _, err := openEngineOffline("dlq export", args, stderr, func(fs *flag.FlagSet) {
+		dlqFilterFlags(fs, &f)
 		out = fs.String("out", "-", "file to write JSON lines to (- for stdout)")
 	})
 	if err != nil {
@@ -146,7 +154,8 @@ func runDLQExport(args []string, stdout, stderr io.Writer) error {
 }
 
 func runDLQReplay(args []string, stdout, stderr io.Writer) error {
-	eng, w, f, err := openEngineOffline("replay", args, stderr, nil)
+	var f engine.DLQFilter
+	eng, w, _, err := openEngineOffline("dlq replay", args, stderr, func(fs *flag.FlagSet) { dlqFilterFlags(fs, &f) })
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ func commands() []command {
 		{"validate", "check a configuration file and print the effective settings", runValidate},
 		{"wal", "inspect the WAL offline: stats, verify", runWAL},
 		{"dlq", "dead-letter records offline: list, export, replay", runDLQ},
+		{"outbox", "sealed batches offline: list, retry a parked one", runOutbox},
 		{"version", "print the version", runVersion},
 	}
 }

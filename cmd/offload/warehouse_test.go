@@ -228,3 +228,44 @@ func TestWarehouseOutage(t *testing.T) {
 		})
 	}
 }
+
+// TestParkedBatchRetriedByOperator: a warehouse table the rows do not fit
+// parks the batches; the operator sees them with `offload outbox list`,
+// fixes the table, queues them with `offload outbox retry`, and the
+// restarted appliance loads them, each event once.
+func TestParkedBatchRetriedByOperator(t *testing.T) {
+	srv := newWarehouse(t)
+	for _, q := range []string{`CREATE SCHEMA IF NOT EXISTS PUBLIC`, `CREATE TABLE PUBLIC.OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`} {
+		if _, err := srv.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	brokers, cl := kfakeTopic(t, "shop", 2)
+	dataDir := t.TempDir()
+	cfg := testConfig(t, dataDir, brokers, "shop", warehouseYAML(srv))
+	d := startDaemon(t, cfg, warehouseEnv)
+	d.waitLog(t, "partitions assigned", 30*time.Second)
+	want, _ := shopEvents(t, cl, 0, 2000, rand.New(rand.NewPCG(5, 6)))
+	d.waitLog(t, "refused the batch for good; parked", 30*time.Second)
+	stopDaemon(t, d)
+
+	t.Setenv("OFFLOAD_WAREHOUSE_PASSWORD", warehousePassword)
+	code, out, errOut := runCLI("outbox", "list", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "parked") || !strings.Contains(out, "ORDER_ID") {
+		t.Fatalf("outbox list: %d\n%s%s", code, out, errOut)
+	}
+	if _, err := srv.DB().Exec(`DROP TABLE PUBLIC.OFFLOAD_TRANSACTIONS`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI("outbox", "retry", "--config", cfg, "--all-parked")
+	if code != 0 || !strings.Contains(out, "queued for the loader again") {
+		t.Fatalf("outbox retry: %d\n%s%s", code, out, errOut)
+	}
+	d = startDaemon(t, cfg, warehouseEnv)
+	waitRows(t, srv, d, len(want), 60*time.Second)
+	stopDaemon(t, d)
+	deliverytest.CheckTables(t, srv.DB(), "PUBLIC.", want, -1, true)
+	if code, out, _ := runCLI("outbox", "list", "--config", cfg); code != 0 || !strings.Contains(out, "0 of them parked") {
+		t.Fatalf("after the retry: %s", out)
+	}
+}
