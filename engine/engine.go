@@ -306,6 +306,9 @@ func (e *Engine) Step() (int, error) {
 		}
 	}
 	e.snapshotStats(time.Since(start), b.records)
+	if b.records > 0 && e.opts.OnBatch != nil {
+		e.opts.OnBatch(time.Since(start), b.records)
+	}
 	if b.records > 0 {
 		e.log.Debug("engine: micro-batch committed", "records", b.records, "accepted", b.delta[cAccepted],
 			"rejected", b.delta[cRejected], "filtered", b.delta[cFiltered], "deduplicated", b.delta[cDeduplicated],
@@ -364,10 +367,13 @@ type Stats struct {
 	OutboxWindowRowsPending int64
 	OutboxBytesPending      int64
 	SealedBatchesPending    int64
-	DLQRows                 int64 // dead-letter rows written (never deleted)
-	DLQReplayed             int64 // dead-letter rows replayed into the outbox
-	Watermark               time.Time
-	MaxEventTime            time.Time
+	// OpenSince is when the open outbox batch got its first rows; zero
+	// when it is empty.
+	OpenSince    time.Time
+	DLQRows      int64 // dead-letter rows written (never deleted)
+	DLQReplayed  int64 // dead-letter rows replayed into the outbox
+	Watermark    time.Time
+	MaxEventTime time.Time
 	// Cursor is the committed cursor; CursorLag, per partition, the
 	// records between it and the WAL's high water.
 	Cursor            wal.Cursor
@@ -435,6 +441,7 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 		OutboxWindowRowsPending: e.open.windowRows + e.sealed.windowRows,
 		OutboxBytesPending:      e.open.bytes + e.sealed.bytes,
 		SealedBatchesPending:    e.sealed.batches,
+		OpenSince:               e.open.since,
 		DLQRows:                 c[cDLQRows], DLQReplayed: c[cDLQReplayed],
 		Watermark: e.windows.Watermark(), MaxEventTime: e.windows.MaxEventTime(),
 		Cursor: e.cursor.Clone(), LastBatchDuration: d, LastBatchRecords: records,

@@ -73,6 +73,9 @@ type Options struct {
 	// Now is the clock for DLQ, emission and seal times and for sealing by
 	// age; nil means time.Now.
 	Now func() time.Time
+	// OnBatch, if set, is called after each micro-batch that consumed
+	// records, with its duration (read, process, commit) and its records.
+	OnBatch func(took time.Duration, records int)
 }
 
 // SealPolicy says when the open outbox batch is sealed: after the

@@ -34,6 +34,9 @@ type Export struct {
 	FileBytes int64
 	// Totals are the control totals per currency, by currency.
 	Totals []CurrencyTotal
+	// OldestIngest is when the batch's oldest row became durable in the
+	// WAL (zero for a batch of window rows only).
+	OldestIngest time.Time
 }
 
 // ExportBatch writes sealed batch id to dir as two zstd Parquet files with
@@ -95,6 +98,13 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 	}
 	if err := closeRows(rows); err != nil {
 		return Export{}, fmt.Errorf("engine: cannot total batch %s: %w", id, err)
+	}
+	var oldest sql.NullTime
+	if err := conn.QueryRowContext(ctx, `SELECT min(ingest_time) FROM outbox_rows WHERE batch_id = ?`, id).Scan(&oldest); err != nil {
+		return Export{}, fmt.Errorf("engine: cannot total batch %s: %w", id, err)
+	}
+	if oldest.Valid {
+		x.OldestIngest = oldest.Time.UTC()
 	}
 	return x, nil
 }

@@ -84,6 +84,10 @@ type Options struct {
 	// LoadTimeout bounds one attempt at a batch, from the ledger lookup to
 	// the commit [30m]: a warehouse that hangs is a retryable failure.
 	LoadTimeout time.Duration
+	// OnLoaded, if set, is called after each batch is loaded and marked
+	// shipped (not for one found in the ledger already), with the time
+	// it was marked.
+	OnLoaded func(x engine.Export, at time.Time)
 	// Poll is how often an idle loader looks for sealed batches [1s].
 	Poll   time.Duration
 	Logger *slog.Logger
@@ -400,6 +404,9 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		s.BytesShipped += x.FileBytes
 	}
 	l.mu.Unlock()
+	if !already && l.opts.OnLoaded != nil {
+		l.opts.OnLoaded(x, l.opts.Now())
+	}
 	if already {
 		l.log.Info("loader: batch was in the warehouse already (a load whose answer was lost); marked shipped", "batch", b.ID)
 	} else {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/offload/offload/engine"
 	"github.com/offload/offload/engine/event"
@@ -116,7 +117,7 @@ func outboxDir(dataDir string) string { return filepath.Join(dataDir, "outbox") 
 
 // openLoader builds the warehouse sink and the loader from the
 // configuration; both are nil without a warehouse.
-func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger) (*loader.Loader, loader.Sink, error) {
+func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded func(engine.Export, time.Time)) (*loader.Loader, loader.Sink, error) {
 	wc := &c.Warehouse
 	if wc.Type == "" {
 		log.Warn("no warehouse configured (warehouse.type): sealed batches stay in the outbox")
@@ -157,8 +158,8 @@ func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger) (*loader
 		RetryBase: lc.RetryBase.D(), RetryMax: lc.RetryMax.D(),
 		BreakerFailures: lc.BreakerFailures, BreakerCooldown: lc.BreakerCooldown.D(),
 		ShippingWindows: windows, UplinkRate: int64(lc.UplinkRate), ShippedGrace: lc.ShippedGrace.D(),
-		LoadTimeout: lc.LoadTimeout.D(),
-		Logger:      log,
+		LoadTimeout: lc.LoadTimeout.D(), OnLoaded: onLoaded,
+		Logger: log,
 	})
 	if err != nil {
 		_ = sink.Close()

@@ -57,12 +57,19 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	st := w.Stats()
 	log.Info("wal recovered", "partitions", len(st), "bytes", w.Bytes())
 
-	eng, err := openEngine(c, w, log)
+	metrics := admin.NewMetrics(versionString())
+	eopts, err := engineOptions(c, w, log)
 	if err != nil {
 		_ = w.Close()
 		return err
 	}
-	ld, sink, err := openLoader(c, eng, log)
+	eopts.OnBatch = metrics.ObserveBatch
+	eng, err := engine.Open(eopts)
+	if err != nil {
+		_ = w.Close()
+		return err
+	}
+	ld, sink, err := openLoader(c, eng, log, metrics.ObserveLoaded)
 	if err != nil {
 		_ = eng.Close()
 		_ = w.Close()
@@ -94,6 +101,7 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		// the space), so its size would keep ingest paused for good
 		// after one outage.
 		OverBudget: func() bool { return w.Bytes()+eng.Stats().OutboxBytesPending >= budget },
+		OnDurable:  metrics.ObserveDurable,
 		Logger:     log,
 	})
 	if err != nil {
@@ -101,12 +109,29 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		_ = w.Close()
 		return err
 	}
+	metrics.SetSources(admin.Sources{Ingest: in, WAL: w, Engine: eng, Loader: ld, Budget: budget})
+	var dogstatsd *stage
+	if c.Datadog.StatsdAddr != "" {
+		dd, err := admin.NewDogStatsD(c.Datadog.StatsdAddr, metrics.Registry, append([]string{"appliance:" + c.ApplianceID}, c.Datadog.Tags...), log)
+		if err != nil {
+			in.Close()
+			_ = eng.Close()
+			_ = w.Close()
+			return err
+		}
+		dogstatsd = startStage(func(ctx context.Context) error { dd.Run(ctx, c.Datadog.Interval.D()); return nil }, func() {})
+		log.Info("sending metrics to DogStatsD", "addr", c.Datadog.StatsdAddr, "every", c.Datadog.Interval)
+	}
 
 	var adm *admin.Server
 	if c.Admin.Listen != "" {
 		adm, err = admin.Start(admin.Options{
-			Listen: c.Admin.Listen,
-			Logger: log,
+			Listen:      c.Admin.Listen,
+			Token:       c.Admin.Token.Reveal(),
+			Metrics:     metrics,
+			ApplianceID: c.ApplianceID,
+			Loader:      ld,
+			Logger:      log,
 			NotReady: func() string {
 				if !in.Ready() {
 					return "kafka: not consuming (brokers unreachable or no partitions assigned)"
@@ -163,6 +188,9 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		"filtered", es.Filtered, "deduplicated", es.Deduplicated, "late", es.Late+es.TooLate,
 		"windows_emitted", es.WindowsEmitted, "outbox_rows_pending", es.OutboxRowsPending,
 		"sealed_batches_pending", es.SealedBatchesPending)
+	if dogstatsd != nil {
+		_ = dogstatsd.stop(grace, "")
+	}
 	if adm != nil {
 		_ = adm.Close() // 4. stop answering probes.
 	}

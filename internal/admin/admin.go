@@ -1,26 +1,44 @@
 // Package admin serves offload's admin HTTP endpoint: liveness and
-// readiness probes for supervisors and load balancers. It only reports; it
-// owns no pipeline state.
+// readiness probes, Prometheus metrics, the status document
+// (docs/API.md), and the operator's actions on the loader. It reports on
+// the pipeline and forwards actions to it; it owns no pipeline state.
 package admin
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/offload/offload/loader"
 )
 
 // Options configures the admin server.
 type Options struct {
 	// Listen is the host:port to bind, 127.0.0.1 by default in the config.
 	Listen string
+	// Token is the bearer token actions require, and every request when
+	// Listen is not a loopback address. Empty: actions are refused, and a
+	// non-loopback Listen is refused at Start.
+	Token string
 	// NotReady returns why the appliance is not consuming, or "" when it
 	// is; /readyz answers 503 with that reason.
 	NotReady func() string
-	Logger   *slog.Logger
+	// Metrics, if set, serves /metrics and /api/v1/status.
+	Metrics     *Metrics
+	ApplianceID string
+	// Loader, if set, takes the actions (pause, resume, retry a parked
+	// batch).
+	Loader *loader.Loader
+	Logger *slog.Logger
 }
 
 // Server is a running admin endpoint.
@@ -37,6 +55,12 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin: cannot listen on %s (admin.listen): %w", opts.Listen, err)
 	}
+	loopback := isLoopback(ln.Addr())
+	if !loopback && opts.Token == "" {
+		_ = ln.Close()
+		return nil, fmt.Errorf("admin: %s is not a loopback address; set admin.token_file (or OFFLOAD_ADMIN_TOKEN) to serve it", opts.Listen)
+	}
+	h := &handler{opts: opts, started: time.Now(), rates: newStatusRates()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -48,8 +72,19 @@ func Start(opts Options) (*Server, error) {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /api/v1/status", h.status)
+	}
+	mux.HandleFunc("POST /api/v1/loader/pause", h.action(h.pause))
+	mux.HandleFunc("POST /api/v1/loader/resume", h.action(h.resume))
+	mux.HandleFunc("POST /api/v1/batches/{id}/retry", h.action(h.retry))
+	var root http.Handler = mux
+	if !loopback {
+		root = h.requireToken(mux)
+	}
 	s := &Server{
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		srv:  &http.Server{Handler: root, ReadHeaderTimeout: 5 * time.Second},
 		ln:   ln,
 		done: make(chan struct{}),
 	}
@@ -59,8 +94,13 @@ func Start(opts Options) (*Server, error) {
 			opts.Logger.Error("admin: server stopped", "err", err)
 		}
 	}()
-	opts.Logger.Info("admin endpoint listening", "addr", ln.Addr().String())
+	opts.Logger.Info("admin endpoint listening", "addr", ln.Addr().String(), "token_required_for", map[bool]string{true: "actions", false: "everything"}[loopback])
 	return s, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // Addr returns the bound address.
@@ -73,4 +113,82 @@ func (s *Server) Close() error {
 	err := s.srv.Shutdown(ctx)
 	<-s.done
 	return err
+}
+
+type handler struct {
+	opts    Options
+	started time.Time
+	rates   *statusRates
+}
+
+func (h *handler) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, h.opts.Metrics.status(h.opts.ApplianceID, h.started, h.rates))
+}
+
+// authorized tells whether r carries the bearer token.
+func (h *handler) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && h.opts.Token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(h.opts.Token)) == 1
+}
+
+func (h *handler) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.authorized(r) {
+			unauthorized(w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="offload"`)
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "a bearer token is required (admin.token_file)"})
+}
+
+// action wraps an operator action: token required; the loader must exist.
+func (h *handler) action(do func(r *http.Request) (string, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.authorized(r) {
+			unauthorized(w)
+			return
+		}
+		if h.opts.Loader == nil {
+			writeJSON(w, http.StatusConflict, map[string]string{"error": "no warehouse is configured (warehouse.type): there is no loader"})
+			return
+		}
+		msg, err := do(r)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		h.opts.Logger.Info("admin: "+msg, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusOK, map[string]string{"result": msg})
+	}
+}
+
+func (h *handler) pause(*http.Request) (string, error) {
+	h.opts.Loader.Pause()
+	return "loader paused by the operator", nil
+}
+
+func (h *handler) resume(*http.Request) (string, error) {
+	h.opts.Loader.Resume()
+	return "loader resumed by the operator", nil
+}
+
+func (h *handler) retry(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if err := h.opts.Loader.RetryParked(id); err != nil {
+		return "", err
+	}
+	return "parked batch " + id + " queued again by the operator", nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }

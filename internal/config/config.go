@@ -42,6 +42,7 @@ type Config struct {
 	Warehouse Warehouse `yaml:"warehouse"`
 	Loader    Loader    `yaml:"loader"`
 	Admin     Admin     `yaml:"admin"`
+	Datadog   Datadog   `yaml:"datadog"`
 	// Topics holds each topic's decoding, mapping, validation and filter
 	// settings, keyed by topic name. A topic of kafka.topics without an
 	// entry takes canonical JSON with the defaults. Not overridable from
@@ -192,9 +193,24 @@ type WAL struct {
 	MemtableSize ByteSize `yaml:"memtable_size"`
 }
 
+// Datadog configures DogStatsD output of the metrics.
+type Datadog struct {
+	// StatsdAddr is the agent's DogStatsD address (host:port, UDP);
+	// empty turns the output off.
+	StatsdAddr string   `yaml:"statsd_addr"`
+	Interval   Duration `yaml:"interval"`
+	// Tags are added to every metric, "key:value".
+	Tags []string `yaml:"tags"`
+}
+
 // Admin configures the admin HTTP endpoint.
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token that actions require (and every
+	// request when Listen is not a loopback address); OFFLOAD_ADMIN_TOKEN
+	// overrides it.
+	TokenFile string `yaml:"token_file"`
+	Token     Secret `yaml:"token"`
 }
 
 // Delivery modes.
@@ -243,7 +259,8 @@ func Default() Config {
 			BreakerFailures: 5, BreakerCooldown: Duration(30 * time.Second), ShippedGrace: Duration(24 * time.Hour),
 			LoadTimeout: Duration(30 * time.Minute),
 		},
-		Admin: Admin{Listen: "127.0.0.1:7070"},
+		Admin:   Admin{Listen: "127.0.0.1:7070"},
+		Datadog: Datadog{Interval: Duration(10 * time.Second)},
 	}
 }
 
@@ -283,6 +300,7 @@ func (c *Config) resolveSecrets() error {
 		{"kafka.sasl.password_file", c.Kafka.SASL.PasswordFile, &c.Kafka.SASL.Password},
 		{"engine.hash_key_file", c.Engine.HashKeyFile, &c.Engine.HashKey},
 		{"warehouse.password_file", c.Warehouse.PasswordFile, &c.Warehouse.Password},
+		{"admin.token_file", c.Admin.TokenFile, &c.Admin.Token},
 		{"warehouse.private_key_passphrase_file", c.Warehouse.PrivateKeyPassphraseFile, &c.Warehouse.PrivateKeyPassphrase},
 		{"warehouse.oauth_token_file", c.Warehouse.OAuthTokenFile, &c.Warehouse.OAuthToken},
 	} {
@@ -419,9 +437,27 @@ func (c *Config) Validate() error {
 	add(c.validateEngine())
 	add(c.validateWarehouse())
 	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+		if host, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			add(fmt.Errorf("admin.listen: %q is not host:port (empty disables the admin endpoint)", c.Admin.Listen))
+		} else if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" && c.Admin.Token == "" {
+			add(fmt.Errorf("admin.token_file: admin.listen %s is not a loopback address; a bearer token is required (or set OFFLOAD_ADMIN_TOKEN)", c.Admin.Listen))
 		}
+	}
+	if d := c.Datadog; d.StatsdAddr != "" {
+		if _, _, err := net.SplitHostPort(d.StatsdAddr); err != nil {
+			add(fmt.Errorf("datadog.statsd_addr: %q is not host:port (e.g. 127.0.0.1:8125)", d.StatsdAddr))
+		}
+		if d.Interval < Duration(time.Second) {
+			add(fmt.Errorf("datadog.interval: %s is too short; use at least 1s", d.Interval))
+		}
+		for _, tag := range d.Tags {
+			if !strings.Contains(tag, ":") || strings.ContainsAny(tag, " |,#") {
+				add(fmt.Errorf("datadog.tags: %q is not key:value (no spaces, |, , or #)", tag))
+			}
+		}
+	}
+	if c.Admin.Token != "" && len(c.Admin.Token.Reveal()) < 16 {
+		add(errors.New("admin.token_file: the token must be at least 16 characters"))
 	}
 	if len(errs) == 0 {
 		return nil

@@ -337,6 +337,15 @@ func (in *Ingest) Stats() Stats {
 	return s
 }
 
+// append makes b durable in the WAL and reports it to OnDurable.
+func (in *Ingest) append(b *batch) {
+	start := time.Now()
+	b.res, b.err = in.opts.WAL.Append(b.tp, b.recs)
+	if b.err == nil && in.opts.OnDurable != nil {
+		in.opts.OnDurable(time.Since(start), b.recs, time.Now())
+	}
+}
+
 // waitBudget pauses fetching while the data directory is past its budget.
 // It returns true if it paused (the caller re-checks ctx), false at once if
 // the budget is fine.
@@ -419,15 +428,14 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 	// Append every partition's batch. Concurrent appends share one fsync
 	// through Pebble's group commit.
 	if len(batches) == 1 {
-		b := batches[0]
-		b.res, b.err = in.opts.WAL.Append(b.tp, b.recs)
+		in.append(batches[0])
 	} else {
 		var wg sync.WaitGroup
 		for _, b := range batches {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				b.res, b.err = in.opts.WAL.Append(b.tp, b.recs)
+				in.append(b)
 			}()
 		}
 		wg.Wait()

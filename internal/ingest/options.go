@@ -105,6 +105,11 @@ type Options struct {
 	// budget; while it returns true, fetching is paused. nil means never.
 	// It is called from the fetch loop, often: it must be cheap.
 	OverBudget func() bool
+	// OnDurable, if set, is called after each WAL append that succeeded,
+	// with how long the append took (write and fsync), the records it was
+	// given (their Kafka timestamps tell the produce-to-durable latency)
+	// and when it returned. It must not keep recs.
+	OnDurable func(took time.Duration, recs []wal.Record, at time.Time)
 	// Logger receives ingest's and franz-go's messages; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -1,0 +1,265 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/ingest"
+	"github.com/offload/offload/loader"
+)
+
+// snapshot is one reading of the pipeline, shared by /metrics and
+// /api/v1/status.
+type snapshot struct {
+	At              time.Time
+	Ingest          *ingest.Stats
+	Ready           bool
+	WALBytes        int64
+	WALRecords      int64
+	Engine          engine.Stats
+	Backlog         int64
+	Sealed, Parked  int
+	ParkedBatches   []engine.BatchInfo
+	OldestUnshipped time.Duration
+	Budget, Used    int64
+	Runway          time.Duration // -1s when usage is not growing
+	Loader          *loader.Status
+	ListErr         error // listing the outbox's batches failed
+}
+
+func (m *Metrics) snapshot() snapshot {
+	s := snapshot{At: m.now(), Budget: m.src.Budget}
+	if in := m.src.Ingest; in != nil {
+		st := in.Stats()
+		s.Ingest, s.Ready = &st, in.Ready()
+	}
+	s.WALBytes = m.src.WAL.Bytes()
+	for _, p := range m.src.WAL.Stats() {
+		s.WALRecords += int64(p.Records)
+	}
+	s.Engine = m.src.Engine.Stats()
+	for _, lag := range s.Engine.CursorLag {
+		s.Backlog += lag
+	}
+	oldest := s.Engine.OpenSince
+	batches, err := m.src.Engine.SealedBatches()
+	s.ListErr = err
+	for _, b := range batches {
+		switch b.State {
+		case engine.BatchSealed:
+			s.Sealed++
+		case engine.BatchParked:
+			s.Parked++
+			s.ParkedBatches = append(s.ParkedBatches, b)
+		}
+		if oldest.IsZero() || b.CreatedAt.Before(oldest) {
+			oldest = b.CreatedAt
+		}
+	}
+	if !oldest.IsZero() {
+		s.OldestUnshipped = s.At.Sub(oldest)
+	}
+	s.Used = s.WALBytes + s.Engine.OutboxBytesPending
+	s.Runway = -time.Second
+	if rate := m.usage.add(s.At, float64(s.Used)); rate > 0 {
+		s.Runway = time.Duration(float64(s.Budget-s.Used) / rate * float64(time.Second))
+		s.Runway = max(s.Runway, 0)
+	}
+	if l := m.src.Loader; l != nil {
+		st := l.Status()
+		s.Loader = &st
+	}
+	return s
+}
+
+// Status is the body of GET /api/v1/status (docs/API.md).
+type Status struct {
+	ApplianceID   string        `json:"appliance_id"`
+	Version       string        `json:"version"`
+	UptimeSeconds float64       `json:"uptime_seconds"`
+	State         string        `json:"state"`
+	Rates         Rates         `json:"rates"`
+	Kafka         KafkaStatus   `json:"kafka"`
+	WAL           WALStatus     `json:"wal"`
+	Engine        EngineStatus  `json:"engine"`
+	Outbox        OutboxStatus  `json:"outbox"`
+	DLQ           DLQStatus     `json:"dlq"`
+	Disk          DiskStatus    `json:"disk"`
+	Loader        *LoaderStatus `json:"loader"`
+}
+
+// Rates are per-second rates over the last minute.
+type Rates struct {
+	IngestRecords float64 `json:"ingest_records_per_sec"`
+	EngineRecords float64 `json:"engine_records_per_sec"`
+	LoaderRows    float64 `json:"loader_rows_per_sec"`
+}
+
+// KafkaStatus describes the consumer.
+type KafkaStatus struct {
+	Ready      bool              `json:"ready"`
+	Paused     bool              `json:"paused_for_budget"`
+	Records    uint64            `json:"records"`
+	Partitions []PartitionStatus `json:"partitions"`
+}
+
+// PartitionStatus is one assigned partition.
+type PartitionStatus struct {
+	Topic         string `json:"topic"`
+	Partition     int32  `json:"partition"`
+	Committed     int64  `json:"committed"`
+	HighWatermark int64  `json:"high_watermark"`
+	Lag           int64  `json:"lag"`
+}
+
+// WALStatus describes the WAL's live data.
+type WALStatus struct {
+	Bytes   int64 `json:"bytes"`
+	Records int64 `json:"records"`
+}
+
+// EngineStatus describes the engine.
+type EngineStatus struct {
+	BacklogRecords int64            `json:"backlog_records"`
+	RecordsIn      int64            `json:"records_in"`
+	Accepted       int64            `json:"accepted"`
+	Rejected       int64            `json:"rejected"`
+	RejectedByCode map[string]int64 `json:"rejected_by_code"`
+	Filtered       int64            `json:"filtered"`
+	Deduplicated   int64            `json:"deduplicated"`
+	Late           int64            `json:"late"`
+	TooLate        int64            `json:"too_late"`
+	WindowsEmitted int64            `json:"windows_emitted"`
+	Watermark      *time.Time       `json:"watermark"`
+	MaxEventTime   *time.Time       `json:"max_event_time"`
+}
+
+// OutboxStatus describes what waits for the warehouse.
+type OutboxStatus struct {
+	Rows                   int64         `json:"rows"`
+	Bytes                  int64         `json:"bytes"`
+	SealedBatches          int           `json:"sealed_batches"`
+	ParkedBatches          []ParkedBatch `json:"parked_batches"`
+	OldestUnshippedSeconds float64       `json:"oldest_unshipped_seconds"`
+}
+
+// ParkedBatch is a batch the warehouse refused for good.
+type ParkedBatch struct {
+	ID       string    `json:"id"`
+	Rows     int64     `json:"rows"`
+	SealedAt time.Time `json:"sealed_at"`
+	Error    string    `json:"error"`
+}
+
+// DLQStatus describes the dead-letter table.
+type DLQStatus struct {
+	Rows int64 `json:"rows"`
+}
+
+// DiskStatus describes the budget.
+type DiskStatus struct {
+	BudgetBytes int64   `json:"budget_bytes"`
+	UsedBytes   int64   `json:"used_bytes"`
+	UsedRatio   float64 `json:"used_ratio"`
+	// RunwaySeconds is how long until the budget is full at the current
+	// net growth rate; -1 when usage is not growing.
+	RunwaySeconds float64 `json:"runway_seconds"`
+}
+
+// LoaderStatus describes the loader.
+type LoaderStatus struct {
+	State          string     `json:"state"`
+	Circuit        string     `json:"circuit"`
+	Batch          string     `json:"batch,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastErrorAt    *time.Time `json:"last_error_at,omitempty"`
+	RetryAt        *time.Time `json:"retry_at,omitempty"`
+	RetryInSeconds float64    `json:"retry_in_seconds"`
+	Loaded         int64      `json:"loaded"`
+	AlreadyLoaded  int64      `json:"already_loaded"`
+	Rows           int64      `json:"rows"`
+	BytesShipped   int64      `json:"bytes_shipped"`
+	Retries        int64      `json:"retries"`
+	Parked         int64      `json:"parked"`
+	LastLoadAt     *time.Time `json:"last_load_at,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// status builds the status document; rates keeps the rate samplers.
+func (m *Metrics) status(applianceID string, started time.Time, rates *statusRates) Status {
+	s := m.snapshot()
+	e := s.Engine
+	st := Status{
+		ApplianceID: applianceID, Version: m.version, UptimeSeconds: s.At.Sub(started).Seconds(),
+		WAL: WALStatus{Bytes: s.WALBytes, Records: s.WALRecords},
+		Engine: EngineStatus{BacklogRecords: s.Backlog, RecordsIn: e.RecordsIn, Accepted: e.Accepted, Rejected: e.Rejected,
+			RejectedByCode: e.RejectedByCode, Filtered: e.Filtered, Deduplicated: e.Deduplicated, Late: e.Late, TooLate: e.TooLate,
+			WindowsEmitted: e.WindowsEmitted, Watermark: timePtr(e.Watermark), MaxEventTime: timePtr(e.MaxEventTime)},
+		Outbox: OutboxStatus{Rows: e.OutboxRowsPending, Bytes: e.OutboxBytesPending, SealedBatches: s.Sealed,
+			ParkedBatches: []ParkedBatch{}, OldestUnshippedSeconds: s.OldestUnshipped.Seconds()},
+		DLQ:  DLQStatus{Rows: e.DLQRows},
+		Disk: DiskStatus{BudgetBytes: s.Budget, UsedBytes: s.Used, RunwaySeconds: s.Runway.Seconds()},
+	}
+	if s.Budget > 0 {
+		st.Disk.UsedRatio = float64(s.Used) / float64(s.Budget)
+	}
+	for _, b := range s.ParkedBatches {
+		st.Outbox.ParkedBatches = append(st.Outbox.ParkedBatches, ParkedBatch{ID: b.ID, Rows: b.Rows, SealedAt: b.FirstSealedAt, Error: b.Error})
+	}
+	st.Kafka.Partitions = []PartitionStatus{}
+	var ingested, loaded float64
+	if in := s.Ingest; in != nil {
+		st.Kafka.Ready, st.Kafka.Paused, st.Kafka.Records = s.Ready, in.Paused, in.Records
+		ingested = float64(in.Records)
+		for _, p := range in.Partitions {
+			st.Kafka.Partitions = append(st.Kafka.Partitions, PartitionStatus{Topic: p.Topic, Partition: p.Partition,
+				Committed: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag})
+		}
+	}
+	if l := s.Loader; l != nil {
+		ls := &LoaderStatus{State: l.State, Circuit: l.Circuit, Batch: l.Batch, LastError: l.LastError,
+			LastErrorAt: timePtr(l.LastErrorAt), RetryAt: timePtr(l.RetryAt), Loaded: l.Loaded, AlreadyLoaded: l.AlreadyLoaded,
+			Rows: l.Rows, BytesShipped: l.BytesShipped, Retries: l.Retries, Parked: l.Parked, LastLoadAt: timePtr(l.LastLoadAt)}
+		if !l.RetryAt.IsZero() && l.RetryAt.After(s.At) {
+			ls.RetryInSeconds = l.RetryAt.Sub(s.At).Seconds()
+		}
+		st.Loader = ls
+		loaded = float64(l.Rows)
+	}
+	st.Rates = Rates{
+		IngestRecords: rates.ingest.add(s.At, ingested),
+		EngineRecords: rates.engine.add(s.At, float64(e.RecordsIn)),
+		LoaderRows:    rates.loader.add(s.At, loaded),
+	}
+	switch {
+	case s.Ingest == nil:
+		st.State = "starting"
+	case s.Ingest.Paused:
+		st.State = "paused_for_budget"
+	case !s.Ready:
+		st.State = "not_ready"
+	case s.Parked > 0:
+		st.State = "degraded"
+	case s.Loader != nil && (s.Loader.State == loader.StateRetrying || s.Loader.State == loader.StateOpen):
+		st.State = "warehouse_unavailable"
+	default:
+		st.State = "ok"
+	}
+	return st
+}
+
+// statusRates are the rate samplers of /api/v1/status.
+type statusRates struct {
+	ingest, engine, loader *rater
+}
+
+func newStatusRates() *statusRates {
+	return &statusRates{ingest: newRater(time.Minute), engine: newRater(time.Minute), loader: newRater(time.Minute)}
+}
