@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -268,4 +269,39 @@ func TestParkedBatchRetriedByOperator(t *testing.T) {
 	if code, out, _ := runCLI("outbox", "list", "--config", cfg); code != 0 || !strings.Contains(out, "0 of them parked") {
 		t.Fatalf("after the retry: %s", out)
 	}
+}
+
+// TestSIGTERMWhileLoading stops the daemon while a load hangs in the
+// warehouse (at the ledger insert, inside the load's transaction): it
+// exits 0 within the grace period, the batch stays in the outbox, and
+// after a restart every event is in the warehouse exactly once.
+func TestSIGTERMWhileLoading(t *testing.T) {
+	srv := newWarehouse(t)
+	hang := srv.Inject(snowtest.Fault{Kind: snowtest.FaultHang, Hang: time.Minute, SQL: regexp.MustCompile(`^INSERT INTO OFFLOAD_LOAD_LEDGER`)})
+	brokers, cl := kfakeTopic(t, "shop", 2)
+	dataDir := t.TempDir()
+	cfg := testConfig(t, dataDir, brokers, "shop", warehouseYAML(srv))
+	d := startDaemon(t, cfg, warehouseEnv)
+	d.waitLog(t, "partitions assigned", 30*time.Second)
+	want, _ := shopEvents(t, cl, 0, 2000, rand.New(rand.NewPCG(9, 10)))
+	deadline := time.Now().Add(30 * time.Second)
+	for hang.Hits() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if hang.Hits() == 0 {
+		t.Fatal("no load reached the ledger insert")
+	}
+	start := time.Now()
+	stopDaemon(t, d)
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("stopping took %s with shutdown_grace 10s", took)
+	}
+	if n := deliverytest.QueryStrings(t, srv.DB(), `SELECT count(*) FROM PUBLIC.OFFLOAD_LOAD_LEDGER`); n[0] != "0" {
+		t.Fatalf("the interrupted load committed: %v ledger rows", n)
+	}
+	srv.ClearFaults()
+	d = startDaemon(t, cfg, warehouseEnv)
+	waitRows(t, srv, d, len(want), 60*time.Second)
+	stopDaemon(t, d)
+	deliverytest.CheckTables(t, srv.DB(), "PUBLIC.", want, -1, true)
 }
