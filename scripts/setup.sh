@@ -21,6 +21,9 @@ PACKAGES=(
   "maven:mvn"
   # Writes the loader tests' encrypted private keys as users do.
   "openssl:openssl"
+  # A real Prometheus server (and promtool) for the metrics integration test
+  # and the alert rules check; run by scripts/prometheus.sh, not as a service.
+  "prometheus:prometheus"
 )
 
 present() { # package:command
@@ -55,6 +58,16 @@ if ((${#missing[@]})); then
   "${SUDO[@]}" apt-get update -q >&2
   log "apt-get install ${missing[*]}"
   "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  # The prometheus package enables (and, under systemd, starts) a system-wide
+  # server on :9090; offload only runs its own (scripts/prometheus.sh).
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    log "disabling the Debian prometheus service"
+    if [[ -d /run/systemd/system ]]; then
+      "${SUDO[@]}" systemctl disable --now prometheus.service >&2
+    else
+      "${SUDO[@]}" systemctl disable prometheus.service >&2
+    fi
+  fi
 fi
 
 # Kafka broker jars for integration tests (cached; no-op when present).
