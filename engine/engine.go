@@ -185,6 +185,32 @@ func (e *Engine) SetTables(r *event.Rates, ref *event.Reference) {
 	e.tablesMu.Unlock()
 }
 
+// Reconfigure replaces topics' decoding configurations (filter rules
+// changed by a reload, say; the mapping must decode what the WAL holds)
+// and the seal policy, from the next micro-batch on. The new
+// configurations are validated first; on an error nothing changes.
+func (e *Engine) Reconfigure(topics map[string]event.Config, seal SealPolicy) error {
+	decoders := make(map[string]*event.Decoder, len(topics))
+	for name, cfg := range topics {
+		d, err := event.NewDecoder(cfg)
+		if err != nil {
+			return fmt.Errorf("engine: topic %s: %w", name, err)
+		}
+		decoders[name] = d
+	}
+	if seal.Rows < 1 || seal.Bytes < 1 || seal.Age < time.Second {
+		return fmt.Errorf("engine: seal policy %+v: rows and bytes must be positive and age at least 1s", seal)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, d := range decoders {
+		e.decoders[name] = d
+		e.opts.Topics[name] = topics[name]
+	}
+	e.opts.Seal = seal
+	return nil
+}
+
 // applyTables hands tables from SetTables to the decoders. Callers hold mu.
 func (e *Engine) applyTables() {
 	e.tablesMu.Lock()

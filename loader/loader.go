@@ -230,6 +230,15 @@ func (l *Loader) Resume() {
 	l.poke()
 }
 
+// SetPolicy replaces the shipping windows and the uplink rate (a reload).
+func (l *Loader) SetPolicy(windows []ShippingWindow, uplinkRate int64) {
+	l.mu.Lock()
+	l.opts.ShippingWindows = windows
+	l.pacer.rate = uplinkRate
+	l.mu.Unlock()
+	l.poke()
+}
+
 // RetryParked makes parked batch id sealed again and wakes the loader.
 func (l *Loader) RetryParked(id string) error {
 	if err := l.opts.Outbox.RetryParked(id); err != nil {
@@ -368,7 +377,10 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		return l.fail(b.ID, fmt.Errorf("export: %w", err), false)
 	}
 	defer removeFiles(x)
-	if start := l.pacer.book(l.opts.Now(), x.FileBytes); start.After(l.opts.Now()) {
+	l.mu.Lock()
+	start := l.pacer.book(l.opts.Now(), x.FileBytes)
+	l.mu.Unlock()
+	if start.After(l.opts.Now()) {
 		l.sleep(ctx, start)
 		if ctx.Err() != nil {
 			return nil

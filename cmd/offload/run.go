@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/ingest"
+	"github.com/offload/offload/loader"
 	"github.com/offload/offload/wal"
 )
 
@@ -35,8 +38,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(c.Log, stderr)
-	if err := daemon(ctx, c, log); err != nil {
+	log, level := newLogger(c.Log, stderr)
+	if err := daemon(ctx, c, log, reloader{path: *path, level: level}); err != nil {
 		log.Error("offload stopped on an error", "err", err)
 		return errFound
 	}
@@ -45,7 +48,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 
 // daemon runs the appliance until ctx is cancelled (SIGTERM) or a stage
 // fails, then shuts down in data-flow order.
-func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
+func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader) error {
 	log.Info("offload starting", "version", versionString(), "appliance_id", c.ApplianceID, "data_dir", c.DataDir)
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data_dir: %w", err)
@@ -147,11 +150,12 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		}
 	}
 
-	// SIGHUP reloads the rates and reference tables from their files.
+	// SIGHUP reloads what can change safely.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadTablesOnHUP(ctx, hup, c, eng, log)
+	rl.cur, rl.w, rl.eng, rl.ld, rl.log = c, w, eng, ld, log
+	go rl.run(ctx, hup)
 
 	// The engine and the loader run beside ingest; if one fails, ingest
 	// stops too and the daemon shuts down.
@@ -219,25 +223,99 @@ func stopReason(ctx context.Context, err error) string {
 	return "done"
 }
 
-// reloadTablesOnHUP reloads the rates and reference files named by the
-// configuration on each SIGHUP, until ctx is done. A file that fails to
-// load leaves the tables in use unchanged.
-func reloadTablesOnHUP(ctx context.Context, hup <-chan os.Signal, c *config.Config, eng *engine.Engine, log *slog.Logger) {
+// reloader applies SIGHUP: it reads the configuration file again and
+// applies what can change while running, saying what it could not.
+type reloader struct {
+	path  string
+	level *slog.LevelVar
+	cur   *config.Config // what is in effect
+	w     *wal.WAL
+	eng   *engine.Engine
+	ld    *loader.Loader // nil without a warehouse
+	log   *slog.Logger
+}
+
+// reloadable are the options SIGHUP applies; topics.NAME.filters too.
+var reloadable = map[string]bool{
+	"log.level": true, "engine.rates_file": true, "engine.reference_file": true, "engine.base_currency": true,
+	"outbox.seal_rows": true, "outbox.seal_bytes": true, "outbox.seal_age": true,
+	"loader.shipping_windows": true, "loader.uplink_rate": true,
+}
+
+func (r *reloader) run(ctx context.Context, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		rates, ref, err := loadTables(c)
-		if err != nil {
-			log.Error("SIGHUP: tables not reloaded; the previous ones stay in use", "err", err)
-			continue
-		}
-		eng.SetTables(rates, ref)
-		log.Info("SIGHUP: rates and reference tables reloaded; they apply from the next micro-batch",
+		r.reload()
+	}
+}
+
+func (r *reloader) reload() {
+	next, err := loadConfig(r.path)
+	if err != nil {
+		r.log.Error("SIGHUP: the configuration does not load; nothing reloaded", "err", err)
+		return
+	}
+	var applied, refused []string
+	// The tables' files may have changed without the configuration.
+	rates, ref, err := loadTables(next)
+	if err != nil {
+		r.log.Error("SIGHUP: tables not reloaded; the previous ones stay in use", "err", err)
+	} else {
+		r.eng.SetTables(rates, ref)
+		r.log.Info("SIGHUP: rates and reference tables reloaded; they apply from the next micro-batch",
 			"rates", rates.Len(), "reference", ref.Len())
 	}
+	eff := *r.cur // becomes what is in effect after this reload
+	eff.Topics = maps.Clone(r.cur.Topics)
+	engineChanged := false
+	for _, name := range config.Changed(r.cur, next) {
+		topic, isFilters := strings.CutSuffix(strings.TrimPrefix(name, "topics."), ".filters")
+		switch {
+		case strings.HasPrefix(name, "topics.") && isFilters:
+			tc := eff.Topics[topic]
+			tc.Filters = next.Topics[topic].Filters
+			eff.Topics[topic] = tc
+			engineChanged = true
+		case !reloadable[name]:
+			refused = append(refused, name)
+			continue
+		case name == "log.level":
+			_ = r.level.UnmarshalText([]byte(next.Log.Level))
+			eff.Log.Level = next.Log.Level
+		case strings.HasPrefix(name, "outbox."):
+			eff.Outbox = next.Outbox
+			engineChanged = true
+		case strings.HasPrefix(name, "engine."):
+			eff.Engine.RatesFile, eff.Engine.ReferenceFile, eff.Engine.BaseCurrency = next.Engine.RatesFile, next.Engine.ReferenceFile, next.Engine.BaseCurrency
+		case strings.HasPrefix(name, "loader."):
+			eff.Loader.ShippingWindows, eff.Loader.UplinkRate = next.Loader.ShippingWindows, next.Loader.UplinkRate
+			if r.ld != nil {
+				var windows []loader.ShippingWindow
+				for _, s := range eff.Loader.ShippingWindows {
+					sw, _ := loader.ParseShippingWindow(s) // validated by config
+					windows = append(windows, sw)
+				}
+				r.ld.SetPolicy(windows, int64(eff.Loader.UplinkRate))
+			}
+		}
+		applied = append(applied, name)
+	}
+	if engineChanged {
+		opts, err := engineOptions(&eff, r.w, r.log)
+		if err == nil {
+			err = r.eng.Reconfigure(opts.Topics, opts.Seal)
+		}
+		if err != nil {
+			r.log.Error("SIGHUP: filter rules and seal policy not reloaded", "err", err)
+			return
+		}
+	}
+	r.cur = &eff
+	r.log.Info("SIGHUP: configuration reloaded", "applied", applied, "not_reloaded_restart_needed", refused)
 }
 
 // stage is a part of the pipeline running in a goroutine with a context

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/offload/offload/engine/event"
 )
 
 const validYAML = `
@@ -256,5 +259,26 @@ func TestDocsListEveryOption(t *testing.T) {
 func TestExampleConfigIsValid(t *testing.T) {
 	if _, err := Load("../../deploy/examples/offload.yaml", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestChanged(t *testing.T) {
+	a, b := Default(), Default()
+	a.Topics = map[string]event.Config{"orders": {Filters: []event.Rule{{Name: "t", Field: "order_id", Prefix: []string{"T-"}}}}}
+	b.Topics = map[string]event.Config{"orders": {Filters: []event.Rule{{Name: "t", Field: "order_id", Prefix: []string{"X-"}}}}}
+	b.Log.Level = "debug"
+	b.Outbox.SealRows = 5
+	b.Kafka.Brokers = []string{"k:9092"}
+	b.Warehouse.Password = "changed"
+	got := strings.Join(Changed(&a, &b), " ")
+	if want := "kafka.brokers log.level outbox.seal_rows topics.orders.filters warehouse.password"; got != want {
+		t.Fatalf("Changed: %q, want %q", got, want)
+	}
+	b.Topics["orders"] = event.Config{Mapping: event.Mapping{Format: "csv"}, Filters: a.Topics["orders"].Filters}
+	if got := Changed(&a, &b); !slices.Contains(got, "topics.orders") || slices.Contains(got, "topics.orders.filters") {
+		t.Fatalf("a topic's mapping changed: %v", got)
+	}
+	if c := Changed(&a, &a); len(c) != 0 {
+		t.Fatalf("no change: %v", c)
 	}
 }
