@@ -240,7 +240,9 @@ func (e *Engine) reject(b *batch, src source, raw []byte, rej event.Reject) {
 	b.delta[cRejected]++
 	b.delta[cRejectedPrefix+rej.Code]++
 	b.delta[cDLQRows]++
-	b.dlq = append(b.dlq, dlqRow{id: b.nextDLQID, source: src, raw: event.MaskRaw(raw),
+	masked := event.MaskRaw(raw)
+	b.delta[cDLQBytes] += int64(len(masked))
+	b.dlq = append(b.dlq, dlqRow{id: b.nextDLQID, source: src, raw: masked,
 		stage: stageOf(rej.Code), code: rej.Code, field: rej.Field, reason: rej.Reason})
 	b.nextDLQID++
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -62,6 +63,8 @@ type Engine struct {
 
 	statsMu sync.Mutex
 	stats   Stats // snapshot after the last commit
+
+	alive atomic.Int64 // Unix nanoseconds of Run's last loop iteration
 
 	// hook, in tests, is called at named points inside the micro-batch
 	// transaction; an error it returns fails the transaction there.
@@ -239,6 +242,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	next := time.Now()
 	for {
+		e.alive.Store(time.Now().UnixNano())
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -258,6 +262,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ticker.C:
 		}
 	}
+}
+
+// Alive returns when Run last went round its loop (zero before Run): the
+// watchdog's proof that micro-batches are not stuck.
+func (e *Engine) Alive() time.Time {
+	if ns := e.alive.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // backlog returns the number of records in the WAL past the committed
@@ -397,6 +410,7 @@ type Stats struct {
 	// when it is empty.
 	OpenSince    time.Time
 	DLQRows      int64 // dead-letter rows written (never deleted)
+	DLQBytes     int64 // their raw bytes
 	DLQReplayed  int64 // dead-letter rows replayed into the outbox
 	Watermark    time.Time
 	MaxEventTime time.Time
@@ -427,6 +441,7 @@ const (
 	cWindowOverflows = "window_overflows"
 	cBatchesSealed   = "batches_sealed"
 	cDLQRows         = "dlq_rows"
+	cDLQBytes        = "dlq_bytes"
 	cDLQReplayed     = "dlq_replayed"
 )
 
@@ -468,7 +483,7 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 		OutboxBytesPending:      e.open.bytes + e.sealed.bytes,
 		SealedBatchesPending:    e.sealed.batches,
 		OpenSince:               e.open.since,
-		DLQRows:                 c[cDLQRows], DLQReplayed: c[cDLQReplayed],
+		DLQRows:                 c[cDLQRows], DLQBytes: c[cDLQBytes], DLQReplayed: c[cDLQReplayed],
 		Watermark: e.windows.Watermark(), MaxEventTime: e.windows.MaxEventTime(),
 		Cursor: e.cursor.Clone(), LastBatchDuration: d, LastBatchRecords: records,
 	}

@@ -133,6 +133,7 @@ var (
 	dEngineBacklog     = desc("offload_engine_backlog_records", "WAL records waiting for the engine.")
 	dWatermarkLag      = desc("offload_engine_watermark_lag_seconds", "Wall clock minus the watermark.")
 	dDLQRows           = desc("offload_dlq_rows", "Rows in the dead-letter table.")
+	dDLQBytes          = desc("offload_dlq_bytes", "Raw bytes of the dead-letter table's rows.")
 	dOutboxRows        = desc("offload_outbox_rows", "Clean rows not shipped yet.")
 	dOutboxBytes       = desc("offload_outbox_bytes", "Raw record bytes of the rows not shipped yet.")
 	dOutboxBatches     = desc("offload_outbox_batches", "Sealed batches by state.", "state")
@@ -153,7 +154,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dBuildInfo, dWatchdog,
 }
 
 var loaderStates = []string{loader.StateIdle, loader.StateLoading, loader.StateRetrying, loader.StateOpen,
@@ -211,6 +212,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dWatermarkLag, s.At.Sub(e.Watermark).Seconds())
 	}
 	gauge(dDLQRows, float64(e.DLQRows))
+	gauge(dDLQBytes, float64(e.DLQBytes))
 	gauge(dOutboxRows, float64(e.OutboxRowsPending))
 	gauge(dOutboxBytes, float64(e.OutboxBytesPending))
 	gauge(dOutboxBatches, float64(s.Sealed), engine.BatchSealed)
