@@ -17,6 +17,7 @@ import (
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/ingest"
+	"github.com/offload/offload/internal/sdnotify"
 	"github.com/offload/offload/loader"
 	"github.com/offload/offload/wal"
 )
@@ -50,6 +51,10 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 // fails, then shuts down in data-flow order.
 func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader) error {
 	log.Info("offload starting", "version", versionString(), "appliance_id", c.ApplianceID, "data_dir", c.DataDir)
+	notify, err := sdnotify.New()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data_dir: %w", err)
 	}
@@ -167,10 +172,23 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		loaderStage = startStage(ld.Run, stopIngest)
 	}
 
+	// Recovered (WAL, engine state, outbox) and consuming: tell systemd,
+	// then keep it told.
+	if err := notify.Ready(); err != nil {
+		log.Warn("systemd: READY=1 not sent", "err", err)
+	}
+	watchdog := startStage(func(ctx context.Context) error {
+		runWatchdog(ctx, notify, metrics, eng, in, ld, log)
+		return nil
+	}, func() {})
+
 	runErr := in.Run(ingestCtx)
 
 	// Shut down in data-flow order.
 	log.Info("stopping", "reason", stopReason(ctx, runErr))
+	_ = notify.Stopping()
+	_ = notify.Status("stopping: draining in data-flow order")
+	_ = watchdog.stop(time.Second, "")
 	in.Close() // 1. ingest finished its in-flight append and commit; leave the group.
 	grace := c.ShutdownGrace.D()
 	// 2. The engine finishes its in-flight micro-batch.
@@ -193,7 +211,7 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		"windows_emitted", es.WindowsEmitted, "outbox_rows_pending", es.OutboxRowsPending,
 		"sealed_batches_pending", es.SealedBatchesPending)
 	if dogstatsd != nil {
-		_ = dogstatsd.stop(grace, "")
+		_ = dogstatsd.stop(time.Second, "")
 	}
 	if adm != nil {
 		_ = adm.Close() // 4. stop answering probes.
@@ -349,4 +367,66 @@ func (s *stage) stop(grace time.Duration, late string) error {
 	case <-time.After(grace):
 		return errors.New(late)
 	}
+}
+
+// watchdogStale is how long the engine's loop may go without a round
+// before the watchdog stops vouching for the process.
+const watchdogStale = 30 * time.Second
+
+// runWatchdog pings systemd's watchdog (every WatchdogInterval, or every
+// 10s without one, for the offload_watchdog_timestamp_seconds metric) as
+// long as the engine's loop goes round, and keeps STATUS= current, until
+// ctx is done.
+func runWatchdog(ctx context.Context, notify *sdnotify.Notifier, metrics *admin.Metrics, eng *engine.Engine, in *ingest.Ingest, ld *loader.Loader, log *slog.Logger) {
+	every := notify.WatchdogInterval()
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		if alive := eng.Alive(); now.Sub(alive) < watchdogStale {
+			metrics.Watchdog(now)
+			if err := notify.Watchdog(); err != nil {
+				log.Warn("systemd: WATCHDOG=1 not sent", "err", err)
+			}
+		} else {
+			log.Error("watchdog: the engine's loop is stuck; not pinging systemd", "last_round", eng.Alive())
+		}
+		_ = notify.Status(statusLine(eng, in, ld))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// statusLine is the one line systemctl status shows.
+func statusLine(eng *engine.Engine, in *ingest.Ingest, ld *loader.Loader) string {
+	es := eng.Stats()
+	var backlog int64
+	for _, n := range es.CursorLag {
+		backlog += n
+	}
+	state := "consuming"
+	switch {
+	case !in.Ready():
+		state = "not consuming (Kafka unreachable or no partitions)"
+	case in.Stats().Paused:
+		state = "paused: disk budget used"
+	}
+	s := fmt.Sprintf("%s; engine backlog %d records; outbox %d rows unshipped in %d sealed batches", state, backlog,
+		es.OutboxRowsPending, es.SealedBatchesPending)
+	if ld != nil {
+		ls := ld.Status()
+		s += "; loader " + ls.State
+		if ls.Parked > 0 {
+			s += fmt.Sprintf(", %d parked", ls.Parked)
+		}
+	} else {
+		s += "; no warehouse"
+	}
+	return s
 }
