@@ -1,0 +1,78 @@
+package gen
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/engine/event"
+)
+
+// TestGenerator produces to an in-process Kafka and reads everything back:
+// the summary counts what arrived, every valid event passes offload's own
+// decoder, every malformed record is rejected, duplicates are exact
+// copies, and stores are skewed.
+func TestGenerator(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	g := New(Options{Count: 5000, Seed: 42, DuplicateShare: 0.05, LateShare: 0.05, MalformedShare: 0.02})
+	sum, err := g.Run(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Valid+sum.Malformed != 5000 || sum.Produced != sum.Valid+sum.Malformed+sum.Duplicates ||
+		sum.Duplicates < 150 || sum.Malformed < 50 || sum.Late < 150 || int64(len(g.ValidIDs())) != sum.Valid {
+		t.Fatalf("summary %+v, %d valid ids", sum, len(g.ValidIDs()))
+	}
+	dec, err := event.NewDecoder(event.Config{HashKey: []byte("gen-test-key-0123456"), Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev event.Event
+	seen := map[string]int{}
+	stores := map[string]int{}
+	var got, accepted, rejected int64
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for got < sum.Produced && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			got++
+			switch res := dec.Decode(r.Value, &ev); res.Verdict {
+			case event.Accepted:
+				accepted++
+				seen[ev.EventID]++
+				stores[ev.StoreID]++
+			case event.Rejected:
+				rejected++
+				if !strings.Contains(string(r.Value), `"event_id":"evt-`) {
+					t.Errorf("a malformed record without its id: %s", r.Value)
+				}
+			default:
+				t.Fatalf("verdict %v for %s", res.Verdict, r.Value)
+			}
+		})
+	}
+	if got != sum.Produced || rejected != sum.Malformed || accepted != sum.Valid+sum.Duplicates || int64(len(seen)) != sum.Valid {
+		t.Fatalf("read %d records: %d accepted (%d distinct), %d rejected; summary %+v", got, accepted, len(seen), rejected, sum)
+	}
+	// Zipf: the most popular store gets far more than an even share.
+	top := 0
+	for _, n := range stores {
+		top = max(top, n)
+	}
+	if even := int(sum.Valid) / 200; top < 5*even {
+		t.Fatalf("top store has %d events, an even share is %d: no skew", top, even)
+	}
+}
