@@ -21,6 +21,8 @@ PACKAGES=(
   "maven:mvn"
   # Writes the loader tests' encrypted private keys as users do.
   "openssl:openssl"
+  # Drives `offload demo`'s dashboard in a real terminal in the tests.
+  "tmux:tmux"
   # A real Prometheus server (and promtool) for the metrics integration test
   # and the alert rules check; run by scripts/prometheus.sh, not as a service.
   "prometheus:prometheus"

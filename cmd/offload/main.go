@@ -41,6 +41,8 @@ func commands() []command {
 		{"wal", "inspect the WAL offline: stats, verify", runWAL},
 		{"dlq", "dead-letter records offline: list, export, replay", runDLQ},
 		{"outbox", "sealed batches offline: list, retry a parked one", runOutbox},
+		{"top", "dashboard of a running appliance (admin API)", runTop},
+		{"demo", "everything embedded: Kafka, load generator, pipeline, warehouse, dashboard", runDemo},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -40,7 +40,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log, level := newLogger(c.Log, stderr)
-	if err := daemon(ctx, c, log, reloader{path: *path, level: level}); err != nil {
+	if err := daemon(ctx, c, log, reloader{path: *path, level: level}, daemonExtras{}); err != nil {
 		log.Error("offload stopped on an error", "err", err)
 		return errFound
 	}
@@ -49,7 +49,15 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 
 // daemon runs the appliance until ctx is cancelled (SIGTERM) or a stage
 // fails, then shuts down in data-flow order.
-func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader) error {
+// daemonExtras are what `offload demo` adds to the daemon.
+type daemonExtras struct {
+	demo *admin.DemoHooks
+	// started, if set, is called once the pipeline is recovered and
+	// consuming, with the admin endpoint's address.
+	started func(adminAddr string)
+}
+
+func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader, ext daemonExtras) error {
 	log.Info("offload starting", "version", versionString(), "appliance_id", c.ApplianceID, "data_dir", c.DataDir)
 	notify, err := sdnotify.New()
 	if err != nil {
@@ -139,6 +147,7 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 			Metrics:     metrics,
 			ApplianceID: c.ApplianceID,
 			Loader:      ld,
+			Demo:        ext.demo,
 			Logger:      log,
 			NotReady: func() string {
 				if !in.Ready() {
@@ -176,6 +185,9 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 	// then keep it told.
 	if err := notify.Ready(); err != nil {
 		log.Warn("systemd: READY=1 not sent", "err", err)
+	}
+	if ext.started != nil && adm != nil {
+		ext.started(adm.Addr())
 	}
 	watchdog := startStage(func(ctx context.Context) error {
 		runWatchdog(ctx, notify, metrics, eng, in, ld, log)
@@ -272,6 +284,10 @@ func (r *reloader) run(ctx context.Context, hup <-chan os.Signal) {
 }
 
 func (r *reloader) reload() {
+	if r.path == "" {
+		r.log.Warn("SIGHUP: this run has no configuration file to reload")
+		return
+	}
 	next, err := loadConfig(r.path)
 	if err != nil {
 		r.log.Error("SIGHUP: the configuration does not load; nothing reloaded", "err", err)

@@ -38,6 +38,9 @@ type Options struct {
 	// Loader, if set, takes the actions (pause, resume, retry a parked
 	// batch).
 	Loader *loader.Loader
+	// Demo, set by `offload demo`, lets the dashboard take the embedded
+	// warehouse down and bring it back.
+	Demo   *DemoHooks
 	Logger *slog.Logger
 }
 
@@ -79,6 +82,11 @@ func Start(opts Options) (*Server, error) {
 	mux.HandleFunc("POST /api/v1/loader/pause", h.action(h.pause))
 	mux.HandleFunc("POST /api/v1/loader/resume", h.action(h.resume))
 	mux.HandleFunc("POST /api/v1/batches/{id}/retry", h.action(h.retry))
+	if opts.Demo != nil {
+		for path, up := range map[string]bool{"/api/v1/demo/warehouse/up": true, "/api/v1/demo/warehouse/down": false} {
+			mux.HandleFunc("POST "+path, h.demoAction(up))
+		}
+	}
 	var root http.Handler = mux
 	if !loopback {
 		root = h.requireToken(mux)
@@ -122,7 +130,38 @@ type handler struct {
 }
 
 func (h *handler) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, h.opts.Metrics.status(h.opts.ApplianceID, h.started, h.rates))
+	st := h.opts.Metrics.status(h.opts.ApplianceID, h.started, h.rates)
+	if d := h.opts.Demo; d != nil {
+		st.Demo = &DemoStatus{WarehouseUp: d.WarehouseUp()}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// DemoHooks control the demo's embedded warehouse.
+type DemoHooks struct {
+	WarehouseUp  func() bool
+	SetWarehouse func(up bool) error
+}
+
+// DemoStatus is the status document's "demo" part.
+type DemoStatus struct {
+	WarehouseUp bool `json:"warehouse_up"`
+}
+
+func (h *handler) demoAction(up bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.authorized(r) {
+			unauthorized(w)
+			return
+		}
+		if err := h.opts.Demo.SetWarehouse(up); err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		msg := map[bool]string{true: "demo: warehouse back up", false: "demo: warehouse taken down"}[up]
+		h.opts.Logger.Info(msg)
+		writeJSON(w, http.StatusOK, map[string]string{"result": msg})
+	}
 }
 
 // authorized tells whether r carries the bearer token.

@@ -86,6 +86,7 @@ type Status struct {
 	DLQ           DLQStatus     `json:"dlq"`
 	Disk          DiskStatus    `json:"disk"`
 	Loader        *LoaderStatus `json:"loader"`
+	Demo          *DemoStatus   `json:"demo,omitempty"`
 }
 
 // Rates are per-second rates over the last minute.

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/offload/offload/tui"
+)
+
+// runTop shows the dashboard of a running appliance, polling its admin API.
+func runTop(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("top", stderr)
+	addr := fs.String("addr", "http://127.0.0.1:7070", "admin API address of the appliance (admin.listen)")
+	token := fs.String("token", "", "admin bearer token for the actions (default $OFFLOAD_ADMIN_TOKEN)")
+	tokenFile := fs.String("token-file", "", "read the admin bearer token from this file (keeps it out of the process list)")
+	interval := fs.Duration("interval", time.Second, "time between status polls")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *interval <= 0 {
+		return usageError{fmt.Errorf("--interval must be positive, got %s", *interval)}
+	}
+	if *token != "" && *tokenFile != "" {
+		return usageError{errors.New("give --token or --token-file, not both")}
+	}
+	secret := cmp.Or(*token, os.Getenv("OFFLOAD_ADMIN_TOKEN"))
+	if *tokenFile != "" {
+		raw, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("cannot read --token-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(raw))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	return tui.Run(ctx, tui.Config{Addr: *addr, Token: secret, Interval: *interval, In: os.Stdin, Out: stdout, Getenv: os.Getenv})
+}

@@ -1,0 +1,84 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+)
+
+const testToken = "s3cret-token-0123456789"
+
+// appliance serves the admin API's status and actions like internal/admin:
+// actions need the bearer token, status is open.
+func appliance(t *testing.T, statusFile string) *httptest.Server {
+	t.Helper()
+	raw, err := os.ReadFile(statusFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(raw)
+	})
+	mux.HandleFunc("POST /api/v1/batches/{id}/retry", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+testToken {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error": "a bearer token is required (admin.token_file)"}`))
+			return
+		}
+		w.Write([]byte(`{"result": "` + r.PathValue("id") + ` queued for the loader again"}`))
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHTTPClientStatus(t *testing.T) {
+	for file, demo := range map[string]bool{"testdata/healthy.json": false, "testdata/demo.json": true} {
+		srv := appliance(t, file)
+		st, err := NewHTTPClient(srv.URL, "").Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ApplianceID != "edge-berlin-3" || st.Loader == nil || len(st.Kafka.Partitions) != 5 {
+			t.Errorf("%s: decoded %+v", file, st)
+		}
+		if (st.Demo != nil) != demo || (demo && !st.Demo.WarehouseUp) {
+			t.Errorf("%s: demo = %+v, want present %v", file, st.Demo, demo)
+		}
+	}
+}
+
+func TestHTTPClientActions(t *testing.T) {
+	srv := appliance(t, "testdata/parked.json")
+	addr := strings.TrimPrefix(srv.URL, "http://") // a bare host:port works too
+	res, err := NewHTTPClient(addr, testToken).Post(context.Background(), "/api/v1/batches/b1/retry")
+	if err != nil || res != "b1 queued for the loader again" {
+		t.Errorf("retry = %q, %v", res, err)
+	}
+
+	_, err = NewHTTPClient(srv.URL, "wrong-token-0123456789").Post(context.Background(), "/api/v1/batches/b1/retry")
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "bearer token is required") {
+		t.Errorf("wrong token: %v", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "wrong-token") {
+		t.Errorf("the error shows the token: %v", err)
+	}
+
+	if _, err := NewHTTPClient(srv.URL, "").Post(context.Background(), "/api/v1/loader/pause"); !errors.Is(err, ErrNoToken) {
+		t.Errorf("without a token: %v, want ErrNoToken", err)
+	}
+}
+
+func TestHTTPClientDown(t *testing.T) {
+	srv := appliance(t, "testdata/healthy.json")
+	srv.Close()
+	if _, err := NewHTTPClient(srv.URL, testToken).Status(context.Background()); err == nil || strings.Contains(err.Error(), testToken) {
+		t.Errorf("status from a stopped appliance: %v", err)
+	}
+}

@@ -1,0 +1,225 @@
+package tui
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+
+	"github.com/offload/offload/internal/admin"
+)
+
+// labelWidth aligns the panels' values after their labels.
+const labelWidth = 8
+
+func (m Model) label(st styles, name string) string {
+	return st.label.Render(fmt.Sprintf("%-*s", labelWidth, name))
+}
+
+// throughput draws one line per stage: the current rate and a sparkline
+// of the last polls.
+func (m Model) throughput(st styles) []string {
+	walGrowth := "–"
+	if len(m.rates.walGrowth) > 0 {
+		walGrowth = bytesIEC(m.rates.walGrowth.last()) + "/s"
+	}
+	rows := []struct {
+		name, value string
+		samples     series
+	}{
+		{"ingest", rate(m.status.Rates.IngestRecords), m.rates.ingest},
+		{"engine", rate(m.status.Rates.EngineRecords), m.rates.engine},
+		{"loader", rate(m.status.Rates.LoaderRows), m.rates.loader},
+		{"wal net", walGrowth, m.rates.walGrowth},
+	}
+	const valueWidth = 13
+	lines := make([]string, len(rows))
+	for i, r := range rows {
+		spark := sparkline(r.samples, m.width-labelWidth-valueWidth-1)
+		lines[i] = m.label(st, r.name) + fmt.Sprintf("%*s ", valueWidth-1, r.value) + st.spark.Render(spark)
+	}
+	return lines
+}
+
+func (m Model) backlog(st styles) string {
+	s := m.status
+	runway := "∞"
+	if s.Disk.RunwaySeconds >= 0 {
+		runway = age(s.Disk.RunwaySeconds)
+	}
+	return m.label(st, "backlog") + fmt.Sprintf("WAL %s + outbox %s · oldest unshipped %s · runway %s",
+		bytesIEC(float64(s.WAL.Bytes)), bytesIEC(float64(s.Outbox.Bytes)), age(s.Outbox.OldestUnshippedSeconds), runway)
+}
+
+// disk draws the budget gauge: a bar, used / budget and the percentage.
+func (m Model) disk(st styles) string {
+	d := m.status.Disk
+	text := fmt.Sprintf(" %s / %s %.1f%%", bytesIEC(float64(d.UsedBytes)), bytesIEC(float64(d.BudgetBytes)), d.UsedRatio*100)
+	width := max(10, min(40, m.width-labelWidth-lipgloss.Width(text)-2))
+	filled := min(width, int(d.UsedRatio*float64(width)+0.5))
+	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
+	style := st.ok
+	switch {
+	case d.UsedRatio >= 0.9:
+		style = st.bad
+	case d.UsedRatio >= 0.7:
+		style = st.warn
+	}
+	return m.label(st, "disk") + "[" + style.Render(bar) + "]" + text
+}
+
+// loader draws the loader's state, its retry countdown and its last error.
+func (m Model) loader(st styles) []string {
+	l := m.status.Loader
+	if l == nil {
+		return []string{m.label(st, "loader") + st.dim.Render("none: no warehouse configured")}
+	}
+	parts := []string{st.loaderState(l.State).Render(l.State), "circuit " + l.Circuit}
+	if l.RetryInSeconds > 0 {
+		left := time.Duration(l.RetryInSeconds*float64(time.Second)) - m.now().Sub(m.polledAt)
+		parts = append(parts, st.warn.Render(fmt.Sprintf("retry in %ds", countdown(left))))
+	}
+	parts = append(parts, fmt.Sprintf("%s loaded · %s rows · %s retries", count(l.Loaded), count(l.Rows), count(l.Retries)))
+	lines := []string{m.label(st, "loader") + strings.Join(parts, " · ")}
+	if l.LastError != "" {
+		at := ""
+		if l.LastErrorAt != nil {
+			at = " " + l.LastErrorAt.UTC().Format("15:04:05")
+		}
+		lines = append(lines, m.label(st, "")+st.bad.Render("error"+at+": ")+oneLine(l.LastError))
+	}
+	return lines
+}
+
+func (m Model) windows(st styles) string {
+	e := m.status.Engine
+	watermark := "–"
+	if e.Watermark != nil {
+		watermark = e.Watermark.UTC().Format("2006-01-02 15:04:05Z") + " (lag " + age(m.now().Sub(*e.Watermark).Seconds()) + ")"
+	}
+	return m.label(st, "windows") + count(e.WindowsEmitted) + " emitted · watermark " + watermark
+}
+
+// dlq draws the dead-letter count and the most frequent reject reasons.
+func (m Model) dlq(st styles) string {
+	type reason struct {
+		code string
+		n    int64
+	}
+	var reasons []reason
+	for code, n := range m.status.Engine.RejectedByCode {
+		reasons = append(reasons, reason{code, n})
+	}
+	slices.SortFunc(reasons, func(a, b reason) int {
+		return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.code, b.code))
+	})
+	line := m.label(st, "DLQ") + count(m.status.DLQ.Rows) + " rows"
+	for i, r := range reasons[:min(5, len(reasons))] {
+		sep := ", "
+		if i == 0 {
+			sep = " · "
+		}
+		line += sep + r.code + " " + st.warn.Render(count(r.n))
+	}
+	return line
+}
+
+// lagPanel draws the partitions' lag in columns, sorted and filtered, in
+// at most height lines.
+func (m Model) lagPanel(st styles, height int) []string {
+	var parts []admin.PartitionStatus
+	var total int64
+	for _, p := range m.status.Kafka.Partitions {
+		if strings.Contains(p.Topic, m.filter) {
+			parts = append(parts, p)
+			total += max(p.Lag, 0)
+		}
+	}
+	order := "lag"
+	if m.sortByName {
+		order = "name"
+	}
+	slices.SortFunc(parts, func(a, b admin.PartitionStatus) int {
+		byName := cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+		if m.sortByName {
+			return byName
+		}
+		return cmp.Or(cmp.Compare(b.Lag, a.Lag), byName)
+	})
+	title := fmt.Sprintf("lag %s across %d partitions · sorted by %s", count(total), len(parts), order)
+	if m.filter != "" {
+		title += " · topic ~ " + strconv.Quote(m.filter)
+	}
+	lines := []string{st.title.Render(title)}
+
+	cells := make([]string, len(parts))
+	cellWidth := 0
+	for i, p := range parts {
+		lag := "?"
+		if p.Lag >= 0 {
+			lag = count(p.Lag)
+		}
+		cells[i] = fmt.Sprintf("%s/%d %s", p.Topic, p.Partition, lag)
+		cellWidth = max(cellWidth, lipgloss.Width(cells[i]))
+	}
+	cols := max(1, (m.width+2)/(cellWidth+2))
+	rows := (len(cells) + cols - 1) / cols
+	if rows > height-1 {
+		rows = max(0, height-2)
+	}
+	for r := range rows {
+		var line []string
+		for _, c := range cells[r*cols : min(len(cells), (r+1)*cols)] {
+			line = append(line, fmt.Sprintf("%-*s", cellWidth, c))
+		}
+		lines = append(lines, "  "+strings.Join(line, "  "))
+	}
+	if hidden := len(cells) - rows*cols; hidden > 0 && height > 1 {
+		lines = append(lines, st.dim.Render(fmt.Sprintf("  … %d more partitions", hidden)))
+	}
+	return lines
+}
+
+// parkedRow is a parked batch as the panel shows it.
+type parkedRow struct {
+	admin.ParkedBatch
+	selected bool
+}
+
+// parkedPanel draws the parked batches in height lines, keeping the
+// selected one in view; height 0 means as many as there are.
+func (m Model) parkedPanel(st styles, height int) []string {
+	rows := m.parked()
+	if len(rows) == 0 {
+		return nil
+	}
+	if height == 0 {
+		height = len(rows) + 1
+	}
+	lines := []string{st.bad.Render(fmt.Sprintf("parked %d", len(rows))) + st.dim.Render(" · ↑/↓ select · r retry")}
+	visible := height - 1
+	first := 0
+	for i, r := range rows {
+		if r.selected && i >= visible {
+			first = i - visible + 1
+		}
+	}
+	for _, r := range rows[first:min(len(rows), first+visible)] {
+		line := fmt.Sprintf("%s  %s rows  %s", r.ID, count(r.Rows), oneLine(r.Error))
+		if r.selected {
+			lines = append(lines, "▸ "+st.selected.Render(fit(line, m.width-2)))
+			continue
+		}
+		lines = append(lines, "  "+line)
+	}
+	return lines
+}
+
+// oneLine folds an error message onto one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,166 @@
+package tui
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/exp/golden"
+	"github.com/muesli/termenv"
+)
+
+// feed feeds msgs to m in order, dropping the commands.
+func feed(m Model, msgs ...tea.Msg) Model {
+	for _, msg := range msgs {
+		next, _ := m.Update(msg)
+		m = next.(Model)
+	}
+	return m
+}
+
+// views are the dashboard's states, each built from fixtures.
+func views(t *testing.T, p termenv.Profile, width, height int) map[string]Model {
+	size := tea.WindowSizeMsg{Width: width, Height: height}
+	m := newTestModel(&fakeClient{}, p)
+	healthy := loadStatus(t, "healthy")
+	earlier := healthy
+	earlier.UptimeSeconds -= 1
+	earlier.WAL.Bytes -= 64 << 10
+	earlier.Rates.IngestRecords, earlier.Rates.EngineRecords, earlier.Rates.LoaderRows = 3900, 3850, 0
+	warm := feed(m, size, statusMsg{status: earlier}, statusMsg{status: healthy})
+	helpOpen := feed(warm, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("?")})
+	return map[string]Model{
+		"connecting":     feed(m, size),
+		"healthy":        warm,
+		"warehouse_down": feed(warm, statusMsg{status: loadStatus(t, "warehouse_down")}),
+		"parked":         feed(warm, statusMsg{status: loadStatus(t, "parked")}),
+		"disconnected":   feed(warm, statusMsg{err: errors.New(`Get "http://127.0.0.1:7070/api/v1/status": dial tcp 127.0.0.1:7070: connect: connection refused`)}),
+		"demo":           feed(warm, statusMsg{status: loadStatus(t, "demo")}),
+		"help":           helpOpen,
+		"filtered":       feed(warm, keys("/", "pay", "enter", "s")...),
+	}
+}
+
+// keys turns key names and typed text into key messages.
+func keys(names ...string) []tea.Msg {
+	var msgs []tea.Msg
+	for _, n := range names {
+		switch n {
+		case "enter":
+			msgs = append(msgs, tea.KeyMsg{Type: tea.KeyEnter})
+		case "esc":
+			msgs = append(msgs, tea.KeyMsg{Type: tea.KeyEsc})
+		case "up":
+			msgs = append(msgs, tea.KeyMsg{Type: tea.KeyUp})
+		case "down":
+			msgs = append(msgs, tea.KeyMsg{Type: tea.KeyDown})
+		default:
+			for _, r := range n {
+				msgs = append(msgs, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}})
+			}
+		}
+	}
+	return msgs
+}
+
+// TestViewsGolden compares each state at 80×24 in plain text with
+// testdata/TestViewsGolden/STATE.golden; go test ./tui/ -update rewrites them.
+func TestViewsGolden(t *testing.T) {
+	for name, m := range views(t, termenv.Ascii, 80, 24) {
+		t.Run(name, func(t *testing.T) {
+			golden.RequireEqual(t, []byte(m.View()))
+		})
+	}
+}
+
+// TestViewsFit checks every state fits the terminal, in colour and not,
+// from 80×24 up and down.
+func TestViewsFit(t *testing.T) {
+	for _, size := range [][2]int{{80, 24}, {60, 15}, {132, 43}} {
+		for _, p := range []termenv.Profile{termenv.Ascii, termenv.TrueColor} {
+			for name, m := range views(t, p, size[0], size[1]) {
+				lines := strings.Split(m.View(), "\n")
+				if len(lines) > size[1] {
+					t.Errorf("%s at %v: %d lines", name, size, len(lines))
+				}
+				for i, l := range lines {
+					if w := lipgloss.Width(l); w > size[0] {
+						t.Errorf("%s at %v: line %d is %d cells wide: %q", name, size, i+1, w, l)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestPlainViewsHaveNoEscapes(t *testing.T) {
+	for name, m := range views(t, termenv.Ascii, 80, 24) {
+		if v := m.View(); strings.Contains(v, "\x1b") {
+			t.Errorf("%s: plain view holds an escape sequence: %q", name, v)
+		}
+	}
+	if v := views(t, termenv.ANSI256, 80, 24)["healthy"].View(); !strings.Contains(v, "\x1b[") {
+		t.Error("colour view holds no escape sequence: the colour test above proves nothing")
+	}
+}
+
+// TestDisconnectedDimsLastData checks the last known data stays on screen
+// without its colours once the appliance stops answering.
+func TestDisconnectedDimsLastData(t *testing.T) {
+	vs := views(t, termenv.ANSI256, 80, 24)
+	live, stale := vs["healthy"].View(), vs["disconnected"].View()
+	ok := renderer(termenv.ANSI256).NewStyle().Foreground(lipgloss.Color("2")).Render("ok")
+	if !strings.Contains(live, ok) {
+		t.Fatalf("live view shows no green state %q", ok)
+	}
+	if strings.Contains(stale, ok) {
+		t.Error("stale view still shows the state in green")
+	}
+	if !strings.Contains(stale, "edge-berlin-3") || !strings.Contains(stale, "orders/1") {
+		t.Error("stale view lost the last known data")
+	}
+}
+
+func TestPlain(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	for _, c := range []struct {
+		env  func(string) string
+		want bool
+	}{
+		{env("TERM", "xterm-256color"), false},
+		{env("TERM", "xterm-256color", "NO_COLOR", "1"), true},
+		{env("TERM", "dumb"), true},
+	} {
+		if got := Plain(c.env); got != c.want {
+			t.Errorf("Plain(TERM=%q NO_COLOR=%q) = %v", c.env("TERM"), c.env("NO_COLOR"), got)
+		}
+	}
+}
+
+// TestRetryCountdown checks the countdown runs between polls from the
+// time the status arrived.
+func TestRetryCountdown(t *testing.T) {
+	now := testNow
+	m := New(Options{Client: &fakeClient{}, Interval: time.Minute, Renderer: renderer(termenv.Ascii), Now: func() time.Time { return now }})
+	m = feed(m, statusMsg{status: loadStatus(t, "warehouse_down")})
+	if v := m.View(); !strings.Contains(v, "retry in 19s") {
+		t.Fatalf("want retry in 19s, got:\n%s", v)
+	}
+	now = now.Add(10 * time.Second)
+	m = feed(m, tickMsg(now))
+	if v := m.View(); !strings.Contains(v, "retry in 9s") {
+		t.Fatalf("want retry in 9s after 10s, got:\n%s", v)
+	}
+}
