@@ -117,7 +117,7 @@ var (
 	channels   = []string{"web", "web", "app", "pos"}
 	countries  = []string{"DE", "FR", "NL", "GB", "US", "CH", "SE"}
 	malformed  = []string{
-		`{"event_id":"%s","amount":"12.00"`,            // broken JSON
+		`{"event_id":"%s","amount":"12.00"`,             // broken JSON
 		`{"event_id":"%s","event_type":"order_placed"}`, // required fields missing
 		`{"event_id":"%s","event_type":"order_placed","store_id":"s","amount":"abc","currency":"EUR","event_time":"2026-01-01T00:00:00Z"}`,
 		`{"event_id":"%s","event_type":"order_placed","store_id":"s","amount":"5","currency":"XYZ","event_time":"2026-01-01T00:00:00Z"}`,
