@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 PKGS      := ./...
 BENCHTIME ?= 2s
 
-.PHONY: help setup build test test-race bench lint fmt run-local clean
+.PHONY: help setup build test test-race bench bench-go lint fmt run-local clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,8 +24,13 @@ test: ## the full suite as CI runs it: set-up, real Kafka broker, unit + integra
 test-race: build ## unit tests under the race detector (integration tests run when a broker is up)
 	OFFLOAD_BIN=$(abspath $(BIN)) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-bench: ## Go benchmarks of the hot paths (figures go to docs/PERFORMANCE.md)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./wal ./internal/ingest
+BENCH_EVENTS ?= 1000000
+
+bench: build ## the standard end-to-end profile: offload bench, table on stdout, JSON in bench.json
+	$(BIN) bench --events $(BENCH_EVENTS) --partitions 8 --json bench.json
+
+bench-go: ## Go benchmarks of the hot paths (figures go to docs/PERFORMANCE.md)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./wal ./internal/ingest ./engine/... ./loader
 
 lint: ## go vet and gofmt
 	$(GO) vet $(PKGS)

@@ -8,6 +8,7 @@ package gen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/engine/event"
 )
 
 // Options configures a Generator. Zero values take the defaults in brackets.
@@ -22,8 +25,16 @@ type Options struct {
 	Topic string // [orders]
 	// Rate is events per second; 0 means as fast as Kafka takes them.
 	Rate float64
-	// Count stops after this many events (0: until the context ends).
-	Count int
+	// Count stops after this many events, Duration after this long (0:
+	// until the context ends).
+	Count    int
+	Duration time.Duration
+	// Schema is SchemaCanonical [default], SchemaShop (other field names,
+	// nested; the appliance maps them with Mapping) or SchemaCSV.
+	Schema string
+	// Key is KeyOrder [default: the order id, so an order's events and
+	// their duplicates share a partition] or KeyNone.
+	Key string
 	// DuplicateShare of events is sent twice (a producer retry) [0.02];
 	// LateShare carries an event time LateBy in the past [0.01, 2m];
 	// MalformedShare are not valid events at all [0.005].
@@ -36,7 +47,60 @@ type Options struct {
 	Batch int
 }
 
+// Schemas and keys.
+const (
+	SchemaCanonical = "canonical"
+	SchemaShop      = "shop"
+	SchemaCSV       = "csv"
+	KeyOrder        = "order"
+	KeyNone         = "none"
+)
+
+// csvColumns are the columns of SchemaCSV, in order.
+var csvColumns = []string{"event_id", "order_id", "event_type", "store_id", "customer_id", "customer_email", "amount",
+	"currency", "payment_method", "card_number", "channel", "country", "items", "event_time"}
+
+// Mapping returns the topic mapping the appliance needs for schema.
+func Mapping(schema string) event.Mapping {
+	switch schema {
+	case SchemaShop:
+		return event.Mapping{Fields: map[string]string{"event_id": "id", "order_id": "orderId", "event_type": "type",
+			"store_id": "shop.id", "customer_id": "customer.id", "customer_email": "customer.email", "amount": "total_price",
+			"currency": "currency_code", "payment_method": "gateway", "card_number": "card", "channel": "source",
+			"country": "country_code", "items": "line_items", "items.qty": "quantity", "items.unit_price": "price",
+			"event_time": "created_at"}}
+	case SchemaCSV:
+		return event.Mapping{Format: event.FormatCSV, Columns: csvColumns}
+	}
+	return event.Mapping{}
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	if o.Schema != "" && o.Schema != SchemaCanonical && o.Schema != SchemaShop && o.Schema != SchemaCSV {
+		return fmt.Errorf("gen: schema %q is not allowed; use canonical, shop or csv", o.Schema)
+	}
+	if o.Key != "" && o.Key != KeyOrder && o.Key != KeyNone {
+		return fmt.Errorf("gen: key %q is not allowed; use order or none", o.Key)
+	}
+	for name, v := range map[string]float64{"duplicates": o.DuplicateShare, "late": o.LateShare, "malformed": o.MalformedShare} {
+		if v < 0 || v > 1 {
+			return fmt.Errorf("gen: %s share %g is not between 0 and 1", name, v)
+		}
+	}
+	if o.Rate < 0 || o.Count < 0 || o.Duration < 0 {
+		return errors.New("gen: rate, count and duration must not be negative")
+	}
+	return nil
+}
+
 func (o *Options) setDefaults() {
+	if o.Schema == "" {
+		o.Schema = SchemaCanonical
+	}
+	if o.Key == "" {
+		o.Key = KeyOrder
+	}
 	if o.Topic == "" {
 		o.Topic = "orders"
 	}
@@ -131,6 +195,9 @@ func (g *Generator) next(now time.Time) (*kgo.Record, string) {
 	g.seq++
 	id := "evt-" + strconv.FormatUint(g.opts.Seed%1000, 10) + "-" + strconv.FormatInt(g.seq, 10)
 	if g.rng.Float64() < g.opts.MalformedShare {
+		if g.opts.Schema == SchemaCSV {
+			return &kgo.Record{Value: fmt.Appendf(nil, "%s,%s,order_placed", id, "ord-x")}, "malformed"
+		}
 		return &kgo.Record{Value: fmt.Appendf(nil, malformed[g.rng.IntN(len(malformed))], id)}, "malformed"
 	}
 	at := now
@@ -140,24 +207,72 @@ func (g *Generator) next(now time.Time) (*kgo.Record, string) {
 	}
 	store := g.zipf.Uint64()
 	order := "ord-" + strconv.FormatInt(g.seq, 36)
-	items := 1 + g.rng.IntN(3)
-	var basket []byte
+	items := make([]item, 1+g.rng.IntN(3))
 	var total int64 // cents
-	for i := 0; i < items; i++ {
-		qty, price := 1+g.rng.IntN(3), int64(199+g.rng.IntN(9800))
-		total += int64(qty) * price
-		if i > 0 {
-			basket = append(basket, ',')
-		}
-		basket = fmt.Appendf(basket, `{"sku":"SKU-%05d","qty":%d,"unit_price":"%d.%02d"}`, g.rng.IntN(20000), qty, price/100, price%100)
+	for i := range items {
+		items[i] = item{sku: fmt.Sprintf("SKU-%05d", g.rng.IntN(20000)), qty: 1 + g.rng.IntN(3), cents: int64(199 + g.rng.IntN(9800))}
+		total += int64(items[i].qty) * items[i].cents
 	}
 	cust := g.rng.IntN(g.opts.Customers)
-	v := fmt.Appendf(nil, `{"event_id":"%s","order_id":"%s","event_type":"%s","store_id":"store-%03d","customer_id":"cust-%06d","customer_email":"customer%d@example.com","amount":"%d.%02d","currency":"%s","payment_method":"card","card_number":"4111 1111 1111 %04d","channel":"%s","country":"%s","items":[%s],"event_time":"%s"}`,
-		id, order, eventTypes[g.rng.IntN(len(eventTypes))], store, cust, cust, total/100, total%100,
-		currencies[g.rng.IntN(len(currencies))], g.rng.IntN(10000), channels[g.rng.IntN(len(channels))],
-		countries[g.rng.IntN(len(countries))], basket, at.UTC().Format(time.RFC3339Nano))
+	e := fields{id: id, order: order, typ: eventTypes[g.rng.IntN(len(eventTypes))], store: fmt.Sprintf("store-%03d", store),
+		customer: fmt.Sprintf("cust-%06d", cust), email: fmt.Sprintf("customer%d@example.com", cust), amount: money(total),
+		currency: currencies[g.rng.IntN(len(currencies))], card: fmt.Sprintf("4111 1111 1111 %04d", g.rng.IntN(10000)),
+		channel: channels[g.rng.IntN(len(channels))], country: countries[g.rng.IntN(len(countries))], items: items,
+		at: at.UTC().Format(time.RFC3339Nano)}
 	g.valid[id] = struct{}{}
-	return &kgo.Record{Key: []byte(order), Value: v}, kind
+	r := &kgo.Record{Value: e.render(g.opts.Schema)}
+	if g.opts.Key == KeyOrder {
+		r.Key = []byte(order)
+	}
+	return r, kind
+}
+
+type item struct {
+	sku   string
+	qty   int
+	cents int64
+}
+
+// fields are one event's values, rendered in a schema.
+type fields struct {
+	id, order, typ, store, customer, email, amount, currency, card, channel, country, at string
+	items                                                                                []item
+}
+
+func money(cents int64) string { return fmt.Sprintf("%d.%02d", cents/100, cents%100) }
+
+func (e *fields) render(schema string) []byte {
+	switch schema {
+	case SchemaShop:
+		var li []byte
+		for i, it := range e.items {
+			if i > 0 {
+				li = append(li, ',')
+			}
+			li = fmt.Appendf(li, `{"sku":"%s","quantity":%d,"price":"%s"}`, it.sku, it.qty, money(it.cents))
+		}
+		return fmt.Appendf(nil, `{"id":"%s","orderId":"%s","type":"%s","shop":{"id":"%s"},"customer":{"id":"%s","email":"%s"},"total_price":"%s","currency_code":"%s","gateway":"card","card":"%s","source":"%s","country_code":"%s","line_items":[%s],"created_at":"%s"}`,
+			e.id, e.order, e.typ, e.store, e.customer, e.email, e.amount, e.currency, e.card, e.channel, e.country, li, e.at)
+	case SchemaCSV:
+		var li []byte
+		for i, it := range e.items {
+			if i > 0 {
+				li = append(li, '|')
+			}
+			li = fmt.Appendf(li, "%s:%d:%s", it.sku, it.qty, money(it.cents))
+		}
+		return fmt.Appendf(nil, "%s,%s,%s,%s,%s,%s,%s,%s,card,%s,%s,%s,%s,%s",
+			e.id, e.order, e.typ, e.store, e.customer, e.email, e.amount, e.currency, e.card, e.channel, e.country, li, e.at)
+	}
+	var li []byte
+	for i, it := range e.items {
+		if i > 0 {
+			li = append(li, ',')
+		}
+		li = fmt.Appendf(li, `{"sku":"%s","qty":%d,"unit_price":"%s"}`, it.sku, it.qty, money(it.cents))
+	}
+	return fmt.Appendf(nil, `{"event_id":"%s","order_id":"%s","event_type":"%s","store_id":"%s","customer_id":"%s","customer_email":"%s","amount":"%s","currency":"%s","payment_method":"card","card_number":"%s","channel":"%s","country":"%s","items":[%s],"event_time":"%s"}`,
+		e.id, e.order, e.typ, e.store, e.customer, e.email, e.amount, e.currency, e.card, e.channel, e.country, li, e.at)
 }
 
 // Run produces until ctx ends or Count events are sent, at Rate, and
@@ -166,6 +281,11 @@ func (g *Generator) next(now time.Time) (*kgo.Record, string) {
 func (g *Generator) Run(ctx context.Context, cl *kgo.Client) (Summary, error) {
 	o := g.opts
 	start := time.Now()
+	if o.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Duration)
+		defer cancel()
+	}
 	sent := 0
 	for ctx.Err() == nil && (o.Count == 0 || sent < o.Count) {
 		n := o.Batch

@@ -17,6 +17,12 @@ import (
 // decoder, every malformed record is rejected, duplicates are exact
 // copies, and stores are skewed.
 func TestGenerator(t *testing.T) {
+	for _, schema := range []string{SchemaCanonical, SchemaShop, SchemaCSV} {
+		t.Run(schema, func(t *testing.T) { testGenerator(t, schema) })
+	}
+}
+
+func testGenerator(t *testing.T, schema string) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "orders"))
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +33,7 @@ func TestGenerator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	g := New(Options{Count: 5000, Seed: 42, DuplicateShare: 0.05, LateShare: 0.05, MalformedShare: 0.02})
+	g := New(Options{Count: 5000, Seed: 42, DuplicateShare: 0.05, LateShare: 0.05, MalformedShare: 0.02, Schema: schema})
 	sum, err := g.Run(context.Background(), cl)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +42,7 @@ func TestGenerator(t *testing.T) {
 		sum.Duplicates < 150 || sum.Malformed < 50 || sum.Late < 150 || int64(len(g.ValidIDs())) != sum.Valid {
 		t.Fatalf("summary %+v, %d valid ids", sum, len(g.ValidIDs()))
 	}
-	dec, err := event.NewDecoder(event.Config{HashKey: []byte("gen-test-key-0123456"), Now: time.Now})
+	dec, err := event.NewDecoder(event.Config{Mapping: Mapping(schema), HashKey: []byte("gen-test-key-0123456"), Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +62,7 @@ func TestGenerator(t *testing.T) {
 				stores[ev.StoreID]++
 			case event.Rejected:
 				rejected++
-				if !strings.Contains(string(r.Value), `"event_id":"evt-`) {
+				if !strings.Contains(string(r.Value), `evt-`) {
 					t.Errorf("a malformed record without its id: %s", r.Value)
 				}
 			default:

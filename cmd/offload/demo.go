@@ -2,27 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/offload/offload/bench/gen"
-	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
-	"github.com/offload/offload/internal/snowtest"
 	"github.com/offload/offload/tui"
 )
 
@@ -105,84 +97,28 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 }
 
 type demo struct {
-	dir, logPath, adminAddr, token string
-	kafka                          *kfake.Cluster
-	client                         *kgo.Client
-	warehouse                      *snowtest.Server
-	gen                            *gen.Generator
-	genStop                        context.CancelFunc
-	genDone                        chan error
-	daemonStop                     context.CancelFunc
-	daemonDone                     chan error
-	logFile                        *os.File
-	mu                             sync.Mutex
-	up                             bool
+	*embedded
+	client  *kgo.Client
+	gen     *gen.Generator
+	genStop context.CancelFunc
+	genDone chan error
 }
 
 func startDemo(dir string, rate float64) (*demo, error) {
-	d := &demo{dir: dir, logPath: filepath.Join(dir, "offload.log"), up: true}
-	ok := false
-	defer func() {
-		if !ok {
-			d.close()
-		}
-	}()
-	var err error
-	if d.logFile, err = os.Create(d.logPath); err != nil {
+	e, err := startEmbedded(dir, embeddedKafka{partitions: 3}, true, func(c *config.Config) {
+		c.ApplianceID = "demo"
+		// Short windows and lateness so windows close, and late events
+		// correct them, within a minute's demo.
+		c.Engine.Window = config.Duration(10 * time.Second)
+		c.Engine.Lateness = config.Duration(15 * time.Second)
+		c.Outbox.SealAge = config.Duration(3 * time.Second)
+	})
+	if err != nil {
 		return nil, err
 	}
-	if d.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "orders")); err != nil {
-		return nil, fmt.Errorf("demo: in-process Kafka: %w", err)
-	}
-	d.warehouse, err = snowtest.New(snowtest.Options{Path: filepath.Join(dir, "warehouse.duckdb"), Dir: filepath.Join(dir, "warehouse-stage")})
-	if err != nil {
-		return nil, fmt.Errorf("demo: warehouse: %w", err)
-	}
-	password, token := randomHex(12), randomHex(16)
-	d.token = token
-	d.warehouse.AddUser(snowtest.User{Name: "OFFLOAD", Password: password})
-
-	c := config.Default()
-	c.ApplianceID, c.DataDir, c.DiskBudget = "demo", filepath.Join(dir, "data"), 1<<30
-	c.ShutdownGrace = config.Duration(10 * time.Second)
-	c.Kafka.Brokers, c.Kafka.Topics, c.Kafka.Group = d.kafka.ListenAddrs(), []string{"orders"}, "offload-demo"
-	c.Kafka.SessionTimeout = config.Duration(6 * time.Second)
-	c.Engine.Interval = config.Duration(250 * time.Millisecond)
-	// Short windows and lateness so windows close, and late events
-	// correct them, within a minute's demo.
-	c.Engine.Window = config.Duration(10 * time.Second)
-	c.Engine.Lateness = config.Duration(15 * time.Second)
-	c.Outbox.SealAge = config.Duration(3 * time.Second)
-	c.Warehouse = config.Warehouse{Type: "snowflake", Account: d.warehouse.Account(), User: "OFFLOAD", Database: "OFFLOAD_DB",
-		Schema: "PUBLIC", Host: "127.0.0.1", Port: d.warehouse.Port(), Protocol: "http", Auth: "password",
-		Password: config.Secret(password), Stage: "OFFLOAD_STAGE",
-		Tables:       config.WarehouseTables{Transactions: "OFFLOAD_TRANSACTIONS", Windows: "OFFLOAD_WINDOWS", Ledger: "OFFLOAD_LOAD_LEDGER"},
-		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(2 * time.Second)}
-	c.Loader.RetryBase, c.Loader.RetryMax = config.Duration(200*time.Millisecond), config.Duration(3*time.Second)
-	c.Loader.BreakerCooldown = config.Duration(3 * time.Second)
-	c.Admin = config.Admin{Listen: "127.0.0.1:0", Token: config.Secret(token)}
-	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("demo: BUG: %w", err)
-	}
-
-	log, level := newLogger(c.Log, d.logFile)
-	started := make(chan string, 1)
-	dctx, dstop := context.WithCancel(context.Background())
-	d.daemonStop, d.daemonDone = dstop, make(chan error, 1)
-	hooks := &admin.DemoHooks{WarehouseUp: d.warehouseUp, SetWarehouse: d.setWarehouse}
-	go func() {
-		d.daemonDone <- daemon(dctx, &c, log, reloader{level: level}, daemonExtras{demo: hooks, started: func(a string) { started <- a }})
-	}()
-	select {
-	case d.adminAddr = <-started:
-	case err := <-d.daemonDone:
-		return nil, fmt.Errorf("demo: the pipeline did not start: %v (log: %s)", err, d.logPath)
-	case <-time.After(60 * time.Second):
-		return nil, fmt.Errorf("demo: the pipeline did not start within 60s (log: %s)", d.logPath)
-	}
-
-	if d.client, err = kgo.NewClient(kgo.SeedBrokers(d.kafka.ListenAddrs()...)); err != nil {
+	d := &demo{embedded: e}
+	if d.client, err = kgo.NewClient(kgo.SeedBrokers(e.brokers...)); err != nil {
+		d.close()
 		return nil, err
 	}
 	d.gen = gen.New(gen.Options{Rate: rate, Seed: uint64(time.Now().UnixNano()), LateBy: 8 * time.Second})
@@ -192,37 +128,7 @@ func startDemo(dir string, rate float64) (*demo, error) {
 		_, err := d.gen.Run(gctx, d.client)
 		d.genDone <- err
 	}()
-	ok = true
 	return d, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func (d *demo) warehouseUp() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.up
-}
-
-func (d *demo) setWarehouse(up bool) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if up == d.up {
-		return nil
-	}
-	if up {
-		if err := d.warehouse.AcceptConnections(); err != nil {
-			return err
-		}
-	} else {
-		d.warehouse.RefuseConnections()
-	}
-	d.up = up
-	return nil
 }
 
 // finish stops the generator, brings the warehouse back, waits (bounded)
@@ -238,76 +144,26 @@ func (d *demo) finish() (demoSummary, error) {
 	}
 	g := d.gen.Summary()
 	valid := d.gen.ValidIDs()
-	db := d.warehouse.DB()
-	count := func(q string) int64 {
-		var n int64
-		_ = db.QueryRow(q).Scan(&n)
-		return n
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for count(`SELECT count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`) < int64(len(valid)) && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	d.waitLoaded(len(valid), 90*time.Second)
 	st := d.status()
-	d.daemonStop()
-	if err := <-d.daemonDone; err != nil {
-		return demoSummary{}, fmt.Errorf("demo: the pipeline stopped on an error: %w (log: %s)", err, d.logPath)
+	if err := d.stop(); err != nil {
+		return demoSummary{}, err
 	}
-	sum := demoSummary{Produced: g.Produced, Valid: g.Valid, Duplicates: g.Duplicates, Malformed: g.Malformed,
-		Loaded: count(`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`), Deduplicated: st.Engine.Deduplicated,
-		DeadLettered: st.Engine.Rejected, Windows: count(`SELECT count(*) FROM PUBLIC.OFFLOAD_WINDOWS`),
-		DataDir: d.dir, WarehouseFile: filepath.Join(d.dir, "warehouse.duckdb"), Log: d.logPath}
-	rows, err := db.Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY ALL`)
+	v, err := d.verify(valid)
 	if err != nil {
-		return sum, err
+		return demoSummary{}, err
 	}
-	seen := 0
-	for rows.Next() {
-		var id string
-		var n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			rows.Close()
-			return sum, err
-		}
-		if _, ok := valid[id]; ok {
-			seen++
-			sum.Extra += n - 1
-		} else {
-			sum.Extra += n
-		}
-	}
-	rows.Close()
-	sum.Missing = int64(len(valid) - seen)
-	sum.ExactlyOnce = sum.Missing == 0 && sum.Extra == 0 && sum.Loaded == int64(len(valid))
-	return sum, nil
-}
-
-// status reads the pipeline's status document (zero on failure: the
-// summary then lacks the engine's counts).
-func (d *demo) status() admin.Status {
-	var st admin.Status
-	res, err := http.Get("http://" + d.adminAddr + "/api/v1/status")
-	if err != nil {
-		return st
-	}
-	defer res.Body.Close()
-	_ = json.NewDecoder(res.Body).Decode(&st)
-	return st
+	return demoSummary{Produced: g.Produced, Valid: g.Valid, Duplicates: g.Duplicates, Malformed: g.Malformed,
+		Loaded: v.Loaded, Deduplicated: st.Engine.Deduplicated, DeadLettered: st.Engine.Rejected, Windows: v.Windows,
+		ExactlyOnce: v.ExactlyOnce, Missing: v.Missing, Extra: v.Extra,
+		DataDir: d.dir, WarehouseFile: d.warehouseFile(), Log: d.logPath}, nil
 }
 
 func (d *demo) close() {
 	if d.client != nil {
 		d.client.Close()
 	}
-	if d.warehouse != nil {
-		_ = d.warehouse.Close()
-	}
-	if d.kafka != nil {
-		d.kafka.Close()
-	}
-	if d.logFile != nil {
-		_ = d.logFile.Close()
-	}
+	d.embedded.close()
 }
 
 func printDemoSummary(w io.Writer, s demoSummary) {

@@ -43,6 +43,7 @@ func commands() []command {
 		{"outbox", "sealed batches offline: list, retry a parked one", runOutbox},
 		{"top", "dashboard of a running appliance (admin API)", runTop},
 		{"demo", "everything embedded: Kafka, load generator, pipeline, warehouse, dashboard", runDemo},
+		{"bench", "end-to-end benchmark, all in-process, with a bare consumer for comparison", runBench},
 		{"version", "print the version", runVersion},
 	}
 }

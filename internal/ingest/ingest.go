@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,11 +154,7 @@ func New(opts Options) (*Ingest, error) {
 		pending: map[wal.TopicPartition]kgo.EpochOffset{},
 		parts:   map[wal.TopicPartition]*partState{},
 	}
-	mech, err := saslMechanism(opts.SASL)
-	if err != nil {
-		return nil, err
-	}
-	tlsCfg, err := tlsConfig(opts.TLS)
+	secure, err := SecurityOpts(opts.TLS, opts.SASL)
 	if err != nil {
 		return nil, err
 	}
@@ -197,15 +194,10 @@ func New(opts Options) (*Ingest, error) {
 	if fetchMax > 100<<20 {
 		kopts = append(kopts, kgo.BrokerMaxReadBytes(fetchMax+1<<20))
 	}
-	if tlsCfg != nil {
-		kopts = append(kopts, kgo.DialTLSConfig(tlsCfg))
-	}
-	if mech != nil {
-		kopts = append(kopts, kgo.SASL(mech))
-		if tlsCfg == nil {
-			in.log.Warn("ingest: SASL without TLS: credentials and data cross the network unencrypted; set kafka.tls.enabled",
-				"mechanism", opts.SASL.Mechanism)
-		}
+	kopts = append(kopts, secure...)
+	if !opts.TLS.Enabled && opts.SASL.Mechanism != "" && !strings.EqualFold(opts.SASL.Mechanism, "none") {
+		in.log.Warn("ingest: SASL without TLS: credentials and data cross the network unencrypted; set kafka.tls.enabled",
+			"mechanism", opts.SASL.Mechanism)
 	}
 	kopts = append(kopts, opts.ExtraOpts...)
 	cl, err := kgo.NewClient(kopts...)

@@ -186,6 +186,28 @@ func validTopic(t string) bool {
 	return true
 }
 
+// SecurityOpts returns the franz-go options for TLS and SASL (none when
+// both are off), for ingest's client and for other clients of the same
+// cluster (the load generator). Errors name the option.
+func SecurityOpts(t TLSOptions, s SASLOptions) ([]kgo.Opt, error) {
+	mech, err := saslMechanism(s)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := tlsConfig(t)
+	if err != nil {
+		return nil, err
+	}
+	var opts []kgo.Opt
+	if tlsCfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(tlsCfg))
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
+	}
+	return opts, nil
+}
+
 // saslMechanism builds the SASL mechanism, nil for none. Errors name the
 // option and never contain the password.
 func saslMechanism(s SASLOptions) (sasl.Mechanism, error) {

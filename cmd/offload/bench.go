@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/bench/gen"
+	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/internal/ingest"
+)
+
+// benchResult is what `offload bench` reports (--json FILE).
+type benchResult struct {
+	Events                   int64   `json:"events"`
+	ValidEvents              int64   `json:"valid_events"`
+	Partitions               int     `json:"partitions"`
+	Schema                   string  `json:"schema"`
+	Seconds                  float64 `json:"seconds"`
+	EventsPerSec             float64 `json:"events_per_sec"`
+	ProduceEventsPerSec      float64 `json:"produce_events_per_sec"`
+	IngestEventsPerSec       float64 `json:"ingest_events_per_sec"`
+	EngineEventsPerSec       float64 `json:"engine_events_per_sec"`
+	LoaderRowsPerSec         float64 `json:"loader_rows_per_sec"`
+	BareConsumerEventsPerSec float64 `json:"bare_consumer_events_per_sec"`
+	Ratio                    float64 `json:"ratio"`
+	P50DurableMs             float64 `json:"p50_durable_ms"`
+	P99DurableMs             float64 `json:"p99_durable_ms"`
+	P999DurableMs            float64 `json:"p999_durable_ms"`
+	P50WarehouseMs           float64 `json:"p50_warehouse_ms"`
+	P99WarehouseMs           float64 `json:"p99_warehouse_ms"`
+	P999WarehouseMs          float64 `json:"p999_warehouse_ms"`
+	PeakRSSBytes             int64   `json:"peak_rss_bytes"`
+	CPUSeconds               float64 `json:"cpu_seconds"`
+	Loads                    int64   `json:"loads"`
+	RawBytes                 int64   `json:"raw_bytes"`
+	BytesShipped             int64   `json:"bytes_shipped"`
+	BytesShippedRatio        float64 `json:"bytes_shipped_ratio"`
+	Deduplicated             int64   `json:"deduplicated"`
+	DeadLettered             int64   `json:"dead_lettered"`
+	ExactlyOnce              bool    `json:"exactly_once"`
+	Missing                  int64   `json:"missing"`
+	Extra                    int64   `json:"extra"`
+}
+
+// runBench measures the whole appliance in-process: the load generator
+// produces to an in-process Kafka, the real pipeline takes it to the
+// Snowflake-protocol test server, and a bare franz-go consumer reads the
+// same topic afterwards for comparison.
+func runBench(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "gen" {
+		return runBenchGen(args[1:], stdout, stderr)
+	}
+	fs := newFlags("bench", stderr)
+	events := fs.Int("events", 1_000_000, "events to produce")
+	partitions := fs.Int("partitions", 8, "partitions of the topic")
+	rate := fs.Float64("rate", 0, "events per second (0: as fast as Kafka takes them)")
+	schema := fs.String("schema", gen.SchemaCanonical, "source schema: canonical, shop (other field names, mapped) or csv")
+	brokers := fs.String("brokers", "", "a Kafka to use (host:port,...; a new topic per run) instead of the in-process one")
+	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	dir := fs.String("dir", "", "data directory (default: a new temporary directory, removed afterwards)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := (&gen.Options{Schema: *schema}).Validate(); err != nil {
+		return usageError{err}
+	}
+	k := embeddedKafka{partitions: *partitions}
+	if *brokers != "" {
+		k.brokers, k.topic = strings.Split(*brokers, ","), fmt.Sprintf("offload-bench-%d", time.Now().UnixNano())
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "offload-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	fmt.Fprintf(stderr, "offload bench: %d events, %d partitions, rate %s, data in %s\n", *events, *partitions, rateText(*rate), *dir)
+	res, err := bench(*dir, k, *events, *rate, *schema, stderr)
+	if err != nil {
+		return err
+	}
+	printBench(stdout, res)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if !res.ExactlyOnce {
+		return errFound
+	}
+	return nil
+}
+
+func rateText(r float64) string {
+	if r == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(r, 'f', 0, 64) + "/s"
+}
+
+func bench(dir string, k embeddedKafka, events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
+	res := benchResult{Partitions: k.partitions, Schema: schema}
+	e, err := startEmbedded(dir, k, false, func(c *config.Config) {
+		c.ApplianceID = "bench"
+		c.Outbox.SealAge = config.Duration(2 * time.Second)
+		c.Topics = map[string]event.Config{k.topicOr("orders"): {Mapping: gen.Mapping(schema)}}
+	})
+	if err != nil {
+		return res, err
+	}
+	defer e.close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	g := gen.New(gen.Options{Topic: e.topic, Count: events, Rate: rate, Schema: schema, Seed: uint64(time.Now().UnixNano()), Batch: 2000})
+
+	start := time.Now()
+	// Stages: when each reached the end of the run's data.
+	var ingested, consumed time.Time
+	genDone := make(chan error, 1)
+	go func() {
+		_, err := g.Run(context.Background(), cl)
+		genDone <- err
+	}()
+	var produced time.Time
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		select {
+		case err := <-genDone:
+			if err != nil {
+				return res, err
+			}
+			produced = time.Now()
+			genDone = nil
+		case <-tick.C:
+		}
+		st := e.status()
+		sum := g.Summary()
+		if !produced.IsZero() {
+			if ingested.IsZero() && int64(st.Kafka.Records) >= sum.Produced {
+				ingested = time.Now()
+			}
+			if consumed.IsZero() && st.Engine.RecordsIn >= sum.Produced {
+				consumed = time.Now()
+			}
+			if st.Loader != nil && st.Loader.Rows >= sum.Valid && !consumed.IsZero() && !ingested.IsZero() {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("bench: not delivered within 30 minutes (log: %s)", e.logPath)
+		}
+	}
+	loaded := time.Now()
+	st := e.status()
+	sum := g.Summary()
+	fmt.Fprintf(progress, "offload bench: delivered in %s; measuring latencies and the bare consumer\n", loaded.Sub(start).Round(time.Millisecond))
+
+	res.Events, res.ValidEvents = sum.Produced, sum.Valid
+	res.Seconds = loaded.Sub(start).Seconds()
+	res.EventsPerSec = float64(sum.Produced) / res.Seconds
+	res.ProduceEventsPerSec = float64(sum.Produced) / produced.Sub(start).Seconds()
+	res.IngestEventsPerSec = float64(sum.Produced) / ingested.Sub(start).Seconds()
+	res.EngineEventsPerSec = float64(sum.Produced) / consumed.Sub(start).Seconds()
+	res.LoaderRowsPerSec = float64(sum.Valid) / res.Seconds
+	res.Deduplicated, res.DeadLettered = st.Engine.Deduplicated, st.Engine.Rejected
+	res.RawBytes = sum.Bytes
+	if st.Loader != nil {
+		res.Loads, res.BytesShipped = st.Loader.Loaded, st.Loader.BytesShipped
+		res.BytesShippedRatio = float64(res.BytesShipped) / float64(res.RawBytes)
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		res.CPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+		res.PeakRSSBytes = ru.Maxrss << 10
+	}
+
+	// Latencies from each row's lineage: Kafka timestamp → WAL durable
+	// (ingest_time), and → the commit of its load (the ledger's loaded_at).
+	q := func(expr string) (p50, p99, p999 float64) {
+		_ = e.warehouse.DB().QueryRow(`SELECT quantile_cont(`+expr+`, 0.5), quantile_cont(`+expr+`, 0.99), quantile_cont(`+expr+`, 0.999)
+			FROM PUBLIC.OFFLOAD_TRANSACTIONS t JOIN PUBLIC.OFFLOAD_LOAD_LEDGER l USING (BATCH_ID)`).Scan(&p50, &p99, &p999)
+		return
+	}
+	res.P50DurableMs, res.P99DurableMs, res.P999DurableMs = q(`epoch_ms(t.INGEST_TIME) - epoch_ms(t.KAFKA_TIME)`)
+	res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs = q(`epoch_ms(l.LOADED_AT) - epoch_ms(t.KAFKA_TIME)`)
+
+	if err := e.stop(); err != nil {
+		return res, err
+	}
+	v, err := e.verify(g.ValidIDs())
+	if err != nil {
+		return res, err
+	}
+	res.ExactlyOnce, res.Missing, res.Extra = v.ExactlyOnce, v.Missing, v.Extra
+
+	// The bare consumer: the same topic from the start, read and dropped.
+	bare, err := bareConsumer(e.brokers, e.topic, sum.Produced)
+	if err != nil {
+		return res, err
+	}
+	res.BareConsumerEventsPerSec = bare
+	res.Ratio = res.EventsPerSec / bare
+	return res, nil
+}
+
+// bareConsumer reads n records of topic from the start with franz-go and
+// drops them, returning records per second.
+func bareConsumer(brokers []string, topic string, n int64) (float64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	var got int64
+	for got < n {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("bench: the bare consumer read %d of %d records", got, n)
+		}
+		got += int64(f.NumRecords())
+	}
+	return float64(got) / time.Since(start).Seconds(), nil
+}
+
+func printBench(w io.Writer, r benchResult) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\t\n", name, value) }
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+	row("events (valid)", fmt.Sprintf("%d (%d)", r.Events, r.ValidEvents))
+	row("end to end, events/s", f(r.EventsPerSec))
+	row("produced, events/s", f(r.ProduceEventsPerSec))
+	row("ingest → WAL, events/s", f(r.IngestEventsPerSec))
+	row("engine, events/s", f(r.EngineEventsPerSec))
+	row("loader, rows/s", f(r.LoaderRowsPerSec))
+	row("bare consumer, events/s", f(r.BareConsumerEventsPerSec))
+	row("ratio to the bare consumer", fmt.Sprintf("%.2f", r.Ratio))
+	row("produce → durable p50/p99/p99.9 ms", fmt.Sprintf("%.0f / %.0f / %.0f", r.P50DurableMs, r.P99DurableMs, r.P999DurableMs))
+	row("produce → warehouse p50/p99/p99.9 ms", fmt.Sprintf("%.0f / %.0f / %.0f", r.P50WarehouseMs, r.P99WarehouseMs, r.P999WarehouseMs))
+	row("peak RSS (whole process)", fmt.Sprintf("%d MiB", r.PeakRSSBytes>>20))
+	row("CPU", fmt.Sprintf("%.1f s", r.CPUSeconds))
+	row("loads; shipped / raw bytes", fmt.Sprintf("%d; %.1f %%", r.Loads, 100*r.BytesShippedRatio))
+	row("deduplicated; dead-lettered", fmt.Sprintf("%d; %d", r.Deduplicated, r.DeadLettered))
+	ok := "yes"
+	if !r.ExactlyOnce {
+		ok = fmt.Sprintf("NO: %d missing, %d extra", r.Missing, r.Extra)
+	}
+	row("exactly once", ok)
+	_ = tw.Flush()
+}
+
+// runBenchGen runs the load generator alone against a Kafka.
+func runBenchGen(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench gen", stderr)
+	brokers := fs.String("brokers", "", "Kafka bootstrap brokers, host:port,... (required)")
+	var o gen.Options
+	fs.StringVar(&o.Topic, "topic", "orders", "topic to produce to")
+	partitions := fs.Int("partitions", 8, "partitions when the topic is created")
+	fs.Float64Var(&o.Rate, "rate", 1000, "events per second (0: unlimited)")
+	fs.IntVar(&o.Count, "count", 0, "stop after this many events")
+	fs.DurationVar(&o.Duration, "duration", 0, "stop after this long (neither: until Ctrl-C)")
+	fs.StringVar(&o.Schema, "schema", gen.SchemaCanonical, "canonical, shop (other field names) or csv")
+	fs.StringVar(&o.Key, "key", gen.KeyOrder, "record key: order (the order id) or none")
+	fs.Float64Var(&o.DuplicateShare, "duplicates", 0.02, "share of events sent twice")
+	fs.Float64Var(&o.LateShare, "late", 0.01, "share of events sent late")
+	fs.DurationVar(&o.LateBy, "lateness", 2*time.Minute, "how late the late events are")
+	fs.Float64Var(&o.MalformedShare, "malformed", 0.005, "share of malformed records")
+	fs.IntVar(&o.Stores, "stores", 200, "stores (Zipf-skewed popularity)")
+	var tls ingest.TLSOptions
+	var sasl ingest.SASLOptions
+	fs.BoolVar(&tls.Enabled, "tls", false, "connect with TLS")
+	fs.StringVar(&tls.CAFile, "tls-ca-file", "", "CA certificates (PEM)")
+	fs.StringVar(&tls.CertFile, "tls-cert-file", "", "client certificate (PEM)")
+	fs.StringVar(&tls.KeyFile, "tls-key-file", "", "client key (PEM)")
+	fs.StringVar(&sasl.Mechanism, "sasl-mechanism", "none", "none, plain, scram-sha-256 or scram-sha-512")
+	fs.StringVar(&sasl.Username, "sasl-username", "", "SASL user")
+	passwordFile := fs.String("sasl-password-file", "", "file holding the SASL password (or OFFLOAD_KAFKA_SASL_PASSWORD)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *brokers == "" {
+		return usageError{errors.New("--brokers is required")}
+	}
+	if err := o.Validate(); err != nil {
+		return usageError{err}
+	}
+	sasl.Password = os.Getenv("OFFLOAD_KAFKA_SASL_PASSWORD")
+	if *passwordFile != "" {
+		b, err := os.ReadFile(*passwordFile)
+		if err != nil {
+			return err
+		}
+		sasl.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	secure, err := ingest.SecurityOpts(tls, sasl)
+	if err != nil {
+		return usageError{err}
+	}
+	seeds := strings.Split(*brokers, ",")
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ProducerBatchMaxBytes(4 << 20)}, secure...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := createTopicWith(cl, o.Topic, *partitions); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+	start := time.Now()
+	sum, err := gen.New(o).Run(ctx, cl)
+	if err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Fprintf(stdout, "produced %d records (%d valid events, %d duplicate copies, %d late, %d malformed), %.1f MB, in %.1f s: %.0f records/s\n",
+		sum.Produced, sum.Valid, sum.Duplicates, sum.Late, sum.Malformed, float64(sum.Bytes)/1e6, secs, float64(sum.Produced)/secs)
+	return nil
+}
