@@ -43,6 +43,9 @@ type Options struct {
 	Stores                                    int // [200], Zipf-skewed
 	Customers                                 int // [50000]
 	Seed                                      uint64
+	// RunID prefixes every event id ("evt-RUN-N"), so one run's events can
+	// be told apart in a warehouse that holds others [from Seed].
+	RunID string
 	// Batch is how many records go to Kafka at once [500].
 	Batch int
 }
@@ -122,6 +125,9 @@ func (o *Options) setDefaults() {
 	if o.Customers == 0 {
 		o.Customers = 50000
 	}
+	if o.RunID == "" {
+		o.RunID = strconv.FormatUint(o.Seed%(1<<32), 36)
+	}
 	if o.Batch == 0 {
 		o.Batch = 500
 	}
@@ -156,6 +162,9 @@ func New(opts Options) *Generator {
 	return &Generator{opts: opts, rng: rng, zipf: rand.NewZipf(rng, 1.2, 1, uint64(opts.Stores-1)),
 		valid: map[string]struct{}{}}
 }
+
+// RunID returns the prefix of this run's event ids ("evt-RUN-").
+func (g *Generator) RunID() string { return g.opts.RunID }
 
 // Summary returns the counts so far.
 func (g *Generator) Summary() Summary {
@@ -193,7 +202,7 @@ func (g *Generator) next(now time.Time) (*kgo.Record, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.seq++
-	id := "evt-" + strconv.FormatUint(g.opts.Seed%1000, 10) + "-" + strconv.FormatInt(g.seq, 10)
+	id := "evt-" + g.opts.RunID + "-" + strconv.FormatInt(g.seq, 10)
 	if g.rng.Float64() < g.opts.MalformedShare {
 		if g.opts.Schema == SchemaCSV {
 			return &kgo.Record{Value: fmt.Appendf(nil, "%s,%s,order_placed", id, "ord-x")}, "malformed"

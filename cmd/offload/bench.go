@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/offload/offload/bench/gen"
@@ -72,12 +73,28 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	brokers := fs.String("brokers", "", "a Kafka to use (host:port,...; a new topic per run) instead of the in-process one")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	appliance := fs.String("appliance", "", "measure a running appliance instead (its admin URL, e.g. http://127.0.0.1:7070); needs --brokers, --topic and the warehouse DSN")
+	topic := fs.String("topic", "", "with --appliance: the topic it consumes")
+	tables := fs.String("tables", "", "with --appliance: prefix qualifying the warehouse tables, e.g. ANALYTICS.OFFLOAD.")
 	dir := fs.String("dir", "", "data directory (default: a new temporary directory, removed afterwards)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := (&gen.Options{Schema: *schema}).Validate(); err != nil {
 		return usageError{err}
+	}
+	if *appliance != "" {
+		x := externalBench{appliance: *appliance, topic: *topic, tables: *tables, token: os.Getenv("OFFLOAD_ADMIN_TOKEN"),
+			warehouseDSN: os.Getenv("OFFLOAD_BENCH_WAREHOUSE_DSN")}
+		if *brokers == "" || x.topic == "" || x.warehouseDSN == "" {
+			return usageError{errors.New("--appliance needs --brokers, --topic and the warehouse's gosnowflake DSN in OFFLOAD_BENCH_WAREHOUSE_DSN")}
+		}
+		x.brokers = strings.Split(*brokers, ",")
+		res, err := x.run(*events, *rate, *schema, stderr)
+		if err != nil {
+			return err
+		}
+		return reportBench(stdout, res, *jsonOut)
 	}
 	k := embeddedKafka{partitions: *partitions}
 	if *brokers != "" {
@@ -107,10 +124,16 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return reportBench(stdout, res, *jsonOut)
+}
+
+// reportBench prints the table, writes the JSON file if asked, and fails
+// the command when delivery was not exactly once.
+func reportBench(stdout io.Writer, res benchResult, jsonOut string) error {
 	printBench(stdout, res)
-	if *jsonOut != "" {
+	if jsonOut != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
@@ -143,6 +166,10 @@ func bench(dir string, k embeddedKafka, events int, rate float64, schema string,
 		return res, err
 	}
 	defer cl.Close()
+	startOffsets, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), e.topic)
+	if err != nil {
+		return res, err
+	}
 	g := gen.New(gen.Options{Topic: e.topic, Count: events, Rate: rate, Schema: schema, Seed: uint64(time.Now().UnixNano()), Batch: 2000})
 
 	start := time.Now()
@@ -228,36 +255,13 @@ func bench(dir string, k embeddedKafka, events int, rate float64, schema string,
 	res.ExactlyOnce, res.Missing, res.Extra = v.ExactlyOnce, v.Missing, v.Extra
 
 	// The bare consumer: the same topic from the start, read and dropped.
-	bare, err := bareConsumer(e.brokers, e.topic, sum.Produced)
+	bare, err := bareConsumerFrom(e.brokers, e.topic, startOffsets, sum.Produced)
 	if err != nil {
 		return res, err
 	}
 	res.BareConsumerEventsPerSec = bare
 	res.Ratio = res.EventsPerSec / bare
 	return res, nil
-}
-
-// bareConsumer reads n records of topic from the start with franz-go and
-// drops them, returning records per second.
-func bareConsumer(brokers []string, topic string, n int64) (float64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	start := time.Now()
-	var got int64
-	for got < n {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("bench: the bare consumer read %d of %d records", got, n)
-		}
-		got += int64(f.NumRecords())
-	}
-	return float64(got) / time.Since(start).Seconds(), nil
 }
 
 func printBench(w io.Writer, r benchResult) {

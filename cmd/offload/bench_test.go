@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/snowflakedb/gosnowflake"
 
 	"github.com/offload/offload/internal/testenv"
 )
@@ -64,4 +68,43 @@ func TestBenchRealBroker(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "produced ") || !strings.Contains(string(out), "malformed") {
 		t.Fatalf("offload bench gen: %v\n%s", err, out)
 	}
+}
+
+// TestBenchRunningAppliance: `offload bench --appliance` against a daemon
+// running on its own, consuming the real broker and shipping to the test
+// warehouse, which the benchmark reads through a gosnowflake DSN.
+func TestBenchRunningAppliance(t *testing.T) {
+	brokers := testenv.Brokers(t)
+	topic := fmt.Sprintf("bench-appliance-%d", time.Now().UnixNano())
+	if err := createTopic(strings.Split(brokers, ","), topic, 3); err != nil {
+		t.Fatal(err)
+	}
+	srv := newWarehouse(t)
+	d := startDaemon(t, testConfig(t, t.TempDir(), brokers, topic, warehouseYAML(srv)), warehouseEnv)
+	base := "http://" + adminAddr(t, d)
+	d.waitLog(t, "partitions assigned", 30*time.Second)
+	dsn, err := gosnowflake.DSN(srv.Config("OFFLOAD"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "bench.json")
+	cmd := exec.Command(offloadBin, "bench", "--appliance", base, "--brokers", brokers, "--topic", topic, "--events", "20000", "--json", out)
+	cmd.Env = append(os.Environ(), "OFFLOAD_BENCH_WAREHOUSE_DSN="+dsn)
+	table, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("offload bench --appliance: %v\n%s", err, table)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res benchResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.ExactlyOnce || res.EventsPerSec <= 0 || res.BareConsumerEventsPerSec <= 0 || res.P99WarehouseMs <= 0 ||
+		res.PeakRSSBytes <= 0 || res.Loads == 0 || res.DeadLettered == 0 {
+		t.Fatalf("result:\n%s\n%s", b, table)
+	}
+	stopDaemon(t, d)
 }

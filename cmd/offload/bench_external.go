@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/snowflakedb/gosnowflake"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/bench/gen"
+	"github.com/offload/offload/internal/admin"
+)
+
+// externalBench measures an appliance that runs on its own (a systemd
+// service, say): the generator produces to the topic it consumes, the
+// appliance's admin API tells when the rows are loaded and how much memory
+// and CPU it used, and its warehouse (reached with a gosnowflake DSN)
+// gives the latencies and the exactly-once check for this run's events.
+type externalBench struct {
+	brokers      []string
+	topic        string
+	appliance    string // admin URL
+	token        string
+	warehouseDSN string
+	tables       string // schema-qualified prefix of the warehouse tables, e.g. "ANALYTICS.OFFLOAD."
+}
+
+func (x externalBench) run(events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
+	res := benchResult{Schema: schema}
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(x.brokers...), kgo.ProducerBatchMaxBytes(4<<20))
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	start, err := kadm.NewClient(cl).ListEndOffsets(ctx, x.topic)
+	if err != nil {
+		return res, fmt.Errorf("bench: topic %s: %w", x.topic, err)
+	}
+	before, err := x.status()
+	if err != nil {
+		return res, err
+	}
+	if before.Loader == nil {
+		return res, fmt.Errorf("bench: the appliance at %s has no warehouse configured", x.appliance)
+	}
+	cpu0, _ := x.processMetrics()
+	g := gen.New(gen.Options{Topic: x.topic, Count: events, Rate: rate, Schema: schema, Seed: uint64(time.Now().UnixNano()), Batch: 2000})
+	fmt.Fprintf(progress, "offload bench: producing %d events to %s (event ids evt-%s-*), watching %s\n", events, x.topic, g.RunID(), x.appliance)
+	began := time.Now()
+	genDone := make(chan error, 1)
+	go func() {
+		_, err := g.Run(ctx, cl)
+		genDone <- err
+	}()
+	var produced time.Time
+	var peakRSS float64
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		select {
+		case err := <-genDone:
+			if err != nil {
+				return res, err
+			}
+			produced, genDone = time.Now(), nil
+		case <-time.After(200 * time.Millisecond):
+		}
+		if _, rss := x.processMetrics(); rss > peakRSS {
+			peakRSS = rss
+		}
+		st, err := x.status()
+		if err == nil && !produced.IsZero() && st.Loader != nil && st.Loader.Rows-before.Loader.Rows >= g.Summary().Valid {
+			break
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("bench: the appliance did not load the run's events within 30 minutes")
+		}
+	}
+	loaded := time.Now()
+	after, err := x.status()
+	if err != nil {
+		return res, err
+	}
+	cpu1, _ := x.processMetrics()
+	sum := g.Summary()
+	res.Events, res.ValidEvents = sum.Produced, sum.Valid
+	res.Seconds = loaded.Sub(began).Seconds()
+	res.EventsPerSec = float64(sum.Produced) / res.Seconds
+	res.ProduceEventsPerSec = float64(sum.Produced) / produced.Sub(began).Seconds()
+	res.LoaderRowsPerSec = float64(sum.Valid) / res.Seconds
+	res.PeakRSSBytes, res.CPUSeconds = int64(peakRSS), cpu1-cpu0
+	res.Deduplicated = after.Engine.Deduplicated - before.Engine.Deduplicated
+	res.DeadLettered = after.Engine.Rejected - before.Engine.Rejected
+	res.Loads = after.Loader.Loaded - before.Loader.Loaded
+	res.BytesShipped, res.RawBytes = after.Loader.BytesShipped-before.Loader.BytesShipped, sum.Bytes
+	res.BytesShippedRatio = float64(res.BytesShipped) / float64(res.RawBytes)
+
+	if err := x.checkWarehouse(g, &res); err != nil {
+		return res, err
+	}
+	bare, err := bareConsumerFrom(x.brokers, x.topic, start, sum.Produced)
+	if err != nil {
+		return res, err
+	}
+	res.BareConsumerEventsPerSec, res.Ratio = bare, res.EventsPerSec/bare
+	return res, nil
+}
+
+func (x externalBench) get(path string) (*http.Response, error) {
+	req, err := http.NewRequest("GET", strings.TrimRight(x.appliance, "/")+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if x.token != "" {
+		req.Header.Set("Authorization", "Bearer "+x.token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bench: the appliance's admin API: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		res.Body.Close()
+		return nil, fmt.Errorf("bench: the appliance's admin API answered %s for %s", res.Status, path)
+	}
+	return res, nil
+}
+
+func (x externalBench) status() (admin.Status, error) {
+	var st admin.Status
+	res, err := x.get("/api/v1/status")
+	if err != nil {
+		return st, err
+	}
+	defer res.Body.Close()
+	return st, json.NewDecoder(res.Body).Decode(&st)
+}
+
+// processMetrics reads the appliance's CPU seconds and resident memory
+// from /metrics.
+func (x externalBench) processMetrics() (cpu, rss float64) {
+	res, err := x.get("/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "process_cpu_seconds_total":
+			cpu, _ = strconv.ParseFloat(value, 64)
+		case "process_resident_memory_bytes":
+			rss, _ = strconv.ParseFloat(value, 64)
+		}
+	}
+	return cpu, rss
+}
+
+// checkWarehouse takes this run's rows from the warehouse: latencies from
+// their lineage and the exactly-once check against the generator.
+func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error {
+	cfg, err := gosnowflake.ParseDSN(x.warehouseDSN)
+	if err != nil {
+		return fmt.Errorf("bench: --warehouse-dsn: %w", err)
+	}
+	db := sql.OpenDB(gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg))
+	defer db.Close()
+	like := "evt-" + g.RunID() + "-%"
+	q := func(expr string) (p50, p99, p999 float64, err error) {
+		err = db.QueryRow(`SELECT PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY `+expr+`), PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY `+expr+`),
+			PERCENTILE_CONT(0.999) WITHIN GROUP (ORDER BY `+expr+`)
+			FROM `+x.tables+`OFFLOAD_TRANSACTIONS t JOIN `+x.tables+`OFFLOAD_LOAD_LEDGER l ON t.BATCH_ID = l.BATCH_ID WHERE t.EVENT_ID LIKE ?`, like).Scan(&p50, &p99, &p999)
+		return
+	}
+	if res.P50DurableMs, res.P99DurableMs, res.P999DurableMs, err = q(`DATEDIFF('millisecond', t.KAFKA_TIME, t.INGEST_TIME)`); err != nil {
+		return fmt.Errorf("bench: the warehouse: %w", err)
+	}
+	if res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs, err = q(`DATEDIFF('millisecond', t.KAFKA_TIME, l.LOADED_AT)`); err != nil {
+		return fmt.Errorf("bench: the warehouse: %w", err)
+	}
+	rows, err := db.Query(`SELECT EVENT_ID, COUNT(*) FROM `+x.tables+`OFFLOAD_TRANSACTIONS WHERE EVENT_ID LIKE ? GROUP BY EVENT_ID`, like)
+	if err != nil {
+		return fmt.Errorf("bench: the warehouse: %w", err)
+	}
+	defer rows.Close()
+	valid := g.ValidIDs()
+	seen := 0
+	for rows.Next() {
+		var id string
+		var n int64
+		if err := rows.Scan(&id, &n); err != nil {
+			return err
+		}
+		if _, ok := valid[id]; ok {
+			seen++
+			res.Extra += n - 1
+		} else {
+			res.Extra += n
+		}
+	}
+	res.Missing = int64(len(valid) - seen)
+	res.ExactlyOnce = res.Missing == 0 && res.Extra == 0
+	return rows.Err()
+}
+
+// bareConsumerFrom reads n records of topic from the offsets in start with
+// franz-go and drops them, returning records per second.
+func bareConsumerFrom(brokers []string, topic string, start kadm.ListedOffsets, n int64) (float64, error) {
+	offsets := map[string]map[int32]kgo.Offset{topic: {}}
+	start.Each(func(o kadm.ListedOffset) { offsets[topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(offsets), kgo.FetchMaxBytes(64<<20))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	began := time.Now()
+	var got int64
+	for got < n {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("bench: the bare consumer read %d of %d records", got, n)
+		}
+		got += int64(f.NumRecords())
+	}
+	return float64(got) / time.Since(began).Seconds(), nil
+}
