@@ -155,6 +155,18 @@ func (e *Engine) SealedBatches() ([]BatchInfo, error) {
 	return e.queryBatches(context.Background(), e.db, `state <> ?`, BatchShipped)
 }
 
+// ShippedBatches lists the batches shipped to the warehouse, oldest first:
+// the local record `offload reconcile` compares with the warehouse.
+func (e *Engine) ShippedBatches() ([]BatchInfo, error) {
+	e.mu.Lock()
+	err := e.usable()
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return e.queryBatches(context.Background(), e.db, `state = ?`, BatchShipped)
+}
+
 // queryBatches returns the outbox batches matching where, oldest first.
 func (e *Engine) queryBatches(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)

@@ -41,6 +41,7 @@ func commands() []command {
 		{"wal", "inspect the WAL offline: stats, verify", runWAL},
 		{"dlq", "dead-letter records offline: list, export, replay", runDLQ},
 		{"outbox", "sealed batches offline: list, retry a parked one", runOutbox},
+		{"reconcile", "compare shipped batches, the warehouse's ledger and its rows; exit 0 only when all match", runReconcile},
 		{"top", "dashboard of a running appliance (admin API)", runTop},
 		{"demo", "everything embedded: Kafka, load generator, pipeline, warehouse, dashboard", runDemo},
 		{"bench", "end-to-end benchmark, all in-process, with a bare consumer for comparison", runBench},

@@ -118,29 +118,11 @@ func outboxDir(dataDir string) string { return filepath.Join(dataDir, "outbox") 
 // openLoader builds the warehouse sink and the loader from the
 // configuration; both are nil without a warehouse.
 func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded func(engine.Export, time.Time)) (*loader.Loader, loader.Sink, error) {
-	wc := &c.Warehouse
-	if wc.Type == "" {
+	if c.Warehouse.Type == "" {
 		log.Warn("no warehouse configured (warehouse.type): sealed batches stay in the outbox")
 		return nil, nil, nil
 	}
-	o := loader.SnowflakeOptions{
-		Account: wc.Account, User: wc.User, Role: wc.Role, Database: wc.Database, Schema: wc.Schema, Warehouse: wc.Warehouse,
-		Host: wc.Host, Port: wc.Port, Protocol: wc.Protocol, Auth: wc.Auth,
-		Password: wc.Password.Reveal(), OAuthToken: wc.OAuthToken.Reveal(),
-		Stage: wc.Stage, TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
-		ApplianceID: c.ApplianceID, LoginTimeout: wc.LoginTimeout.D(), RequestTimeout: wc.RequestTimeout.D(), ClientTimeout: wc.RequestTimeout.D(),
-		Logger: log,
-	}
-	if wc.Auth == loader.AuthKeyPair {
-		pem, err := os.ReadFile(wc.PrivateKeyFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("warehouse.private_key_file: %w", err)
-		}
-		if o.PrivateKey, err = loader.ParsePrivateKey(pem, []byte(wc.PrivateKeyPassphrase.Reveal())); err != nil {
-			return nil, nil, fmt.Errorf("warehouse.private_key_file %s: %w", wc.PrivateKeyFile, err)
-		}
-	}
-	sink, err := loader.NewSnowflake(o)
+	sink, err := newSink(c, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -166,4 +148,27 @@ func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded
 		return nil, nil, err
 	}
 	return ld, sink, nil
+}
+
+// newSink builds the Snowflake sink from the warehouse configuration.
+func newSink(c *config.Config, log *slog.Logger) (*loader.Snowflake, error) {
+	wc := &c.Warehouse
+	o := loader.SnowflakeOptions{
+		Account: wc.Account, User: wc.User, Role: wc.Role, Database: wc.Database, Schema: wc.Schema, Warehouse: wc.Warehouse,
+		Host: wc.Host, Port: wc.Port, Protocol: wc.Protocol, Auth: wc.Auth,
+		Password: wc.Password.Reveal(), OAuthToken: wc.OAuthToken.Reveal(),
+		Stage: wc.Stage, TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
+		ApplianceID: c.ApplianceID, LoginTimeout: wc.LoginTimeout.D(), RequestTimeout: wc.RequestTimeout.D(), ClientTimeout: wc.RequestTimeout.D(),
+		Logger: log,
+	}
+	if wc.Auth == loader.AuthKeyPair {
+		pem, err := os.ReadFile(wc.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("warehouse.private_key_file: %w", err)
+		}
+		if o.PrivateKey, err = loader.ParsePrivateKey(pem, []byte(wc.PrivateKeyPassphrase.Reveal())); err != nil {
+			return nil, fmt.Errorf("warehouse.private_key_file %s: %w", wc.PrivateKeyFile, err)
+		}
+	}
+	return loader.NewSnowflake(o)
 }

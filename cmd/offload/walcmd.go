@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
+	"unicode/utf8"
 
+	"github.com/offload/offload/engine/event"
 	"github.com/offload/offload/wal"
 )
 
@@ -17,15 +23,17 @@ func walDir(dataDir string) string { return filepath.Join(dataDir, "wal") }
 
 func runWAL(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{errors.New("missing subcommand: stats or verify")}
+		return usageError{errors.New("missing subcommand: stats, verify or export")}
 	}
 	switch args[0] {
 	case "stats":
 		return runWALStats(args[1:], stdout, stderr)
 	case "verify":
 		return runWALVerify(args[1:], stdout, stderr)
+	case "export":
+		return runWALExport(args[1:], stdout, stderr)
 	}
-	return usageError{fmt.Errorf("unknown subcommand %q: use stats or verify", args[0])}
+	return usageError{fmt.Errorf("unknown subcommand %q: use stats, verify or export", args[0])}
 }
 
 // openWALOffline opens the WAL of --data-dir (or of --config's data_dir)
@@ -138,5 +146,83 @@ func runWALVerify(args []string, stdout, stderr io.Writer) error {
 		return errFound
 	}
 	fmt.Fprintf(stdout, "verify: ok: %d entries, %d records, %d bytes checked\n", rep.Entries, rep.Records, rep.Bytes)
+	return nil
+}
+
+// walRecordJSON is one line of `offload wal export`.
+type walRecordJSON struct {
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	KafkaTime time.Time `json:"kafka_time"`
+	Appended  time.Time `json:"appended"`
+	Key       string    `json:"key,omitempty"`
+	// Value is the record's value with anything that looks like a card
+	// number masked; ValueBase64 replaces it when the value is not UTF-8.
+	Value       string `json:"value,omitempty"`
+	ValueBase64 string `json:"value_base64,omitempty"`
+}
+
+// runWALExport writes the WAL's records as JSON lines, in WAL order, for
+// inspection.
+func runWALExport(args []string, stdout, stderr io.Writer) error {
+	var topic, out *string
+	w, err := openWALOffline("export", args, stderr, func(fs *flag.FlagSet) {
+		topic = fs.String("topic", "", "only this topic's records")
+		out = fs.String("out", "-", "file to write to (- for stdout)")
+	})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	dst := stdout
+	var file *os.File
+	if *out != "-" {
+		if file, err = os.Create(*out); err != nil {
+			return err
+		}
+		dst = file
+	}
+	bw := bufio.NewWriter(dst)
+	enc := json.NewEncoder(bw)
+	n := 0
+	for cur := (wal.Cursor{}); ; {
+		read := 0
+		cur, err = w.Read(cur, 10000, func(e wal.Entry) error {
+			for _, r := range e.Records {
+				read++
+				if *topic != "" && e.Topic != *topic {
+					continue
+				}
+				line := walRecordJSON{Topic: e.Topic, Partition: e.Partition, Offset: r.Offset,
+					KafkaTime: time.UnixMilli(r.Timestamp).UTC(), Appended: e.AppendTime.UTC(), Key: string(r.Key)}
+				if v := event.MaskRaw(r.Value); utf8.Valid(v) {
+					line.Value = string(v)
+				} else {
+					line.ValueBase64 = base64.StdEncoding.EncodeToString(v)
+				}
+				if err := enc.Encode(line); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if read == 0 {
+			break
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if file != nil {
+		if err := file.Close(); err != nil {
+			return fmt.Errorf("cannot write %s: %w", *out, err)
+		}
+	}
+	fmt.Fprintf(stderr, "exported %d records\n", n)
 	return nil
 }

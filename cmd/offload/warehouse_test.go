@@ -305,3 +305,46 @@ func TestSIGTERMWhileLoading(t *testing.T) {
 	stopDaemon(t, d)
 	deliverytest.CheckTables(t, srv.DB(), "PUBLIC.", want, -1, true)
 }
+
+// TestReconcile: after a run, `offload reconcile` finds everything equal
+// and exits 0; rows deleted in the warehouse, a ledger row gone and a
+// stranger's ledger row are each reported, with exit 1.
+func TestReconcile(t *testing.T) {
+	srv := newWarehouse(t)
+	brokers, cl := kfakeTopic(t, "shop", 2)
+	// Batches of 500 rows: several to compare.
+	cfg := testConfig(t, t.TempDir(), brokers, "shop", strings.Replace(warehouseYAML(srv), "  seal_age: 1s\n", "  seal_age: 1s\n  seal_rows: 500\n", 1))
+	d := startDaemon(t, cfg, warehouseEnv)
+	d.waitLog(t, "partitions assigned", 30*time.Second)
+	want, _ := shopEvents(t, cl, 0, 3000, rand.New(rand.NewPCG(11, 12)))
+	waitRows(t, srv, d, len(want), 60*time.Second)
+	stopDaemon(t, d)
+
+	t.Setenv("OFFLOAD_WAREHOUSE_PASSWORD", warehousePassword)
+	code, out, errOut := runCLI("reconcile", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "all match") {
+		t.Fatalf("reconcile after a clean run: %d\n%s%s", code, out, errOut)
+	}
+	batches := deliverytest.QueryStrings(t, srv.DB(), `SELECT BATCH_ID FROM PUBLIC.OFFLOAD_LOAD_LEDGER ORDER BY 1`)
+	if len(batches) < 2 {
+		t.Fatalf("only %d batches", len(batches))
+	}
+	for _, q := range []string{
+		`DELETE FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE EVENT_ID IN (SELECT EVENT_ID FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE BATCH_ID = '` + batches[0] + `' LIMIT 3)`,
+		`DELETE FROM PUBLIC.OFFLOAD_LOAD_LEDGER WHERE BATCH_ID = '` + batches[1] + `'`,
+		`INSERT INTO PUBLIC.OFFLOAD_LOAD_LEDGER VALUES ('test-ffffffffffffffff', 'test', 1, 0, 10, '[]', now())`,
+	} {
+		if _, err := srv.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ = runCLI("reconcile", "--config", cfg)
+	if code != 1 {
+		t.Fatalf("reconcile after tampering: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{batches[0] + "  mismatch", batches[1] + "  missing", "test-ffffffffffffffff  extra"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reconcile does not report %q:\n%s", want, out)
+		}
+	}
+}
