@@ -161,8 +161,11 @@ type Status struct {
 	Rows, WindowRows, BytesShipped int64
 	// Retries counts retryable failures; Parked counts batches parked.
 	Retries, Parked int64
-	LastLoadAt      time.Time
-	LastLoadTook    time.Duration
+	// WarehouseDuplicates counts rows the sink kept out because the
+	// warehouse held their event already (Snowflake with MergeRows).
+	WarehouseDuplicates int64
+	LastLoadAt          time.Time
+	LastLoadTook        time.Duration
 }
 
 // Loader ships sealed outbox batches to a Sink, one at a time.
@@ -207,8 +210,12 @@ func New(opts Options) (*Loader, error) {
 // Status returns a snapshot.
 func (l *Loader) Status() Status {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.status
+	st := l.status
+	l.mu.Unlock()
+	if d, ok := l.opts.Sink.(interface{ Duplicates() int64 }); ok {
+		st.WarehouseDuplicates = d.Duplicates()
+	}
+	return st
 }
 
 // Pause stops the loader after the batch in flight; Resume starts it again.

@@ -23,6 +23,12 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // rowsPer events each.
 func testOutbox(t *testing.T, n, rowsPer int) *engine.Engine {
 	t.Helper()
+	return testOutboxOf(t, "lt", n, rowsPer)
+}
+
+// testOutboxOf is testOutbox for the appliance id appliance.
+func testOutboxOf(t *testing.T, appliance string, n, rowsPer int) *engine.Engine {
+	t.Helper()
 	dir := t.TempDir()
 	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Logger: quietLogger()})
 	if err != nil {
@@ -30,7 +36,7 @@ func testOutbox(t *testing.T, n, rowsPer int) *engine.Engine {
 	}
 	t.Cleanup(func() { _ = w.Close() })
 	e, err := engine.Open(engine.Options{
-		Dir: dir, ApplianceID: "lt", WAL: w, Logger: quietLogger(),
+		Dir: dir, ApplianceID: appliance, WAL: w, Logger: quietLogger(),
 		Topics: map[string]event.Config{"orders": {HashKey: []byte("loader-test-key-0123")}},
 		Seal:   engine.SealPolicy{Rows: int64(rowsPer), Bytes: 1 << 40, Age: time.Hour},
 		// One micro-batch per sealed batch.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/snowflakedb/gosnowflake"
@@ -54,6 +55,11 @@ type SnowflakeOptions struct {
 	LedgerTable       string
 
 	ApplianceID string
+	// MergeRows inserts a batch's rows with a MERGE on EVENT_ID instead of
+	// an INSERT, so an event already in the table (loaded by another
+	// appliance after a partition moved between them) is not loaded again.
+	// It costs a join with the whole table on every load.
+	MergeRows bool
 	// LoginTimeout and RequestTimeout bound the driver's own retries of a
 	// login and of one request (network errors, 5xx, 429); ClientTimeout
 	// one round trip.
@@ -84,7 +90,14 @@ type Snowflake struct {
 	opts SnowflakeOptions
 	db   *sql.DB
 	log  *slog.Logger
+	// duplicates counts rows MergeRows kept out because the table held
+	// their event already.
+	duplicates atomic.Int64
 }
+
+// Duplicates returns how many rows MergeRows kept out of the warehouse
+// because their event was there already.
+func (s *Snowflake) Duplicates() int64 { return s.duplicates.Load() }
 
 // NewSnowflake validates the options and returns the sink. It does not
 // connect: the first Prepare does.
@@ -185,8 +198,17 @@ var windowColumns = []column{
 	{"VERSION", "BIGINT"}, {"EMITTED_AT", "TIMESTAMP_TZ"}, {"BATCH_ID", "VARCHAR"},
 }
 
-// windowKey is the merge key of the windows table.
+// windowKey identifies a window of one appliance.
 var windowKey = []string{"STORE_ID", "CURRENCY", "EVENT_TYPE", "CHANNEL", "WINDOW_START"}
+
+// The warehouse's windows table adds APPLIANCE_ID to the outbox's window
+// columns: appliances of one consumer group each aggregate the partitions
+// they consume, so a window's totals are the sum over appliances, and one
+// appliance's versions must never replace another's.
+var (
+	windowTableColumns = append(append([]column(nil), windowColumns...), column{"APPLIANCE_ID", "VARCHAR NOT NULL"})
+	windowTableKey     = append(append([]string(nil), windowKey...), "APPLIANCE_ID")
+)
 
 var ledgerColumns = []column{
 	{"BATCH_ID", "VARCHAR NOT NULL"}, {"APPLIANCE_ID", "VARCHAR NOT NULL"}, {"ROWS", "BIGINT"}, {"WINDOW_ROWS", "BIGINT"},
@@ -220,7 +242,7 @@ func (s *Snowflake) DDL() []string {
 	o := s.opts
 	return []string{
 		ddl(o.TransactionsTable, transactionColumns, ""),
-		ddl(o.WindowsTable, windowColumns, ", PRIMARY KEY ("+strings.Join(windowKey, ", ")+")"),
+		ddl(o.WindowsTable, windowTableColumns, ", PRIMARY KEY ("+strings.Join(windowTableKey, ", ")+")"),
 		ddl(o.LedgerTable, ledgerColumns, ", PRIMARY KEY (BATCH_ID)"),
 		"CREATE STAGE IF NOT EXISTS " + o.Stage,
 	}
@@ -301,17 +323,25 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 	if err != nil {
 		return fmt.Errorf("BEGIN: %w", err)
 	}
-	if err := s.inTx(ctx, tx, x, parts, string(totals)); err != nil {
+	var skipped int64
+	if err := s.inTx(ctx, tx, x, parts, string(totals), &skipped); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("COMMIT: %w", err)
 	}
+	if skipped > 0 {
+		s.duplicates.Add(skipped)
+		s.log.Warn("loader: rows already in the warehouse were not loaded again (warehouse dedupe: merge)",
+			"batch", x.ID, "rows", x.Rows, "skipped", skipped)
+	}
 	return nil
 }
 
-func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged, totals string) error {
+// inTx runs the load's transaction; with MergeRows, skipped gets the rows
+// the table held already.
+func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged, totals string, skipped *int64) error {
 	o := s.opts
 	for _, p := range parts {
 		var n int64
@@ -322,7 +352,17 @@ func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts
 			return fmt.Errorf("%w: staging table %s holds %d rows, the batch %d", errStagedCount, p.table, n, p.rows)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s",
+	if o.MergeRows {
+		res, err := tx.ExecContext(ctx, fmt.Sprintf(`MERGE INTO %s t USING (SELECT * FROM %s QUALIFY ROW_NUMBER() OVER (PARTITION BY EVENT_ID ORDER BY SOURCE_OFFSET) = 1) s
+ON t.EVENT_ID = s.EVENT_ID
+WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].table, names(transactionColumns, ""), names(transactionColumns, "s.")))
+		if err != nil {
+			return fmt.Errorf("MERGE rows: %w", err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n < x.Rows {
+			*skipped = x.Rows - n
+		}
+	} else if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s",
 		o.TransactionsTable, names(transactionColumns, ""), names(transactionColumns, ""), parts[0].table)); err != nil {
 		return fmt.Errorf("INSERT rows: %w", err)
 	}
@@ -338,23 +378,23 @@ func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts
 	return nil
 }
 
-// mergeWindows upserts the staged windows: a batch may hold several
-// versions of one window (a late event re-emitted it), and only the
-// highest goes in; an older version never replaces a newer one.
+// mergeWindows upserts the staged windows of this appliance: a batch may
+// hold several versions of one window (a late event re-emitted it), and
+// only the highest goes in; an older version never replaces a newer one.
 func (s *Snowflake) mergeWindows(stg string) string {
 	var on, set []string
-	for _, k := range windowKey {
+	for _, k := range windowTableKey {
 		on = append(on, "t."+k+" = s."+k)
 	}
 	for _, c := range windowColumns[len(windowKey):] {
 		set = append(set, c.name+" = s."+c.name)
 	}
-	return fmt.Sprintf(`MERGE INTO %s t USING (SELECT * FROM %s QUALIFY ROW_NUMBER() OVER (PARTITION BY %s ORDER BY VERSION DESC) = 1) s
+	return fmt.Sprintf(`MERGE INTO %s t USING (SELECT w.*, '%s' AS APPLIANCE_ID FROM %s w QUALIFY ROW_NUMBER() OVER (PARTITION BY %s ORDER BY VERSION DESC) = 1) s
 ON %s
 WHEN MATCHED AND s.VERSION > t.VERSION THEN UPDATE SET %s
 WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`,
-		s.opts.WindowsTable, stg, strings.Join(windowKey, ", "), strings.Join(on, " AND "), strings.Join(set, ", "),
-		names(windowColumns, ""), names(windowColumns, "s."))
+		s.opts.WindowsTable, sqlString(s.opts.ApplianceID), stg, strings.Join(windowKey, ", "), strings.Join(on, " AND "),
+		strings.Join(set, ", "), names(windowTableColumns, ""), names(windowTableColumns, "s."))
 }
 
 // cleanup drops the staging tables and removes the staged files, on

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"database/sql"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -41,6 +42,12 @@ func newWarehouse(t testing.TB) *warehouse {
 // sink returns a Snowflake sink logging in as user with auth.
 func (w *warehouse) sink(t testing.TB, auth string) *Snowflake {
 	t.Helper()
+	return w.sinkWith(t, auth, func(*SnowflakeOptions) {})
+}
+
+// sinkWith is sink with its options adjusted by tune.
+func (w *warehouse) sinkWith(t testing.TB, auth string, tune func(*SnowflakeOptions)) *Snowflake {
+	t.Helper()
 	c := w.srv.Config("LOADER_PW")
 	o := SnowflakeOptions{
 		Account: c.Account, Database: c.Database, Schema: c.Schema, Warehouse: c.Warehouse,
@@ -59,6 +66,7 @@ func (w *warehouse) sink(t testing.TB, auth string) *Snowflake {
 	case AuthOAuth:
 		o.User, o.OAuthToken = "LOADER_OAUTH", "oauth-t0ken-Loader"
 	}
+	tune(&o)
 	s, err := NewSnowflake(o)
 	if err != nil {
 		t.Fatal(err)
@@ -277,5 +285,29 @@ func TestWarehouseColumnsMatchTheOutbox(t *testing.T) {
 		if want := strings.Split(names(f.cols, ""), ", "); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Fatalf("%s columns %v, warehouse table %v", f.file, got, want)
 		}
+	}
+}
+
+// TestMergeRowsKeepsCrossApplianceDuplicatesOut: two appliances ship the
+// same events (a partition moved between them). With plain inserts the
+// warehouse holds them twice; with MergeRows once, and the sink counts
+// what it kept out.
+func TestMergeRowsKeepsCrossApplianceDuplicatesOut(t *testing.T) {
+	for _, merge := range []bool{false, true} {
+		t.Run(fmt.Sprintf("merge=%v", merge), func(t *testing.T) {
+			w := newWarehouse(t)
+			sink := w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.MergeRows = merge })
+			a, b := testOutboxOf(t, "box-a", 1, 20), testOutboxOf(t, "box-b", 1, 20)
+			shipAll(t, a, fastOptions(a, sink, t.TempDir()))
+			shipAll(t, b, fastOptions(b, sink, t.TempDir()))
+			rows := w.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+			want, dups := "40|20", int64(0)
+			if merge {
+				want, dups = "20|20", 20
+			}
+			if rows != want || sink.Duplicates() != dups {
+				t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", rows, want, sink.Duplicates(), dups)
+			}
+		})
 	}
 }

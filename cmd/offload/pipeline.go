@@ -158,7 +158,7 @@ func newSink(c *config.Config, log *slog.Logger) (*loader.Snowflake, error) {
 		Host: wc.Host, Port: wc.Port, Protocol: wc.Protocol, Auth: wc.Auth,
 		Password: wc.Password.Reveal(), OAuthToken: wc.OAuthToken.Reveal(),
 		Stage: wc.Stage, TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
-		ApplianceID: c.ApplianceID, LoginTimeout: wc.LoginTimeout.D(), RequestTimeout: wc.RequestTimeout.D(), ClientTimeout: wc.RequestTimeout.D(),
+		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", LoginTimeout: wc.LoginTimeout.D(), RequestTimeout: wc.RequestTimeout.D(), ClientTimeout: wc.RequestTimeout.D(),
 		Logger: log,
 	}
 	if wc.Auth == loader.AuthKeyPair {

@@ -149,12 +149,13 @@ var (
 	dLoaderBytes       = desc("offload_loader_bytes_shipped_total", "Parquet bytes shipped.")
 	dLoaderRetries     = desc("offload_loader_retries_total", "Retryable failures.")
 	dLoaderParked      = desc("offload_loader_parked_total", "Batches parked after a permanent failure.")
+	dLoaderWHDups      = desc("offload_loader_warehouse_duplicates_total", "Rows kept out of the warehouse because it held their event already (dedupe.warehouse: merge).")
 	dBuildInfo         = desc("offload_build_info", "Always 1.", "version")
 	dWatchdog          = desc("offload_watchdog_timestamp_seconds", "When the main loop last proved alive.")
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderWHDups, dBuildInfo, dWatchdog,
 }
 
 var loaderStates = []string{loader.StateIdle, loader.StateLoading, loader.StateRetrying, loader.StateOpen,
@@ -234,6 +235,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dLoaderBytes, float64(l.BytesShipped))
 		counter(dLoaderRetries, float64(l.Retries))
 		counter(dLoaderParked, float64(l.Parked))
+		counter(dLoaderWHDups, float64(l.WarehouseDuplicates))
 	}
 	gauge(dBuildInfo, 1, m.version)
 	gauge(dWatchdog, float64(m.watchdog.Load())/1e9)

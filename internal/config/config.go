@@ -43,6 +43,7 @@ type Config struct {
 	Loader    Loader    `yaml:"loader"`
 	Admin     Admin     `yaml:"admin"`
 	Datadog   Datadog   `yaml:"datadog"`
+	Dedupe    Dedupe    `yaml:"dedupe"`
 	// Topics holds each topic's decoding, mapping, validation and filter
 	// settings, keyed by topic name. A topic of kafka.topics without an
 	// entry takes canonical JSON with the defaults. Not overridable from
@@ -193,6 +194,15 @@ type WAL struct {
 	MemtableSize ByteSize `yaml:"memtable_size"`
 }
 
+// Dedupe configures deduplication beyond the appliance's own.
+type Dedupe struct {
+	// Warehouse is insert (rows are inserted; dedupe is the engine's,
+	// per appliance) or merge (a MERGE on event_id keeps out an event
+	// another appliance loaded already, at the cost of a join with the
+	// whole table on every load).
+	Warehouse string `yaml:"warehouse"`
+}
+
 // Datadog configures DogStatsD output of the metrics.
 type Datadog struct {
 	// StatsdAddr is the agent's DogStatsD address (host:port, UDP);
@@ -261,6 +271,7 @@ func Default() Config {
 		},
 		Admin:   Admin{Listen: "127.0.0.1:7070"},
 		Datadog: Datadog{Interval: Duration(10 * time.Second)},
+		Dedupe:  Dedupe{Warehouse: "insert"},
 	}
 }
 
@@ -443,6 +454,7 @@ func (c *Config) Validate() error {
 			add(fmt.Errorf("admin.token_file: admin.listen %s is not a loopback address; a bearer token is required (or set OFFLOAD_ADMIN_TOKEN)", c.Admin.Listen))
 		}
 	}
+	add(oneOf("dedupe.warehouse", c.Dedupe.Warehouse, "insert", "merge"))
 	if d := c.Datadog; d.StatsdAddr != "" {
 		if _, _, err := net.SplitHostPort(d.StatsdAddr); err != nil {
 			add(fmt.Errorf("datadog.statsd_addr: %q is not host:port (e.g. 127.0.0.1:8125)", d.StatsdAddr))

@@ -283,10 +283,25 @@ func (in *Ingest) stop(runErr error) {
 	in.log.Info("ingest: stopped", args...)
 }
 
+// closeTimeout bounds closing the Kafka client. Offsets are committed by
+// then; a client that is still trying to leave a rebalancing group (it
+// tries again on close after Run's bounded attempt failed) is left behind
+// so that shutdown stays within its grace period.
+const closeTimeout = 5 * time.Second
+
 // Close closes the Kafka client. Call it after Run has returned (or if Run
 // was never called).
 func (in *Ingest) Close() {
-	in.cl.Close()
+	done := make(chan struct{})
+	go func() {
+		in.cl.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeTimeout):
+		in.log.Warn("ingest: closing the Kafka client timed out; going on (offsets are committed)", "after", closeTimeout)
+	}
 }
 
 // Ready reports whether the consumer is working: the group has assigned
