@@ -194,25 +194,11 @@ func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error 
 	if err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
-	defer rows.Close()
-	valid := g.ValidIDs()
-	seen := 0
-	for rows.Next() {
-		var id string
-		var n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			return err
-		}
-		if _, ok := valid[id]; ok {
-			seen++
-			res.Extra += n - 1
-		} else {
-			res.Extra += n
-		}
+	if res.Missing, res.Extra, err = tallyOnce(rows, g.ValidIDs()); err != nil {
+		return err
 	}
-	res.Missing = int64(len(valid) - seen)
 	res.ExactlyOnce = res.Missing == 0 && res.Extra == 0
-	return rows.Err()
+	return nil
 }
 
 // bareConsumerFrom reads n records of topic from the offsets in start with

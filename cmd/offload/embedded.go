@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -241,24 +242,32 @@ func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
 	if err != nil {
 		return v, err
 	}
+	if v.Missing, v.Extra, err = tallyOnce(rows, valid); err != nil {
+		return v, err
+	}
+	v.ExactlyOnce = v.Missing == 0 && v.Extra == 0 && v.Loaded == int64(len(valid))
+	return v, nil
+}
+
+// tallyOnce reads (event id, copies) rows and counts the valid events
+// missing and the copies beyond one of each, or of no valid event.
+func tallyOnce(rows *sql.Rows, valid map[string]struct{}) (missing, extra int64, err error) {
 	defer rows.Close()
 	seen := 0
 	for rows.Next() {
 		var id string
 		var n int64
 		if err := rows.Scan(&id, &n); err != nil {
-			return v, err
+			return 0, 0, err
 		}
 		if _, ok := valid[id]; ok {
 			seen++
-			v.Extra += n - 1
+			extra += n - 1
 		} else {
-			v.Extra += n
+			extra += n
 		}
 	}
-	v.Missing = int64(len(valid) - seen)
-	v.ExactlyOnce = v.Missing == 0 && v.Extra == 0 && v.Loaded == int64(len(valid))
-	return v, rows.Err()
+	return int64(len(valid) - seen), extra, rows.Err()
 }
 
 func (e *embedded) close() {
