@@ -61,10 +61,14 @@ START_TIMEOUT=${OFFLOAD_FAKESNOW_START_TIMEOUT:-60}  # seconds until the server 
 STOP_TIMEOUT=${OFFLOAD_FAKESNOW_STOP_TIMEOUT:-15}    # seconds of SIGINT/SIGTERM grace before SIGKILL
 PIP_TIMEOUT=${OFFLOAD_FAKESNOW_PIP_TIMEOUT:-600}     # seconds the whole pip install may take
 
-log() { printf 'fakesnow: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found${2:+ ($2)}"; }
+NAME=fakesnow
+NOUN=server
+# SIGINT is fakesnow's own shutdown signal (uvicorn finishes its requests).
+STOP_SIGNALS="INT TERM KILL"
+LOCK_WAIT=$((PIP_TIMEOUT + START_TIMEOUT + 2 * STOP_TIMEOUT + 60))
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+# shellcheck source-path=SCRIPTDIR source=lib/service.sh
+. "$SCRIPT_DIR/lib/service.sh"
 
 # ---------------------------------------------------------------- venv
 
@@ -116,36 +120,12 @@ install() {
 
 # ---------------------------------------------------------------- process
 
-# Prints the pid of the server this script started in $STATE, if it still runs.
-running_pid() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid=$(cat "$PID_FILE" 2>/dev/null) || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  is_our_server "$pid" || return 1
-  echo "$pid"
-}
-
 # True when pid is a live "$PY -m fakesnow -s" process started on our $STATE.
-is_our_server() {
-  local pid=$1 cmd
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+is_ours() {
+  local cmd
+  cmd=$(live_cmdline "$1") || return 1
   [[ "$cmd" == "$PY -m fakesnow -s "* ]] || return 1
-  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "OFFLOAD_FAKESNOW_STATE=$STATE" || return 1
-  # A zombie is not running.
-  [[ "$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)" != Z ]]
-}
-
-# A free TCP port on 127.0.0.1.
-free_port() {
-  "$PY" - <<'PY'
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-PY
+  tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | grep -qxF "OFFLOAD_FAKESNOW_STATE=$STATE"
 }
 
 # True once the server answers a Snowflake login request with a session token.
@@ -165,139 +145,38 @@ sys.exit(0 if resp.get("success") and resp["data"].get("token") else 1)
 PY
 }
 
-show_log_tail() {
-  if [[ -s "$LOG" ]]; then tail -n 40 "$LOG" >&2; else log "($LOG is empty)"; fi
-}
-
-stop_pid() {
-  local pid=$1 waited=0
-  # SIGINT is fakesnow's own shutdown signal (uvicorn finishes its requests).
-  kill -INT "$pid" 2>/dev/null || true
-  while is_our_server "$pid"; do
-    if ((waited == STOP_TIMEOUT * 10)); then
-      log "server pid $pid ignored SIGINT for ${STOP_TIMEOUT}s; sending SIGTERM"
-      kill -TERM "$pid" 2>/dev/null || true
-    elif ((waited >= STOP_TIMEOUT * 20)); then
-      log "server pid $pid ignored SIGTERM; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-      break
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-}
-
 # One attempt: 0 = up, 1 = failed for good, 2 = lost a port race (retry).
 start_once() {
-  local port addr pid deadline
-  port=$(free_port) || { log "cannot find a free port"; return 1; }
+  local port addr
+  port=$(free_ports 1) || { log "cannot find a free port"; return 1; }
   addr="127.0.0.1:$port"
 
   # PUT uploads land in a bucket fakesnow makes with tempfile.mkdtemp: keep it here.
   rm -rf "$SERVER_TMP"
   mkdir -p "$SERVER_TMP"
-  if [[ -f "$LOG" ]]; then mv -f "$LOG" "$LOG.prev"; fi
   log "starting fakesnow $FAKESNOW_VERSION at $addr (log: $LOG)"
-  # setsid: the server outlives this script and is not hit by the caller's
-  # process-group signals. It must not inherit the lock fds (8, 9), or it would
-  # hold the state lock for its whole life and block "stop". The inner shell
-  # records its own pid and then becomes python, so the pid file names the server.
-  # shellcheck disable=SC2016 # expanded by the inner shell, on purpose
-  setsid env TMPDIR="$SERVER_TMP" OFFLOAD_FAKESNOW_STATE="$STATE" PYTHONUNBUFFERED=1 \
-    bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
-    "$PY" -m fakesnow -s --host 127.0.0.1 -p "$port" \
-    </dev/null >"$LOG" 2>&1 8>&- 9>&- &
-  local launcher=$!
-  for _ in $(seq 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
-  pid=$(cat "$PID_FILE" 2>/dev/null || echo "$launcher")
-  echo "$addr" >"$ADDR_FILE"
-
-  deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if ! kill -0 "$pid" 2>/dev/null || ! is_our_server "$pid"; then
-      # fakesnow's CLI exits 0 even when uvicorn cannot bind, so read the log.
-      if grep -qi 'address already in use' "$LOG" 2>/dev/null; then
-        rm -f "$PID_FILE"
-        log "port race lost at $addr; retrying with a new port"
-        return 2
-      fi
-      if ! kill -0 "$pid" 2>/dev/null; then
-        rm -f "$PID_FILE"
-        log "server exited during start-up; last log lines:"
-        show_log_tail
-        return 1
-      fi
-    fi
-    if answers "$addr"; then
-      return 0
-    fi
-    sleep 0.3
-  done
-  log "server did not answer at $addr within ${START_TIMEOUT}s; last log lines:"
-  show_log_tail
-  stop_pid "$pid"
-  rm -f "$PID_FILE"
-  return 1
+  launch "$addr" "$START_TIMEOUT" \
+    env TMPDIR="$SERVER_TMP" OFFLOAD_FAKESNOW_STATE="$STATE" PYTHONUNBUFFERED=1 \
+    "$PY" -m fakesnow -s --host 127.0.0.1 -p "$port"
 }
 
 # ---------------------------------------------------------------- commands
-
-lock_state() {
-  mkdir -p "$STATE"
-  exec 9>"$STATE/fakesnow.lock"
-  flock -w $((PIP_TIMEOUT + START_TIMEOUT + 2 * STOP_TIMEOUT + 60)) 9 \
-    || die "$STATE/fakesnow.lock is held by another fakesnow.sh"
-}
 
 cmd_start() {
   need flock
   need setsid
   lock_state
-  local pid
-  if pid=$(running_pid); then
-    log "already running (pid $pid)"
-    cat "$ADDR_FILE"
-    return 0
-  fi
+  reuse_running && return 0
   rm -f "$PID_FILE"
   install
-  local t0=$SECONDS rc
-  for _ in 1 2 3; do
-    rc=0
-    start_once || rc=$?
-    if ((rc == 0)); then
-      log "up in $((SECONDS - t0))s (pid $(cat "$PID_FILE"))"
-      cat "$ADDR_FILE"
-      return 0
-    fi
-    ((rc == 2)) || break
-  done
-  die "could not start fakesnow"
+  start_with_retries fakesnow
 }
 
 cmd_stop() {
   [[ -d "$STATE" ]] || return 0
   lock_state
-  local pid
-  if pid=$(running_pid); then
-    log "stopping server pid $pid"
-    stop_pid "$pid"
-    if is_our_server "$pid"; then die "server pid $pid is still alive"; fi
-    log "stopped"
-  else
-    log "no server running in $STATE"
-  fi
-  rm -f "$PID_FILE"
+  stop_running
   rm -rf "$SERVER_TMP"
-}
-
-cmd_status() {
-  if running_pid >/dev/null; then
-    cat "$ADDR_FILE"
-    return 0
-  fi
-  return 1
 }
 
 case "${1:-}" in

@@ -48,10 +48,12 @@ HEAP=${OFFLOAD_KAFKA_HEAP:-512m}
 
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 
-log() { printf 'kafka-broker: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found${2:+ ($2)}"; }
+NAME=kafka-broker
+NOUN=broker
+STOP_SIGNALS="TERM KILL"
+LOCK_WAIT=$((START_TIMEOUT + STOP_TIMEOUT + 60))
+# shellcheck source-path=SCRIPTDIR source=lib/service.sh
+. "$SCRIPT_DIR/lib/service.sh"
 
 # ---------------------------------------------------------------- jars
 
@@ -89,51 +91,11 @@ fetch() {
 
 # ---------------------------------------------------------------- process
 
-# Prints the pid of the broker this script started in $STATE, if it still runs.
-running_pid() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid=$(cat "$PID_FILE" 2>/dev/null) || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  is_our_broker "$pid" || return 1
-  echo "$pid"
-}
-
 # True when pid is a live java kafka.Kafka process started on our $CONF.
-is_our_broker() {
-  local pid=$1 cmd
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ "$cmd" == *java* && "$cmd" == *" kafka.Kafka $CONF"* ]] || return 1
-  # A zombie is not running.
-  [[ "$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)" != Z ]]
-}
-
-# Two distinct free TCP ports on 127.0.0.1, one per line.
-free_ports() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - <<'PY'
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-for s in socks:
-    print(s.getsockname()[1])
-for s in socks:
-    s.close()
-PY
-  else
-    # No python3: random high ports nobody answers on (racier, still retried).
-    local n=0 p
-    while ((n < 2)); do
-      p=$((20000 + RANDOM % 12000))
-      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        echo "$p"; n=$((n + 1))
-      fi
-    done
-  fi
+is_ours() {
+  local cmd
+  cmd=$(live_cmdline "$1") || return 1
+  [[ "$cmd" == *java* && "$cmd" == *" kafka.Kafka $CONF"* ]]
 }
 
 # A random Kafka cluster id: 16 random bytes, base64url without padding.
@@ -245,29 +207,10 @@ answers() {
   fi
 }
 
-show_log_tail() {
-  if [[ -s "$LOG" ]]; then tail -n 40 "$LOG" >&2; else log "($LOG is empty)"; fi
-}
-
-stop_pid() {
-  local pid=$1 waited=0
-  kill -TERM "$pid" 2>/dev/null || true
-  while is_our_broker "$pid"; do
-    if ((waited >= STOP_TIMEOUT * 10)); then
-      log "broker pid $pid ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.2
-      break
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-}
-
 # One attempt: 0 = up, 1 = failed for good, 2 = lost a port race (retry).
 start_once() {
-  local bport cport ports addr pid deadline
-  mapfile -t ports < <(free_ports)
+  local bport cport ports addr
+  mapfile -t ports < <(free_ports 2)
   bport=${ports[0]}; cport=${ports[1]}
   addr="127.0.0.1:$bport"
 
@@ -279,106 +222,33 @@ start_once() {
       -t "$(cluster_id)" -c "$CONF" >/dev/null \
     || { log "StorageTool format failed"; return 1; }
 
-  if [[ -f "$LOG" ]]; then mv -f "$LOG" "$LOG.prev"; fi
   log "starting Kafka $KAFKA_VERSION at $addr (log: $LOG)"
-  # setsid: the broker outlives this script and is not hit by the caller's
-  # process-group signals. It must not inherit the lock fds (8, 9), or it
-  # would hold the state lock for its whole life and block "stop". The inner shell records its own pid and then
-  # becomes java, so the pid file names the java process.
-  # shellcheck disable=SC2016 # expanded by the inner shell, on purpose
-  setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
+  launch "$addr" "$START_TIMEOUT" \
     "$JAVA" -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
       -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
       -Dlog4j2.configurationFile="$STATE/log4j2.properties" \
       -Dkafka.logs.dir="$STATE" \
-      -cp "$LIBS/*" kafka.Kafka "$CONF" \
-      </dev/null >"$LOG" 2>&1 8>&- 9>&- &
-  local launcher=$!
-  for _ in $(seq 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
-  pid=$(cat "$PID_FILE" 2>/dev/null || echo "$launcher")
-  echo "$addr" >"$ADDR_FILE"
-
-  deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$PID_FILE"
-      if grep -q 'Address already in use' "$LOG" 2>/dev/null; then
-        log "port race lost at $addr; retrying with new ports"
-        return 2
-      fi
-      log "broker exited during start-up; last log lines:"
-      show_log_tail
-      return 1
-    fi
-    if answers "$addr"; then
-      return 0
-    fi
-    sleep 0.5
-  done
-  log "broker did not answer at $addr within ${START_TIMEOUT}s; last log lines:"
-  show_log_tail
-  stop_pid "$pid"
-  rm -f "$PID_FILE"
-  return 1
+      -cp "$LIBS/*" kafka.Kafka "$CONF"
 }
 
 # ---------------------------------------------------------------- commands
-
-lock_state() {
-  mkdir -p "$STATE"
-  exec 9>"$STATE/kafka-broker.lock"
-  flock -w $((START_TIMEOUT + STOP_TIMEOUT + 60)) 9 || die "$STATE/kafka-broker.lock is held by another kafka-broker.sh"
-}
 
 cmd_start() {
   need "$JAVA" "Kafka $KAFKA_VERSION needs Java 17+"
   need flock
   need setsid
   lock_state
-  local pid
-  if pid=$(running_pid); then
-    log "already running (pid $pid)"
-    cat "$ADDR_FILE"
-    return 0
-  fi
+  reuse_running && return 0
   rm -f "$PID_FILE"
   fetch
   write_log4j
-  local t0=$SECONDS rc
-  for _ in 1 2 3; do
-    rc=0
-    start_once || rc=$?
-    if ((rc == 0)); then
-      log "up in $((SECONDS - t0))s (pid $(cat "$PID_FILE"))"
-      cat "$ADDR_FILE"
-      return 0
-    fi
-    ((rc == 2)) || break
-  done
-  die "could not start the Kafka broker"
+  start_with_retries "the Kafka broker"
 }
 
 cmd_stop() {
   [[ -d "$STATE" ]] || return 0
   lock_state
-  local pid
-  if pid=$(running_pid); then
-    log "stopping broker pid $pid"
-    stop_pid "$pid"
-    if is_our_broker "$pid"; then die "broker pid $pid is still alive"; fi
-    log "stopped"
-  else
-    log "no broker running in $STATE"
-  fi
-  rm -f "$PID_FILE"
-}
-
-cmd_status() {
-  if running_pid >/dev/null; then
-    cat "$ADDR_FILE"
-    return 0
-  fi
-  return 1
+  stop_running
 }
 
 cmd_create_topic() {
