@@ -17,18 +17,8 @@ import (
 )
 
 func runDLQ(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{errors.New("missing subcommand: list, export or replay")}
-	}
-	switch args[0] {
-	case "list":
-		return runDLQList(args[1:], stdout, stderr)
-	case "export":
-		return runDLQExport(args[1:], stdout, stderr)
-	case "replay":
-		return runDLQReplay(args[1:], stdout, stderr)
-	}
-	return usageError{fmt.Errorf("unknown subcommand %q: use list, export or replay", args[0])}
+	return dispatch(args, stdout, stderr,
+		command{name: "list", run: runDLQList}, command{name: "export", run: runDLQExport}, command{name: "replay", run: runDLQReplay})
 }
 
 // openEngineOffline opens the engine of a stopped appliance for the dlq

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -36,9 +37,9 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"run", "run the appliance daemon: Kafka -> WAL -> engine -> outbox", runDaemon},
+		{"run", "run the appliance daemon: Kafka -> WAL -> engine -> outbox -> warehouse", runDaemon},
 		{"validate", "check a configuration file and print the effective settings", runValidate},
-		{"wal", "inspect the WAL offline: stats, verify", runWAL},
+		{"wal", "inspect the WAL offline: stats, verify, export", runWAL},
 		{"dlq", "dead-letter records offline: list, export, replay", runDLQ},
 		{"outbox", "sealed batches offline: list, retry a parked one", runOutbox},
 		{"reconcile", "compare shipped batches, the warehouse's ledger and its rows; exit 0 only when all match", runReconcile},
@@ -47,6 +48,25 @@ func commands() []command {
 		{"bench", "end-to-end benchmark, all in-process, with a bare consumer for comparison", runBench},
 		{"version", "print the version", runVersion},
 	}
+}
+
+// dispatch runs the subcommand of a command (offload wal stats) that
+// args[0] names.
+func dispatch(args []string, stdout, stderr io.Writer, subs ...command) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	choices := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if len(args) == 0 {
+		return usageError{errors.New("missing subcommand: " + choices)}
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(args[1:], stdout, stderr)
+		}
+	}
+	return usageError{fmt.Errorf("unknown subcommand %q: use %s", args[0], choices)}
 }
 
 func main() {

@@ -13,16 +13,7 @@ import (
 )
 
 func runOutbox(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{errors.New("missing subcommand: list or retry")}
-	}
-	switch args[0] {
-	case "list":
-		return runOutboxList(args[1:], stdout, stderr)
-	case "retry":
-		return runOutboxRetry(args[1:], stdout, stderr)
-	}
-	return usageError{fmt.Errorf("unknown subcommand %q: use list or retry", args[0])}
+	return dispatch(args, stdout, stderr, command{name: "list", run: runOutboxList}, command{name: "retry", run: runOutboxRetry})
 }
 
 // runOutboxList lists the sealed batches waiting for the warehouse and

@@ -22,18 +22,8 @@ import (
 func walDir(dataDir string) string { return filepath.Join(dataDir, "wal") }
 
 func runWAL(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{errors.New("missing subcommand: stats, verify or export")}
-	}
-	switch args[0] {
-	case "stats":
-		return runWALStats(args[1:], stdout, stderr)
-	case "verify":
-		return runWALVerify(args[1:], stdout, stderr)
-	case "export":
-		return runWALExport(args[1:], stdout, stderr)
-	}
-	return usageError{fmt.Errorf("unknown subcommand %q: use stats, verify or export", args[0])}
+	return dispatch(args, stdout, stderr,
+		command{name: "stats", run: runWALStats}, command{name: "verify", run: runWALVerify}, command{name: "export", run: runWALExport})
 }
 
 // openWALOffline opens the WAL of --data-dir (or of --config's data_dir)
