@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -122,20 +121,11 @@ func runDLQExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer closeOffline(eng, w)
-	dst := stdout
-	var file *os.File
-	if *out != "-" {
-		if file, err = os.Create(*out); err != nil {
-			return err
-		}
-		dst = file
-	}
-	n, err := eng.DLQExport(dst, f)
-	if file != nil {
-		if cerr := file.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("cannot write %s: %w", *out, cerr)
-		}
-	}
+	var n int
+	err = writeOutput(*out, stdout, func(dst io.Writer) (err error) {
+		n, err = eng.DLQExport(dst, f)
+		return err
+	})
 	if err != nil {
 		return err
 	}

@@ -165,23 +165,31 @@ func runWALExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer w.Close()
-	dst := stdout
-	var file *os.File
-	if *out != "-" {
-		if file, err = os.Create(*out); err != nil {
-			return err
-		}
-		dst = file
+	var n int
+	err = writeOutput(*out, stdout, func(dst io.Writer) (err error) {
+		n, err = exportWAL(w, *topic, dst)
+		return err
+	})
+	if err != nil {
+		return err
 	}
+	fmt.Fprintf(stderr, "exported %d records\n", n)
+	return nil
+}
+
+// exportWAL writes w's records (only topic's, unless topic is empty) to dst
+// as JSON lines and returns how many it wrote.
+func exportWAL(w *wal.WAL, topic string, dst io.Writer) (int, error) {
 	bw := bufio.NewWriter(dst)
 	enc := json.NewEncoder(bw)
 	n := 0
 	for cur := (wal.Cursor{}); ; {
 		read := 0
+		var err error
 		cur, err = w.Read(cur, 10000, func(e wal.Entry) error {
 			for _, r := range e.Records {
 				read++
-				if *topic != "" && e.Topic != *topic {
+				if topic != "" && e.Topic != topic {
 					continue
 				}
 				line := walRecordJSON{Topic: e.Topic, Partition: e.Partition, Offset: r.Offset,
@@ -199,20 +207,27 @@ func runWALExport(args []string, stdout, stderr io.Writer) error {
 			return nil
 		})
 		if err != nil {
-			return err
+			return n, err
 		}
 		if read == 0 {
-			break
+			return n, bw.Flush()
 		}
 	}
-	if err := bw.Flush(); err != nil {
+}
+
+// writeOutput runs write against the file at path, or against stdout when
+// path is "-", and reports a failure to close the file as a failed write.
+func writeOutput(path string, stdout io.Writer, write func(io.Writer) error) error {
+	if path == "-" {
+		return write(stdout)
+	}
+	f, err := os.Create(path)
+	if err != nil {
 		return err
 	}
-	if file != nil {
-		if err := file.Close(); err != nil {
-			return fmt.Errorf("cannot write %s: %w", *out, err)
-		}
+	err = write(f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("cannot write %s: %w", path, cerr)
 	}
-	fmt.Fprintf(stderr, "exported %d records\n", n)
-	return nil
+	return err
 }
