@@ -458,6 +458,15 @@ func (e *Engine) Stats() Stats {
 	return s
 }
 
+// OutboxBytesPending returns the raw bytes of the outbox rows not shipped
+// yet, as of the last commit. It is Stats().OutboxBytesPending without the
+// copies Stats makes, for checks made on every Kafka poll.
+func (e *Engine) OutboxBytesPending() int64 {
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
+	return e.stats.OutboxBytesPending
+}
+
 func cloneMap(m map[string]int64) map[string]int64 {
 	out := make(map[string]int64, len(m))
 	for k, v := range m {

@@ -57,6 +57,9 @@ func TestOutboxRowsFromWAL(t *testing.T) {
 	if st.RecordsIn != 3 || st.Accepted != 3 || st.OutboxRowsPending != 3 || st.LastBatchRecords == 0 {
 		t.Fatalf("stats: %+v", st)
 	}
+	if got := h.e.OutboxBytesPending(); got <= 0 || got != st.OutboxBytesPending {
+		t.Fatalf("OutboxBytesPending() = %d, Stats says %d", got, st.OutboxBytesPending)
+	}
 	if lag := st.CursorLag[wal.TopicPartition{Topic: "orders", Partition: 0}]; lag != 0 {
 		t.Fatalf("cursor lag %d", lag)
 	}

@@ -101,6 +101,9 @@ func TestExportAndShip(t *testing.T) {
 	if st := h.e.Stats(); st.SealedBatchesPending != 0 || st.OutboxRowsPending != 0 || st.OutboxWindowRowsPending != 0 {
 		t.Fatalf("stats after shipping: %+v", st)
 	}
+	if got := h.e.OutboxBytesPending(); got != 0 {
+		t.Fatalf("OutboxBytesPending() = %d after shipping everything", got)
+	}
 	h.reopen()
 	if st := h.e.Stats(); st.SealedBatchesPending != 0 || st.OutboxRowsPending != 0 {
 		t.Fatalf("stats after shipping and reopening: %+v", st)

@@ -116,7 +116,7 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		// file does not shrink when shipped rows are deleted (it reuses
 		// the space), so its size would keep ingest paused for good
 		// after one outage.
-		OverBudget: func() bool { return w.Bytes()+eng.Stats().OutboxBytesPending >= budget },
+		OverBudget: func() bool { return w.Bytes()+eng.OutboxBytesPending() >= budget },
 		OnDurable:  metrics.ObserveDurable,
 		Logger:     log,
 	})
