@@ -24,6 +24,45 @@ import (
 	"github.com/offload/offload/internal/ingest"
 )
 
+// errNotLoaded is produceUntilLoaded's answer when the run's events were
+// not all loaded within benchTimeout.
+var errNotLoaded = errors.New("bench: the run was not loaded in time")
+
+// benchTimeout bounds how long a bench waits for its events to be loaded.
+const benchTimeout = 30 * time.Minute
+
+// produceUntilLoaded runs g into cl in the background and, every interval,
+// asks loaded whether the run has reached the warehouse, telling it
+// whether the generator has finished. It returns when loaded says yes,
+// with the time the generator finished; errNotLoaded after benchTimeout.
+func produceUntilLoaded(ctx context.Context, g *gen.Generator, cl *kgo.Client, interval time.Duration, loaded func(produced bool) bool) (time.Time, error) {
+	genDone := make(chan error, 1)
+	go func() {
+		_, err := g.Run(ctx, cl)
+		genDone <- err
+	}()
+	var produced time.Time
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	deadline := time.Now().Add(benchTimeout)
+	for {
+		select {
+		case err := <-genDone:
+			if err != nil {
+				return produced, err
+			}
+			produced, genDone = time.Now(), nil
+		case <-tick.C:
+		}
+		if loaded(!produced.IsZero()) {
+			return produced, nil
+		}
+		if time.Now().After(deadline) {
+			return produced, errNotLoaded
+		}
+	}
+}
+
 // benchResult is what `offload bench` reports (--json FILE).
 type benchResult struct {
 	Events                   int64   `json:"events"`
@@ -175,41 +214,25 @@ func bench(dir string, k embeddedKafka, events int, rate float64, schema string,
 	start := time.Now()
 	// Stages: when each reached the end of the run's data.
 	var ingested, consumed time.Time
-	genDone := make(chan error, 1)
-	go func() {
-		_, err := g.Run(context.Background(), cl)
-		genDone <- err
-	}()
-	var produced time.Time
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(30 * time.Minute)
-	for {
-		select {
-		case err := <-genDone:
-			if err != nil {
-				return res, err
-			}
-			produced = time.Now()
-			genDone = nil
-		case <-tick.C:
+	produced, err := produceUntilLoaded(context.Background(), g, cl, 100*time.Millisecond, func(produced bool) bool {
+		if !produced {
+			return false
 		}
 		st := e.status()
 		sum := g.Summary()
-		if !produced.IsZero() {
-			if ingested.IsZero() && int64(st.Kafka.Records) >= sum.Produced {
-				ingested = time.Now()
-			}
-			if consumed.IsZero() && st.Engine.RecordsIn >= sum.Produced {
-				consumed = time.Now()
-			}
-			if st.Loader != nil && st.Loader.Rows >= sum.Valid && !consumed.IsZero() && !ingested.IsZero() {
-				break
-			}
+		if ingested.IsZero() && int64(st.Kafka.Records) >= sum.Produced {
+			ingested = time.Now()
 		}
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("bench: not delivered within 30 minutes (log: %s)", e.logPath)
+		if consumed.IsZero() && st.Engine.RecordsIn >= sum.Produced {
+			consumed = time.Now()
 		}
+		return st.Loader != nil && st.Loader.Rows >= sum.Valid && !consumed.IsZero() && !ingested.IsZero()
+	})
+	if errors.Is(err, errNotLoaded) {
+		return res, fmt.Errorf("bench: not delivered within 30 minutes (log: %s)", e.logPath)
+	}
+	if err != nil {
+		return res, err
 	}
 	loaded := time.Now()
 	st := e.status()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,33 +58,19 @@ func (x externalBench) run(events int, rate float64, schema string, progress io.
 	g := gen.New(gen.Options{Topic: x.topic, Count: events, Rate: rate, Schema: schema, Seed: uint64(time.Now().UnixNano()), Batch: 2000})
 	fmt.Fprintf(progress, "offload bench: producing %d events to %s (event ids evt-%s-*), watching %s\n", events, x.topic, g.RunID(), x.appliance)
 	began := time.Now()
-	genDone := make(chan error, 1)
-	go func() {
-		_, err := g.Run(ctx, cl)
-		genDone <- err
-	}()
-	var produced time.Time
 	var peakRSS float64
-	deadline := time.Now().Add(30 * time.Minute)
-	for {
-		select {
-		case err := <-genDone:
-			if err != nil {
-				return res, err
-			}
-			produced, genDone = time.Now(), nil
-		case <-time.After(200 * time.Millisecond):
-		}
+	produced, err := produceUntilLoaded(ctx, g, cl, 200*time.Millisecond, func(produced bool) bool {
 		if _, rss := x.processMetrics(); rss > peakRSS {
 			peakRSS = rss
 		}
 		st, err := x.status()
-		if err == nil && !produced.IsZero() && st.Loader != nil && st.Loader.Rows-before.Loader.Rows >= g.Summary().Valid {
-			break
-		}
-		if time.Now().After(deadline) {
-			return res, fmt.Errorf("bench: the appliance did not load the run's events within 30 minutes")
-		}
+		return err == nil && produced && st.Loader != nil && st.Loader.Rows-before.Loader.Rows >= g.Summary().Valid
+	})
+	if errors.Is(err, errNotLoaded) {
+		return res, fmt.Errorf("bench: the appliance did not load the run's events within 30 minutes")
+	}
+	if err != nil {
+		return res, err
 	}
 	loaded := time.Now()
 	after, err := x.status()
