@@ -207,18 +207,23 @@ type stagedFile struct {
 	info fs.FileInfo
 }
 
-// stageFiles lists the stage's files whose path starts with prefix (as
-// Snowflake matches paths) and whose path matches pattern, if any.
-func stageFiles(st *stage, prefix, pattern string) ([]stagedFile, error) {
+// stageFiles resolves the stage reference ref (@name[/path]) and lists the
+// stage's files whose path starts with ref's path (as Snowflake matches
+// paths) and whose path matches pattern, if any. It returns the stage and
+// ref's path too.
+func (s *Server) stageFiles(sess *session, ref, pattern string) (*stage, string, []stagedFile, error) {
+	st, prefix, err := s.resolveStage(sess, ref)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	var re *regexp.Regexp
 	if pattern != "" {
-		var err error
 		if re, err = regexp.Compile("^(?:" + pattern + ")$"); err != nil {
-			return nil, &sqlError{"001003", "42000", "SQL compilation error:\ninvalid PATTERN: " + err.Error()}
+			return nil, "", nil, &sqlError{"001003", "42000", "SQL compilation error:\ninvalid PATTERN: " + err.Error()}
 		}
 	}
 	var files []stagedFile
-	err := filepath.WalkDir(st.dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(st.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -238,9 +243,9 @@ func stageFiles(st *stage, prefix, pattern string) ([]stagedFile, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("snowtest: cannot list stage %s: %w", st.name, err)
+		return nil, "", nil, fmt.Errorf("snowtest: cannot list stage %s: %w", st.name, err)
 	}
-	return files, nil
+	return st, prefix, files, nil
 }
 
 func (f stagedFile) name(st *stage) string { return strings.ToLower(st.name) + "/" + f.rel }
@@ -259,11 +264,7 @@ func (s *Server) list(sess *session, text string) (*result, error) {
 	if m == nil {
 		return nil, syntaxError("LIST")
 	}
-	st, prefix, err := s.resolveStage(sess, m[1])
-	if err != nil {
-		return nil, err
-	}
-	files, err := stageFiles(st, prefix, parseOptions(m[2])["PATTERN"])
+	st, _, files, err := s.stageFiles(sess, m[1], parseOptions(m[2])["PATTERN"])
 	if err != nil {
 		return nil, err
 	}
@@ -300,11 +301,7 @@ func (s *Server) remove(sess *session, text string) (*result, error) {
 	if m == nil {
 		return nil, syntaxError("REMOVE")
 	}
-	st, prefix, err := s.resolveStage(sess, m[1])
-	if err != nil {
-		return nil, err
-	}
-	files, err := stageFiles(st, prefix, parseOptions(m[2])["PATTERN"])
+	st, _, files, err := s.stageFiles(sess, m[1], parseOptions(m[2])["PATTERN"])
 	if err != nil {
 		return nil, err
 	}
@@ -355,11 +352,7 @@ func (s *Server) copyInto(ctx context.Context, sess *session, text string) (*res
 	if err != nil {
 		return nil, compileError("Table '%s' does not exist or not authorized.", table)
 	}
-	st, prefix, err := s.resolveStage(sess, m[2])
-	if err != nil {
-		return nil, err
-	}
-	files, err := stageFiles(st, prefix, opts["PATTERN"])
+	st, prefix, files, err := s.stageFiles(sess, m[2], opts["PATTERN"])
 	if err != nil {
 		return nil, err
 	}
