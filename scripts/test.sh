@@ -44,8 +44,10 @@ log "unit and integration tests"
 go test -count=1 -timeout 25m ./...
 
 log "short fuzz runs"
-for target in $(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' . | sed 's/^func //' | sort -u); do
-	pkg=$(dirname "$(grep -rlE "^func ${target}\(" --include='*_test.go' . | head -n 1)")
+# One grep finds every fuzz target with the file that holds it.
+mapfile -t fuzzers < <(grep -roE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | sort)
+for found in "${fuzzers[@]}"; do
+	pkg=$(dirname "${found%%:*}") target=${found##*:func }
 	log "fuzz $target in $pkg"
 	go test -run '^$' -fuzz "^${target}\$" -fuzztime 20000x "$pkg"
 done
