@@ -4,6 +4,7 @@
 #
 #   scripts/kafka-broker.sh start                  start (or reuse) the broker; last stdout line: 127.0.0.1:PORT
 #   scripts/kafka-broker.sh stop                   stop the broker this script started (exit 0 if none)
+#   scripts/kafka-broker.sh restart                stop the running broker and start it again, same port and data
 #   scripts/kafka-broker.sh status                 print the address and exit 0 if running, else exit 1
 #   scripts/kafka-broker.sh fetch                  only download the jars into the cache
 #   scripts/kafka-broker.sh create-topic NAME [PARTITIONS]
@@ -223,7 +224,12 @@ start_once() {
     || { log "StorageTool format failed"; return 1; }
 
   log "starting Kafka $KAFKA_VERSION at $addr (log: $LOG)"
-  launch "$addr" "$START_TIMEOUT" \
+  launch_broker "$addr"
+}
+
+# launch_broker ADDR: runs the broker on $CONF and waits for it at ADDR.
+launch_broker() {
+  launch "$1" "$START_TIMEOUT" \
     "$JAVA" -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
       -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
       -Dlog4j2.configurationFile="$STATE/log4j2.properties" \
@@ -251,6 +257,22 @@ cmd_stop() {
   stop_running
 }
 
+# Stops the running broker (SIGTERM, a clean shutdown) and starts it again
+# on the same ports and data: what a broker restart during an upgrade does.
+cmd_restart() {
+  local pid addr
+  lock_state
+  pid=$(running_pid) || die "no broker running in $STATE; use start"
+  addr=$(cat "$ADDR_FILE")
+  log "restarting the broker at $addr (data kept)"
+  stop_pid "$pid"
+  if is_ours "$pid"; then die "broker pid $pid is still alive"; fi
+  rm -f "$PID_FILE"
+  launch_broker "$addr" || die "the broker did not come back at $addr"
+  log "back (pid $(cat "$PID_FILE"))"
+  cat "$ADDR_FILE"
+}
+
 cmd_create_topic() {
   local name=${1:?usage: kafka-broker.sh create-topic NAME [PARTITIONS]}
   local partitions=${2:-1} addr
@@ -263,11 +285,12 @@ cmd_create_topic() {
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
+  restart) cmd_restart ;;
   status) cmd_status ;;
   fetch) fetch; echo "$LIBS" ;;
   create-topic) shift; cmd_create_topic "$@" ;;
   *)
-    echo "usage: $0 start|stop|status|fetch|create-topic NAME [PARTITIONS]" >&2
+    echo "usage: $0 start|stop|restart|status|fetch|create-topic NAME [PARTITIONS]" >&2
     exit 2
     ;;
 esac

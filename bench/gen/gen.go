@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -149,10 +150,11 @@ type Generator struct {
 	rng  *rand.Rand
 	zipf *rand.Zipf
 
-	mu    sync.Mutex
-	sum   Summary
-	valid map[string]struct{}
-	seq   int64
+	mu        sync.Mutex
+	sum       Summary
+	valid     map[string]struct{}
+	malformed map[string]struct{}
+	seq       int64
 }
 
 // New returns a Generator.
@@ -160,7 +162,7 @@ func New(opts Options) *Generator {
 	opts.setDefaults()
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x5eed))
 	return &Generator{opts: opts, rng: rng, zipf: rand.NewZipf(rng, 1.2, 1, uint64(opts.Stores-1)),
-		valid: map[string]struct{}{}}
+		valid: map[string]struct{}{}, malformed: map[string]struct{}{}}
 }
 
 // RunID returns the prefix of this run's event ids ("evt-RUN-").
@@ -177,11 +179,15 @@ func (g *Generator) Summary() Summary {
 func (g *Generator) ValidIDs() map[string]struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := make(map[string]struct{}, len(g.valid))
-	for id := range g.valid {
-		out[id] = struct{}{}
-	}
-	return out
+	return maps.Clone(g.valid)
+}
+
+// MalformedIDs returns the event ids written into the malformed records
+// (each appears in its raw bytes), so a run's dead letters can be checked.
+func (g *Generator) MalformedIDs() map[string]struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.malformed)
 }
 
 var (
@@ -204,6 +210,7 @@ func (g *Generator) next(now time.Time) (*kgo.Record, string) {
 	g.seq++
 	id := "evt-" + g.opts.RunID + "-" + strconv.FormatInt(g.seq, 10)
 	if g.rng.Float64() < g.opts.MalformedShare {
+		g.malformed[id] = struct{}{}
 		if g.opts.Schema == SchemaCSV {
 			return &kgo.Record{Value: fmt.Appendf(nil, "%s,%s,order_placed", id, "ord-x")}, "malformed"
 		}

@@ -2,7 +2,7 @@ package gen
 
 import (
 	"context"
-	"strings"
+	"regexp"
 	"testing"
 	"time"
 
@@ -46,6 +46,11 @@ func testGenerator(t *testing.T, schema string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	malformedIDs := g.MalformedIDs()
+	if int64(len(malformedIDs)) != sum.Malformed {
+		t.Fatalf("%d malformed ids, summary %+v", len(malformedIDs), sum)
+	}
+	malformedID := regexp.MustCompile(`evt-[^",]+`)
 	var ev event.Event
 	seen := map[string]int{}
 	stores := map[string]int{}
@@ -62,8 +67,8 @@ func testGenerator(t *testing.T, schema string) {
 				stores[ev.StoreID]++
 			case event.Rejected:
 				rejected++
-				if !strings.Contains(string(r.Value), `evt-`) {
-					t.Errorf("a malformed record without its id: %s", r.Value)
+				if _, ok := malformedIDs[malformedID.FindString(string(r.Value))]; !ok {
+					t.Errorf("a malformed record whose id MalformedIDs does not hold: %s", r.Value)
 				}
 			default:
 				t.Fatalf("verdict %v for %s", res.Verdict, r.Value)

@@ -116,6 +116,11 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	topic := fs.String("topic", "", "with --appliance: the topic it consumes")
 	tables := fs.String("tables", "", "with --appliance: prefix qualifying the warehouse tables, e.g. ANALYTICS.OFFLOAD.")
 	dir := fs.String("dir", "", "data directory (default: a new temporary directory, removed afterwards)")
+	chaos := fs.Bool("chaos", false, "run the fault harness instead: the daemon as a subprocess against --brokers and the test warehouse, under kills and faults (docs/RELIABILITY.md)")
+	kills := fs.Int("kills", 50, "with --chaos: SIGKILLs of the daemon, at least")
+	brokerRestart := fs.String("broker-restart", "", "with --chaos: shell command that restarts the broker keeping its data, e.g. 'scripts/kafka-broker.sh restart'")
+	seed := fs.Uint64("seed", 0, "with --chaos: random seed (0: from the clock); the report names it")
+	tmpfsMiB := fs.Int64("tmpfs-mib", 1024, "with --chaos: size of the tmpfs mounted for the data directory (needs root; the disk-full scenario fills it); 0 skips that scenario")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -158,6 +163,36 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
+	if *chaos {
+		if *brokers == "" {
+			return usageError{errors.New("--chaos needs --brokers: a real Kafka (the harness restarts it with --broker-restart)")}
+		}
+		if *kills < 1 {
+			return usageError{errors.New("--kills must be at least 1")}
+		}
+		o := chaosOptions{brokers: strings.Split(*brokers, ","), brokerRestart: *brokerRestart, kills: *kills,
+			partitions: *partitions, rate: *rate, dir: *dir, seed: *seed, tmpfsSize: *tmpfsMiB << 20, progress: stderr}
+		if o.rate == 0 {
+			o.rate = 1000
+		}
+		if o.seed == 0 {
+			o.seed = uint64(time.Now().UnixNano())
+		}
+		fmt.Fprintf(stderr, "offload bench --chaos: %d kills, %d partitions, %s events/s, seed %d, data in %s\n",
+			o.kills, o.partitions, rateText(o.rate), o.seed, o.dir)
+		res, err := runChaos(o)
+		if err != nil {
+			return err
+		}
+		printChaos(stdout, res)
+		if err := writeJSON(*jsonOut, res); err != nil {
+			return err
+		}
+		if !res.OK {
+			return errFound
+		}
+		return nil
+	}
 	fmt.Fprintf(stderr, "offload bench: %d events, %d partitions, rate %s, data in %s\n", *events, *partitions, rateText(*rate), *dir)
 	res, err := bench(*dir, k, *events, *rate, *schema, stderr)
 	if err != nil {
@@ -170,16 +205,25 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 // the command when delivery was not exactly once.
 func reportBench(stdout io.Writer, res benchResult, jsonOut string) error {
 	printBench(stdout, res)
-	if jsonOut != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
+	if err := writeJSON(jsonOut, res); err != nil {
+		return err
 	}
 	if !res.ExactlyOnce {
 		return errFound
 	}
 	return nil
+}
+
+// writeJSON writes v, indented, to path unless path is empty.
+func writeJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 func rateText(r float64) string {

@@ -66,7 +66,11 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data_dir: %w", err)
 	}
-	w, err := wal.Open(walDir(c.DataDir), wal.Options{Logger: log, MemTableSize: uint64(c.WAL.MemtableSize)})
+	fs, err := walFS(log)
+	if err != nil {
+		return err
+	}
+	w, err := wal.Open(walDir(c.DataDir), wal.Options{FS: fs, Logger: log, MemTableSize: uint64(c.WAL.MemtableSize)})
 	if err != nil {
 		return err
 	}
