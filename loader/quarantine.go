@@ -54,7 +54,7 @@ func damaged(x engine.Export) []damagedFile {
 // verified returns x if its files match their checksums. Otherwise it
 // moves the damaged files to the quarantine directory, exports the batch
 // again from the outbox and checks the new files; it returns them if they
-// match, or a localError. A damaged file is never loaded nor deleted.
+// match, or a localError. A damaged file is neither loaded nor deleted.
 func (l *Loader) verified(ctx context.Context, x engine.Export) (engine.Export, error) {
 	bad := damaged(x)
 	if len(bad) == 0 {

@@ -279,3 +279,59 @@ func checkRowContent(t *testing.T, w *warehouse, clean []engine.Export) {
 		t.Fatalf("%d rows differ between the outbox and the warehouse:\n%s", len(diff), strings.Join(diff, "\n"))
 	}
 }
+
+// cuttingOutbox is the engine's outbox on a disk that loses the rows file
+// of the first export and cuts the windows file of the second in half.
+type cuttingOutbox struct {
+	*engine.Engine
+	mu      sync.Mutex
+	exports int
+	cut     []byte // the windows file as cut
+	err     error
+}
+
+func (o *cuttingOutbox) ExportBatch(ctx context.Context, id, dir string) (engine.Export, error) {
+	x, err := o.Engine.ExportBatch(ctx, id, dir)
+	if err != nil {
+		return x, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.exports++
+	switch o.exports {
+	case 1:
+		o.err = os.Remove(x.RowsFile)
+	case 2:
+		b, err := os.ReadFile(x.WindowsFile)
+		if err == nil {
+			o.cut = b[:len(b)/2]
+			err = os.WriteFile(x.WindowsFile, o.cut, 0o640)
+		}
+		o.err = err
+	}
+	return x, nil
+}
+
+// TestMissingOrShortExportFile: a missing file and a short one fail the
+// check like a changed one; the short one is quarantined as it was, the
+// missing one only logged; the batch loads from its third export.
+func TestMissingOrShortExportFile(t *testing.T) {
+	e := testOutbox(t, 1, 40)
+	ob := &cuttingOutbox{Engine: e}
+	sink := newScriptSink()
+	opts := fastOptions(ob, sink, t.TempDir())
+	l := shipAll(t, e, opts)
+	if ob.err != nil {
+		t.Fatal(ob.err)
+	}
+	st := l.Status()
+	if ob.exports != 3 || st.Loaded != 1 || st.Retries != 1 || st.Quarantined != 1 || len(sink.loaded()) != 1 {
+		t.Fatalf("%d exports, status %+v", ob.exports, st)
+	}
+	if b, err := os.ReadFile(st.LastQuarantined); err != nil || string(b) != string(ob.cut) {
+		t.Fatalf("quarantined %s: %v, not the cut windows file", st.LastQuarantined, err)
+	}
+	if !strings.Contains(st.LastQuarantined, ".windows.") || filepath.Dir(st.LastQuarantined) != opts.QuarantineDir {
+		t.Fatalf("quarantined as %s", st.LastQuarantined)
+	}
+}
