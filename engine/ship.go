@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +35,11 @@ type Export struct {
 	WindowsFile string
 	// FileBytes is the size of both files: what the loader ships.
 	FileBytes int64
+	// Checksums holds the SHA-256 of each file (FileChecksum), by file
+	// name, taken when COPY had written it and before it got its final
+	// name. The loader checks the files against them just before it
+	// ships them: a file changed on disk since is never loaded.
+	Checksums map[string]string
 	// Totals are the control totals per currency, by currency.
 	Totals []CurrencyTotal
 	// OldestIngest is when the batch's oldest row became durable in the
@@ -41,9 +49,10 @@ type Export struct {
 
 // ExportBatch writes sealed batch id to dir as two zstd Parquet files with
 // DuckDB's COPY ... TO, checks that they hold the batch's row counts, and
-// returns them with the batch's control totals. It reads through its own
-// connection, so micro-batches go on meanwhile. Files are written under a
-// temporary name and renamed, so a file with the final name is complete.
+// returns them with their checksums and the batch's control totals. It
+// reads through its own connection, so micro-batches go on meanwhile.
+// Files are written under a temporary name and renamed, so a file with
+// the final name is complete. Exporting a batch again replaces its files.
 func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error) {
 	bi, err := e.batchInfo(ctx, id)
 	if err != nil {
@@ -55,6 +64,7 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 	x := Export{BatchInfo: bi,
 		RowsFile:    filepath.Join(dir, id+".rows.parquet"),
 		WindowsFile: filepath.Join(dir, id+".windows.parquet"),
+		Checksums:   map[string]string{},
 	}
 	conn, err := e.db.Conn(ctx)
 	if err != nil {
@@ -65,7 +75,7 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 		table, file string
 		want        int64
 	}{{"outbox_rows", x.RowsFile, bi.Rows}, {"outbox_windows", x.WindowsFile, bi.WindowRows}} {
-		n, err := exportTable(ctx, conn, f.table, id, f.file)
+		n, sum, err := exportTable(ctx, conn, f.table, id, f.file)
 		if err != nil {
 			return Export{}, fmt.Errorf("engine: cannot export batch %s to %s: %w", id, f.file, err)
 		}
@@ -77,6 +87,7 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 			return Export{}, err
 		}
 		x.FileBytes += st.Size()
+		x.Checksums[f.file] = sum
 	}
 	rows, err := conn.QueryContext(ctx, `SELECT coalesce(currency, ''), count(*), CAST(sum(amount) AS VARCHAR)
 		FROM outbox_rows WHERE batch_id = ? GROUP BY ALL ORDER BY 1`, id)
@@ -110,26 +121,48 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 }
 
 // exportTable copies the rows of table in batch id to file (through a
-// temporary file) and returns how many the file holds.
-func exportTable(ctx context.Context, conn *sql.Conn, table, id, file string) (int64, error) {
+// temporary file) and returns how many the file holds and its checksum.
+func exportTable(ctx context.Context, conn *sql.Conn, table, id, file string) (int64, string, error) {
 	tmp := file + ".tmp"
+	fail := func(err error) (int64, string, error) {
+		_ = os.Remove(tmp)
+		return 0, "", err
+	}
 	quoted := "'" + strings.ReplaceAll(tmp, "'", "''") + "'"
 	// The batch id is bound; the file name cannot be a parameter of COPY.
 	if _, err := conn.ExecContext(ctx, `COPY (SELECT * FROM `+table+` WHERE batch_id = $1) TO `+quoted+
 		` (FORMAT parquet, COMPRESSION zstd)`, id); err != nil {
-		_ = os.Remove(tmp)
-		return 0, err
+		return fail(err)
+	}
+	// The checksum is taken first, so the row count below is read from
+	// the bytes it covers.
+	sum, err := FileChecksum(tmp)
+	if err != nil {
+		return fail(err)
 	}
 	var n int64
 	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM read_parquet(`+quoted+`)`).Scan(&n); err != nil {
-		_ = os.Remove(tmp)
-		return 0, err
+		return fail(err)
 	}
 	if err := os.Rename(tmp, file); err != nil {
-		_ = os.Remove(tmp)
-		return 0, err
+		return fail(err)
 	}
-	return n, nil
+	return n, sum, nil
+}
+
+// FileChecksum returns the SHA-256 of the file at path in hex, as
+// sha256sum prints it: the checksum of an exported file.
+func FileChecksum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // batchInfo returns the outbox record of batch id.

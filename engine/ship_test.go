@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,5 +126,43 @@ func TestExportAndShip(t *testing.T) {
 	}
 	if n, err := h.e.DeleteShipped(now.Add(time.Hour)); err != nil || n != 0 {
 		t.Fatalf("second delete: %d %v", n, err)
+	}
+}
+
+// TestExportChecksums: Export carries the SHA-256 of each file it wrote,
+// as sha256sum would compute it from the file, and no other entry.
+func TestExportChecksums(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add("orders", 0, ev("a", "s1", "10.25", at(0)), ev("b", "s2", "5", at(10*time.Minute)))
+	h.drain()
+	if err := h.e.SealNow(); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := h.e.SealedBatches()
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("%v %+v", err, bs)
+	}
+	x, err := h.e.ExportBatch(context.Background(), bs[0].ID, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.Checksums) != 2 {
+		t.Fatalf("checksums %v, want one for each of the two files", x.Checksums)
+	}
+	for _, f := range []string{x.RowsFile, x.WindowsFile} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if want := hex.EncodeToString(sum[:]); x.Checksums[f] != want {
+			t.Fatalf("%s: checksum %q, the file's SHA-256 is %s", f, x.Checksums[f], want)
+		}
+		if got, err := FileChecksum(f); err != nil || got != x.Checksums[f] {
+			t.Fatalf("FileChecksum(%s) = %q, %v; want %s", f, got, err, x.Checksums[f])
+		}
+	}
+	if _, err := FileChecksum(filepath.Join(t.TempDir(), "missing.parquet")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("FileChecksum of a missing file: %v", err)
 	}
 }

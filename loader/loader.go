@@ -64,6 +64,10 @@ type Options struct {
 	Outbox Outbox
 	// Dir holds exported batch files while they are shipped.
 	Dir string
+	// QuarantineDir receives exported files that changed on disk between
+	// their export and their load (their checksum differs); they are
+	// kept there for inspection and never loaded or deleted.
+	QuarantineDir string
 	// Order is OldestFirst [default] or NewestFirst: after an outage,
 	// newest-first brings fresh data while the backlog drains.
 	Order string
@@ -145,7 +149,8 @@ type Status struct {
 	Circuit string
 	// Batch is the batch being loaded or retried, if any.
 	Batch string
-	// LastError is the last failure (from the warehouse or the export),
+	// LastError is the last failure (from the warehouse, the export or
+	// the check of the exported files against their checksums),
 	// with its time; empty after a success.
 	LastError   string
 	LastErrorAt time.Time
@@ -166,6 +171,11 @@ type Status struct {
 	WarehouseDuplicates int64
 	LastLoadAt          time.Time
 	LastLoadTook        time.Duration
+	// Quarantined counts exported files moved to QuarantineDir because
+	// they no longer matched their checksum; LastQuarantined is the
+	// latest one's path.
+	Quarantined     int64
+	LastQuarantined string
 }
 
 // Loader ships sealed outbox batches to a Sink, one at a time.
@@ -187,8 +197,8 @@ type Loader struct {
 // New returns a loader; Run starts it.
 func New(opts Options) (*Loader, error) {
 	opts.setDefaults()
-	if opts.Sink == nil || opts.Outbox == nil || opts.Dir == "" {
-		return nil, errors.New("loader: Sink, Outbox and Dir are required")
+	if opts.Sink == nil || opts.Outbox == nil || opts.Dir == "" || opts.QuarantineDir == "" {
+		return nil, errors.New("loader: Sink, Outbox, Dir and QuarantineDir are required")
 	}
 	if opts.Order != OldestFirst && opts.Order != NewestFirst {
 		return nil, fmt.Errorf("loader: order %q is not allowed; use %s or %s", opts.Order, OldestFirst, NewestFirst)
@@ -383,7 +393,8 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		// without counting against the circuit.
 		return l.fail(b.ID, fmt.Errorf("export: %w", err), false)
 	}
-	defer removeFiles(x)
+	// x changes if its files are found damaged and exported again.
+	defer func() { removeFiles(x) }()
 	l.mu.Lock()
 	start := l.pacer.book(l.opts.Now(), x.FileBytes)
 	l.mu.Unlock()
@@ -395,13 +406,14 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 	}
 	began := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, l.opts.LoadTimeout)
-	already, err := l.load(lctx, x)
+	already, err := l.load(lctx, &x)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return l.fail(b.ID, err, true)
+		var local *localError
+		return l.fail(b.ID, err, !errors.As(err, &local))
 	}
 	if err := l.opts.Outbox.MarkShipped(b.ID); err != nil {
 		// The batch is in the warehouse and its ledger: after a restart
@@ -436,8 +448,10 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 }
 
 // load runs the sink's steps for x and tells whether the ledger had it
-// already.
-func (l *Loader) load(ctx context.Context, x engine.Export) (bool, error) {
+// already. Just before the sink reads the files, they are checked against
+// their checksums (and exported again if damaged, replacing *x); a
+// failure of that check is a localError.
+func (l *Loader) load(ctx context.Context, x *engine.Export) (bool, error) {
 	l.mu.Lock()
 	prepared := l.prepared
 	l.mu.Unlock()
@@ -456,7 +470,10 @@ func (l *Loader) load(ctx context.Context, x engine.Export) (bool, error) {
 	if done {
 		return true, nil
 	}
-	return false, l.opts.Sink.Load(ctx, x)
+	if *x, err = l.verified(ctx, *x); err != nil {
+		return false, err
+	}
+	return false, l.opts.Sink.Load(ctx, *x)
 }
 
 // fail handles a failed attempt at batch id: park it if the error is

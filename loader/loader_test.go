@@ -194,8 +194,8 @@ func shipAll(t testing.TB, e *engine.Engine, opts Options) *Loader {
 	return l
 }
 
-func fastOptions(e *engine.Engine, s Sink, dir string) Options {
-	return Options{Sink: s, Outbox: e, Dir: dir, Logger: quietLogger(),
+func fastOptions(e Outbox, s Sink, dir string) Options {
+	return Options{Sink: s, Outbox: e, Dir: dir, QuarantineDir: filepath.Join(dir, "quarantine"), Logger: quietLogger(),
 		RetryBase: time.Millisecond, RetryMax: 4 * time.Millisecond,
 		BreakerFailures: 3, BreakerCooldown: 20 * time.Millisecond, Poll: 5 * time.Millisecond}
 }

@@ -81,25 +81,37 @@ func (w *warehouse) query(t *testing.T, q string) []string {
 	return deliverytest.QueryStrings(t, w.srv.DB(), q)
 }
 
-// outboxRows returns what the engine's outbox holds, as the checks below
-// compare it with the warehouse: event ids, and windows by key.
-func outboxEventIDs(t *testing.T, e *engine.Engine) map[string]bool {
+// exportAll exports every sealed batch of e to a directory of its own:
+// the files as the outbox holds them, for the checks below.
+func exportAll(t *testing.T, e *engine.Engine) []engine.Export {
 	t.Helper()
-	out := map[string]bool{}
 	bs, err := e.SealedBatches()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	var out []engine.Export
 	for _, b := range bs {
 		x, err := e.ExportBatch(context.Background(), b.ID, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		db, err := sql.Open("duckdb", "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// outboxEventIDs returns the event ids the engine's outbox holds, as the
+// checks below compare them with the warehouse.
+func outboxEventIDs(t *testing.T, e *engine.Engine) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, x := range exportAll(t, e) {
 		rows, err := db.Query(`SELECT event_id FROM read_parquet(?)`, x.RowsFile)
 		if err != nil {
 			t.Fatal(err)
@@ -112,7 +124,6 @@ func outboxEventIDs(t *testing.T, e *engine.Engine) map[string]bool {
 			out[id] = true
 		}
 		rows.Close()
-		db.Close()
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package tui
 import (
 	"cmp"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,7 +73,8 @@ func (m Model) disk(st styles) string {
 	return m.label(st, "disk") + "[" + style.Render(bar) + "]" + text
 }
 
-// loader draws the loader's state, its retry countdown and its last error.
+// loader draws the loader's state, its retry countdown, the outbox files
+// it quarantined, if any, and its last error.
 func (m Model) loader(st styles) []string {
 	l := m.status.Loader
 	if l == nil {
@@ -85,6 +87,10 @@ func (m Model) loader(st styles) []string {
 	}
 	parts = append(parts, fmt.Sprintf("%s loaded · %s rows · %s retries", count(l.Loaded), count(l.Rows), count(l.Retries)))
 	lines := []string{m.label(st, "loader") + strings.Join(parts, " · ")}
+	if l.QuarantinedFiles > 0 {
+		lines = append(lines, m.label(st, "")+st.bad.Render(fmt.Sprintf("quarantined: %s outbox files", count(l.QuarantinedFiles)))+
+			" · latest "+filepath.Base(l.LastQuarantinedFile))
+	}
 	if l.LastError != "" {
 		at := ""
 		if l.LastErrorAt != nil {

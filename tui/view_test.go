@@ -32,6 +32,9 @@ func views(t *testing.T, p termenv.Profile, width, height int) map[string]Model 
 	earlier.Rates.IngestRecords, earlier.Rates.EngineRecords, earlier.Rates.LoaderRows = 3900, 3850, 0
 	warm := feed(m, size, statusMsg{status: earlier}, statusMsg{status: healthy})
 	helpOpen := feed(warm, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("?")})
+	quarantined := loadStatus(t, "healthy")
+	quarantined.Loader.QuarantinedFiles = 3
+	quarantined.Loader.LastQuarantinedFile = "/var/lib/offload/quarantine/outbox/edge-berlin-3-9a1e.rows.20261127T081457.123456789Z.parquet"
 	return map[string]Model{
 		"connecting":     feed(m, size),
 		"healthy":        warm,
@@ -39,6 +42,7 @@ func views(t *testing.T, p termenv.Profile, width, height int) map[string]Model 
 		"parked":         feed(warm, statusMsg{status: loadStatus(t, "parked")}),
 		"disconnected":   feed(warm, statusMsg{err: errors.New(`Get "http://127.0.0.1:7070/api/v1/status": dial tcp 127.0.0.1:7070: connect: connection refused`)}),
 		"demo":           feed(warm, statusMsg{status: loadStatus(t, "demo")}),
+		"quarantined":    feed(warm, statusMsg{status: quarantined}),
 		"help":           helpOpen,
 		"filtered":       feed(warm, keys("/", "pay", "enter", "s")...),
 	}

@@ -115,6 +115,12 @@ func engineOptions(c *config.Config, w *wal.WAL, log *slog.Logger) (engine.Optio
 // outboxDir is where the loader writes a batch's files while shipping it.
 func outboxDir(dataDir string) string { return filepath.Join(dataDir, "outbox") }
 
+// outboxQuarantineDir is where the loader keeps exported files that failed
+// their checksum, for the operator (docs/OPERATIONS.md).
+func outboxQuarantineDir(dataDir string) string {
+	return filepath.Join(dataDir, "quarantine", "outbox")
+}
+
 // openLoader builds the warehouse sink and the loader from the
 // configuration; both are nil without a warehouse.
 func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded func(engine.Export, time.Time)) (*loader.Loader, loader.Sink, error) {
@@ -136,7 +142,7 @@ func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded
 		windows = append(windows, sw)
 	}
 	ld, err := loader.New(loader.Options{
-		Sink: sink, Outbox: eng, Dir: outboxDir(c.DataDir), Order: lc.Order,
+		Sink: sink, Outbox: eng, Dir: outboxDir(c.DataDir), QuarantineDir: outboxQuarantineDir(c.DataDir), Order: lc.Order,
 		RetryBase: lc.RetryBase.D(), RetryMax: lc.RetryMax.D(),
 		BreakerFailures: lc.BreakerFailures, BreakerCooldown: lc.BreakerCooldown.D(),
 		ShippingWindows: windows, UplinkRate: int64(lc.UplinkRate), ShippedGrace: lc.ShippedGrace.D(),

@@ -150,12 +150,14 @@ var (
 	dLoaderRetries     = desc("offload_loader_retries_total", "Retryable failures.")
 	dLoaderParked      = desc("offload_loader_parked_total", "Batches parked after a permanent failure.")
 	dLoaderWHDups      = desc("offload_loader_warehouse_duplicates_total", "Rows kept out of the warehouse because it held their event already (dedupe.warehouse: merge).")
+	dOutboxQuarantined = desc("offload_outbox_files_quarantined_total", "Exported outbox files that failed their checksum before loading: moved to quarantine, never loaded.")
 	dBuildInfo         = desc("offload_build_info", "Always 1.", "version")
 	dWatchdog          = desc("offload_watchdog_timestamp_seconds", "When the main loop last proved alive.")
 )
 
 var scrapeDescs = []*prometheus.Desc{
 	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dOutboxQuarantined,
 }
 
 var loaderStates = []string{loader.StateIdle, loader.StateLoading, loader.StateRetrying, loader.StateOpen,
@@ -236,6 +238,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dLoaderRetries, float64(l.Retries))
 		counter(dLoaderParked, float64(l.Parked))
 		counter(dLoaderWHDups, float64(l.WarehouseDuplicates))
+		counter(dOutboxQuarantined, float64(l.Quarantined))
 	}
 	gauge(dBuildInfo, 1, m.version)
 	gauge(dWatchdog, float64(m.watchdog.Load())/1e9)

@@ -183,6 +183,10 @@ type LoaderStatus struct {
 	Retries        int64      `json:"retries"`
 	Parked         int64      `json:"parked"`
 	LastLoadAt     *time.Time `json:"last_load_at,omitempty"`
+	// QuarantinedFiles counts exported files that failed their checksum
+	// and were moved to quarantine; LastQuarantinedFile is the latest.
+	QuarantinedFiles    int64  `json:"quarantined_files"`
+	LastQuarantinedFile string `json:"last_quarantined_file,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -227,7 +231,8 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 	if l := s.Loader; l != nil {
 		ls := &LoaderStatus{State: l.State, Circuit: l.Circuit, Batch: l.Batch, LastError: l.LastError,
 			LastErrorAt: timePtr(l.LastErrorAt), RetryAt: timePtr(l.RetryAt), Loaded: l.Loaded, AlreadyLoaded: l.AlreadyLoaded,
-			Rows: l.Rows, BytesShipped: l.BytesShipped, Retries: l.Retries, Parked: l.Parked, LastLoadAt: timePtr(l.LastLoadAt)}
+			Rows: l.Rows, BytesShipped: l.BytesShipped, Retries: l.Retries, Parked: l.Parked, LastLoadAt: timePtr(l.LastLoadAt),
+			QuarantinedFiles: l.Quarantined, LastQuarantinedFile: l.LastQuarantined}
 		if !l.RetryAt.IsZero() && l.RetryAt.After(s.At) {
 			ls.RetryInSeconds = l.RetryAt.Sub(s.At).Seconds()
 		}
