@@ -121,13 +121,32 @@ type partition struct {
 // Open opens or creates the WAL in dir.
 func Open(dir string, opts Options) (*WAL, error) {
 	opts.EnsureDefaults()
+	if !opts.ReadOnly {
+		if _, err := opts.FS.Stat(repairDir(dir)); err == nil {
+			return nil, fmt.Errorf("wal: cannot open %s: a repair was interrupted and left %s; run the repair again to finish it", dir, repairDir(dir))
+		}
+	}
 	w := &WAL{opts: opts, parts: map[TopicPartition]*partition{}}
+	if err := w.openDB(dir, nil); err != nil {
+		return nil, err
+	}
+	if err := w.load(); err != nil {
+		_ = w.db.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// openDB opens the Pebble database in dir as w.db, without reading the
+// partition state. lock, if not nil, is the directory lock already held.
+func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 	popts := &pebble.Options{
-		FS:                 opts.FS,
-		MemTableSize:       opts.MemTableSize,
+		FS:                 w.opts.FS,
+		MemTableSize:       w.opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{w},
-		ReadOnly:           opts.ReadOnly,
+		ReadOnly:           w.opts.ReadOnly,
+		Lock:               lock,
 		EventListener: &pebble.EventListener{
 			// Pebble's default DataCorruption handler calls Logger.Fatalf,
 			// which would stop the appliance on the first damaged block
@@ -141,14 +160,10 @@ func Open(dir string, opts Options) (*WAL, error) {
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
-		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
+		return fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
 	}
 	w.db = db
-	if err := w.load(); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	return w, nil
+	return nil
 }
 
 // pebbleLogger routes Pebble's messages to slog and its fatal errors (a
