@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -118,6 +119,9 @@ func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 
 	ropts := opts
 	ropts.ReadOnly = true
+	// Every damaged block the scan meets, and meets again while probing
+	// past it, is in the report; logging each read of it says nothing more.
+	ropts.Logger = slog.New(slog.DiscardHandler)
 	old := &WAL{opts: ropts}
 	if err := old.openDB(dir, lock); err != nil {
 		return rep, err

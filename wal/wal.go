@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,11 @@ import (
 
 // ErrClosed is returned by operations on a closed WAL.
 var ErrClosed = errors.New("wal: closed")
+
+// ErrRepairInterrupted is returned by Open when a Repair stopped between
+// moving the damaged WAL away and moving the rebuilt one in; running
+// Repair again finishes it.
+var ErrRepairInterrupted = errors.New("wal: a repair was interrupted; run the repair again to finish it")
 
 // ErrNotFound is returned by a read-only Open of a directory holding no WAL.
 var ErrNotFound = errors.New("wal: no WAL in this directory")
@@ -123,7 +129,7 @@ func Open(dir string, opts Options) (*WAL, error) {
 	opts.EnsureDefaults()
 	if !opts.ReadOnly {
 		if _, err := opts.FS.Stat(repairDir(dir)); err == nil {
-			return nil, fmt.Errorf("wal: cannot open %s: a repair was interrupted and left %s; run the repair again to finish it", dir, repairDir(dir))
+			return nil, fmt.Errorf("wal: cannot open %s (%s is left): %w", dir, repairDir(dir), ErrRepairInterrupted)
 		}
 	}
 	w := &WAL{opts: opts, parts: map[TopicPartition]*partition{}}
@@ -154,7 +160,9 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 			// that found it returns the error, which callers get as a
 			// *CorruptionError, so log it and let them decide.
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
-				w.opts.Logger.Error("wal: damaged data found", "file", info.Path, "err", info.Details, "component", "pebble")
+				// The first line says it all; the rest is a stack trace.
+				msg, _, _ := strings.Cut(info.Details.Error(), "\n")
+				w.opts.Logger.Error("wal: damaged data found", "file", info.Path, "err", msg, "component", "pebble")
 			},
 		},
 	}
