@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -216,5 +217,27 @@ func TestWALRepairFlippedSSTableByte(t *testing.T) {
 	t.Logf("wal repair printed:\n%s", out)
 	if code, out, _ := runCLI("wal", "verify", "--data-dir", dir); code != 0 {
 		t.Fatalf("wal verify after repair: %d %s", code, out)
+	}
+}
+
+// TestWALRepairAdvice: damage the engine meets while running reaches the
+// daemon wrapped in its read error and joined with the other stages'
+// shutdown errors; it still gets the repair advice. Other errors pass
+// unchanged.
+func TestWALRepairAdvice(t *testing.T) {
+	ce := &wal.CorruptionError{Topic: "orders", Partition: 1, FirstOffset: 560, Record: 3, Pos: 100, Reason: "record checksum mismatch"}
+	runErr := errors.Join(fmt.Errorf("engine: cannot read the WAL from the cursor: %w", ce), errors.New("loader: stopped"))
+	msg := walRepairAdvice(runErr, "/var/lib/offload").Error()
+	for _, want := range []string{"orders/1 entry at offset 560", "run `offload wal repair --data-dir /var/lib/offload`", "/var/lib/offload/quarantine"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("advice %q lacks %q", msg, want)
+		}
+	}
+	interrupted := fmt.Errorf("wal: cannot open x: %w", wal.ErrRepairInterrupted)
+	if msg := walRepairAdvice(interrupted, "/d").Error(); !strings.Contains(msg, "offload wal repair --data-dir /d") {
+		t.Errorf("an interrupted repair gets no advice: %q", msg)
+	}
+	if other := errors.New("kafka: no brokers"); walRepairAdvice(other, "/d") != other {
+		t.Error("an error without WAL damage was changed")
 	}
 }
