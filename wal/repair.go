@@ -29,6 +29,10 @@ const (
 	MovedMeta = "meta"
 	// MovedKey is a key that is neither an entry's nor a meta's.
 	MovedKey = "key"
+	// MovedFile is a Pebble file holding partition metas that cannot be
+	// read: partitions held only in it are not in the repaired WAL. It
+	// counts as one entry of unknown size.
+	MovedFile = "file"
 )
 
 // ManifestFile is the name of the manifest in each quarantine folder.
@@ -253,17 +257,47 @@ func (s *repairScan) flush(last bool) error {
 	return nil
 }
 
-// partitions finds every partition with an entry or a meta, hopping from
-// one partition's entries to the next. Keys that are neither an entry's
-// nor a meta's are moved. When Pebble cannot read on, the partitions are
-// taken from the metas, which sort after every entry.
+// partitions finds every partition with an entry or a meta: it hops from
+// one partition's entries to the next, then reads the metas. Keys that are
+// neither an entry's nor a meta's are moved. Where Pebble cannot read, it
+// goes on after the damaged file's last key and takes the partitions of the
+// file's first and last keys. A partition whose entries and meta all lie in
+// such a file cannot be found at all: when a meta could not be read, the
+// file is reported as moved (its bytes stay in the quarantined WAL
+// directory).
 func (s *repairScan) partitions() ([]TopicPartition, error) {
-	it, err := s.old.NewIter(nil)
+	found := map[TopicPartition]bool{}
+	if _, err := s.scanKeys(nil, []byte{prefixMeta}, found); err != nil {
+		return nil, err
+	}
+	skipped, err := s.scanKeys([]byte{prefixMeta}, nil, found)
 	if err != nil {
 		return nil, err
 	}
-	found := map[TopicPartition]bool{}
-	inMetas := false
+	for _, info := range skipped {
+		s.rep.Moved = append(s.rep.Moved, Moved{Kind: MovedFile, Partition: -1, FirstOffset: -1, LastOffset: -1, Records: -1,
+			Reason: fmt.Sprintf("pebble cannot read partition metas in this file (keys %x to %x); partitions held only there are not in the repaired WAL",
+				info.Bounds.Start, info.Bounds.End.Key),
+			PebbleFile: info.Path})
+		s.rep.Entries++
+	}
+	out := make([]TopicPartition, 0, len(found))
+	for tp := range found {
+		out = append(out, tp)
+	}
+	slices.SortFunc(out, TopicPartition.Compare)
+	return out, nil
+}
+
+// scanKeys walks the keys in [lo, hi), adding the partition of each to
+// found and moving malformed keys; from a partition's first entry it seeks
+// past the partition. It returns the Pebble files it had to skip.
+func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*pebble.DataCorruptionInfo, error) {
+	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	var skipped []*pebble.DataCorruptionInfo
 	for valid := it.First(); ; {
 		if !valid {
 			err := it.Error()
@@ -275,11 +309,19 @@ func (s *repairScan) partitions() ([]TopicPartition, error) {
 				return nil, err
 			}
 			s.damage(asCorruption(err))
-			if inMetas {
+			info := pebble.ExtractDataCorruptionInfo(err)
+			if info == nil || len(info.Bounds.End.Key) == 0 || slices.ContainsFunc(skipped, func(i *pebble.DataCorruptionInfo) bool { return i.Path == info.Path }) {
+				// Nowhere known to go on from.
+				skipped = append(skipped, &pebble.DataCorruptionInfo{Path: "(a file pebble does not name)"})
 				break
 			}
-			inMetas = true
-			valid = it.SeekGE([]byte{prefixMeta})
+			skipped = append(skipped, info)
+			for _, k := range [][]byte{info.Bounds.Start, info.Bounds.End.Key} {
+				if _, tp, _, ok := decodeKey(k); ok {
+					found[tp] = true
+				}
+			}
+			valid = it.SeekGE(append(bytes.Clone(info.Bounds.End.Key), 0))
 			continue
 		}
 		key := it.Key()
@@ -296,19 +338,13 @@ func (s *repairScan) partitions() ([]TopicPartition, error) {
 		if prefix == prefixEntry {
 			valid = it.SeekGE(prefixEnd(partitionPrefix(prefixEntry, tp.Topic, tp.Partition)))
 		} else {
-			inMetas = true
 			valid = it.Next()
 		}
 	}
 	if err := it.Close(); err != nil && !pebble.IsCorruptionError(err) {
 		return nil, err
 	}
-	out := make([]TopicPartition, 0, len(found))
-	for tp := range found {
-		out = append(out, tp)
-	}
-	slices.SortFunc(out, TopicPartition.Compare)
-	return out, nil
+	return skipped, nil
 }
 
 // partition copies tp's entries that check, moves the others, and writes
@@ -506,16 +542,13 @@ func (s *repairScan) probe(tp TopicPartition, bad int64) (next int64, ok bool) {
 	return good, true
 }
 
-// decodeHeader decodes an entry's header when its checksum holds.
+// decodeHeader decodes a damaged entry's header when its checksum holds,
+// for the record count the report gives.
 func decodeHeader(v []byte) (entryHeader, bool) {
 	if len(v) < entryHeaderLen || checksum(v[:21]) != binary.BigEndian.Uint32(v[21:]) || v[0] != formatVersion {
 		return entryHeader{}, false
 	}
-	return entryHeader{
-		appendTime: int64(binary.BigEndian.Uint64(v[1:])),
-		lastOffset: int64(binary.BigEndian.Uint64(v[9:])),
-		count:      int(binary.BigEndian.Uint32(v[17:])),
-	}, true
+	return parseHeader(v), true
 }
 
 // writeQuarantine writes the moved raw bytes and the manifest into folder

@@ -311,3 +311,111 @@ func largestSST(t *testing.T, dir string) string {
 	}
 	return sst
 }
+
+// TestRepairInterruptedSwap: a repair that stopped between moving the
+// damaged WAL away and moving the rebuilt one in leaves only the rebuilt
+// directory. Open refuses it (starting on an empty WAL would lose what the
+// rebuilt one holds); Repair run again finishes the swap. A rebuild left
+// beside an untouched WAL is discarded.
+func TestRepairInterruptedSwap(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	tp := TopicPartition{"a", 0}
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, tp, recs(0, 9))
+	mustClose(t, w)
+	if err := os.Rename(dir, repairDir(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, testOptions(t, vfs.Default)); !errors.Is(err, ErrRepairInterrupted) {
+		t.Fatalf("open during an interrupted swap: %v", err)
+	}
+	if rep := mustRepair(t, dir, quarantine); rep.KeptRecords != 10 || rep.Quarantine != "" {
+		t.Fatalf("repair finishing the swap: %+v", rep)
+	}
+
+	if err := os.MkdirAll(filepath.Join(repairDir(dir), "leftover"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustRepair(t, dir, quarantine); rep.KeptRecords != 10 {
+		t.Fatalf("repair beside a leftover rebuild: %+v", rep)
+	}
+	if _, err := os.Stat(repairDir(dir)); !os.IsNotExist(err) {
+		t.Errorf("the leftover rebuild is still there: %v", err)
+	}
+}
+
+// TestRepairUnreadableSSTable damages an sstable's footer: Pebble cannot
+// open the file at all. a/0 lives only in it; b/0 was appended after the
+// flush and lives in Pebble's log, but its keys fall inside the file's key
+// range, and Pebble reads no key in that range while the file is
+// unreadable. Repair must account for both partitions (kept, or reported
+// as moved and counted), report the file, and keep it in quarantine.
+func TestRepairUnreadableSSTable(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	opts := testOptions(t, vfs.Default)
+	w, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := TopicPartition{"a", 0}, TopicPartition{"b", 0}
+	for i := int64(0); i < 40; i++ {
+		batch := make([]Record, 50)
+		for j := range batch {
+			off := i*50 + int64(j)
+			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
+		}
+		mustAppend(t, w, a, batch)
+	}
+	if err := w.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, b, recs(0, 9))
+	mustClose(t, w)
+	sst := largestSST(t, dir)
+	data, err := os.ReadFile(sst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-60] ^= 0x01 // in the footer
+	if err := os.WriteFile(sst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, opts); !errors.As(err, new(*CorruptionError)) {
+		t.Fatalf("open: %v, want a *CorruptionError", err)
+	}
+
+	rep := mustRepair(t, dir, quarantine)
+	reported := map[string]bool{}
+	var file bool
+	for _, m := range rep.Moved {
+		if m.PebbleFile != sst {
+			t.Errorf("moved item %+v does not name %s", m, sst)
+		}
+		file = file || m.Kind == MovedFile
+		if m.Kind == MovedRange && m.FirstOffset == 0 {
+			reported[m.Topic] = true
+		}
+	}
+	if !file || !reported["a"] {
+		t.Errorf("the file or a/0's unreadable run is not reported: %+v", rep.Moved)
+	}
+	w, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	entries, _ := readAll(t, w, nil)
+	if got := offsetsOf(entries, b); !reported["b"] && !equalOffsets(got, span(0, 9)) {
+		t.Errorf("b/0 is neither kept whole nor reported: %v", got)
+	}
+	if want := int64(1 + len(reported)); rep.Entries < want {
+		t.Errorf("%d entries counted as moved, want at least %d (the file and each partition's run): %+v", rep.Entries, want, rep.Moved)
+	}
+	if moved, err := os.ReadFile(filepath.Join(rep.Quarantine, "wal", filepath.Base(sst))); err != nil || !bytes.Equal(moved, data) {
+		t.Errorf("the unreadable sstable is not kept as it was in quarantine (%v)", err)
+	}
+	t.Logf("kept %d records; moved %d entries: %+v", rep.KeptRecords, rep.Entries, rep.Moved)
+}

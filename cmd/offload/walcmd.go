@@ -188,6 +188,8 @@ func movedLine(m wal.Moved) string {
 		return fmt.Sprintf("stray key (%s): %s", m.KeyFile, m.Reason)
 	case wal.MovedMeta:
 		return fmt.Sprintf("%s/%d partition meta (rebuilt from the kept entries): %s", m.Topic, m.Partition, m.Reason)
+	case wal.MovedFile:
+		return fmt.Sprintf("unreadable file %s: %s", m.PebbleFile, m.Reason)
 	}
 	last, records := "end", "unknown number of"
 	if m.LastOffset >= 0 {
