@@ -137,7 +137,7 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		return err
 	}
 	metrics.SetSources(admin.Sources{Ingest: in, WAL: w, Engine: eng, Loader: ld, Budget: budget,
-		WALQuarantine: admin.Quarantine{Entries: quarantined.Entries, Records: quarantined.Records, Dir: quarantineDir(c.DataDir)}})
+		WALQuarantine: admin.WALQuarantine{Entries: quarantined.Entries, Records: quarantined.Records, Dir: quarantineDir(c.DataDir)}})
 	var dogstatsd *stage
 	if c.Datadog.StatsdAddr != "" {
 		dd, err := admin.NewDogStatsD(c.Datadog.StatsdAddr, metrics.Registry, append([]string{"appliance:" + c.ApplianceID}, c.Datadog.Tags...), log)

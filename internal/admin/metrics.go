@@ -25,12 +25,12 @@ type Sources struct {
 	// Budget is disk_budget in bytes.
 	Budget int64
 	// WALQuarantine is what `offload wal repair` moved out of the WAL.
-	WALQuarantine Quarantine
+	WALQuarantine WALQuarantine
 }
 
-// Quarantine counts damaged WAL entries moved to quarantine, read from the
+// WALQuarantine counts damaged WAL entries moved to quarantine, read from the
 // quarantine manifests at start: they are never loaded.
-type Quarantine struct {
+type WALQuarantine struct {
 	Entries, Records int64
 	Dir              string
 }
