@@ -134,6 +134,17 @@ func (m Model) dlq(st styles) string {
 	return line
 }
 
+// walQuarantine draws what `offload wal repair` moved out of the WAL, a
+// line only when it moved something.
+func (m Model) walQuarantine(st styles) []string {
+	w := m.status.WAL
+	if w.QuarantinedEntries == 0 {
+		return nil
+	}
+	return []string{m.label(st, "WAL") + st.warn.Render(fmt.Sprintf("quarantined: %s entries (%s records)", count(w.QuarantinedEntries), count(w.QuarantinedRecords))) +
+		" in " + w.QuarantineDir}
+}
+
 // lagPanel draws the partitions' lag in columns, sorted and filtered, in
 // at most height lines.
 func (m Model) lagPanel(st styles, height int) []string {

@@ -168,3 +168,21 @@ func TestRetryCountdown(t *testing.T) {
 		t.Fatalf("want retry in 9s after 10s, got:\n%s", v)
 	}
 }
+
+// TestWALQuarantineLine: the dashboard shows what `offload wal repair`
+// moved to quarantine, and has no such line when nothing was moved.
+func TestWALQuarantineLine(t *testing.T) {
+	healthy := views(t, termenv.Ascii, 80, 24)["healthy"]
+	if v := healthy.View(); strings.Contains(v, "quarantined") {
+		t.Fatalf("a quarantine line without quarantined entries:\n%s", v)
+	}
+	st := loadStatus(t, "healthy")
+	st.WAL.QuarantinedEntries, st.WAL.QuarantinedRecords, st.WAL.QuarantineDir = 3, 120, "/var/lib/offload/quarantine"
+	v := feed(healthy, statusMsg{status: st}).View()
+	if !strings.Contains(v, "WAL     quarantined: 3 entries (120 records) in /var/lib/offload/quarantine") {
+		t.Fatalf("no quarantine line:\n%s", v)
+	}
+	if n := strings.Count(v, "\n") + 1; n > 24 {
+		t.Errorf("the view is %d lines, more than the terminal's 24", n)
+	}
+}

@@ -80,6 +80,18 @@
 // stops at the last complete batch, and a batch is either wholly present or
 // absent.
 //
+// # Repair
+//
+// Repair rebuilds the WAL from every entry that checks into a directory
+// beside it (dir + ".repair"), moves the damaged entries' raw bytes, a
+// manifest.json and the whole old WAL directory into a quarantine folder,
+// and renames the rebuilt WAL into place. Where Pebble cannot read a block
+// it probes forward to the first readable key and records the unreadable
+// run of offsets. Metas are rebuilt from the kept entries and keep each
+// partition's high water. Nothing is deleted. Open refuses a directory
+// whose repair stopped between its two renames (ErrRepairInterrupted);
+// Repair run again finishes it.
+//
 // A failed fsync is fatal: Pebble cannot tell what reached the disk, so the
 // WAL calls Options.Fatal and the appliance stops rather than retry.
 package wal

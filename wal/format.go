@@ -203,6 +203,16 @@ type entryHeader struct {
 	count      int
 }
 
+// parseHeader reads the fixed header fields of an entry value of at least
+// entryHeaderLen bytes, without checking them.
+func parseHeader(v []byte) entryHeader {
+	return entryHeader{
+		appendTime: int64(binary.BigEndian.Uint64(v[1:])),
+		lastOffset: int64(binary.BigEndian.Uint64(v[9:])),
+		count:      int(binary.BigEndian.Uint32(v[17:])),
+	}
+}
+
 // decodeEntry checks and decodes an entry value. Record keys and values
 // alias v. When recs is nil only the checks run and nothing is allocated.
 // The returned error is a *CorruptionError with Topic, Partition and
@@ -221,11 +231,7 @@ func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record)
 	if v[0] != formatVersion {
 		return fail(-1, 0, "unknown format version %d", v[0])
 	}
-	h := entryHeader{
-		appendTime: int64(binary.BigEndian.Uint64(v[1:])),
-		lastOffset: int64(binary.BigEndian.Uint64(v[9:])),
-		count:      int(binary.BigEndian.Uint32(v[17:])),
-	}
+	h := parseHeader(v)
 	if h.count == 0 {
 		return fail(-1, 17, "entry holds no records")
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,11 @@ import (
 
 // ErrClosed is returned by operations on a closed WAL.
 var ErrClosed = errors.New("wal: closed")
+
+// ErrRepairInterrupted is returned by Open when a Repair stopped between
+// moving the damaged WAL away and moving the rebuilt one in; running
+// Repair again finishes it.
+var ErrRepairInterrupted = errors.New("wal: a repair was interrupted; run the repair again to finish it")
 
 // ErrNotFound is returned by a read-only Open of a directory holding no WAL.
 var ErrNotFound = errors.New("wal: no WAL in this directory")
@@ -121,13 +127,32 @@ type partition struct {
 // Open opens or creates the WAL in dir.
 func Open(dir string, opts Options) (*WAL, error) {
 	opts.EnsureDefaults()
+	if !opts.ReadOnly {
+		if _, err := opts.FS.Stat(repairDir(dir)); err == nil {
+			return nil, fmt.Errorf("wal: cannot open %s (%s is left): %w", dir, repairDir(dir), ErrRepairInterrupted)
+		}
+	}
 	w := &WAL{opts: opts, parts: map[TopicPartition]*partition{}}
+	if err := w.openDB(dir, nil); err != nil {
+		return nil, err
+	}
+	if err := w.load(); err != nil {
+		_ = w.db.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// openDB opens the Pebble database in dir as w.db, without reading the
+// partition state. lock, if not nil, is the directory lock already held.
+func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 	popts := &pebble.Options{
-		FS:                 opts.FS,
-		MemTableSize:       opts.MemTableSize,
+		FS:                 w.opts.FS,
+		MemTableSize:       w.opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{w},
-		ReadOnly:           opts.ReadOnly,
+		ReadOnly:           w.opts.ReadOnly,
+		Lock:               lock,
 		EventListener: &pebble.EventListener{
 			// Pebble's default DataCorruption handler calls Logger.Fatalf,
 			// which would stop the appliance on the first damaged block
@@ -135,20 +160,18 @@ func Open(dir string, opts Options) (*WAL, error) {
 			// that found it returns the error, which callers get as a
 			// *CorruptionError, so log it and let them decide.
 			DataCorruption: func(info pebble.DataCorruptionInfo) {
-				w.opts.Logger.Error("wal: damaged data found", "file", info.Path, "err", info.Details, "component", "pebble")
+				// The first line says it all; the rest is a stack trace.
+				msg, _, _ := strings.Cut(info.Details.Error(), "\n")
+				w.opts.Logger.Error("wal: damaged data found", "file", info.Path, "err", msg, "component", "pebble")
 			},
 		},
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
-		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
+		return fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
 	}
 	w.db = db
-	if err := w.load(); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	return w, nil
+	return nil
 }
 
 // pebbleLogger routes Pebble's messages to slog and its fatal errors (a

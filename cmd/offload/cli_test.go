@@ -96,12 +96,11 @@ func TestWALStatsAndVerify(t *testing.T) {
 	}
 }
 
-// TestWALVerifyFindsFlippedByte flips one byte in the middle of an sstable
-// and expects `offload wal verify` to exit 1 naming the damaged position.
-func TestWALVerifyFindsFlippedByte(t *testing.T) {
-	dir := t.TempDir()
-	fillWAL(t, dir, 5000)
-	ssts, _ := filepath.Glob(filepath.Join(walDir(dir), "*.sst"))
+// flipSSTableByte flips a bit a third into the first sstable of the WAL
+// under dataDir and returns the file's path.
+func flipSSTableByte(t *testing.T, dataDir string) string {
+	t.Helper()
+	ssts, _ := filepath.Glob(filepath.Join(walDir(dataDir), "*.sst"))
 	if len(ssts) == 0 {
 		t.Fatal("no sstable was flushed")
 	}
@@ -113,11 +112,20 @@ func TestWALVerifyFindsFlippedByte(t *testing.T) {
 	if err := os.WriteFile(ssts[0], b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return ssts[0]
+}
+
+// TestWALVerifyFindsFlippedByte flips one byte in the middle of an sstable
+// and expects `offload wal verify` to exit 1 naming the damaged position.
+func TestWALVerifyFindsFlippedByte(t *testing.T) {
+	dir := t.TempDir()
+	fillWAL(t, dir, 5000)
+	sst := flipSSTableByte(t, dir)
 	code, out, errOut := runCLI("wal", "verify", "--data-dir", dir)
 	if code != exitFailure {
 		t.Fatalf("wal verify on a damaged WAL exited %d: %q %q", code, out, errOut)
 	}
-	name := strings.TrimSuffix(filepath.Base(ssts[0]), ".sst")
+	name := strings.TrimSuffix(filepath.Base(sst), ".sst")
 	if !strings.Contains(out, "damaged:") || !strings.Contains(out, name) || !regexp.MustCompile(`\d+/\d+`).MatchString(out) {
 		t.Fatalf("wal verify does not name the damaged file %s and position: %q %q", name, out, errOut)
 	}

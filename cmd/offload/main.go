@@ -39,7 +39,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the appliance daemon: Kafka -> WAL -> engine -> outbox -> warehouse", runDaemon},
 		{"validate", "check a configuration file and print the effective settings", runValidate},
-		{"wal", "inspect the WAL offline: stats, verify, export", runWAL},
+		{"wal", "the WAL offline: stats, verify, repair (quarantine damaged entries), export", runWAL},
 		{"dlq", "dead-letter records offline: list, export, replay", runDLQ},
 		{"outbox", "sealed batches offline: list, retry a parked one", runOutbox},
 		{"reconcile", "compare shipped batches, the warehouse's ledger and its rows; exit 0 only when all match", runReconcile},

@@ -57,8 +57,11 @@ type daemonExtras struct {
 	started func(adminAddr string)
 }
 
-func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader, ext daemonExtras) error {
+func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader, ext daemonExtras) (err error) {
 	log.Info("offload starting", "version", versionString(), "appliance_id", c.ApplianceID, "data_dir", c.DataDir)
+	// Damage found in the WAL, at start or by the engine's reads, stops the
+	// daemon with the way out.
+	defer func() { err = walRepairAdvice(err, c.DataDir) }()
 	notify, err := sdnotify.New()
 	if err != nil {
 		return err
@@ -66,16 +69,20 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create data_dir: %w", err)
 	}
-	fs, err := walFS(log)
-	if err != nil {
-		return err
-	}
-	w, err := wal.Open(walDir(c.DataDir), wal.Options{FS: fs, Logger: log, MemTableSize: uint64(c.WAL.MemtableSize)})
+	w, err := openWALChecked(c, log)
 	if err != nil {
 		return err
 	}
 	st := w.Stats()
 	log.Info("wal recovered", "partitions", len(st), "bytes", w.Bytes())
+	quarantined, err := wal.ReadQuarantine(nil, quarantineDir(c.DataDir))
+	if err != nil {
+		log.Warn("wal: cannot count the quarantined entries", "err", err)
+	}
+	if quarantined.Entries > 0 {
+		log.Warn("wal: damaged entries are in quarantine; they are not loaded", "entries", quarantined.Entries,
+			"records", quarantined.Records, "dir", quarantineDir(c.DataDir))
+	}
 
 	metrics := admin.NewMetrics(versionString())
 	eopts, err := engineOptions(c, w, log)
@@ -129,7 +136,8 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		_ = w.Close()
 		return err
 	}
-	metrics.SetSources(admin.Sources{Ingest: in, WAL: w, Engine: eng, Loader: ld, Budget: budget})
+	metrics.SetSources(admin.Sources{Ingest: in, WAL: w, Engine: eng, Loader: ld, Budget: budget,
+		WALQuarantine: admin.WALQuarantine{Entries: quarantined.Entries, Records: quarantined.Records, Dir: quarantineDir(c.DataDir)}})
 	var dogstatsd *stage
 	if c.Datadog.StatsdAddr != "" {
 		dd, err := admin.NewDogStatsD(c.Datadog.StatsdAddr, metrics.Registry, append([]string{"appliance:" + c.ApplianceID}, c.Datadog.Tags...), log)
@@ -245,6 +253,44 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		log.Info("offload stopped cleanly")
 	}
 	return runErr
+}
+
+// openWALChecked opens the WAL and verifies every entry before anything
+// reads it: the engine would stop at the first damaged entry anyway, and
+// an operator is better told at start, with all the damage at once.
+func openWALChecked(c *config.Config, log *slog.Logger) (*wal.WAL, error) {
+	fs, err := walFS(log)
+	if err != nil {
+		return nil, err
+	}
+	w, err := wal.Open(walDir(c.DataDir), wal.Options{FS: fs, Logger: log, MemTableSize: uint64(c.WAL.MemtableSize)})
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rep, err := w.Verify()
+	if err == nil && len(rep.Corruptions) > 0 {
+		for _, ce := range rep.Corruptions {
+			log.Error("wal: damaged", "at", ce.Error())
+		}
+		err = fmt.Errorf("%d damaged positions, the first: %w", len(rep.Corruptions), rep.Corruptions[0])
+	}
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("wal: verify at start: %w", err)
+	}
+	log.Info("wal verified", "entries", rep.Entries, "records", rep.Records, "bytes", rep.Bytes, "took", time.Since(start))
+	return w, nil
+}
+
+// walRepairAdvice tells the operator how to get past damage in the WAL
+// that err reports; other errors pass unchanged.
+func walRepairAdvice(err error, dataDir string) error {
+	if !errors.As(err, new(*wal.CorruptionError)) && !errors.Is(err, wal.ErrRepairInterrupted) {
+		return err
+	}
+	return fmt.Errorf("%w: the WAL is damaged; offload will not start on it: run `offload wal repair --data-dir %s`, which moves the damaged entries to %s (nothing is deleted) and keeps the rest",
+		err, dataDir, quarantineDir(dataDir))
 }
 
 func stopReason(ctx context.Context, err error) string {

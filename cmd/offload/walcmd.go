@@ -23,31 +23,19 @@ func walDir(dataDir string) string { return filepath.Join(dataDir, "wal") }
 
 func runWAL(args []string, stdout, stderr io.Writer) error {
 	return dispatch(args, stdout, stderr,
-		command{name: "stats", run: runWALStats}, command{name: "verify", run: runWALVerify}, command{name: "export", run: runWALExport})
+		command{name: "stats", run: runWALStats}, command{name: "verify", run: runWALVerify},
+		command{name: "repair", run: runWALRepair}, command{name: "export", run: runWALExport})
 }
+
+// quarantineDir is where `offload wal repair` moves damaged WAL data.
+func quarantineDir(dataDir string) string { return filepath.Join(dataDir, "quarantine") }
 
 // openWALOffline opens the WAL of --data-dir (or of --config's data_dir)
 // read-only.
 func openWALOffline(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*wal.WAL, error) {
-	fs := newFlags("wal "+name, stderr)
-	dataDir := fs.String("data-dir", "", "data directory (default: data_dir of --config)")
-	cfg := fs.String("config", "", "configuration file, to take data_dir from")
-	if extra != nil {
-		extra(fs)
-	}
-	if err := parseFlags(fs, args); err != nil {
+	dir, err := offlineDataDir(name, args, stderr, extra)
+	if err != nil {
 		return nil, err
-	}
-	dir := *dataDir
-	if dir == "" && *cfg != "" {
-		c, err := loadConfig(*cfg)
-		if err != nil {
-			return nil, err
-		}
-		dir = c.DataDir
-	}
-	if dir == "" {
-		return nil, usageError{errors.New("--data-dir DIR (or --config FILE) is required")}
 	}
 	w, err := wal.Open(walDir(dir), wal.Options{ReadOnly: true, Logger: quietLogger()})
 	if errors.Is(err, wal.ErrNotFound) {
@@ -57,6 +45,32 @@ func openWALOffline(name string, args []string, stderr io.Writer, extra func(*fl
 		return nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
 	}
 	return w, nil
+}
+
+// offlineDataDir parses the flags of `offload wal NAME` and returns
+// --data-dir, or --config's data_dir.
+func offlineDataDir(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (string, error) {
+	fs := newFlags("wal "+name, stderr)
+	dataDir := fs.String("data-dir", "", "data directory (default: data_dir of --config)")
+	cfg := fs.String("config", "", "configuration file, to take data_dir from")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	dir := *dataDir
+	if dir == "" && *cfg != "" {
+		c, err := loadConfig(*cfg)
+		if err != nil {
+			return "", err
+		}
+		dir = c.DataDir
+	}
+	if dir == "" {
+		return "", usageError{errors.New("--data-dir DIR (or --config FILE) is required")}
+	}
+	return dir, nil
 }
 
 // walStats is the JSON shape of `offload wal stats --json`.
@@ -137,6 +151,58 @@ func runWALVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "verify: ok: %d entries, %d records, %d bytes checked\n", rep.Entries, rep.Records, rep.Bytes)
 	return nil
+}
+
+// runWALRepair moves the WAL's damaged data to quarantine and keeps the
+// rest (wal.Repair), printing what it moved. It exits 0 once the WAL is
+// sound.
+func runWALRepair(args []string, stdout, stderr io.Writer) error {
+	dir, err := offlineDataDir("repair", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	rep, err := wal.Repair(walDir(dir), quarantineDir(dir), wal.Options{Logger: quietLogger()})
+	if err != nil {
+		return err
+	}
+	for _, d := range rep.Damage {
+		fmt.Fprintf(stdout, "damaged: %s\n", d)
+	}
+	for _, m := range rep.Moved {
+		fmt.Fprintf(stdout, "moved: %s\n", movedLine(m))
+	}
+	if rep.Quarantine == "" {
+		fmt.Fprintf(stdout, "repair: the WAL is sound, nothing moved: %d entries, %d records\n", rep.KeptEntries, rep.KeptRecords)
+		return nil
+	}
+	fmt.Fprintf(stdout, "repair: kept %d entries (%d records); moved %d entries (%d records) to %s\n",
+		rep.KeptEntries, rep.KeptRecords, rep.Entries, rep.Records, rep.Quarantine)
+	fmt.Fprintf(stdout, "repair: the damaged WAL directory as it was is in %s; nothing was deleted\n", filepath.Join(rep.Quarantine, "wal"))
+	return nil
+}
+
+// movedLine describes one thing wal.Repair moved.
+func movedLine(m wal.Moved) string {
+	switch m.Kind {
+	case wal.MovedKey:
+		return fmt.Sprintf("stray key (%s): %s", m.KeyFile, m.Reason)
+	case wal.MovedMeta:
+		return fmt.Sprintf("%s/%d partition meta (rebuilt from the kept entries): %s", m.Topic, m.Partition, m.Reason)
+	case wal.MovedFile:
+		return fmt.Sprintf("unreadable file %s: %s", m.PebbleFile, m.Reason)
+	}
+	last, records := "end", "unknown number of"
+	if m.LastOffset >= 0 {
+		last = fmt.Sprint(m.LastOffset)
+	}
+	if m.Records >= 0 {
+		records = fmt.Sprint(m.Records)
+	}
+	what := "entry"
+	if m.Kind == wal.MovedRange {
+		what = "unreadable run"
+	}
+	return fmt.Sprintf("%s/%d %s, offsets %d..%s, %s records: %s", m.Topic, m.Partition, what, m.FirstOffset, last, records, m.Reason)
 }
 
 // walRecordJSON is one line of `offload wal export`.

@@ -24,6 +24,15 @@ type Sources struct {
 	Loader *loader.Loader
 	// Budget is disk_budget in bytes.
 	Budget int64
+	// WALQuarantine is what `offload wal repair` moved out of the WAL.
+	WALQuarantine WALQuarantine
+}
+
+// WALQuarantine counts damaged WAL entries moved to quarantine, read from the
+// quarantine manifests at start: they are never loaded.
+type WALQuarantine struct {
+	Entries, Records int64
+	Dir              string
 }
 
 // Metrics holds offload's Prometheus metrics (docs/METRICS.md). Counters
@@ -123,6 +132,8 @@ var (
 	dKafkaLag          = desc("offload_kafka_lag_records", "Partition high watermark minus the committed offset.", "topic", "partition")
 	dWALBytes          = desc("offload_wal_bytes", "Live bytes of records not yet consumed by the engine.")
 	dWALRecords        = desc("offload_wal_records", "Live records in the WAL.")
+	dWALQuarEntries    = desc("offload_wal_quarantined_entries", "Damaged WAL entries `offload wal repair` moved to quarantine (counted at start).")
+	dWALQuarRecords    = desc("offload_wal_quarantined_records", "Records in those entries; they are never loaded.")
 	dEngineRecords     = desc("offload_engine_records_total", "WAL records consumed.")
 	dEngineAccepted    = desc("offload_engine_accepted_total", "Clean rows written to the outbox.")
 	dEngineRejected    = desc("offload_engine_rejected_total", "Records dead-lettered, by reason code.", "code")
@@ -156,7 +167,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderWHDups, dBuildInfo, dWatchdog,
 	dOutboxQuarantined,
 }
 
@@ -197,6 +208,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(dWALBytes, float64(s.WALBytes))
 	gauge(dWALRecords, float64(s.WALRecords))
+	gauge(dWALQuarEntries, float64(m.src.WALQuarantine.Entries))
+	gauge(dWALQuarRecords, float64(m.src.WALQuarantine.Records))
 	e := s.Engine
 	counter(dEngineRecords, float64(e.RecordsIn))
 	counter(dEngineAccepted, float64(e.Accepted))

@@ -113,10 +113,14 @@ type PartitionStatus struct {
 	Lag           int64  `json:"lag"`
 }
 
-// WALStatus describes the WAL's live data.
+// WALStatus describes the WAL's live data, and what `offload wal repair`
+// moved to quarantine (counted at start).
 type WALStatus struct {
-	Bytes   int64 `json:"bytes"`
-	Records int64 `json:"records"`
+	Bytes              int64  `json:"bytes"`
+	Records            int64  `json:"records"`
+	QuarantinedEntries int64  `json:"quarantined_entries"`
+	QuarantinedRecords int64  `json:"quarantined_records"`
+	QuarantineDir      string `json:"quarantine_dir,omitempty"`
 }
 
 // EngineStatus describes the engine.
@@ -203,7 +207,8 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 	e := s.Engine
 	st := Status{
 		ApplianceID: applianceID, Version: m.version, UptimeSeconds: s.At.Sub(started).Seconds(),
-		WAL: WALStatus{Bytes: s.WALBytes, Records: s.WALRecords},
+		WAL: WALStatus{Bytes: s.WALBytes, Records: s.WALRecords, QuarantinedEntries: m.src.WALQuarantine.Entries,
+			QuarantinedRecords: m.src.WALQuarantine.Records, QuarantineDir: m.src.WALQuarantine.Dir},
 		Engine: EngineStatus{BacklogRecords: s.Backlog, RecordsIn: e.RecordsIn, Accepted: e.Accepted, Rejected: e.Rejected,
 			RejectedByCode: e.RejectedByCode, Filtered: e.Filtered, Deduplicated: e.Deduplicated, Late: e.Late, TooLate: e.TooLate,
 			WindowsEmitted: e.WindowsEmitted, Watermark: timePtr(e.Watermark), MaxEventTime: timePtr(e.MaxEventTime)},

@@ -1,0 +1,421 @@
+package wal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// repairDirs returns a data directory's WAL and quarantine paths on disk.
+func repairDirs(t *testing.T) (walDir, quarantine string) {
+	d := t.TempDir()
+	return filepath.Join(d, "wal"), filepath.Join(d, "quarantine")
+}
+
+// mustRepair runs Repair and checks what every repair must leave: a WAL
+// that verifies, and a quarantine folder holding the old WAL directory
+// and a manifest that says what the report says.
+func mustRepair(t *testing.T, dir, quarantine string) RepairReport {
+	t.Helper()
+	rep, err := Repair(dir, quarantine, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatalf("open after repair: %v", err)
+	}
+	defer mustClose(t, w)
+	v, err := w.Verify()
+	if err != nil || len(v.Corruptions) > 0 {
+		t.Fatalf("verify after repair: %v %v", err, v.Corruptions)
+	}
+	if int64(v.Entries) != rep.KeptEntries || int64(v.Records) != rep.KeptRecords {
+		t.Errorf("repair says it kept %d entries, %d records; the WAL holds %d, %d", rep.KeptEntries, rep.KeptRecords, v.Entries, v.Records)
+	}
+	if rep.Quarantine == "" {
+		return rep
+	}
+	if m, _ := filepath.Glob(filepath.Join(rep.Quarantine, "wal", "MANIFEST-*")); len(m) == 0 {
+		t.Errorf("the old WAL directory is not in the quarantine folder")
+	}
+	sum, err := ReadQuarantine(nil, quarantine)
+	if err != nil || sum.Folders != 1 || sum.Entries != rep.Entries || sum.Records != rep.Records {
+		t.Errorf("quarantine summary %+v (%v), want 1 folder, %d entries, %d records", sum, err, rep.Entries, rep.Records)
+	}
+	return rep
+}
+
+// TestRepairEntryDamage damages one entry (and adds a stray key) in
+// several ways and repairs: every other entry is kept, the damaged one's
+// raw bytes are in quarantine, the high water stays.
+func TestRepairEntryDamage(t *testing.T) {
+	tp, other := TopicPartition{"a", 0}, TopicPartition{"b", 0}
+	cases := []struct {
+		name    string
+		damage  func(v []byte) []byte
+		records int64 // moved records the report counts
+	}{
+		{"record body flipped", func(v []byte) []byte { return flip(v, dmgRecord(2)+recordHeaderLen+10) }, 5},
+		{"header flipped", func(v []byte) []byte { return flip(v, 3) }, 5}, // count unknown: taken from the meta
+		{"value truncated", func(v []byte) []byte { return v[:dmgRecord(3)+15] }, 5},
+		{"trailing bytes", func(v []byte) []byte { return append(v, 1, 2, 3) }, 5},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, quarantine := repairDirs(t)
+			w, err := Open(dir, testOptions(t, vfs.Default))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustAppend(t, w, tp, recs(0, 4))
+			mustAppend(t, w, tp, recs(5, 9))
+			mustAppend(t, w, tp, recs(10, 14))
+			mustAppend(t, w, other, recs(0, 2))
+			v, closer, err := w.db.Get(entryKey(tp, dmgFirst))
+			if err != nil {
+				t.Fatal(err)
+			}
+			damaged := c.damage(bytes.Clone(v))
+			closer.Close()
+			stray := []byte{prefixEntry, 'a'}
+			for k, v := range map[string][]byte{string(entryKey(tp, dmgFirst)): damaged, string(stray): []byte("x")} {
+				if err := w.db.Set([]byte(k), v, pebble.Sync); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustClose(t, w)
+
+			rep := mustRepair(t, dir, quarantine)
+			if rep.KeptEntries != 3 || rep.KeptRecords != 13 || rep.Entries != 1 || rep.Records != c.records {
+				t.Errorf("report: kept %d entries %d records, moved %d entries %d records; want 3, 13, 1, %d",
+					rep.KeptEntries, rep.KeptRecords, rep.Entries, rep.Records, c.records)
+			}
+			var entry, key *Moved
+			for i, m := range rep.Moved {
+				switch m.Kind {
+				case MovedEntry:
+					entry = &rep.Moved[i]
+				case MovedKey:
+					key = &rep.Moved[i]
+				}
+			}
+			if entry == nil || entry.Topic != "a" || entry.Partition != 0 || entry.FirstOffset != dmgFirst || !strings.Contains(entry.Reason, "a/0 entry at offset 5") {
+				t.Fatalf("moved entry: %+v in %+v", entry, rep.Moved)
+			}
+			if got, err := os.ReadFile(filepath.Join(rep.Quarantine, entry.ValueFile)); err != nil || !bytes.Equal(got, damaged) {
+				t.Errorf("quarantined value differs from the damaged one (%v)", err)
+			}
+			if got, err := os.ReadFile(filepath.Join(rep.Quarantine, entry.KeyFile)); err != nil || !bytes.Equal(got, entryKey(tp, dmgFirst)) {
+				t.Errorf("quarantined key differs (%v)", err)
+			}
+			if key == nil {
+				t.Errorf("the stray key was not moved: %+v", rep.Moved)
+			} else if got, _ := os.ReadFile(filepath.Join(rep.Quarantine, key.KeyFile)); !bytes.Equal(got, stray) {
+				t.Errorf("quarantined stray key %q", got)
+			}
+			var man RepairReport
+			if b, err := os.ReadFile(filepath.Join(rep.Quarantine, ManifestFile)); err != nil || json.Unmarshal(b, &man) != nil || len(man.Moved) != len(rep.Moved) {
+				t.Errorf("manifest: %v %+v", err, man)
+			}
+
+			w, err = Open(dir, testOptions(t, vfs.Default))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mustClose(t, w)
+			entries, _ := readAll(t, w, nil)
+			if got := offsetsOf(entries, tp); !equalOffsets(got, append(span(0, 4), span(10, 14)...)) {
+				t.Errorf("a/0 after repair: %v", got)
+			}
+			if got := offsetsOf(entries, other); !equalOffsets(got, span(0, 2)) {
+				t.Errorf("b/0 after repair: %v", got)
+			}
+			if hw := w.HighWater(tp); hw != 14 {
+				t.Errorf("high water %d after repair, want 14", hw)
+			}
+			// The moved records are not admitted again by a re-fetch.
+			if res := mustAppend(t, w, tp, recs(5, 16)); res.Duplicates != 10 || res.Appended != 2 {
+				t.Errorf("re-fetch after repair: %+v", res)
+			}
+		})
+	}
+}
+
+// TestRepairMetaDamage: a meta that cannot be decoded stops Open; repair
+// rebuilds it from the entries and keeps them all.
+func TestRepairMetaDamage(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	tp := TopicPartition{"a", 0}
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, tp, recs(0, 4))
+	mustAppend(t, w, tp, recs(5, 9))
+	if err := w.db.Set(metaKey(tp), flip(encodeMeta(w.parts[tp].meta), 10), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	if _, err := Open(dir, testOptions(t, vfs.Default)); !errors.As(err, new(*CorruptionError)) {
+		t.Fatalf("open with a damaged meta: %v", err)
+	}
+	rep := mustRepair(t, dir, quarantine)
+	if rep.KeptRecords != 10 || rep.Entries != 0 || len(rep.Moved) != 1 || rep.Moved[0].Kind != MovedMeta {
+		t.Fatalf("report: %+v", rep)
+	}
+	w, err = Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	if hw := w.HighWater(tp); hw != 9 {
+		t.Errorf("high water %d, want 9", hw)
+	}
+}
+
+// TestRepairSoundWAL: a WAL without damage is left alone.
+func TestRepairSoundWAL(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, TopicPartition{"a", 0}, recs(0, 9))
+	// Repair refuses while the WAL is open (the appliance holds the lock).
+	if _, err := Repair(dir, quarantine, testOptions(t, vfs.Default)); err == nil || !strings.Contains(err.Error(), "stop it first") {
+		t.Errorf("repair of a WAL in use: %v", err)
+	}
+	mustClose(t, w)
+	rep := mustRepair(t, dir, quarantine)
+	if rep.Quarantine != "" || len(rep.Moved) != 0 || rep.KeptRecords != 10 {
+		t.Fatalf("repair of a sound WAL: %+v", rep)
+	}
+	if _, err := os.Stat(quarantine); !os.IsNotExist(err) {
+		t.Errorf("a quarantine folder was made for a sound WAL: %v", err)
+	}
+	if _, err := os.Stat(repairDir(dir)); !os.IsNotExist(err) {
+		t.Errorf("the rebuild directory was left behind: %v", err)
+	}
+}
+
+// TestRepairFlippedSSTableByte flips one byte in the middle of an sstable:
+// Pebble's block checksum fails for one block. Repair must keep every
+// entry outside that block, move the block's run of offsets, keep the
+// damaged file byte for byte in quarantine and keep the high water.
+func TestRepairFlippedSSTableByte(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	opts := testOptions(t, vfs.Default)
+	w, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := TopicPartition{"a", 0}
+	const n = 2000
+	for i := int64(0); i < n/50; i++ {
+		batch := make([]Record, 50)
+		for j := range batch {
+			off := i*50 + int64(j)
+			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
+		}
+		mustAppend(t, w, tp, batch)
+	}
+	mustAppend(t, w, TopicPartition{"b", 0}, recs(0, 9))
+	if err := w.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	sst := largestSST(t, dir)
+	data, err := os.ReadFile(sst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x01
+	if err := os.WriteFile(sst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	rep := mustRepair(t, dir, quarantine)
+	if rep.Quarantine == "" || len(rep.Damage) == 0 {
+		t.Fatalf("repair found nothing: %+v", rep)
+	}
+	var ranges []Moved
+	for _, m := range rep.Moved {
+		if m.Kind != MovedRange || m.Topic != "a" || m.PebbleFile != sst {
+			t.Errorf("unexpected moved item %+v", m)
+			continue
+		}
+		ranges = append(ranges, m)
+	}
+	if len(ranges) == 0 {
+		t.Fatalf("no unreadable run reported: %+v", rep.Moved)
+	}
+	// Kept and moved records add up to what was appended.
+	if rep.KeptRecords+rep.Records != n+10 || rep.KeptRecords <= 10 || rep.Records == 0 {
+		t.Errorf("kept %d + moved %d records, want %d in all with some of a/0 kept", rep.KeptRecords, rep.Records, n+10)
+	}
+	moved, err := os.ReadFile(filepath.Join(rep.Quarantine, "wal", filepath.Base(sst)))
+	if err != nil || !bytes.Equal(moved, data) {
+		t.Errorf("the damaged sstable is not kept as it was in quarantine (%v)", err)
+	}
+
+	w, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	entries, _ := readAll(t, w, nil)
+	got := offsetsOf(entries, tp)
+	if int64(len(got)) != rep.KeptRecords-10 {
+		t.Errorf("a/0 holds %d records, the report says %d kept", len(got), rep.KeptRecords-10)
+	}
+	// Every missing offset lies in a reported run.
+	for off := int64(0); off < n; off++ {
+		if _, ok := slices.BinarySearch(got, off); ok {
+			continue
+		}
+		in := false
+		for _, r := range ranges {
+			in = in || off >= r.FirstOffset && (off <= r.LastOffset || r.LastOffset < 0)
+		}
+		if !in {
+			t.Fatalf("offset %d is neither kept nor in a reported run %+v", off, ranges)
+		}
+	}
+	if hw := w.HighWater(tp); hw != n-1 {
+		t.Errorf("high water %d after repair, want %d", hw, n-1)
+	}
+	t.Logf("kept %d of %d records of a/0; moved %+v", len(got), n, ranges)
+}
+
+func largestSST(t *testing.T, dir string) string {
+	t.Helper()
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	var sst string
+	var size int64
+	for _, p := range ssts {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
+			sst, size = p, fi.Size()
+		}
+	}
+	if size < 64<<10 {
+		t.Fatalf("largest sstable is %d bytes, too small for the test", size)
+	}
+	return sst
+}
+
+// TestRepairInterruptedSwap: a repair that stopped between moving the
+// damaged WAL away and moving the rebuilt one in leaves only the rebuilt
+// directory. Open refuses it (starting on an empty WAL would lose what the
+// rebuilt one holds); Repair run again finishes the swap. A rebuild left
+// beside an untouched WAL is discarded.
+func TestRepairInterruptedSwap(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	tp := TopicPartition{"a", 0}
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, tp, recs(0, 9))
+	mustClose(t, w)
+	if err := os.Rename(dir, repairDir(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, testOptions(t, vfs.Default)); !errors.Is(err, ErrRepairInterrupted) {
+		t.Fatalf("open during an interrupted swap: %v", err)
+	}
+	if rep := mustRepair(t, dir, quarantine); rep.KeptRecords != 10 || rep.Quarantine != "" {
+		t.Fatalf("repair finishing the swap: %+v", rep)
+	}
+
+	if err := os.MkdirAll(filepath.Join(repairDir(dir), "leftover"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if rep := mustRepair(t, dir, quarantine); rep.KeptRecords != 10 {
+		t.Fatalf("repair beside a leftover rebuild: %+v", rep)
+	}
+	if _, err := os.Stat(repairDir(dir)); !os.IsNotExist(err) {
+		t.Errorf("the leftover rebuild is still there: %v", err)
+	}
+}
+
+// TestRepairUnreadableSSTable damages an sstable's footer: Pebble cannot
+// open the file at all. a/0 lives only in it; b/0 was appended after the
+// flush and lives in Pebble's log, but its keys fall inside the file's key
+// range, and Pebble reads no key in that range while the file is
+// unreadable. Repair must account for both partitions (kept, or reported
+// as moved and counted), report the file, and keep it in quarantine.
+func TestRepairUnreadableSSTable(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	opts := testOptions(t, vfs.Default)
+	w, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := TopicPartition{"a", 0}, TopicPartition{"b", 0}
+	for i := int64(0); i < 40; i++ {
+		batch := make([]Record, 50)
+		for j := range batch {
+			off := i*50 + int64(j)
+			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
+		}
+		mustAppend(t, w, a, batch)
+	}
+	if err := w.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, b, recs(0, 9))
+	mustClose(t, w)
+	sst := largestSST(t, dir)
+	data, err := os.ReadFile(sst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-60] ^= 0x01 // in the footer
+	if err := os.WriteFile(sst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, opts); !errors.As(err, new(*CorruptionError)) {
+		t.Fatalf("open: %v, want a *CorruptionError", err)
+	}
+
+	rep := mustRepair(t, dir, quarantine)
+	reported := map[string]bool{}
+	var file bool
+	for _, m := range rep.Moved {
+		if m.PebbleFile != sst {
+			t.Errorf("moved item %+v does not name %s", m, sst)
+		}
+		file = file || m.Kind == MovedFile
+		if m.Kind == MovedRange && m.FirstOffset == 0 {
+			reported[m.Topic] = true
+		}
+	}
+	if !file || !reported["a"] {
+		t.Errorf("the file or a/0's unreadable run is not reported: %+v", rep.Moved)
+	}
+	w, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	entries, _ := readAll(t, w, nil)
+	if got := offsetsOf(entries, b); !reported["b"] && !equalOffsets(got, span(0, 9)) {
+		t.Errorf("b/0 is neither kept whole nor reported: %v", got)
+	}
+	if want := int64(1 + len(reported)); rep.Entries < want {
+		t.Errorf("%d entries counted as moved, want at least %d (the file and each partition's run): %+v", rep.Entries, want, rep.Moved)
+	}
+	if moved, err := os.ReadFile(filepath.Join(rep.Quarantine, "wal", filepath.Base(sst))); err != nil || !bytes.Equal(moved, data) {
+		t.Errorf("the unreadable sstable is not kept as it was in quarantine (%v)", err)
+	}
+	t.Logf("kept %d records; moved %d entries: %+v", rep.KeptRecords, rep.Entries, rep.Moved)
+}
