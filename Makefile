@@ -7,7 +7,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 PKGS      := ./...
 BENCHTIME ?= 2s
 
-.PHONY: help setup build test test-race bench bench-go lint fmt run-local clean
+.PHONY: help setup build test test-race bench bench-go chaos lint fmt run-local clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,11 @@ bench: build ## the standard end-to-end profile: offload bench, table on stdout,
 
 bench-go: ## Go benchmarks of the hot paths (figures go to docs/PERFORMANCE.md)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./wal ./internal/ingest ./engine/... ./loader
+
+CHAOS_KILLS ?= 200
+
+chaos: ## a long fault-harness run: offload bench --chaos with $(CHAOS_KILLS) kills, report in chaos.json (docs/RELIABILITY.md)
+	bash scripts/chaos.sh $(CHAOS_KILLS)
 
 lint: ## go vet and gofmt
 	$(GO) vet $(PKGS)

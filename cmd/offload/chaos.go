@@ -347,11 +347,17 @@ func (h *harness) waitStatus(what string, timeout time.Duration, cond func(admin
 }
 
 // randomKills: SIGKILLs at random moments while everything is healthy,
-// most of the run's kills.
+// most of the run's kills. Loads are short next to the time between
+// them, so every third kill waits (up to 5 s) for one to be under way.
 func (h *harness) randomKills(sc *chaosScenario) error {
 	n := max(h.o.kills-10, 1)
 	for sc.Kills < n {
 		h.pause(300*time.Millisecond, 2500*time.Millisecond)
+		if sc.Kills%3 == 2 {
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && h.loaderState() != "loading"; {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 		if err := h.kill(sc, nil); err != nil {
 			return err
 		}

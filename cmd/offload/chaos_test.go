@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/offload/offload/internal/testenv"
+)
+
+// TestChaos runs the fault harness as CI's reliability check: `offload
+// bench --chaos` with at least 50 SIGKILLs of the real daemon, against a
+// broker of its own (the harness restarts it mid-run) and the
+// Snowflake-protocol test server, through warehouse outages, every kind
+// of injected warehouse fault, an exhausted disk budget, a full disk and
+// a slow one. It must end with nothing lost, nothing duplicated and no
+// unexpected dead letter, and print those counts.
+func TestChaos(t *testing.T) {
+	testenv.Brokers(t) // the jars and Java the shared broker runs on
+	dir := t.TempDir()
+	script := filepath.Join(repoRoot(t), "scripts", "kafka-broker.sh")
+	kafkaEnv := "OFFLOAD_KAFKA_DIR=" + filepath.Join(dir, "kafka")
+	broker := func(cmd string) string {
+		c := exec.Command(script, cmd)
+		c.Env = append(os.Environ(), kafkaEnv)
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("kafka-broker.sh %s: %v\n%s", cmd, err, stderr.String())
+		}
+		lines := strings.Fields(string(out))
+		if len(lines) == 0 {
+			return ""
+		}
+		return lines[len(lines)-1]
+	}
+	brokers := broker("start")
+	t.Cleanup(func() { broker("stop") })
+
+	out := filepath.Join(dir, "chaos.json")
+	cmd := exec.Command(offloadBin, "bench", "--chaos", "--kills", "50", "--partitions", "4", "--brokers", brokers,
+		"--broker-restart", kafkaEnv+" "+script+" restart", "--dir", filepath.Join(dir, "run"), "--json", out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("offload bench --chaos:\n%s", stdout.String())
+	if err != nil {
+		t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r chaosResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK || r.Kills < 50 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedDLQ != 0 || r.UnexpectedRows != 0 ||
+		!r.ReconcileOK || len(r.Errors) != 0 {
+		t.Fatalf("chaos run failed: %s", b)
+	}
+	if r.Valid == 0 || r.Duplicates == 0 || r.Malformed == 0 || r.Loaded != r.Valid || r.DLQ != r.Malformed {
+		t.Fatalf("the run did not produce and deliver every kind of record: %s", b)
+	}
+	if r.KillMoments["loading"] == 0 {
+		t.Errorf("no kill landed while a batch was loading: %v", r.KillMoments)
+	}
+	ran := map[string]chaosScenario{}
+	for _, s := range r.Scenarios {
+		ran[s.Name] = s
+	}
+	for _, name := range []string{"kills", "warehouse-outage", "warehouse-faults", "broker-restart", "disk-budget", "disk-full", "slow-disk"} {
+		s, ok := ran[name]
+		switch {
+		case !ok:
+			t.Errorf("scenario %s did not run", name)
+		case s.Skipped != "" && (name != "disk-full" || os.Geteuid() == 0):
+			t.Errorf("scenario %s was skipped: %s", name, s.Skipped)
+		}
+	}
+	if s := ran["warehouse-faults"]; s.Faults != 7 {
+		t.Errorf("%d of the 7 warehouse fault kinds hit: %s", s.Faults, s.Detail)
+	}
+	if s := ran["disk-full"]; s.Skipped == "" && !strings.Contains(strings.ToLower(s.Detail), "no space left on device") {
+		t.Errorf("the full disk was not met: %s", s.Detail)
+	}
+	if !strings.Contains(stdout.String(), "lost 0  duplicated 0  unexpected_dlq 0") {
+		t.Errorf("the report does not print the counts")
+	}
+}
