@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -12,14 +13,18 @@ import (
 
 // BatchTotals are a batch's row count and sums of amount per currency.
 type BatchTotals struct {
-	Rows   int64
-	Totals map[string]string // currency → sum of amount, DECIMAL text
+	Rows int64
+	// Duplicates are the ledger's rows of the batch kept out of the
+	// warehouse because it held their events already (dedupe.warehouse:
+	// merge); the warehouse holds Rows - Duplicates of the batch.
+	Duplicates int64
+	Totals     map[string]string // currency → sum of amount, DECIMAL text
 }
 
 // Ledger returns the load ledger's rows of applianceID: each batch's
 // rows and control totals as recorded when it was loaded.
 func (s *Snowflake) Ledger(ctx context.Context, applianceID string) (map[string]BatchTotals, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT BATCH_ID, ROWS, CONTROL_TOTALS FROM "+s.opts.LedgerTable+" WHERE APPLIANCE_ID = ?", applianceID)
+	rows, err := s.db.QueryContext(ctx, "SELECT BATCH_ID, ROWS, COALESCE(DUPLICATES, 0), CONTROL_TOTALS FROM "+s.opts.LedgerTable+" WHERE APPLIANCE_ID = ?", applianceID)
 	if err != nil {
 		return nil, err
 	}
@@ -27,19 +32,15 @@ func (s *Snowflake) Ledger(ctx context.Context, applianceID string) (map[string]
 	out := map[string]BatchTotals{}
 	for rows.Next() {
 		var id, totals string
-		var n int64
-		if err := rows.Scan(&id, &n, &totals); err != nil {
+		var n, dups int64
+		if err := rows.Scan(&id, &n, &dups, &totals); err != nil {
 			return nil, err
 		}
 		var ct []engine.CurrencyTotal
 		if err := json.Unmarshal([]byte(totals), &ct); err != nil {
 			return nil, fmt.Errorf("ledger row %s: control totals %q: %w", id, totals, err)
 		}
-		bt := BatchTotals{Rows: n, Totals: map[string]string{}}
-		for _, c := range ct {
-			bt.Totals[c.Currency] = c.Amount
-		}
-		out[id] = bt
+		out[id] = BatchTotals{Rows: n, Duplicates: dups, Totals: amounts(ct)}
 	}
 	return out, rows.Err()
 }
@@ -47,30 +48,52 @@ func (s *Snowflake) Ledger(ctx context.Context, applianceID string) (map[string]
 // Held returns what the transactions table holds of each batch of the
 // ledger's appliance: rows and sums of amount per currency.
 func (s *Snowflake) Held(ctx context.Context, applianceID string) (map[string]BatchTotals, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT t.BATCH_ID, COALESCE(t.CURRENCY, ''), COUNT(*), CAST(CAST(SUM(t.AMOUNT) AS NUMBER(38,4)) AS VARCHAR)
-		FROM `+s.opts.TransactionsTable+` t WHERE t.BATCH_ID LIKE ? GROUP BY 1, 2`, applianceID+"-%")
+	held, err := heldTotals(ctx, s.db, s.opts.TransactionsTable, "LIKE", applianceID+"-%")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]BatchTotals, len(held))
+	for id, ct := range held {
+		bt := BatchTotals{Totals: amounts(ct)}
+		for _, c := range ct {
+			bt.Rows += c.Rows
+		}
+		out[id] = bt
+	}
+	return out, nil
+}
+
+func amounts(ct []engine.CurrencyTotal) map[string]string {
+	m := make(map[string]string, len(ct))
+	for _, c := range ct {
+		m[c.Currency] = c.Amount
+	}
+	return m
+}
+
+// heldTotals totals the rows of table whose BATCH_ID compares (op, "=" or
+// "LIKE") to arg, by batch and currency, as the engine totals a batch.
+func heldTotals(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, table, op, arg string) (map[string][]engine.CurrencyTotal, error) {
+	rows, err := q.QueryContext(ctx, `SELECT t.BATCH_ID, COALESCE(t.CURRENCY, ''), COUNT(*), CAST(CAST(SUM(t.AMOUNT) AS NUMBER(38,4)) AS VARCHAR)
+		FROM `+table+` t WHERE t.BATCH_ID `+op+` ? GROUP BY 1, 2 ORDER BY 1, 2`, arg)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]BatchTotals{}
+	out := map[string][]engine.CurrencyTotal{}
 	for rows.Next() {
-		var id, cur string
+		var id string
 		var sum *string
-		var n int64
-		if err := rows.Scan(&id, &cur, &n, &sum); err != nil {
+		c := engine.CurrencyTotal{Amount: "0"}
+		if err := rows.Scan(&id, &c.Currency, &c.Rows, &sum); err != nil {
 			return nil, err
 		}
-		bt, ok := out[id]
-		if !ok {
-			bt = BatchTotals{Totals: map[string]string{}}
-		}
-		bt.Rows += n
-		bt.Totals[cur] = "0"
 		if sum != nil {
-			bt.Totals[cur] = *sum
+			c.Amount = *sum
 		}
-		out[id] = bt
+		out[id] = append(out[id], c)
 	}
 	return out, rows.Err()
 }
@@ -113,10 +136,15 @@ func Reconcile(shipped map[string]int64, ledger, held map[string]BatchTotals) []
 		if isShipped && l.Rows != rows {
 			out = append(out, Discrepancy{id, "mismatch", fmt.Sprintf("ledger says %d rows, the batch here had %d", l.Rows, rows)})
 		}
-		if l.Rows != h.Rows {
-			out = append(out, Discrepancy{id, "mismatch", fmt.Sprintf("ledger says %d rows, the warehouse holds %d", l.Rows, h.Rows)})
+		in := l.Rows - l.Duplicates
+		if in != h.Rows {
+			what := fmt.Sprintf("ledger says %d rows, the warehouse holds %d", l.Rows, h.Rows)
+			if l.Duplicates > 0 {
+				what = fmt.Sprintf("ledger says %d rows went in (%d more kept out as duplicates), the warehouse holds %d", in, l.Duplicates, h.Rows)
+			}
+			out = append(out, Discrepancy{id, "mismatch", what})
 		}
-		if a, b := totalsText(l.Totals), totalsText(h.Totals); l.Rows == h.Rows && a != b {
+		if a, b := totalsText(l.Totals), totalsText(h.Totals); in == h.Rows && a != b {
 			out = append(out, Discrepancy{id, "mismatch", fmt.Sprintf("control totals %s, the warehouse sums to %s", a, b)})
 		}
 	}

@@ -212,7 +212,7 @@ var (
 
 var ledgerColumns = []column{
 	{"BATCH_ID", "VARCHAR NOT NULL"}, {"APPLIANCE_ID", "VARCHAR NOT NULL"}, {"ROWS", "BIGINT"}, {"WINDOW_ROWS", "BIGINT"},
-	{"BYTES", "BIGINT"}, {"CONTROL_TOTALS", "VARCHAR"}, {"LOADED_AT", "TIMESTAMP_TZ"},
+	{"BYTES", "BIGINT"}, {"CONTROL_TOTALS", "VARCHAR"}, {"LOADED_AT", "TIMESTAMP_TZ"}, {"DUPLICATES", "BIGINT"},
 }
 
 func ddl(table string, cols []column, extra string) string {
@@ -315,16 +315,12 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 			return fmt.Errorf("COPY INTO staging: %w", err)
 		}
 	}
-	totals, err := json.Marshal(x.Totals)
-	if err != nil {
-		return err
-	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("BEGIN: %w", err)
 	}
 	var skipped int64
-	if err := s.inTx(ctx, tx, x, parts, string(totals), &skipped); err != nil {
+	if err := s.inTx(ctx, tx, x, parts, &skipped); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -340,8 +336,9 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 }
 
 // inTx runs the load's transaction; with MergeRows, skipped gets the rows
-// the table held already.
-func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged, totals string, skipped *int64) error {
+// the table held already. The ledger row records the batch's rows, the
+// rows kept out as duplicates, and the control totals of what went in.
+func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged, skipped *int64) error {
 	o := s.opts
 	for _, p := range parts {
 		var n int64
@@ -371,8 +368,20 @@ WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].ta
 			return fmt.Errorf("MERGE windows: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP()",
-		o.LedgerTable, names(ledgerColumns, "")), x.ID, o.ApplianceID, x.Rows, x.WindowRows, x.FileBytes, totals); err != nil {
+	totals := x.Totals
+	if *skipped > 0 {
+		held, err := heldTotals(ctx, tx, o.TransactionsTable, "=", x.ID)
+		if err != nil {
+			return fmt.Errorf("total the merged rows: %w", err)
+		}
+		totals = held[x.ID]
+	}
+	ct, err := json.Marshal(append([]engine.CurrencyTotal{}, totals...))
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(), ?",
+		o.LedgerTable, names(ledgerColumns, "")), x.ID, o.ApplianceID, x.Rows, x.WindowRows, x.FileBytes, string(ct), *skipped); err != nil {
 		return fmt.Errorf("INSERT ledger row: %w", err)
 	}
 	return nil

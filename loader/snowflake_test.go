@@ -307,9 +307,12 @@ func TestMergeRowsKeepsCrossApplianceDuplicatesOut(t *testing.T) {
 	for _, merge := range []bool{false, true} {
 		t.Run(fmt.Sprintf("merge=%v", merge), func(t *testing.T) {
 			w := newWarehouse(t)
-			sink := w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.MergeRows = merge })
+			sinkOf := func(appliance string) *Snowflake {
+				return w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
+			}
 			a, b := testOutboxOf(t, "box-a", 1, 20), testOutboxOf(t, "box-b", 1, 20)
-			shipAll(t, a, fastOptions(a, sink, t.TempDir()))
+			shipAll(t, a, fastOptions(a, sinkOf("box-a"), t.TempDir()))
+			sink := sinkOf("box-b")
 			shipAll(t, b, fastOptions(b, sink, t.TempDir()))
 			rows := w.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
 			want, dups := "40|20", int64(0)
@@ -318,6 +321,26 @@ func TestMergeRowsKeepsCrossApplianceDuplicatesOut(t *testing.T) {
 			}
 			if rows != want || sink.Duplicates() != dups {
 				t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", rows, want, sink.Duplicates(), dups)
+			}
+			// The ledger says what went in, so box-b's batch, all of whose
+			// rows were kept out, still reconciles.
+			ledger, err := sink.Ledger(context.Background(), "box-b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			held, err := sink.Held(context.Background(), "box-b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			shipped := map[string]int64{}
+			for id, l := range ledger {
+				shipped[id] = l.Rows
+				if l.Rows != 20 || l.Duplicates != dups {
+					t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
+				}
+			}
+			if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || len(found) != 0 {
+				t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
 			}
 		})
 	}

@@ -58,15 +58,19 @@ loader:
 
 var warehouseEnv = "OFFLOAD_WAREHOUSE_PASSWORD=" + warehousePassword
 
-// shopEvents produces n valid events (300 ms of event time apart, two
-// hours ago, so windows close) plus duplicates of some and a few malformed
-// records, and returns the valid event ids and the number of malformed
-// records.
+// shopEpoch is the event time of shop event 0: two hours ago, so windows
+// close. It is fixed for the test binary, so producing event i again
+// sends the same bytes, as a producer's retry does.
+var shopEpoch = time.Now().UTC().Add(-2 * time.Hour)
+
+// shopEvents produces n valid events (300 ms of event time apart from
+// shopEpoch) plus duplicates of some and a few malformed records, and
+// returns the valid event ids and the number of malformed records.
 func shopEvents(t *testing.T, cl *kgo.Client, from, n int, rng *rand.Rand) (map[string]bool, int) {
 	t.Helper()
 	valid := map[string]bool{}
 	malformed := 0
-	start := time.Now().UTC().Add(-2 * time.Hour)
+	start := shopEpoch
 	var recs []*kgo.Record
 	for i := from; i < from+n; i++ {
 		id := fmt.Sprintf("evt-%06d", i)
@@ -332,7 +336,8 @@ func TestReconcile(t *testing.T) {
 	for _, q := range []string{
 		`DELETE FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE EVENT_ID IN (SELECT EVENT_ID FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE BATCH_ID = '` + batches[0] + `' LIMIT 3)`,
 		`DELETE FROM PUBLIC.OFFLOAD_LOAD_LEDGER WHERE BATCH_ID = '` + batches[1] + `'`,
-		`INSERT INTO PUBLIC.OFFLOAD_LOAD_LEDGER VALUES ('test-ffffffffffffffff', 'test', 1, 0, 10, '[]', now())`,
+		`INSERT INTO PUBLIC.OFFLOAD_LOAD_LEDGER (BATCH_ID, APPLIANCE_ID, ROWS, WINDOW_ROWS, BYTES, CONTROL_TOTALS, LOADED_AT)
+			VALUES ('test-ffffffffffffffff', 'test', 1, 0, 10, '[]', now())`,
 	} {
 		if _, err := srv.DB().Exec(q); err != nil {
 			t.Fatal(err)
