@@ -418,14 +418,7 @@ func TestCorruptionInLogFile(t *testing.T) {
 		mustAppend(t, w, tp, batch)
 	}
 	mustClose(t, w)
-	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-	var log string
-	var size int64
-	for _, p := range logs {
-		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
-			log, size = p, fi.Size()
-		}
-	}
+	log, size := largestFile(dir, "*.log")
 	if size < 256<<10 {
 		t.Fatalf("largest log file is %d bytes: the appends were flushed, the test needs them in the log", size)
 	}

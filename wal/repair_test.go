@@ -298,18 +298,24 @@ func TestRepairFlippedSSTableByte(t *testing.T) {
 
 func largestSST(t *testing.T, dir string) string {
 	t.Helper()
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	var sst string
-	var size int64
-	for _, p := range ssts {
-		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
-			sst, size = p, fi.Size()
-		}
-	}
+	sst, size := largestFile(dir, "*.sst")
 	if size < 64<<10 {
 		t.Fatalf("largest sstable is %d bytes, too small for the test", size)
 	}
 	return sst
+}
+
+// largestFile returns the largest file in dir matching pattern, and its size.
+func largestFile(dir, pattern string) (string, int64) {
+	files, _ := filepath.Glob(filepath.Join(dir, pattern))
+	var largest string
+	var size int64
+	for _, p := range files {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
+			largest, size = p, fi.Size()
+		}
+	}
+	return largest, size
 }
 
 // TestRepairInterruptedSwap: a repair that stopped between moving the
