@@ -178,7 +178,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		if o.seed == 0 {
 			o.seed = uint64(time.Now().UnixNano())
 		}
-		fmt.Fprintf(stderr, "offload bench --chaos: %d kills, %d partitions, %s events/s, seed %d, data in %s\n",
+		fmt.Fprintf(stderr, "offload bench --chaos: %d kills, %d partitions, rate %s, seed %d, data in %s\n",
 			o.kills, o.partitions, rateText(o.rate), o.seed, o.dir)
 		res, err := runChaos(o)
 		if err != nil {

@@ -76,16 +76,22 @@ type chaosResult struct {
 	// records missing from the DLQ; Duplicated the copies beyond one of
 	// either; UnexpectedDLQ dead letters of anything but a malformed
 	// record; UnexpectedRows warehouse rows of no valid event.
-	Lost           int64    `json:"lost"`
-	Duplicated     int64    `json:"duplicated"`
-	UnexpectedDLQ  int64    `json:"unexpected_dlq"`
-	UnexpectedRows int64    `json:"unexpected_rows"`
-	ReconcileOK    bool     `json:"reconcile_ok"`
-	DaemonStarts   int      `json:"daemon_starts"`
-	DrainSeconds   float64  `json:"drain_seconds"` // from the producer's stop to everything loaded
-	Seconds        float64  `json:"seconds"`
-	OK             bool     `json:"ok"`
-	Errors         []string `json:"errors,omitempty"`
+	Lost           int64   `json:"lost"`
+	Duplicated     int64   `json:"duplicated"`
+	UnexpectedDLQ  int64   `json:"unexpected_dlq"`
+	UnexpectedRows int64   `json:"unexpected_rows"`
+	ReconcileOK    bool    `json:"reconcile_ok"`
+	DaemonStarts   int     `json:"daemon_starts"`
+	DrainSeconds   float64 `json:"drain_seconds"` // from the producer's stop to everything loaded
+	// OutageDrainPerSec is how fast the backlog of a 20 s outage reached
+	// the warehouse once it was back (valid events/s, new ones arriving
+	// meanwhile included); OutageDrainRatio that over the rate valid
+	// events were produced during the outage.
+	OutageDrainPerSec float64  `json:"outage_drain_events_per_sec"`
+	OutageDrainRatio  float64  `json:"outage_drain_ratio"`
+	Seconds           float64  `json:"seconds"`
+	OK                bool     `json:"ok"`
+	Errors            []string `json:"errors,omitempty"`
 }
 
 // chaosFsyncDelay is the variable the slow-disk scenario sets: the daemon
@@ -103,6 +109,7 @@ type harness struct {
 	cfgPath string
 	admin   string
 	res     chaosResult
+	g       *gen.Generator
 }
 
 func runChaos(o chaosOptions) (chaosResult, error) {
@@ -155,7 +162,7 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 		return h.res, err
 	}
 	defer cl.Close()
-	g := gen.New(gen.Options{Topic: topic, Rate: o.rate, Count: max(1, int(o.rate/4)), Seed: o.seed,
+	h.g = gen.New(gen.Options{Topic: topic, Rate: o.rate, Count: max(1, int(o.rate/4)), Seed: o.seed,
 		RunID: "chaos" + strconv.FormatUint(o.seed%(1<<32), 36)})
 	stopProducing := make(chan struct{})
 	produced := make(chan error, 1)
@@ -170,7 +177,7 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 				return
 			default:
 			}
-			if _, err := g.Run(context.Background(), cl); err != nil {
+			if _, err := h.g.Run(context.Background(), cl); err != nil {
 				produced <- err
 				return
 			}
@@ -214,9 +221,9 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 		return h.res, err
 	}
 	stopped := time.Now()
-	sum := g.Summary()
+	sum := h.g.Summary()
 	h.res.Produced, h.res.Valid, h.res.Duplicates, h.res.Malformed = sum.Produced, sum.Valid, sum.Duplicates, sum.Malformed
-	valid, malformed := g.ValidIDs(), g.MalformedIDs()
+	valid, malformed := h.g.ValidIDs(), h.g.MalformedIDs()
 	h.logf("produced %d records (%d valid events, %d duplicates, %d malformed); draining", sum.Produced, sum.Valid, sum.Duplicates, sum.Malformed)
 	if err := h.drain(len(valid), len(malformed)); err != nil {
 		h.res.Errors = append(h.res.Errors, err.Error())
@@ -385,7 +392,38 @@ func (h *harness) outages(sc *chaosScenario) error {
 		}
 		h.pause(time.Second, 3*time.Second)
 	}
-	sc.Detail = "refused connections for 2s, then 12s"
+	// A 20 s outage without kills measures the drain: from the return
+	// until the warehouse holds every event produced before it.
+	const outage = 20 * time.Second
+	v0, t0 := h.g.Summary().Valid, time.Now()
+	h.srv.RefuseConnections()
+	time.Sleep(outage)
+	v1, r1 := h.g.Summary().Valid, h.loadedRows()
+	produced := float64(v1-v0) / time.Since(t0).Seconds()
+	back := time.Now()
+	if err := h.srv.AcceptConnections(); err != nil {
+		return err
+	}
+	if err := h.waitRows(v1, 3*time.Minute); err != nil {
+		return err
+	}
+	took := time.Since(back).Seconds()
+	h.res.OutageDrainPerSec = float64(h.loadedRows()-r1) / took
+	h.res.OutageDrainRatio = h.res.OutageDrainPerSec / produced
+	sc.Detail = fmt.Sprintf("refused connections for 2s, 12s, then 20s: a backlog of %d events drained in %.1fs, %.0f events/s, %.1f× the %.0f/s produced",
+		v1-r1, took, h.res.OutageDrainPerSec, h.res.OutageDrainRatio, produced)
+	return nil
+}
+
+// waitRows waits until the warehouse holds n rows.
+func (h *harness) waitRows(n int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for h.loadedRows() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the warehouse holds %d rows after %s, want %d", h.loadedRows(), timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return nil
 }
 
@@ -707,6 +745,7 @@ func printChaos(w io.Writer, r chaosResult) {
 	fmt.Fprintf(w, "produced %d records: %d valid events, %d duplicates, %d malformed\n", r.Produced, r.Valid, r.Duplicates, r.Malformed)
 	fmt.Fprintf(w, "warehouse %d rows, DLQ %d; drained %.1f s after the producer stopped; reconcile ok: %v\n",
 		r.Loaded, r.DLQ, r.DrainSeconds, r.ReconcileOK)
+	fmt.Fprintf(w, "after a 20 s outage the backlog drained at %.0f events/s, %.1f× the rate produced\n", r.OutageDrainPerSec, r.OutageDrainRatio)
 	fmt.Fprintf(w, "lost %d  duplicated %d  unexpected_dlq %d  unexpected_rows %d\n", r.Lost, r.Duplicated, r.UnexpectedDLQ, r.UnexpectedRows)
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
