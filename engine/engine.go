@@ -241,19 +241,26 @@ func (e *Engine) Run(ctx context.Context) error {
 	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
 	next := time.Now()
+	// busy: the last micro-batch consumed records. Only then does a full
+	// backlog start the next one at once: the backlog is counted in
+	// offsets, and offsets that will never arrive (moved to the
+	// quarantine by a repair) would otherwise keep the loop spinning.
+	busy := false
 	for {
 		e.alive.Store(time.Now().UnixNano())
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !time.Now().Before(next) || e.backlog() >= int64(e.opts.BatchRecords) {
+		if !time.Now().Before(next) || (busy && e.backlog() >= int64(e.opts.BatchRecords)) {
 			next = time.Now().Add(e.opts.Interval)
-			if _, err := e.Step(); err != nil {
+			n, err := e.Step()
+			if err != nil {
 				if errors.Is(err, ErrClosed) {
 					return nil
 				}
 				return err
 			}
+			busy = n > 0
 			continue
 		}
 		select {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -494,3 +495,43 @@ func TestRunStopsWithContext(t *testing.T) {
 }
 
 func windowOpts(size time.Duration) window.Options { return window.Options{Size: size} }
+
+// TestRunIdlesOverMissingRecords: when the offsets between the cursor and
+// the WAL's high water are gone for good (a repair moved them to the
+// quarantine), the backlog counted by offsets never drains. Run must still
+// wait for its interval between empty micro-batches rather than spin.
+func TestRunIdlesOverMissingRecords(t *testing.T) {
+	var calls atomic.Int64
+	h := newHarness(t, func(o *Options) {
+		o.Interval, o.BatchRecords = 100*time.Millisecond, 10
+		o.Now = func() time.Time { calls.Add(1); return testNow }
+	})
+	h.add("orders", 0, ev("kept", "s1", "1", at(0)))
+	h.drain()
+	var values []string
+	for i := range 50 {
+		values = append(values, ev(fmt.Sprintf("gone-%d", i), "s1", "1", at(0)))
+	}
+	h.add("orders", 0, values...)
+	// Drop the records behind the engine's back, as a repair does.
+	tp := wpart("orders", 0)
+	if _, err := h.w.Truncate(wal.Cursor{tp: 51}); err != nil {
+		t.Fatal(err)
+	}
+	if lag := h.e.cursorLag()[tp]; lag != 50 {
+		t.Fatalf("lag %d, want the 50 offsets gone", lag)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	before := calls.Load()
+	go func() { done <- h.e.Run(ctx) }()
+	time.Sleep(time.Second)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// About ten micro-batches in a second; a spinning loop makes thousands.
+	if n := calls.Load() - before; n > 200 {
+		t.Fatalf("Run went round %d times in a second over an empty WAL: it spins", n)
+	}
+}
