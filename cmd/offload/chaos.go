@@ -170,13 +170,15 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 		// One quarter-second batch at a time, each produced in full (the
 		// client retries through broker restarts), so every event the
 		// generator remembers did reach Kafka.
-		for {
+		batch, start := max(1, int(o.rate/4)), time.Now()
+		for k := 0; ; k++ {
 			select {
 			case <-stopProducing:
 				produced <- nil
 				return
 			default:
 			}
+			time.Sleep(time.Until(start.Add(time.Duration(float64(k*batch) / o.rate * float64(time.Second)))))
 			if _, err := h.g.Run(context.Background(), cl); err != nil {
 				produced <- err
 				return
