@@ -880,14 +880,23 @@ func (d *Decoder) label(f field) string {
 	return name
 }
 
+// fail rejects the record for field f. The reason is masked as a whole:
+// values are sanitized where they are quoted, but a number the decoder
+// parsed (an amount that is really a card number) is printed as parsed.
 func (d *Decoder) fail(code string, f field, format string, args ...any) bool {
-	d.rej = Reject{Code: code, Field: fieldNames[f], Reason: d.label(f) + ": " + fmt.Sprintf(format, args...)}
+	d.rej = Reject{Code: code, Field: fieldNames[f], Reason: maskReason(d.label(f) + ": " + fmt.Sprintf(format, args...))}
 	return false
 }
 
 func (d *Decoder) failRecord(code, format string, args ...any) bool {
-	d.rej = Reject{Code: code, Reason: fmt.Sprintf(format, args...)}
+	d.rej = Reject{Code: code, Reason: maskReason(fmt.Sprintf(format, args...))}
 	return false
+}
+
+// maskReason masks card numbers and e-mail addresses in a reason.
+func maskReason(reason string) string {
+	s, _ := clip([]byte(reason), 2*len(reason)+64) // never cut: masks are not much longer
+	return s
 }
 
 func (d *Decoder) wrongType(f field, rv rawVal) bool {
