@@ -248,12 +248,23 @@ func (s *Snowflake) DDL() []string {
 	}
 }
 
-// Prepare creates the tables and the stage where missing.
+// Prepare creates the tables and the stage where missing, and adds the
+// DUPLICATES column to a ledger created before it existed (its rows read
+// as 0). The ALTER runs only when the column is missing: it needs the
+// table's ownership, which a role using objects created beforehand may
+// not have.
 func (s *Snowflake) Prepare(ctx context.Context) error {
 	for _, q := range s.DDL() {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", firstWords(q), err)
 		}
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT DUPLICATES FROM "+s.opts.LedgerTable+" LIMIT 0")
+	if err == nil {
+		return rows.Close()
+	}
+	if _, err := s.db.ExecContext(ctx, "ALTER TABLE "+s.opts.LedgerTable+" ADD COLUMN IF NOT EXISTS DUPLICATES BIGINT"); err != nil {
+		return fmt.Errorf("add column DUPLICATES to %s: %w", s.opts.LedgerTable, err)
 	}
 	return nil
 }

@@ -154,6 +154,37 @@ func TestSnowflakeLoadsEveryBatchOnce(t *testing.T) {
 	}
 }
 
+// TestLedgerFromAnEarlierRelease: a ledger table created before the
+// DUPLICATES column existed gets it from Prepare; batches load, and its
+// old rows read as no duplicates, so reconcile still matches them.
+func TestLedgerFromAnEarlierRelease(t *testing.T) {
+	w := newWarehouse(t)
+	for _, q := range []string{`CREATE SCHEMA IF NOT EXISTS PUBLIC`,
+		`CREATE TABLE PUBLIC.OFFLOAD_LOAD_LEDGER (BATCH_ID VARCHAR NOT NULL, APPLIANCE_ID VARCHAR NOT NULL, ROWS BIGINT,
+			WINDOW_ROWS BIGINT, BYTES BIGINT, CONTROL_TOTALS VARCHAR, LOADED_AT TIMESTAMPTZ, PRIMARY KEY (BATCH_ID))`,
+		`INSERT INTO PUBLIC.OFFLOAD_LOAD_LEDGER VALUES ('lt-0000000000000000', 'lt', 0, 0, 0, '[]', now())`,
+	} {
+		if _, err := w.srv.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := testOutbox(t, 2, 20)
+	want := outboxEventIDs(t, e)
+	sink := w.sink(t, AuthPassword)
+	l := shipAll(t, e, fastOptions(e, sink, t.TempDir()))
+	if st := l.Status(); st.Loaded != 2 || st.Parked != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	checkWarehouse(t, w, want, 3)
+	ledger, err := sink.Ledger(context.Background(), "lt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old, ok := ledger["lt-0000000000000000"]; !ok || old.Duplicates != 0 || len(ledger) != 3 {
+		t.Fatalf("ledger %+v", ledger)
+	}
+}
+
 // TestSnowflakeFaultMatrix injects every fault of the test server at
 // every step of a load, and checks after recovery that the warehouse holds
 // each event exactly once, the windows and the ledger agreeing.
