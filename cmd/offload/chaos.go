@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -361,6 +360,9 @@ func (h *harness) waitStatus(what string, timeout time.Duration, cond func(admin
 func (h *harness) randomKills(sc *chaosScenario) error {
 	n := max(h.o.kills-10, 1)
 	for sc.Kills < n {
+		if sc.Exits > 3 {
+			return fmt.Errorf("the daemon stopped by itself %d times; giving up (see %s)", sc.Exits, h.d.logPath)
+		}
 		h.pause(300*time.Millisecond, 2500*time.Millisecond)
 		if sc.Kills%3 == 2 {
 			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && h.loaderState() != "loading"; {
@@ -767,7 +769,7 @@ type supervisor struct {
 	logPath  string
 	logFile  *os.File
 
-	mu     sync.Mutex
+	// One goroutine (the harness's) starts, kills and stops the daemon.
 	cmd    *exec.Cmd
 	done   chan struct{}
 	extra  []string // the environment of the last start
@@ -800,10 +802,8 @@ func (s *supervisor) start(extra []string) error {
 		_ = cmd.Wait()
 		close(done)
 	}()
-	s.mu.Lock()
 	s.cmd, s.done, s.extra = cmd, done, extra
 	s.starts++
-	s.mu.Unlock()
 	return nil
 }
 
