@@ -238,9 +238,11 @@ func TestCrashAtomicity(t *testing.T) {
 		fmt.Sscan(s, &kills)
 	}
 	crashed, ref := t.TempDir(), t.TempDir()
-	// About 190 records' worth of work lands between two kills: size the
-	// WAL so the wanted kills land before the run finishes.
-	crashWorkload(t, crashed, max(8000, 320*kills))
+	// About 190 records' worth of work lands between two kills, more when
+	// the machine is busy (the kill moments follow the uninterrupted
+	// run's pace, measured at another moment): size the WAL so the wanted
+	// kills land before the run finishes, with room to spare.
+	crashWorkload(t, crashed, max(12000, 480*kills))
 	copyDir(t, crashed, ref)
 
 	// run runs the engine process over dir. With kill set, it SIGKILLs the
