@@ -223,6 +223,23 @@ func (s *repairScan) movedRaw(m Moved, key, val []byte) {
 
 func (s *repairScan) damage(err error) { s.rep.Damage = append(s.rep.Damage, err.Error()) }
 
+// malformedKey moves a key that is neither an entry's nor a meta's.
+func (s *repairScan) malformedKey(key, val []byte) {
+	ce := &CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: fmt.Sprintf("malformed key %x", key)}
+	s.damage(ce)
+	s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: ce.Reason}, key, val)
+}
+
+// stopped tells why an iterator stopped: at the end (nil, nil), at damage
+// Pebble reports that the scan goes on past (corrupt), or on another error.
+func stopped(it *pebble.Iterator) (corrupt, err error) {
+	err = it.Error()
+	if err == nil || pebble.IsCorruptionError(err) {
+		return err, nil
+	}
+	return nil, err
+}
+
 func (s *repairScan) run() error {
 	s.batch = s.out.NewBatch()
 	parts, err := s.partitions()
@@ -300,16 +317,16 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 	var skipped []*pebble.DataCorruptionInfo
 	for valid := it.First(); ; {
 		if !valid {
-			err := it.Error()
-			if err == nil {
-				break
-			}
-			if !pebble.IsCorruptionError(err) {
+			corrupt, err := stopped(it)
+			if err != nil {
 				_ = it.Close()
 				return nil, err
 			}
-			s.damage(asCorruption(err))
-			info := pebble.ExtractDataCorruptionInfo(err)
+			if corrupt == nil {
+				break
+			}
+			s.damage(asCorruption(corrupt))
+			info := pebble.ExtractDataCorruptionInfo(corrupt)
 			if info == nil || len(info.Bounds.End.Key) == 0 || slices.ContainsFunc(skipped, func(i *pebble.DataCorruptionInfo) bool { return i.Path == info.Path }) {
 				// Nowhere known to go on from.
 				skipped = append(skipped, &pebble.DataCorruptionInfo{Path: "(a file pebble does not name)"})
@@ -328,9 +345,7 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 		prefix, tp, _, ok := decodeKey(key)
 		if !ok {
 			val, _ := it.ValueAndErr()
-			ce := &CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: fmt.Sprintf("malformed key %x", key)}
-			s.damage(ce)
-			s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: ce.Reason}, key, val)
+			s.malformedKey(key, val)
 			valid = it.Next()
 			continue
 		}
@@ -367,16 +382,16 @@ func (s *repairScan) partition(tp TopicPartition) error {
 	bad := int64(0)  // an offset whose seek meets the damage
 	for valid := it.First(); ; {
 		if !valid {
-			err := it.Error()
-			if err == nil {
-				break
-			}
-			if !pebble.IsCorruptionError(err) {
+			corrupt, err := stopped(it)
+			if err != nil {
 				return err
+			}
+			if corrupt == nil {
+				break
 			}
 			// A block Pebble cannot read: go on from the first offset
 			// that it can, moving the run in between.
-			ce := corruptionOf(err)
+			ce := corruptionOf(corrupt)
 			s.damage(ce)
 			next, ok := s.probe(tp, bad)
 			r := Moved{Kind: MovedRange, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: end + 1, LastOffset: -1,
@@ -418,9 +433,7 @@ func (s *repairScan) partition(tp TopicPartition) error {
 			continue
 		}
 		if !ok || prefix != prefixEntry {
-			ce := &CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: fmt.Sprintf("malformed key %x", key)}
-			s.damage(ce)
-			s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: ce.Reason}, key, val)
+			s.malformedKey(key, val)
 			valid = it.Next()
 			continue
 		}

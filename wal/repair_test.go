@@ -72,13 +72,7 @@ func TestRepairEntryDamage(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir, quarantine := repairDirs(t)
-			w, err := Open(dir, testOptions(t, vfs.Default))
-			if err != nil {
-				t.Fatal(err)
-			}
-			mustAppend(t, w, tp, recs(0, 4))
-			mustAppend(t, w, tp, recs(5, 9))
-			mustAppend(t, w, tp, recs(10, 14))
+			w := openThreeEntries(t, dir, tp)
 			mustAppend(t, w, other, recs(0, 2))
 			v, closer, err := w.db.Get(entryKey(tp, dmgFirst))
 			if err != nil {
@@ -172,13 +166,19 @@ func TestRepairMetaDamage(t *testing.T) {
 	if rep.KeptRecords != 10 || rep.Entries != 0 || len(rep.Moved) != 1 || rep.Moved[0].Kind != MovedMeta {
 		t.Fatalf("report: %+v", rep)
 	}
-	w, err = Open(dir, testOptions(t, vfs.Default))
+	wantHighWater(t, dir, tp, 9)
+}
+
+// wantHighWater opens the WAL in dir and checks tp's high water.
+func wantHighWater(t *testing.T, dir string, tp TopicPartition, want int64) {
+	t.Helper()
+	w, err := Open(dir, testOptions(t, vfs.Default))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mustClose(t, w)
-	if hw := w.HighWater(tp); hw != 9 {
-		t.Errorf("high water %d, want 9", hw)
+	if hw := w.HighWater(tp); hw != want {
+		t.Errorf("high water %d after repair, want %d", hw, want)
 	}
 }
 
@@ -220,14 +220,7 @@ func TestRepairFlippedSSTableByte(t *testing.T) {
 	}
 	tp := TopicPartition{"a", 0}
 	const n = 2000
-	for i := int64(0); i < n/50; i++ {
-		batch := make([]Record, 50)
-		for j := range batch {
-			off := i*50 + int64(j)
-			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
-		}
-		mustAppend(t, w, tp, batch)
-	}
+	appendOrders(t, w, tp, n/50)
 	mustAppend(t, w, TopicPartition{"b", 0}, recs(0, 9))
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
@@ -305,6 +298,21 @@ func largestSST(t *testing.T, dir string) string {
 	return sst
 }
 
+// appendOrders appends to tp entries of 50 records each, offsets from 0
+// on, whose values are 300-byte JSON orders: enough data for sstables
+// with many blocks.
+func appendOrders(t *testing.T, w *WAL, tp TopicPartition, entries int64) {
+	t.Helper()
+	for i := int64(0); i < entries; i++ {
+		batch := make([]Record, 50)
+		for j := range batch {
+			off := i*50 + int64(j)
+			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
+		}
+		mustAppend(t, w, tp, batch)
+	}
+}
+
 // largestFile returns the largest file in dir matching pattern, and its size.
 func largestFile(dir, pattern string) (string, int64) {
 	files, _ := filepath.Glob(filepath.Join(dir, pattern))
@@ -367,14 +375,7 @@ func TestRepairUnreadableSSTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := TopicPartition{"a", 0}, TopicPartition{"b", 0}
-	for i := int64(0); i < 40; i++ {
-		batch := make([]Record, 50)
-		for j := range batch {
-			off := i*50 + int64(j)
-			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
-		}
-		mustAppend(t, w, a, batch)
-	}
+	appendOrders(t, w, a, 40)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -424,4 +425,18 @@ func TestRepairUnreadableSSTable(t *testing.T) {
 		t.Errorf("the unreadable sstable is not kept as it was in quarantine (%v)", err)
 	}
 	t.Logf("kept %d records; moved %d entries: %+v", rep.KeptRecords, rep.Entries, rep.Moved)
+}
+
+// openThreeEntries opens a new WAL in dir holding tp's offsets 0..14 as
+// three entries: 0..4, 5..9 and 10..14.
+func openThreeEntries(t *testing.T, dir string, tp TopicPartition) *WAL {
+	t.Helper()
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, tp, recs(0, 4))
+	mustAppend(t, w, tp, recs(5, 9))
+	mustAppend(t, w, tp, recs(10, 14))
+	return w
 }
