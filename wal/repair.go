@@ -206,10 +206,11 @@ type repairScan struct {
 	batch    *pebble.Batch
 }
 
-// movedRaw records a moved item whose key and value are saved.
-func (s *repairScan) movedRaw(m Moved, key, val []byte) {
+// movedRaw records a moved item whose key and value are saved, unless
+// that key was moved already; it reports whether it recorded it.
+func (s *repairScan) movedRaw(m Moved, key, val []byte) bool {
 	if s.seen[string(key)] {
-		return
+		return false
 	}
 	s.seen[string(key)] = true
 	n := len(s.raw)
@@ -219,15 +220,19 @@ func (s *repairScan) movedRaw(m Moved, key, val []byte) {
 	}
 	s.raw = append(s.raw, [2][]byte{bytes.Clone(key), bytes.Clone(val)})
 	s.rep.Moved = append(s.rep.Moved, m)
+	return true
 }
 
 func (s *repairScan) damage(err error) { s.rep.Damage = append(s.rep.Damage, err.Error()) }
 
-// malformedKey moves a key that is neither an entry's nor a meta's.
+// malformedKey moves a key that is neither an entry's nor a meta's. The
+// partition scan meets again a key inside a partition's range that the
+// key scan moved; it is reported once.
 func (s *repairScan) malformedKey(key, val []byte) {
-	ce := &CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: fmt.Sprintf("malformed key %x", key)}
-	s.damage(ce)
-	s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: ce.Reason}, key, val)
+	reason := fmt.Sprintf("malformed key %x", key)
+	if s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: reason}, key, val) {
+		s.damage(&CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: reason})
+	}
 }
 
 // stopped tells why an iterator stopped: at the end (nil, nil), at damage

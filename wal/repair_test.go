@@ -440,3 +440,26 @@ func openThreeEntries(t *testing.T, dir string, tp TopicPartition) *WAL {
 	mustAppend(t, w, tp, recs(10, 14))
 	return w
 }
+
+// TestRepairMalformedKeyInPartition: a malformed key sorting inside a
+// partition's keys is met by both scans; it is moved and reported once.
+func TestRepairMalformedKeyInPartition(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	tp := TopicPartition{"a", 0}
+	w := openThreeEntries(t, dir, tp)
+	bad := append(partitionPrefix(prefixEntry, tp.Topic, tp.Partition), 0, 0, 0) // before the first entry
+	if err := w.db.Set(bad, []byte("x"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	rep := mustRepair(t, dir, quarantine)
+	var n int
+	for _, d := range rep.Damage {
+		if strings.Contains(d, "malformed key") {
+			n++
+		}
+	}
+	if n != 1 || len(rep.Moved) != 1 || rep.KeptRecords != 15 {
+		t.Errorf("malformed key reported %d times, moved %+v, kept %d records; want once, one key, 15", n, rep.Moved, rep.KeptRecords)
+	}
+}
