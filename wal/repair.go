@@ -619,9 +619,15 @@ type QuarantineSummary struct {
 	Folders int
 	Entries int64
 	Records int64
+	// Incomplete lists the wal-* folders without a readable manifest, not
+	// counted: a repair that stopped while writing the folder (its WAL was
+	// not changed) or before it finished the swap (run the repair again).
+	Incomplete []string
 }
 
-// ReadQuarantine reads every wal-* folder's manifest under dir.
+// ReadQuarantine totals every wal-* folder's manifest under dir. Folders
+// without a readable manifest are listed in Incomplete, not counted, and
+// do not stop the count of the others.
 func ReadQuarantine(fs vfs.FS, dir string) (QuarantineSummary, error) {
 	var sum QuarantineSummary
 	if fs == nil {
@@ -639,22 +645,28 @@ func ReadQuarantine(fs vfs.FS, dir string) (QuarantineSummary, error) {
 		if len(n) < 4 || n[:4] != "wal-" {
 			continue
 		}
-		f, err := fs.Open(filepath.Join(dir, n, ManifestFile))
+		rep, err := readManifest(fs, filepath.Join(dir, n, ManifestFile))
 		if err != nil {
-			return sum, fmt.Errorf("wal: quarantine folder %s: %w", n, err)
-		}
-		b, err := io.ReadAll(f)
-		_ = f.Close()
-		if err != nil {
-			return sum, err
-		}
-		var rep RepairReport
-		if err := json.Unmarshal(b, &rep); err != nil {
-			return sum, fmt.Errorf("wal: quarantine folder %s: %s: %w", n, ManifestFile, err)
+			sum.Incomplete = append(sum.Incomplete, filepath.Join(dir, n))
+			continue
 		}
 		sum.Folders++
 		sum.Entries += rep.Entries
 		sum.Records += rep.Records
 	}
 	return sum, nil
+}
+
+func readManifest(fs vfs.FS, name string) (RepairReport, error) {
+	var rep RepairReport
+	f, err := fs.Open(name)
+	if err != nil {
+		return rep, err
+	}
+	b, err := io.ReadAll(f)
+	_ = f.Close()
+	if err != nil {
+		return rep, err
+	}
+	return rep, json.Unmarshal(b, &rep)
 }

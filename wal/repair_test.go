@@ -441,6 +441,28 @@ func openThreeEntries(t *testing.T, dir string, tp TopicPartition) *WAL {
 	return w
 }
 
+// TestReadQuarantineIncomplete: a folder left without a manifest (a
+// repair stopped while writing it) is listed and skipped; the others are
+// still counted.
+func TestReadQuarantineIncomplete(t *testing.T) {
+	q := t.TempDir()
+	good := filepath.Join(q, "wal-20261127T100000.000Z")
+	bad := filepath.Join(q, "wal-20261127T110000.000Z")
+	for _, d := range []string{good, filepath.Join(bad, "raw")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	man, _ := json.Marshal(RepairReport{Entries: 2, Records: 80})
+	if err := os.WriteFile(filepath.Join(good, ManifestFile), man, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := ReadQuarantine(nil, q)
+	if err != nil || sum.Folders != 1 || sum.Entries != 2 || sum.Records != 80 || !slices.Equal(sum.Incomplete, []string{bad}) {
+		t.Errorf("summary %+v (%v), want 1 folder, 2 entries, 80 records and %s incomplete", sum, err, bad)
+	}
+}
+
 // TestRepairMalformedKeyInPartition: a malformed key sorting inside a
 // partition's keys is met by both scans; it is moved and reported once.
 func TestRepairMalformedKeyInPartition(t *testing.T) {
