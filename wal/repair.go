@@ -81,6 +81,38 @@ type RepairReport struct {
 // repairDir is where Repair builds the repaired WAL before swapping it in.
 func repairDir(dir string) string { return dir + ".repair" }
 
+// repairLock is the file Repair locks for its whole run. It lies beside
+// dir, not in it: dir and its rebuild are renamed during a repair, and a
+// second repair must wait whichever of them exists.
+func repairLock(dir string) string { return dir + ".repair.lock" }
+
+// completeFile marks a rebuild as complete: written into the rebuild
+// directory, synced, right before the swap. It holds the quarantine folder
+// the damaged WAL moves into. A rebuild without it may be discarded; one
+// with it is the only copy of the repaired WAL once the swap has begun,
+// and is never discarded. It stays in the WAL directory after the swap
+// until the quarantine folder's manifest is in place.
+const completeFile = "OFFLOAD-REPAIR-COMPLETE"
+
+// manifestPending is the manifest's name until the swap succeeded: a
+// quarantine folder counts only once the WAL no longer holds its entries.
+const manifestPending = ManifestFile + ".pending"
+
+// readComplete reads the marker in dir: the quarantine folder it names,
+// and whether it is there.
+func readComplete(fs vfs.FS, dir string) (folder string, ok bool, err error) {
+	f, err := fs.Open(filepath.Join(dir, completeFile))
+	if oserrNotExist(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	b, err := io.ReadAll(f)
+	_ = f.Close()
+	return string(b), err == nil, err
+}
+
 // Repair rebuilds the WAL in dir from every entry that checks and moves
 // what does not into a new folder wal-<UTC time> under quarantine. It
 // never deletes WAL data: the damaged entries' raw keys and values are
@@ -89,25 +121,23 @@ func repairDir(dir string) string { return dir + ".repair" }
 // could not read are kept too. Each partition keeps its high water, so a
 // re-fetch of moved records is not admitted again.
 //
-// Repair takes the WAL's directory lock: it fails while the appliance has
-// the WAL open. A sound WAL is left as it is and the report has no
-// Quarantine. Damage inside Pebble's log that stops the database from
-// opening at all cannot be repaired here.
+// Repair locks a file beside dir (one repair at a time) and takes the
+// WAL's directory lock: it fails while the appliance has the WAL open. A
+// sound WAL is left as it is and the report has no Quarantine. Damage
+// inside Pebble's log that stops the database from opening at all cannot
+// be repaired here.
 func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 	opts.EnsureDefaults()
 	rep := RepairReport{Created: opts.Now().UTC(), Moved: []Moved{}, Damage: []string{}}
 	fs := opts.FS
 	tmp := repairDir(dir)
-	if _, err := fs.Stat(tmp); err == nil {
-		if _, err := fs.Stat(dir); oserrNotExist(err) {
-			// A repair stopped between moving the damaged WAL away and
-			// moving the rebuilt one in: finish it.
-			if err := fs.Rename(tmp, dir); err != nil {
-				return rep, fmt.Errorf("wal: cannot finish the interrupted repair: %w", err)
-			}
-		} else if err := fs.RemoveAll(tmp); err != nil { // a rebuild that never replaced anything
-			return rep, fmt.Errorf("wal: cannot remove the unfinished rebuild %s: %w", tmp, err)
-		}
+	rlock, err := fs.Lock(repairLock(dir))
+	if err != nil {
+		return rep, fmt.Errorf("wal: cannot lock %s: %w (is another `offload wal repair` running?)", repairLock(dir), err)
+	}
+	defer rlock.Close()
+	if err := finishInterrupted(fs, dir); err != nil {
+		return rep, err
 	}
 	if _, err := fs.Stat(dir); err != nil {
 		if oserrNotExist(err) {
@@ -162,16 +192,101 @@ func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot write the quarantine folder: %w", dir, err)
 	}
 	rep.Quarantine = folder
+	if err := writeFile(fs, filepath.Join(tmp, completeFile), []byte(folder)); err != nil {
+		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
+	}
+	if err := syncDir(fs, tmp); err != nil {
+		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
+	}
 	// The swap: the damaged WAL moves into the quarantine folder, the
 	// rebuilt one takes its place. Open refuses to start between the two
 	// renames, and Repair finishes the swap when run again.
 	if err := fs.Rename(dir, filepath.Join(folder, "wal")); err != nil {
-		return rep, fmt.Errorf("wal: cannot move the damaged WAL into %s: %w", folder, err)
+		// The WAL is untouched: the rebuild and the folder, which holds
+		// only copies of its entries, go. Should that fail, the rebuild
+		// stays complete and the next repair says what to do.
+		cerr := errors.Join(fs.Remove(filepath.Join(tmp, completeFile)), fs.RemoveAll(tmp), fs.RemoveAll(folder))
+		return rep, errors.Join(fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot move the damaged WAL into %s: %w", dir, folder, err), cerr)
 	}
 	if err := fs.Rename(tmp, dir); err != nil {
 		return rep, fmt.Errorf("wal: cannot move the rebuilt WAL %s to %s: %w (run the repair again to finish)", tmp, dir, err)
 	}
-	return rep, errors.Join(syncDir(fs, filepath.Dir(dir)), syncDir(fs, folder))
+	if err := syncDir(fs, filepath.Dir(dir)); err != nil {
+		return rep, fmt.Errorf("wal: %w (run the repair again to finish)", err)
+	}
+	return rep, finishQuarantine(fs, dir, folder)
+}
+
+// finishInterrupted deals with what a repair stopped by a crash or an
+// error left. A rebuild is swapped in when dir is gone. Beside dir, one
+// without its marker is discarded, and a complete one is refused (which
+// of the two holds what only the operator can tell). A WAL directory
+// still holding the marker gets its quarantine manifest put in place.
+func finishInterrupted(fs vfs.FS, dir string) error {
+	tmp := repairDir(dir)
+	if _, err := fs.Stat(tmp); err == nil {
+		folder, complete, err := readComplete(fs, tmp)
+		if err != nil {
+			return fmt.Errorf("wal: cannot read the rebuild %s: %w", tmp, err)
+		}
+		_, derr := fs.Stat(dir)
+		switch {
+		case oserrNotExist(derr):
+			// A repair stopped between moving the damaged WAL away and
+			// moving the rebuilt one in: finish it. (A rebuild without
+			// the marker here was left by a repair from before it.)
+			if err := fs.Rename(tmp, dir); err != nil {
+				return fmt.Errorf("wal: cannot finish the interrupted repair: %w", err)
+			}
+			if err := syncDir(fs, filepath.Dir(dir)); err != nil {
+				return err
+			}
+		case !complete:
+			// A rebuild that never replaced anything.
+			if err := fs.RemoveAll(tmp); err != nil {
+				return fmt.Errorf("wal: cannot remove the unfinished rebuild %s: %w", tmp, err)
+			}
+		default:
+			return interruptedBoth(fs, dir, folder)
+		}
+	}
+	folder, complete, err := readComplete(fs, dir)
+	if err != nil || !complete {
+		return err
+	}
+	return finishQuarantine(fs, dir, folder)
+}
+
+// interruptedBoth is the error for a complete rebuild found beside a WAL
+// directory.
+func interruptedBoth(fs vfs.FS, dir, folder string) error {
+	tmp := repairDir(dir)
+	moved := filepath.Join(folder, "wal")
+	if _, err := fs.Stat(moved); err == nil {
+		return fmt.Errorf("wal: %s holds the complete repaired WAL, and the damaged WAL is in %s, but %s exists too: something created it after the repair moved the damaged WAL away, and it lacks what the repaired WAL holds; move %s aside (keep it until you know what wrote it), then run `offload wal repair` again to finish the swap: %w",
+			tmp, moved, dir, dir, ErrRepairInterrupted)
+	}
+	return fmt.Errorf("wal: %s holds a complete repaired WAL, but the repair stopped before it moved the damaged WAL %s into %s, so %s is most likely the damaged WAL itself; compare them (`offload wal verify`), then move %s aside and run `offload wal repair` again, which repairs %s afresh: %w",
+		tmp, dir, moved, dir, tmp, dir, ErrRepairInterrupted)
+}
+
+// finishQuarantine puts folder's manifest in place once the swap is done
+// (the WAL no longer holds what it counts) and then removes the marker
+// from dir.
+func finishQuarantine(fs vfs.FS, dir, folder string) error {
+	pending := filepath.Join(folder, manifestPending)
+	if _, err := fs.Stat(pending); err == nil {
+		if err := fs.Rename(pending, filepath.Join(folder, ManifestFile)); err != nil {
+			return fmt.Errorf("wal: cannot put the manifest of %s in place: %w (run the repair again to finish)", folder, err)
+		}
+	}
+	if err := syncDir(fs, folder); err != nil {
+		return err
+	}
+	if err := fs.Remove(filepath.Join(dir, completeFile)); err != nil && !oserrNotExist(err) {
+		return err
+	}
+	return syncDir(fs, dir)
 }
 
 // checkRebuilt verifies the rebuilt WAL: every entry in it checked when it
@@ -569,8 +684,8 @@ func decodeHeader(v []byte) (entryHeader, bool) {
 	return parseHeader(v), true
 }
 
-// writeQuarantine writes the moved raw bytes and the manifest into folder
-// and syncs them.
+// writeQuarantine writes the moved raw bytes and the manifest, under its
+// pending name, into folder and syncs them.
 func (s *repairScan) writeQuarantine(fs vfs.FS, folder string) error {
 	if err := fs.MkdirAll(filepath.Join(folder, "raw"), 0o750); err != nil {
 		return err
@@ -595,7 +710,7 @@ func (s *repairScan) writeQuarantine(fs vfs.FS, folder string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(fs, filepath.Join(folder, ManifestFile), append(man, '\n')); err != nil {
+	if err := writeFile(fs, filepath.Join(folder, manifestPending), append(man, '\n')); err != nil {
 		return err
 	}
 	return errors.Join(syncDir(fs, filepath.Join(folder, "raw")), syncDir(fs, folder), syncDir(fs, filepath.Dir(folder)))

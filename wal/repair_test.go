@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -439,6 +440,169 @@ func openThreeEntries(t *testing.T, dir string, tp TopicPartition) *WAL {
 	mustAppend(t, w, tp, recs(5, 9))
 	mustAppend(t, w, tp, recs(10, 14))
 	return w
+}
+
+// damagedWAL writes a/0 as three entries, offsets 0..4, 5..9 and 10..14,
+// and damages a record body of the middle one: a repair moves it.
+func damagedWAL(t *testing.T, dir string) TopicPartition {
+	t.Helper()
+	tp := TopicPartition{"a", 0}
+	w := openThreeEntries(t, dir, tp)
+	damageEntry(t, w, tp, dmgFirst, func(v []byte) []byte { return flip(v, dmgRecord(2)+recordHeaderLen+10) })
+	mustClose(t, w)
+	return tp
+}
+
+// damageEntry rewrites the entry of tp at first through damage.
+func damageEntry(t *testing.T, w *WAL, tp TopicPartition, first int64, damage func([]byte) []byte) {
+	t.Helper()
+	v, closer, err := w.db.Get(entryKey(tp, first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := damage(bytes.Clone(v))
+	closer.Close()
+	if err := w.db.Set(entryKey(tp, first), damaged, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renameFailFS fails the renames fail picks, as a full disk, a permission
+// or a crash at that point would stop a repair.
+type renameFailFS struct {
+	vfs.FS
+	fail func(oldname, newname string) bool
+}
+
+func (fs renameFailFS) Rename(oldname, newname string) error {
+	if fs.fail(oldname, newname) {
+		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: errors.New("injected failure")}
+	}
+	return fs.FS.Rename(oldname, newname)
+}
+
+// TestRepairWhileAnotherRepairs: a repair started while another one holds
+// the repair lock fails before it touches anything, and the other's
+// rebuild in progress stays.
+func TestRepairWhileAnotherRepairs(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	damagedWAL(t, dir)
+	lock, err := vfs.Default.Lock(repairLock(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inProgress := filepath.Join(repairDir(dir), "000002.log")
+	if err := os.MkdirAll(repairDir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inProgress, []byte("rebuilding"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Repair(dir, quarantine, testOptions(t, vfs.Default)); err == nil || !strings.Contains(err.Error(), "another `offload wal repair`") {
+		t.Errorf("repair beside a running repair: %v", err)
+	}
+	if _, err := os.Stat(inProgress); err != nil {
+		t.Fatalf("the other repair's rebuild was touched: %v", err)
+	}
+	if err := lock.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the other is gone its unfinished rebuild is discarded.
+	if rep := mustRepair(t, dir, quarantine); rep.Entries != 1 || rep.KeptRecords != 10 {
+		t.Errorf("repair: %+v", rep)
+	}
+}
+
+// TestRepairCompleteRebuildKept: a repair that moved the damaged WAL away
+// but failed to move the rebuilt one in leaves the only copy of the
+// repaired WAL in the rebuild directory. Should something create the WAL
+// directory again, Open refuses, and the next repair refuses too, naming
+// both directories, instead of discarding the rebuild. Once the stray
+// directory is moved aside the repair finishes the swap and the quarantine
+// counts the moved entry once.
+func TestRepairCompleteRebuildKept(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	tp := damagedWAL(t, dir)
+	fs := renameFailFS{FS: vfs.Default, fail: func(old, _ string) bool { return old == repairDir(dir) }}
+	first, err := Repair(dir, quarantine, testOptions(t, fs))
+	if err == nil || !strings.Contains(err.Error(), "run the repair again") {
+		t.Fatalf("repair with the second rename failing: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the damaged WAL was not moved away: %v", err)
+	}
+	if sum, err := ReadQuarantine(nil, quarantine); err != nil || sum.Folders != 0 || len(sum.Incomplete) != 1 {
+		t.Errorf("quarantine before the swap finished: %+v %v, want one incomplete folder and nothing counted", sum, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stray"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, testOptions(t, vfs.Default)); !errors.Is(err, ErrRepairInterrupted) {
+		t.Errorf("open beside a complete rebuild: %v", err)
+	}
+	_, err = Repair(dir, quarantine, testOptions(t, vfs.Default))
+	if !errors.Is(err, ErrRepairInterrupted) || !strings.Contains(err.Error(), "move "+dir+" aside") ||
+		!strings.Contains(err.Error(), repairDir(dir)+" holds the complete repaired WAL") {
+		t.Errorf("repair beside a complete rebuild: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(repairDir(dir), "MANIFEST-*")); len(m) == 0 {
+		t.Fatalf("the complete rebuild was discarded")
+	}
+	if err := os.Rename(dir, dir+".stray"); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustRepair(t, dir, quarantine)
+	if rep.Quarantine != "" || rep.KeptRecords != 10 {
+		t.Errorf("repair finishing the swap: %+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, completeFile)); !os.IsNotExist(err) {
+		t.Errorf("the marker is left in the WAL: %v", err)
+	}
+	sum, err := ReadQuarantine(nil, quarantine)
+	if err != nil || sum.Folders != 1 || sum.Entries != first.Entries || sum.Records != first.Records || len(sum.Incomplete) != 0 {
+		t.Errorf("quarantine %+v (%v), want the first repair's %d entries, %d records", sum, err, first.Entries, first.Records)
+	}
+	wantHighWater(t, dir, tp, 14)
+}
+
+// TestRepairManifestAfterSwap: a repair whose manifest could not be put
+// in place after the swap leaves its folder uncounted (and listed); the
+// next repair puts it in place.
+func TestRepairManifestAfterSwap(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	damagedWAL(t, dir)
+	fs := renameFailFS{FS: vfs.Default, fail: func(old, _ string) bool { return filepath.Base(old) == manifestPending }}
+	first, err := Repair(dir, quarantine, testOptions(t, fs))
+	if err == nil || !strings.Contains(err.Error(), "manifest") {
+		t.Fatalf("repair with the manifest rename failing: %v", err)
+	}
+	if sum, err := ReadQuarantine(nil, quarantine); err != nil || sum.Folders != 0 || !slices.Equal(sum.Incomplete, []string{first.Quarantine}) {
+		t.Errorf("quarantine: %+v %v, want %s listed as incomplete", sum, err, first.Quarantine)
+	}
+	mustRepair(t, dir, quarantine) // checks one folder counting first's entries
+}
+
+// TestRepairFirstRenameFails: a repair that cannot move the damaged WAL
+// into quarantine changes nothing and leaves no manifest behind, so the
+// repair that succeeds later is the only one counted.
+func TestRepairFirstRenameFails(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	damagedWAL(t, dir)
+	opts := testOptions(t, renameFailFS{FS: vfs.Default, fail: func(old, _ string) bool { return old == dir }})
+	opts.Now = func() time.Time { return testNow.Add(-time.Hour) } // an earlier run: its own folder
+	if _, err := Repair(dir, quarantine, opts); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("repair with the first rename failing: %v", err)
+	}
+	if _, err := os.Stat(repairDir(dir)); !os.IsNotExist(err) {
+		t.Errorf("the rebuild is left: %v", err)
+	}
+	if sum, err := ReadQuarantine(nil, quarantine); err != nil || sum.Folders != 0 || sum.Entries != 0 {
+		t.Errorf("quarantine after a failed repair: %+v %v", sum, err)
+	}
+	mustRepair(t, dir, quarantine) // checks one folder, counting this repair's entries
 }
 
 // TestReadQuarantineIncomplete: a folder left without a manifest (a
