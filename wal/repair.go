@@ -59,6 +59,17 @@ type Moved struct {
 	PebbleFile string `json:"pebble_file,omitempty"`
 }
 
+// HighWaterLoss is a partition whose high water Repair could not rebuild
+// for certain.
+type HighWaterLoss struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// HighWater is what the repaired WAL holds: the highest offset still
+	// known, -1 for none.
+	HighWater int64  `json:"high_water"`
+	Reason    string `json:"reason"`
+}
+
 // RepairReport is what Repair found and did; it is also the quarantine
 // folder's manifest.
 type RepairReport struct {
@@ -72,6 +83,11 @@ type RepairReport struct {
 	Moved   []Moved `json:"moved"`
 	// Damage is every damaged position found, as Verify reports them.
 	Damage []string `json:"damage"`
+	// HighWater lists the partitions whose high water may now be lower
+	// than before: their meta could not be read, nor the last offset of
+	// their highest entry (or no entry was left). A re-fetch of offsets
+	// above the rebuilt high water is admitted again.
+	HighWater []HighWaterLoss `json:"high_water_uncertain"`
 	// Quarantine is the folder holding what was moved and the damaged WAL
 	// directory as it was (in its subdirectory "wal"); empty when nothing
 	// was damaged.
@@ -118,8 +134,9 @@ func readComplete(fs vfs.FS, dir string) (folder string, ok bool, err error) {
 // never deletes WAL data: the damaged entries' raw keys and values are
 // written to that folder with a manifest (ManifestFile, the report as
 // JSON), and the whole old WAL directory is moved into it, so bytes Pebble
-// could not read are kept too. Each partition keeps its high water, so a
-// re-fetch of moved records is not admitted again.
+// could not read are kept too. Each partition keeps its high water where
+// its meta or its highest entry can be read (see RepairReport.HighWater),
+// so a re-fetch of moved records is not admitted again.
 //
 // Repair locks a file beside dir (one repair at a time) and takes the
 // WAL's directory lock: it fails while the appliance has the WAL open. A
@@ -128,7 +145,7 @@ func readComplete(fs vfs.FS, dir string) (folder string, ok bool, err error) {
 // be repaired here.
 func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 	opts.EnsureDefaults()
-	rep := RepairReport{Created: opts.Now().UTC(), Moved: []Moved{}, Damage: []string{}}
+	rep := RepairReport{Created: opts.Now().UTC(), Moved: []Moved{}, Damage: []string{}, HighWater: []HighWaterLoss{}}
 	fs := opts.FS
 	tmp := repairDir(dir)
 	rlock, err := fs.Lock(repairLock(dir))
@@ -483,7 +500,11 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 }
 
 // partition copies tp's entries that check, moves the others, and writes
-// a meta that agrees with what was copied and keeps the high water.
+// a meta that agrees with what was copied and keeps the high water. With
+// the meta unreadable, the high water is the last offset of the highest
+// entry, kept or moved, whose header checks; where that entry's last
+// offset is not known the high water may come out lower than it was, and
+// the report says so.
 func (s *repairScan) partition(tp TopicPartition) error {
 	oldMeta, metaOK := s.meta(tp)
 	kept := partitionMeta{highWater: -1}
@@ -500,6 +521,9 @@ func (s *repairScan) partition(tp TopicPartition) error {
 	defer it.Close()
 	end := int64(-1) // last offset of the last entry kept
 	bad := int64(0)  // an offset whose seek meets the damage
+	// Why the last offset of the highest entry met is not known; empty
+	// once it is.
+	tail := "no entry is left"
 	for valid := it.First(); ; {
 		if !valid {
 			corrupt, err := stopped(it)
@@ -528,6 +552,9 @@ func (s *repairScan) partition(tp TopicPartition) error {
 				r.LastOffset = oldMeta.highWater
 			}
 			kept.highWater = max(kept.highWater, r.LastOffset)
+			if r.LastOffset < 0 {
+				tail = fmt.Sprintf("the entries from offset %d on are unreadable", r.FirstOffset)
+			}
 			s.rep.Moved = append(s.rep.Moved, r)
 			if !ok {
 				break
@@ -548,6 +575,7 @@ func (s *repairScan) partition(tp TopicPartition) error {
 			unknown = true
 			moved.entries++
 			kept.highWater = max(kept.highWater, first)
+			tail = fmt.Sprintf("the entry at offset %d is unreadable", first)
 			bad = first + 1
 			valid = it.Next()
 			continue
@@ -567,17 +595,20 @@ func (s *repairScan) partition(tp TopicPartition) error {
 			s.damage(derr)
 			m := Moved{Kind: MovedEntry, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: first, LastOffset: first,
 				Records: -1, Reason: derr.Error()}
+			// A damaged entry's header may claim any last offset, and a
+			// high water set too far would drop records never seen: its
+			// last offset counts only when the header's checksum holds.
+			kept.highWater = max(kept.highWater, first)
 			if hh, ok := decodeHeader(val); ok {
 				m.LastOffset, m.Records = hh.lastOffset, int64(hh.count)
 				moved.records += uint64(hh.count)
+				kept.highWater = max(kept.highWater, hh.lastOffset)
+				tail = ""
 			} else {
 				unknown = true
+				tail = fmt.Sprintf("the header of the entry at offset %d is damaged", first)
 			}
 			moved.entries++
-			// Only the key's offset is trusted for the high water: a
-			// damaged entry's header may claim any last offset, and a high
-			// water set too far would drop records never seen.
-			kept.highWater = max(kept.highWater, first)
 			s.movedRaw(m, key, val)
 			valid = it.Next()
 			continue
@@ -587,6 +618,7 @@ func (s *repairScan) partition(tp TopicPartition) error {
 		}
 		end = h.lastOffset
 		kept.highWater = max(kept.highWater, h.lastOffset)
+		tail = ""
 		kept.bytes += uint64(len(key) + len(val))
 		kept.entries++
 		kept.records += uint64(h.count)
@@ -607,6 +639,10 @@ func (s *repairScan) partition(tp TopicPartition) error {
 		// The meta counted the records the unreadable runs held.
 		moved.records = oldMeta.records - kept.records
 		moved.entries = max(moved.entries, oldMeta.entries-min(oldMeta.entries, kept.entries))
+	}
+	if !metaOK && tail != "" {
+		s.rep.HighWater = append(s.rep.HighWater, HighWaterLoss{Topic: tp.Topic, Partition: tp.Partition, HighWater: kept.highWater,
+			Reason: "the partition meta is unreadable and " + tail + "; the high water may be lower than before"})
 	}
 	s.rep.KeptEntries += int64(kept.entries)
 	s.rep.KeptRecords += int64(kept.records)

@@ -627,6 +627,55 @@ func TestReadQuarantineIncomplete(t *testing.T) {
 	}
 }
 
+// TestRepairHighWaterWithoutMeta: with the partition meta unreadable the
+// high water is rebuilt from the entries. A damaged last entry whose
+// header checks still gives its last offset; where nothing tells the last
+// offset (its header damaged too, or no entry left) the report says the
+// high water may be lower.
+func TestRepairHighWaterWithoutMeta(t *testing.T) {
+	tp := TopicPartition{"a", 0}
+	cases := []struct {
+		name      string
+		damage    func(w *WAL)
+		hw        int64
+		uncertain bool
+	}{
+		{"last entry's record damaged", func(w *WAL) {
+			damageEntry(t, w, tp, 10, func(v []byte) []byte { return flip(v, dmgRecord(2)+recordHeaderLen+10) })
+		}, 14, false},
+		{"last entry's header damaged", func(w *WAL) {
+			damageEntry(t, w, tp, 10, func(v []byte) []byte { return flip(v, 10) })
+		}, 10, true},
+		{"every entry truncated", func(w *WAL) {
+			if _, err := w.Truncate(Cursor{tp: 15}); err != nil {
+				t.Fatal(err)
+			}
+		}, -1, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, quarantine := repairDirs(t)
+			w := openThreeEntries(t, dir, tp)
+			c.damage(w)
+			if err := w.db.Set(metaKey(tp), flip(encodeMeta(w.parts[tp].meta), 10), pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			mustClose(t, w)
+			rep := mustRepair(t, dir, quarantine)
+			if got := len(rep.HighWater) == 1; got != c.uncertain {
+				t.Errorf("high water reported uncertain: %+v, want %v", rep.HighWater, c.uncertain)
+			} else if got && (rep.HighWater[0].Topic != "a" || rep.HighWater[0].HighWater != c.hw) {
+				t.Errorf("high water report %+v, want a/0 at %d", rep.HighWater[0], c.hw)
+			}
+			var man RepairReport
+			if b, err := os.ReadFile(filepath.Join(rep.Quarantine, ManifestFile)); err != nil || json.Unmarshal(b, &man) != nil || len(man.HighWater) != len(rep.HighWater) {
+				t.Errorf("manifest high water: %v %+v", err, man.HighWater)
+			}
+			wantHighWater(t, dir, tp, c.hw)
+		})
+	}
+}
+
 // TestRepairMalformedKeyInPartition: a malformed key sorting inside a
 // partition's keys is met by both scans; it is moved and reported once.
 func TestRepairMalformedKeyInPartition(t *testing.T) {
