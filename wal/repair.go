@@ -283,7 +283,7 @@ func interruptedBoth(fs vfs.FS, dir, folder string) error {
 		return fmt.Errorf("wal: %s holds the complete repaired WAL, and the damaged WAL is in %s, but %s exists too: something created it after the repair moved the damaged WAL away, and it lacks what the repaired WAL holds; move %s aside (keep it until you know what wrote it), then run `offload wal repair` again to finish the swap: %w",
 			tmp, moved, dir, dir, ErrRepairInterrupted)
 	}
-	return fmt.Errorf("wal: %s holds a complete repaired WAL, but the repair stopped before it moved the damaged WAL %s into %s, so %s is most likely the damaged WAL itself; compare them (`offload wal verify`), then move %s aside and run `offload wal repair` again, which repairs %s afresh: %w",
+	return fmt.Errorf("wal: %s holds a complete repaired WAL, but the repair stopped before it moved the damaged WAL %s into %s, so %s is most likely the damaged WAL itself (`offload wal verify` shows its damage); if so, move %s aside and run `offload wal repair` again, which repairs %s afresh: %w",
 		tmp, dir, moved, dir, tmp, dir, ErrRepairInterrupted)
 }
 
