@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -325,33 +324,13 @@ func TestCorruptionInSSTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := TopicPartition{"a", 0}
-	for i := int64(0); i < 40; i++ {
-		batch := make([]Record, 50)
-		for j := range batch {
-			off := i*50 + int64(j)
-			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
-		}
-		mustAppend(t, w, tp, batch)
-	}
+	appendOrders(t, w, tp, 40)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	mustClose(t, w)
 
-	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	if len(ssts) == 0 {
-		t.Fatal("no sstable after flush")
-	}
-	var sst string
-	var size int64
-	for _, p := range ssts {
-		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
-			sst, size = p, fi.Size()
-		}
-	}
-	if size < 64<<10 {
-		t.Fatalf("largest sstable is %d bytes, too small for the test", size)
-	}
+	sst := largestSST(t, dir)
 	data, err := os.ReadFile(sst)
 	if err != nil {
 		t.Fatal(err)
@@ -409,14 +388,7 @@ func TestCorruptionInLogFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := TopicPartition{"a", 0}
-	for i := int64(0); i < 40; i++ {
-		batch := make([]Record, 50)
-		for j := range batch {
-			off := i*50 + int64(j)
-			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
-		}
-		mustAppend(t, w, tp, batch)
-	}
+	appendOrders(t, w, tp, 40)
 	mustClose(t, w)
 	log, size := largestFile(dir, "*.log")
 	if size < 256<<10 {

@@ -87,10 +87,25 @@
 // manifest.json and the whole old WAL directory into a quarantine folder,
 // and renames the rebuilt WAL into place. Where Pebble cannot read a block
 // it probes forward to the first readable key and records the unreadable
-// run of offsets. Metas are rebuilt from the kept entries and keep each
-// partition's high water. Nothing is deleted. Open refuses a directory
-// whose repair stopped between its two renames (ErrRepairInterrupted);
-// Repair run again finishes it.
+// run of offsets. Metas are rebuilt from the kept entries. Each partition
+// keeps its high water from its meta or, when the meta cannot be read,
+// from the last offset of its highest entry whose header checksum holds
+// (kept or moved). When neither tells it (meta and that entry's header
+// both damaged, an unreadable end of the partition, or a partition
+// truncated to no entries whose meta is damaged) the high water can come
+// out lower than it was, so a re-fetch above it is admitted again: the
+// report lists each such partition (RepairReport.HighWater). Nothing is
+// deleted.
+//
+// One repair runs at a time: Repair locks dir + ".repair.lock", beside
+// the directories it renames. Before the swap it writes a marker into the
+// rebuild; the next repair discards a rebuild without it found beside the
+// WAL directory, and never one with it. Open refuses while a rebuild exists (ErrRepairInterrupted).
+// Repair run again finishes a swap that stopped between its two renames,
+// and refuses, saying which directory holds what, when the WAL directory
+// was created again beside a complete rebuild. The quarantine manifest
+// gets its name only once the swap is done, so ReadQuarantine never counts
+// entries still in the WAL; it lists the folders without one.
 //
 // A failed fsync is fatal: Pebble cannot tell what reached the disk, so the
 // WAL calls Options.Fatal and the appliance stops rather than retry.

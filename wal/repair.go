@@ -59,6 +59,17 @@ type Moved struct {
 	PebbleFile string `json:"pebble_file,omitempty"`
 }
 
+// HighWaterLoss is a partition whose high water Repair could not rebuild
+// for certain.
+type HighWaterLoss struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// HighWater is what the repaired WAL holds: the highest offset still
+	// known, -1 for none.
+	HighWater int64  `json:"high_water"`
+	Reason    string `json:"reason"`
+}
+
 // RepairReport is what Repair found and did; it is also the quarantine
 // folder's manifest.
 type RepairReport struct {
@@ -72,6 +83,11 @@ type RepairReport struct {
 	Moved   []Moved `json:"moved"`
 	// Damage is every damaged position found, as Verify reports them.
 	Damage []string `json:"damage"`
+	// HighWater lists the partitions whose high water may now be lower
+	// than before: their meta could not be read, nor the last offset of
+	// their highest entry (or no entry was left). A re-fetch of offsets
+	// above the rebuilt high water is admitted again.
+	HighWater []HighWaterLoss `json:"high_water_uncertain"`
 	// Quarantine is the folder holding what was moved and the damaged WAL
 	// directory as it was (in its subdirectory "wal"); empty when nothing
 	// was damaged.
@@ -81,33 +97,64 @@ type RepairReport struct {
 // repairDir is where Repair builds the repaired WAL before swapping it in.
 func repairDir(dir string) string { return dir + ".repair" }
 
+// repairLock is the file Repair locks for its whole run. It lies beside
+// dir, not in it: dir and its rebuild are renamed during a repair, and a
+// second repair must wait whichever of them exists.
+func repairLock(dir string) string { return dir + ".repair.lock" }
+
+// completeFile marks a rebuild as complete: written into the rebuild
+// directory, synced, right before the swap. It holds the quarantine folder
+// the damaged WAL moves into. A rebuild without it may be discarded; one
+// with it is the only copy of the repaired WAL once the swap has begun,
+// and is never discarded. It stays in the WAL directory after the swap
+// until the quarantine folder's manifest is in place.
+const completeFile = "OFFLOAD-REPAIR-COMPLETE"
+
+// manifestPending is the manifest's name until the swap succeeded: a
+// quarantine folder counts only once the WAL no longer holds its entries.
+const manifestPending = ManifestFile + ".pending"
+
+// readComplete reads the marker in dir: the quarantine folder it names,
+// and whether it is there.
+func readComplete(fs vfs.FS, dir string) (folder string, ok bool, err error) {
+	f, err := fs.Open(filepath.Join(dir, completeFile))
+	if oserrNotExist(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	b, err := io.ReadAll(f)
+	_ = f.Close()
+	return string(b), err == nil, err
+}
+
 // Repair rebuilds the WAL in dir from every entry that checks and moves
 // what does not into a new folder wal-<UTC time> under quarantine. It
 // never deletes WAL data: the damaged entries' raw keys and values are
 // written to that folder with a manifest (ManifestFile, the report as
 // JSON), and the whole old WAL directory is moved into it, so bytes Pebble
-// could not read are kept too. Each partition keeps its high water, so a
-// re-fetch of moved records is not admitted again.
+// could not read are kept too. Each partition keeps its high water where
+// its meta or its highest entry can be read (see RepairReport.HighWater),
+// so a re-fetch of moved records is not admitted again.
 //
-// Repair takes the WAL's directory lock: it fails while the appliance has
-// the WAL open. A sound WAL is left as it is and the report has no
-// Quarantine. Damage inside Pebble's log that stops the database from
-// opening at all cannot be repaired here.
+// Repair locks a file beside dir (one repair at a time) and takes the
+// WAL's directory lock: it fails while the appliance has the WAL open. A
+// sound WAL is left as it is and the report has no Quarantine. Damage
+// inside Pebble's log that stops the database from opening at all cannot
+// be repaired here.
 func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 	opts.EnsureDefaults()
-	rep := RepairReport{Created: opts.Now().UTC(), Moved: []Moved{}, Damage: []string{}}
+	rep := RepairReport{Created: opts.Now().UTC(), Moved: []Moved{}, Damage: []string{}, HighWater: []HighWaterLoss{}}
 	fs := opts.FS
 	tmp := repairDir(dir)
-	if _, err := fs.Stat(tmp); err == nil {
-		if _, err := fs.Stat(dir); oserrNotExist(err) {
-			// A repair stopped between moving the damaged WAL away and
-			// moving the rebuilt one in: finish it.
-			if err := fs.Rename(tmp, dir); err != nil {
-				return rep, fmt.Errorf("wal: cannot finish the interrupted repair: %w", err)
-			}
-		} else if err := fs.RemoveAll(tmp); err != nil { // a rebuild that never replaced anything
-			return rep, fmt.Errorf("wal: cannot remove the unfinished rebuild %s: %w", tmp, err)
-		}
+	rlock, err := fs.Lock(repairLock(dir))
+	if err != nil {
+		return rep, fmt.Errorf("wal: cannot lock %s: %w (is another `offload wal repair` running?)", repairLock(dir), err)
+	}
+	defer rlock.Close()
+	if err := finishInterrupted(fs, dir); err != nil {
+		return rep, err
 	}
 	if _, err := fs.Stat(dir); err != nil {
 		if oserrNotExist(err) {
@@ -162,16 +209,101 @@ func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot write the quarantine folder: %w", dir, err)
 	}
 	rep.Quarantine = folder
+	if err := writeFile(fs, filepath.Join(tmp, completeFile), []byte(folder)); err != nil {
+		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
+	}
+	if err := syncDir(fs, tmp); err != nil {
+		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
+	}
 	// The swap: the damaged WAL moves into the quarantine folder, the
 	// rebuilt one takes its place. Open refuses to start between the two
 	// renames, and Repair finishes the swap when run again.
 	if err := fs.Rename(dir, filepath.Join(folder, "wal")); err != nil {
-		return rep, fmt.Errorf("wal: cannot move the damaged WAL into %s: %w", folder, err)
+		// The WAL is untouched: the rebuild and the folder, which holds
+		// only copies of its entries, go. Should that fail, the rebuild
+		// stays complete and the next repair says what to do.
+		cerr := errors.Join(fs.Remove(filepath.Join(tmp, completeFile)), fs.RemoveAll(tmp), fs.RemoveAll(folder))
+		return rep, errors.Join(fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot move the damaged WAL into %s: %w", dir, folder, err), cerr)
 	}
 	if err := fs.Rename(tmp, dir); err != nil {
 		return rep, fmt.Errorf("wal: cannot move the rebuilt WAL %s to %s: %w (run the repair again to finish)", tmp, dir, err)
 	}
-	return rep, errors.Join(syncDir(fs, filepath.Dir(dir)), syncDir(fs, folder))
+	if err := syncDir(fs, filepath.Dir(dir)); err != nil {
+		return rep, fmt.Errorf("wal: %w (run the repair again to finish)", err)
+	}
+	return rep, finishQuarantine(fs, dir, folder)
+}
+
+// finishInterrupted deals with what a repair stopped by a crash or an
+// error left. A rebuild is swapped in when dir is gone. Beside dir, one
+// without its marker is discarded, and a complete one is refused (which
+// of the two holds what only the operator can tell). A WAL directory
+// still holding the marker gets its quarantine manifest put in place.
+func finishInterrupted(fs vfs.FS, dir string) error {
+	tmp := repairDir(dir)
+	if _, err := fs.Stat(tmp); err == nil {
+		folder, complete, err := readComplete(fs, tmp)
+		if err != nil {
+			return fmt.Errorf("wal: cannot read the rebuild %s: %w", tmp, err)
+		}
+		_, derr := fs.Stat(dir)
+		switch {
+		case oserrNotExist(derr):
+			// A repair stopped between moving the damaged WAL away and
+			// moving the rebuilt one in: finish it. (A rebuild without
+			// the marker here was left by a repair from before it.)
+			if err := fs.Rename(tmp, dir); err != nil {
+				return fmt.Errorf("wal: cannot finish the interrupted repair: %w", err)
+			}
+			if err := syncDir(fs, filepath.Dir(dir)); err != nil {
+				return err
+			}
+		case !complete:
+			// A rebuild that never replaced anything.
+			if err := fs.RemoveAll(tmp); err != nil {
+				return fmt.Errorf("wal: cannot remove the unfinished rebuild %s: %w", tmp, err)
+			}
+		default:
+			return interruptedBoth(fs, dir, folder)
+		}
+	}
+	folder, complete, err := readComplete(fs, dir)
+	if err != nil || !complete {
+		return err
+	}
+	return finishQuarantine(fs, dir, folder)
+}
+
+// interruptedBoth is the error for a complete rebuild found beside a WAL
+// directory.
+func interruptedBoth(fs vfs.FS, dir, folder string) error {
+	tmp := repairDir(dir)
+	moved := filepath.Join(folder, "wal")
+	if _, err := fs.Stat(moved); err == nil {
+		return fmt.Errorf("wal: %s holds the complete repaired WAL, and the damaged WAL is in %s, but %s exists too: something created it after the repair moved the damaged WAL away, and it lacks what the repaired WAL holds; move %s aside (keep it until you know what wrote it), then run `offload wal repair` again to finish the swap: %w",
+			tmp, moved, dir, dir, ErrRepairInterrupted)
+	}
+	return fmt.Errorf("wal: %s holds a complete repaired WAL, but the repair stopped before it moved the damaged WAL %s into %s, so %s is most likely the damaged WAL itself (`offload wal verify` shows its damage); if so, move %s aside and run `offload wal repair` again, which repairs %s afresh: %w",
+		tmp, dir, moved, dir, tmp, dir, ErrRepairInterrupted)
+}
+
+// finishQuarantine puts folder's manifest in place once the swap is done
+// (the WAL no longer holds what it counts) and then removes the marker
+// from dir.
+func finishQuarantine(fs vfs.FS, dir, folder string) error {
+	pending := filepath.Join(folder, manifestPending)
+	if _, err := fs.Stat(pending); err == nil {
+		if err := fs.Rename(pending, filepath.Join(folder, ManifestFile)); err != nil {
+			return fmt.Errorf("wal: cannot put the manifest of %s in place: %w (run the repair again to finish)", folder, err)
+		}
+	}
+	if err := syncDir(fs, folder); err != nil {
+		return err
+	}
+	if err := fs.Remove(filepath.Join(dir, completeFile)); err != nil && !oserrNotExist(err) {
+		return err
+	}
+	return syncDir(fs, dir)
 }
 
 // checkRebuilt verifies the rebuilt WAL: every entry in it checked when it
@@ -206,10 +338,11 @@ type repairScan struct {
 	batch    *pebble.Batch
 }
 
-// movedRaw records a moved item whose key and value are saved.
-func (s *repairScan) movedRaw(m Moved, key, val []byte) {
+// movedRaw records a moved item whose key and value are saved, unless
+// that key was moved already; it reports whether it recorded it.
+func (s *repairScan) movedRaw(m Moved, key, val []byte) bool {
 	if s.seen[string(key)] {
-		return
+		return false
 	}
 	s.seen[string(key)] = true
 	n := len(s.raw)
@@ -219,9 +352,30 @@ func (s *repairScan) movedRaw(m Moved, key, val []byte) {
 	}
 	s.raw = append(s.raw, [2][]byte{bytes.Clone(key), bytes.Clone(val)})
 	s.rep.Moved = append(s.rep.Moved, m)
+	return true
 }
 
 func (s *repairScan) damage(err error) { s.rep.Damage = append(s.rep.Damage, err.Error()) }
+
+// malformedKey moves a key that is neither an entry's nor a meta's. The
+// partition scan meets again a key inside a partition's range that the
+// key scan moved; it is reported once.
+func (s *repairScan) malformedKey(key, val []byte) {
+	reason := fmt.Sprintf("malformed key %x", key)
+	if s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: reason}, key, val) {
+		s.damage(&CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: reason})
+	}
+}
+
+// stopped tells why an iterator stopped: at the end (nil, nil), at damage
+// Pebble reports that the scan goes on past (corrupt), or on another error.
+func stopped(it *pebble.Iterator) (corrupt, err error) {
+	err = it.Error()
+	if err == nil || pebble.IsCorruptionError(err) {
+		return err, nil
+	}
+	return nil, err
+}
 
 func (s *repairScan) run() error {
 	s.batch = s.out.NewBatch()
@@ -300,16 +454,16 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 	var skipped []*pebble.DataCorruptionInfo
 	for valid := it.First(); ; {
 		if !valid {
-			err := it.Error()
-			if err == nil {
-				break
-			}
-			if !pebble.IsCorruptionError(err) {
+			corrupt, err := stopped(it)
+			if err != nil {
 				_ = it.Close()
 				return nil, err
 			}
-			s.damage(asCorruption(err))
-			info := pebble.ExtractDataCorruptionInfo(err)
+			if corrupt == nil {
+				break
+			}
+			s.damage(asCorruption(corrupt))
+			info := pebble.ExtractDataCorruptionInfo(corrupt)
 			if info == nil || len(info.Bounds.End.Key) == 0 || slices.ContainsFunc(skipped, func(i *pebble.DataCorruptionInfo) bool { return i.Path == info.Path }) {
 				// Nowhere known to go on from.
 				skipped = append(skipped, &pebble.DataCorruptionInfo{Path: "(a file pebble does not name)"})
@@ -328,9 +482,7 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 		prefix, tp, _, ok := decodeKey(key)
 		if !ok {
 			val, _ := it.ValueAndErr()
-			ce := &CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: fmt.Sprintf("malformed key %x", key)}
-			s.damage(ce)
-			s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: ce.Reason}, key, val)
+			s.malformedKey(key, val)
 			valid = it.Next()
 			continue
 		}
@@ -348,7 +500,11 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 }
 
 // partition copies tp's entries that check, moves the others, and writes
-// a meta that agrees with what was copied and keeps the high water.
+// a meta that agrees with what was copied and keeps the high water. With
+// the meta unreadable, the high water is the last offset of the highest
+// entry, kept or moved, whose header checks; where that entry's last
+// offset is not known the high water may come out lower than it was, and
+// the report says so.
 func (s *repairScan) partition(tp TopicPartition) error {
 	oldMeta, metaOK := s.meta(tp)
 	kept := partitionMeta{highWater: -1}
@@ -365,18 +521,21 @@ func (s *repairScan) partition(tp TopicPartition) error {
 	defer it.Close()
 	end := int64(-1) // last offset of the last entry kept
 	bad := int64(0)  // an offset whose seek meets the damage
+	// Why the last offset of the highest entry met is not known; empty
+	// once it is.
+	tail := "no entry is left"
 	for valid := it.First(); ; {
 		if !valid {
-			err := it.Error()
-			if err == nil {
-				break
-			}
-			if !pebble.IsCorruptionError(err) {
+			corrupt, err := stopped(it)
+			if err != nil {
 				return err
+			}
+			if corrupt == nil {
+				break
 			}
 			// A block Pebble cannot read: go on from the first offset
 			// that it can, moving the run in between.
-			ce := corruptionOf(err)
+			ce := corruptionOf(corrupt)
 			s.damage(ce)
 			next, ok := s.probe(tp, bad)
 			r := Moved{Kind: MovedRange, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: end + 1, LastOffset: -1,
@@ -393,6 +552,9 @@ func (s *repairScan) partition(tp TopicPartition) error {
 				r.LastOffset = oldMeta.highWater
 			}
 			kept.highWater = max(kept.highWater, r.LastOffset)
+			if r.LastOffset < 0 {
+				tail = fmt.Sprintf("the entries from offset %d on are unreadable", r.FirstOffset)
+			}
 			s.rep.Moved = append(s.rep.Moved, r)
 			if !ok {
 				break
@@ -413,14 +575,13 @@ func (s *repairScan) partition(tp TopicPartition) error {
 			unknown = true
 			moved.entries++
 			kept.highWater = max(kept.highWater, first)
+			tail = fmt.Sprintf("the entry at offset %d is unreadable", first)
 			bad = first + 1
 			valid = it.Next()
 			continue
 		}
 		if !ok || prefix != prefixEntry {
-			ce := &CorruptionError{Partition: -1, FirstOffset: -1, Record: -1, Reason: fmt.Sprintf("malformed key %x", key)}
-			s.damage(ce)
-			s.movedRaw(Moved{Kind: MovedKey, Partition: -1, FirstOffset: -1, LastOffset: -1, Reason: ce.Reason}, key, val)
+			s.malformedKey(key, val)
 			valid = it.Next()
 			continue
 		}
@@ -434,17 +595,20 @@ func (s *repairScan) partition(tp TopicPartition) error {
 			s.damage(derr)
 			m := Moved{Kind: MovedEntry, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: first, LastOffset: first,
 				Records: -1, Reason: derr.Error()}
+			// A damaged entry's header may claim any last offset, and a
+			// high water set too far would drop records never seen: its
+			// last offset counts only when the header's checksum holds.
+			kept.highWater = max(kept.highWater, first)
 			if hh, ok := decodeHeader(val); ok {
 				m.LastOffset, m.Records = hh.lastOffset, int64(hh.count)
 				moved.records += uint64(hh.count)
+				kept.highWater = max(kept.highWater, hh.lastOffset)
+				tail = ""
 			} else {
 				unknown = true
+				tail = fmt.Sprintf("the header of the entry at offset %d is damaged", first)
 			}
 			moved.entries++
-			// Only the key's offset is trusted for the high water: a
-			// damaged entry's header may claim any last offset, and a high
-			// water set too far would drop records never seen.
-			kept.highWater = max(kept.highWater, first)
 			s.movedRaw(m, key, val)
 			valid = it.Next()
 			continue
@@ -454,6 +618,7 @@ func (s *repairScan) partition(tp TopicPartition) error {
 		}
 		end = h.lastOffset
 		kept.highWater = max(kept.highWater, h.lastOffset)
+		tail = ""
 		kept.bytes += uint64(len(key) + len(val))
 		kept.entries++
 		kept.records += uint64(h.count)
@@ -474,6 +639,10 @@ func (s *repairScan) partition(tp TopicPartition) error {
 		// The meta counted the records the unreadable runs held.
 		moved.records = oldMeta.records - kept.records
 		moved.entries = max(moved.entries, oldMeta.entries-min(oldMeta.entries, kept.entries))
+	}
+	if !metaOK && tail != "" {
+		s.rep.HighWater = append(s.rep.HighWater, HighWaterLoss{Topic: tp.Topic, Partition: tp.Partition, HighWater: kept.highWater,
+			Reason: "the partition meta is unreadable and " + tail + "; the high water may be lower than before"})
 	}
 	s.rep.KeptEntries += int64(kept.entries)
 	s.rep.KeptRecords += int64(kept.records)
@@ -551,8 +720,8 @@ func decodeHeader(v []byte) (entryHeader, bool) {
 	return parseHeader(v), true
 }
 
-// writeQuarantine writes the moved raw bytes and the manifest into folder
-// and syncs them.
+// writeQuarantine writes the moved raw bytes and the manifest, under its
+// pending name, into folder and syncs them.
 func (s *repairScan) writeQuarantine(fs vfs.FS, folder string) error {
 	if err := fs.MkdirAll(filepath.Join(folder, "raw"), 0o750); err != nil {
 		return err
@@ -577,7 +746,7 @@ func (s *repairScan) writeQuarantine(fs vfs.FS, folder string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(fs, filepath.Join(folder, ManifestFile), append(man, '\n')); err != nil {
+	if err := writeFile(fs, filepath.Join(folder, manifestPending), append(man, '\n')); err != nil {
 		return err
 	}
 	return errors.Join(syncDir(fs, filepath.Join(folder, "raw")), syncDir(fs, folder), syncDir(fs, filepath.Dir(folder)))
@@ -601,9 +770,15 @@ type QuarantineSummary struct {
 	Folders int
 	Entries int64
 	Records int64
+	// Incomplete lists the wal-* folders without a readable manifest, not
+	// counted: a repair that stopped while writing the folder (its WAL was
+	// not changed) or before it finished the swap (run the repair again).
+	Incomplete []string
 }
 
-// ReadQuarantine reads every wal-* folder's manifest under dir.
+// ReadQuarantine totals every wal-* folder's manifest under dir. Folders
+// without a readable manifest are listed in Incomplete, not counted, and
+// do not stop the count of the others.
 func ReadQuarantine(fs vfs.FS, dir string) (QuarantineSummary, error) {
 	var sum QuarantineSummary
 	if fs == nil {
@@ -621,22 +796,28 @@ func ReadQuarantine(fs vfs.FS, dir string) (QuarantineSummary, error) {
 		if len(n) < 4 || n[:4] != "wal-" {
 			continue
 		}
-		f, err := fs.Open(filepath.Join(dir, n, ManifestFile))
+		rep, err := readManifest(fs, filepath.Join(dir, n, ManifestFile))
 		if err != nil {
-			return sum, fmt.Errorf("wal: quarantine folder %s: %w", n, err)
-		}
-		b, err := io.ReadAll(f)
-		_ = f.Close()
-		if err != nil {
-			return sum, err
-		}
-		var rep RepairReport
-		if err := json.Unmarshal(b, &rep); err != nil {
-			return sum, fmt.Errorf("wal: quarantine folder %s: %s: %w", n, ManifestFile, err)
+			sum.Incomplete = append(sum.Incomplete, filepath.Join(dir, n))
+			continue
 		}
 		sum.Folders++
 		sum.Entries += rep.Entries
 		sum.Records += rep.Records
 	}
 	return sum, nil
+}
+
+func readManifest(fs vfs.FS, name string) (RepairReport, error) {
+	var rep RepairReport
+	f, err := fs.Open(name)
+	if err != nil {
+		return rep, err
+	}
+	b, err := io.ReadAll(f)
+	_ = f.Close()
+	if err != nil {
+		return rep, err
+	}
+	return rep, json.Unmarshal(b, &rep)
 }

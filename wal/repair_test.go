@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -72,13 +73,7 @@ func TestRepairEntryDamage(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir, quarantine := repairDirs(t)
-			w, err := Open(dir, testOptions(t, vfs.Default))
-			if err != nil {
-				t.Fatal(err)
-			}
-			mustAppend(t, w, tp, recs(0, 4))
-			mustAppend(t, w, tp, recs(5, 9))
-			mustAppend(t, w, tp, recs(10, 14))
+			w := openThreeEntries(t, dir, tp)
 			mustAppend(t, w, other, recs(0, 2))
 			v, closer, err := w.db.Get(entryKey(tp, dmgFirst))
 			if err != nil {
@@ -172,13 +167,19 @@ func TestRepairMetaDamage(t *testing.T) {
 	if rep.KeptRecords != 10 || rep.Entries != 0 || len(rep.Moved) != 1 || rep.Moved[0].Kind != MovedMeta {
 		t.Fatalf("report: %+v", rep)
 	}
-	w, err = Open(dir, testOptions(t, vfs.Default))
+	wantHighWater(t, dir, tp, 9)
+}
+
+// wantHighWater opens the WAL in dir and checks tp's high water.
+func wantHighWater(t *testing.T, dir string, tp TopicPartition, want int64) {
+	t.Helper()
+	w, err := Open(dir, testOptions(t, vfs.Default))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mustClose(t, w)
-	if hw := w.HighWater(tp); hw != 9 {
-		t.Errorf("high water %d, want 9", hw)
+	if hw := w.HighWater(tp); hw != want {
+		t.Errorf("high water %d after repair, want %d", hw, want)
 	}
 }
 
@@ -220,14 +221,7 @@ func TestRepairFlippedSSTableByte(t *testing.T) {
 	}
 	tp := TopicPartition{"a", 0}
 	const n = 2000
-	for i := int64(0); i < n/50; i++ {
-		batch := make([]Record, 50)
-		for j := range batch {
-			off := i*50 + int64(j)
-			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
-		}
-		mustAppend(t, w, tp, batch)
-	}
+	appendOrders(t, w, tp, n/50)
 	mustAppend(t, w, TopicPartition{"b", 0}, recs(0, 9))
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
@@ -305,6 +299,21 @@ func largestSST(t *testing.T, dir string) string {
 	return sst
 }
 
+// appendOrders appends to tp entries of 50 records each, offsets from 0
+// on, whose values are 300-byte JSON orders: enough data for sstables
+// with many blocks.
+func appendOrders(t *testing.T, w *WAL, tp TopicPartition, entries int64) {
+	t.Helper()
+	for i := int64(0); i < entries; i++ {
+		batch := make([]Record, 50)
+		for j := range batch {
+			off := i*50 + int64(j)
+			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
+		}
+		mustAppend(t, w, tp, batch)
+	}
+}
+
 // largestFile returns the largest file in dir matching pattern, and its size.
 func largestFile(dir, pattern string) (string, int64) {
 	files, _ := filepath.Glob(filepath.Join(dir, pattern))
@@ -367,14 +376,7 @@ func TestRepairUnreadableSSTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := TopicPartition{"a", 0}, TopicPartition{"b", 0}
-	for i := int64(0); i < 40; i++ {
-		batch := make([]Record, 50)
-		for j := range batch {
-			off := i*50 + int64(j)
-			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
-		}
-		mustAppend(t, w, a, batch)
-	}
+	appendOrders(t, w, a, 40)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -424,4 +426,275 @@ func TestRepairUnreadableSSTable(t *testing.T) {
 		t.Errorf("the unreadable sstable is not kept as it was in quarantine (%v)", err)
 	}
 	t.Logf("kept %d records; moved %d entries: %+v", rep.KeptRecords, rep.Entries, rep.Moved)
+}
+
+// openThreeEntries opens a new WAL in dir holding tp's offsets 0..14 as
+// three entries: 0..4, 5..9 and 10..14.
+func openThreeEntries(t *testing.T, dir string, tp TopicPartition) *WAL {
+	t.Helper()
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, w, tp, recs(0, 4))
+	mustAppend(t, w, tp, recs(5, 9))
+	mustAppend(t, w, tp, recs(10, 14))
+	return w
+}
+
+// damagedWAL writes a/0 as three entries, offsets 0..4, 5..9 and 10..14,
+// and damages a record body of the middle one: a repair moves it.
+func damagedWAL(t *testing.T, dir string) TopicPartition {
+	t.Helper()
+	tp := TopicPartition{"a", 0}
+	w := openThreeEntries(t, dir, tp)
+	damageEntry(t, w, tp, dmgFirst, func(v []byte) []byte { return flip(v, dmgRecord(2)+recordHeaderLen+10) })
+	mustClose(t, w)
+	return tp
+}
+
+// damageEntry rewrites the entry of tp at first through damage.
+func damageEntry(t *testing.T, w *WAL, tp TopicPartition, first int64, damage func([]byte) []byte) {
+	t.Helper()
+	v, closer, err := w.db.Get(entryKey(tp, first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := damage(bytes.Clone(v))
+	closer.Close()
+	if err := w.db.Set(entryKey(tp, first), damaged, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renameFailFS fails the renames fail picks, as a full disk, a permission
+// or a crash at that point would stop a repair.
+type renameFailFS struct {
+	vfs.FS
+	fail func(oldname, newname string) bool
+}
+
+func (fs renameFailFS) Rename(oldname, newname string) error {
+	if fs.fail(oldname, newname) {
+		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: errors.New("injected failure")}
+	}
+	return fs.FS.Rename(oldname, newname)
+}
+
+// TestRepairWhileAnotherRepairs: a repair started while another one holds
+// the repair lock fails before it touches anything, and the other's
+// rebuild in progress stays.
+func TestRepairWhileAnotherRepairs(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	damagedWAL(t, dir)
+	lock, err := vfs.Default.Lock(repairLock(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inProgress := filepath.Join(repairDir(dir), "000002.log")
+	if err := os.MkdirAll(repairDir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inProgress, []byte("rebuilding"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Repair(dir, quarantine, testOptions(t, vfs.Default)); err == nil || !strings.Contains(err.Error(), "another `offload wal repair`") {
+		t.Errorf("repair beside a running repair: %v", err)
+	}
+	if _, err := os.Stat(inProgress); err != nil {
+		t.Fatalf("the other repair's rebuild was touched: %v", err)
+	}
+	if err := lock.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the other is gone its unfinished rebuild is discarded.
+	if rep := mustRepair(t, dir, quarantine); rep.Entries != 1 || rep.KeptRecords != 10 {
+		t.Errorf("repair: %+v", rep)
+	}
+}
+
+// TestRepairCompleteRebuildKept: a repair that moved the damaged WAL away
+// but failed to move the rebuilt one in leaves the only copy of the
+// repaired WAL in the rebuild directory. Should something create the WAL
+// directory again, Open refuses, and the next repair refuses too, naming
+// both directories, instead of discarding the rebuild. Once the stray
+// directory is moved aside the repair finishes the swap and the quarantine
+// counts the moved entry once.
+func TestRepairCompleteRebuildKept(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	tp := damagedWAL(t, dir)
+	fs := renameFailFS{FS: vfs.Default, fail: func(old, _ string) bool { return old == repairDir(dir) }}
+	first, err := Repair(dir, quarantine, testOptions(t, fs))
+	if err == nil || !strings.Contains(err.Error(), "run the repair again") {
+		t.Fatalf("repair with the second rename failing: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the damaged WAL was not moved away: %v", err)
+	}
+	if sum, err := ReadQuarantine(nil, quarantine); err != nil || sum.Folders != 0 || len(sum.Incomplete) != 1 {
+		t.Errorf("quarantine before the swap finished: %+v %v, want one incomplete folder and nothing counted", sum, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "stray"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, testOptions(t, vfs.Default)); !errors.Is(err, ErrRepairInterrupted) {
+		t.Errorf("open beside a complete rebuild: %v", err)
+	}
+	_, err = Repair(dir, quarantine, testOptions(t, vfs.Default))
+	if !errors.Is(err, ErrRepairInterrupted) || !strings.Contains(err.Error(), "move "+dir+" aside") ||
+		!strings.Contains(err.Error(), repairDir(dir)+" holds the complete repaired WAL") {
+		t.Errorf("repair beside a complete rebuild: %v", err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(repairDir(dir), "MANIFEST-*")); len(m) == 0 {
+		t.Fatalf("the complete rebuild was discarded")
+	}
+	if err := os.Rename(dir, dir+".stray"); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustRepair(t, dir, quarantine)
+	if rep.Quarantine != "" || rep.KeptRecords != 10 {
+		t.Errorf("repair finishing the swap: %+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, completeFile)); !os.IsNotExist(err) {
+		t.Errorf("the marker is left in the WAL: %v", err)
+	}
+	sum, err := ReadQuarantine(nil, quarantine)
+	if err != nil || sum.Folders != 1 || sum.Entries != first.Entries || sum.Records != first.Records || len(sum.Incomplete) != 0 {
+		t.Errorf("quarantine %+v (%v), want the first repair's %d entries, %d records", sum, err, first.Entries, first.Records)
+	}
+	wantHighWater(t, dir, tp, 14)
+}
+
+// TestRepairManifestAfterSwap: a repair whose manifest could not be put
+// in place after the swap leaves its folder uncounted (and listed); the
+// next repair puts it in place.
+func TestRepairManifestAfterSwap(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	damagedWAL(t, dir)
+	fs := renameFailFS{FS: vfs.Default, fail: func(old, _ string) bool { return filepath.Base(old) == manifestPending }}
+	first, err := Repair(dir, quarantine, testOptions(t, fs))
+	if err == nil || !strings.Contains(err.Error(), "manifest") {
+		t.Fatalf("repair with the manifest rename failing: %v", err)
+	}
+	if sum, err := ReadQuarantine(nil, quarantine); err != nil || sum.Folders != 0 || !slices.Equal(sum.Incomplete, []string{first.Quarantine}) {
+		t.Errorf("quarantine: %+v %v, want %s listed as incomplete", sum, err, first.Quarantine)
+	}
+	mustRepair(t, dir, quarantine) // checks one folder counting first's entries
+}
+
+// TestRepairFirstRenameFails: a repair that cannot move the damaged WAL
+// into quarantine changes nothing and leaves no manifest behind, so the
+// repair that succeeds later is the only one counted.
+func TestRepairFirstRenameFails(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	damagedWAL(t, dir)
+	opts := testOptions(t, renameFailFS{FS: vfs.Default, fail: func(old, _ string) bool { return old == dir }})
+	opts.Now = func() time.Time { return testNow.Add(-time.Hour) } // an earlier run: its own folder
+	if _, err := Repair(dir, quarantine, opts); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("repair with the first rename failing: %v", err)
+	}
+	if _, err := os.Stat(repairDir(dir)); !os.IsNotExist(err) {
+		t.Errorf("the rebuild is left: %v", err)
+	}
+	if sum, err := ReadQuarantine(nil, quarantine); err != nil || sum.Folders != 0 || sum.Entries != 0 {
+		t.Errorf("quarantine after a failed repair: %+v %v", sum, err)
+	}
+	mustRepair(t, dir, quarantine) // checks one folder, counting this repair's entries
+}
+
+// TestReadQuarantineIncomplete: a folder left without a manifest (a
+// repair stopped while writing it) is listed and skipped; the others are
+// still counted.
+func TestReadQuarantineIncomplete(t *testing.T) {
+	q := t.TempDir()
+	good := filepath.Join(q, "wal-20261127T100000.000Z")
+	bad := filepath.Join(q, "wal-20261127T110000.000Z")
+	for _, d := range []string{good, filepath.Join(bad, "raw")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	man, _ := json.Marshal(RepairReport{Entries: 2, Records: 80})
+	if err := os.WriteFile(filepath.Join(good, ManifestFile), man, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := ReadQuarantine(nil, q)
+	if err != nil || sum.Folders != 1 || sum.Entries != 2 || sum.Records != 80 || !slices.Equal(sum.Incomplete, []string{bad}) {
+		t.Errorf("summary %+v (%v), want 1 folder, 2 entries, 80 records and %s incomplete", sum, err, bad)
+	}
+}
+
+// TestRepairHighWaterWithoutMeta: with the partition meta unreadable the
+// high water is rebuilt from the entries. A damaged last entry whose
+// header checks still gives its last offset; where nothing tells the last
+// offset (its header damaged too, or no entry left) the report says the
+// high water may be lower.
+func TestRepairHighWaterWithoutMeta(t *testing.T) {
+	tp := TopicPartition{"a", 0}
+	cases := []struct {
+		name      string
+		damage    func(w *WAL)
+		hw        int64
+		uncertain bool
+	}{
+		{"last entry's record damaged", func(w *WAL) {
+			damageEntry(t, w, tp, 10, func(v []byte) []byte { return flip(v, dmgRecord(2)+recordHeaderLen+10) })
+		}, 14, false},
+		{"last entry's header damaged", func(w *WAL) {
+			damageEntry(t, w, tp, 10, func(v []byte) []byte { return flip(v, 10) })
+		}, 10, true},
+		{"every entry truncated", func(w *WAL) {
+			if _, err := w.Truncate(Cursor{tp: 15}); err != nil {
+				t.Fatal(err)
+			}
+		}, -1, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, quarantine := repairDirs(t)
+			w := openThreeEntries(t, dir, tp)
+			c.damage(w)
+			if err := w.db.Set(metaKey(tp), flip(encodeMeta(w.parts[tp].meta), 10), pebble.Sync); err != nil {
+				t.Fatal(err)
+			}
+			mustClose(t, w)
+			rep := mustRepair(t, dir, quarantine)
+			if got := len(rep.HighWater) == 1; got != c.uncertain {
+				t.Errorf("high water reported uncertain: %+v, want %v", rep.HighWater, c.uncertain)
+			} else if got && (rep.HighWater[0].Topic != "a" || rep.HighWater[0].HighWater != c.hw) {
+				t.Errorf("high water report %+v, want a/0 at %d", rep.HighWater[0], c.hw)
+			}
+			var man RepairReport
+			if b, err := os.ReadFile(filepath.Join(rep.Quarantine, ManifestFile)); err != nil || json.Unmarshal(b, &man) != nil || len(man.HighWater) != len(rep.HighWater) {
+				t.Errorf("manifest high water: %v %+v", err, man.HighWater)
+			}
+			wantHighWater(t, dir, tp, c.hw)
+		})
+	}
+}
+
+// TestRepairMalformedKeyInPartition: a malformed key sorting inside a
+// partition's keys is met by both scans; it is moved and reported once.
+func TestRepairMalformedKeyInPartition(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	tp := TopicPartition{"a", 0}
+	w := openThreeEntries(t, dir, tp)
+	bad := append(partitionPrefix(prefixEntry, tp.Topic, tp.Partition), 0, 0, 0) // before the first entry
+	if err := w.db.Set(bad, []byte("x"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	rep := mustRepair(t, dir, quarantine)
+	var n int
+	for _, d := range rep.Damage {
+		if strings.Contains(d, "malformed key") {
+			n++
+		}
+	}
+	if n != 1 || len(rep.Moved) != 1 || rep.KeptRecords != 15 {
+		t.Errorf("malformed key reported %d times, moved %+v, kept %d records; want once, one key, 15", n, rep.Moved, rep.KeptRecords)
+	}
 }

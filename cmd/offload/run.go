@@ -79,6 +79,10 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 	if err != nil {
 		log.Warn("wal: cannot count the quarantined entries", "err", err)
 	}
+	for _, f := range quarantined.Incomplete {
+		log.Warn("wal: quarantine folder without a manifest, not counted: a repair stopped before finishing it; if the WAL was not changed (no wal/ in it) the folder can go, else run `offload wal repair`",
+			"dir", f)
+	}
 	if quarantined.Entries > 0 {
 		log.Warn("wal: damaged entries are in quarantine; they are not loaded", "entries", quarantined.Entries,
 			"records", quarantined.Records, "dir", quarantineDir(c.DataDir))

@@ -171,6 +171,9 @@ func runWALRepair(args []string, stdout, stderr io.Writer) error {
 	for _, m := range rep.Moved {
 		fmt.Fprintf(stdout, "moved: %s\n", movedLine(m))
 	}
+	for _, h := range rep.HighWater {
+		fmt.Fprintf(stdout, "high water: %s/%d now %d: %s\n", h.Topic, h.Partition, h.HighWater, h.Reason)
+	}
 	if rep.Quarantine == "" {
 		fmt.Fprintf(stdout, "repair: the WAL is sound, nothing moved: %d entries, %d records\n", rep.KeptEntries, rep.KeptRecords)
 		return nil
