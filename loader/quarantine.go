@@ -51,58 +51,94 @@ func damaged(x engine.Export) []damagedFile {
 	return bad
 }
 
+// parkError is a failure of a batch's exported files that retrying
+// would only repeat: files damaged on two exports in a row, or a damaged
+// file that cannot be set aside. The loader parks the batch (reason: the
+// error), so the batches behind it go on and nothing more of it reaches
+// the quarantine until the operator retries it. kept lists damaged files
+// left where they were, which the cleanup after the attempt must not
+// delete.
+type parkError struct {
+	err  error
+	kept []string
+}
+
+func (e *parkError) Error() string { return e.err.Error() }
+func (e *parkError) Unwrap() error { return e.err }
+
 // verified returns x if its files match their checksums. Otherwise it
 // moves the damaged files to the quarantine directory, exports the batch
 // again from the outbox and checks the new files; it returns them if they
-// match, or a localError. A damaged file is neither loaded nor deleted.
+// match. If they are damaged too, it quarantines them and returns a
+// parkError: at most two files per attempt reach the quarantine, and a
+// batch damaged on every export is parked rather than retried for ever.
+// A damaged file is neither loaded nor deleted.
 func (l *Loader) verified(ctx context.Context, x engine.Export) (engine.Export, error) {
-	bad := damaged(x)
-	if len(bad) == 0 {
+	first := damaged(x)
+	if len(first) == 0 {
 		return x, nil
 	}
-	if err := l.quarantine(x.ID, bad); err != nil {
-		return x, &localError{err}
+	if err := l.quarantine(x.ID, first); err != nil {
+		return x, err
 	}
 	again, err := l.opts.Outbox.ExportBatch(ctx, x.ID, l.opts.Dir)
 	if err != nil {
 		return x, &localError{fmt.Errorf("export again after quarantining damaged files: %w", err)}
 	}
-	if bad = damaged(again); len(bad) == 0 {
+	second := damaged(again)
+	if len(second) == 0 {
 		l.log.Info("loader: batch exported again after damaged files were quarantined; the new files check", "batch", x.ID)
 		return again, nil
 	}
-	if err := l.quarantine(x.ID, bad); err != nil {
-		return again, &localError{err}
+	if err := l.quarantine(x.ID, second); err != nil {
+		return again, err
 	}
-	return again, &localError{fmt.Errorf("exported files damaged twice in a row (%s): check the disk under %s",
-		bad[0], l.opts.Dir)}
+	return again, &parkError{err: fmt.Errorf("exported files damaged twice in a row (%s; exported again: %s): "+
+		"suspect the disk or memory under %s; check them, then retry the batch",
+		damageList(first), damageList(second), l.opts.Dir)}
+}
+
+func damageList(bad []damagedFile) string {
+	s := make([]string, len(bad))
+	for i, d := range bad {
+		s[i] = d.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // quarantine moves the damaged files of batch id to the quarantine
 // directory under names that keep the batch id and add the time, and
 // logs and counts each. A missing file is logged only. A file is first
 // renamed within its own directory, out of the way of the cleanup after
-// the attempt and of the next export: if the move to the quarantine
-// directory then fails, the error names where the file stays.
+// the attempt and of the next export. If a file cannot be moved, it is
+// left where it is, logged with its path, and quarantine returns a
+// parkError listing it: the batch is parked, so neither the cleanup nor
+// a re-export deletes the file.
 func (l *Loader) quarantine(id string, bad []damagedFile) error {
 	for _, d := range bad {
 		if errors.Is(d.err, fs.ErrNotExist) {
 			l.log.Error("loader: exported file of the batch is missing", "batch", id, "file", d.path)
 			continue
 		}
+		keep := func(at string, err error) error {
+			l.log.Error("loader: exported file of the batch does not match its checksum and cannot be quarantined; left in place, never loaded",
+				"batch", id, "file", at, "damage", d.String(), "err", err)
+			return &parkError{err: fmt.Errorf("damaged exported file %s cannot be moved to %s: %w; left as %s", d, l.opts.QuarantineDir, err, at),
+				kept: []string{at}}
+		}
 		if err := os.MkdirAll(l.opts.QuarantineDir, 0o750); err != nil {
-			return fmt.Errorf("cannot create the quarantine directory: %w", err)
+			return keep(d.path, fmt.Errorf("cannot create the quarantine directory: %w", err))
 		}
 		dst, err := quarantineName(l.opts.QuarantineDir, d.path, l.opts.Now())
 		if err != nil {
-			return fmt.Errorf("cannot quarantine damaged file %s: %w", d, err)
+			return keep(d.path, err)
 		}
 		held := filepath.Join(filepath.Dir(d.path), filepath.Base(dst))
 		if err := os.Rename(d.path, held); err != nil {
-			return fmt.Errorf("cannot quarantine damaged file %s: %w", d, err)
+			return keep(d.path, err)
 		}
 		if err := os.Rename(held, dst); err != nil {
-			return fmt.Errorf("damaged file %s kept as %s: cannot move it to the quarantine directory: %w", d, held, err)
+			return keep(held, err)
 		}
 		l.log.Error("loader: exported file of the batch does not match its checksum; quarantined, never loaded",
 			"batch", id, "file", dst, "damage", d.String())
