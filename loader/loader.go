@@ -67,7 +67,8 @@ type Options struct {
 	Dir string
 	// QuarantineDir receives exported files that changed on disk between
 	// their export and their load (their checksum differs); they are
-	// kept there for inspection and never loaded or deleted.
+	// kept there for inspection and never loaded or deleted. New counts
+	// the files it holds already.
 	QuarantineDir string
 	// Order is OldestFirst [default] or NewestFirst: after an outage,
 	// newest-first brings fresh data while the backlog drains.
@@ -174,8 +175,9 @@ type Status struct {
 	WarehouseDuplicates int64
 	LastLoadAt          time.Time
 	LastLoadTook        time.Duration
-	// Quarantined counts exported files moved to QuarantineDir because
-	// they no longer matched their checksum; LastQuarantined is the
+	// Quarantined counts the files in QuarantineDir: exported files that
+	// no longer matched their checksum, those found there when the loader
+	// started plus those moved there since; LastQuarantined is the
 	// latest one's path.
 	Quarantined     int64
 	LastQuarantined string
@@ -217,6 +219,17 @@ func New(opts Options) (*Loader, error) {
 		wake:    make(chan struct{}, 1),
 	}
 	l.status = Status{State: stateStarting, Circuit: CircuitClosed}
+	// Files quarantined by earlier runs are still there: count them, so
+	// the status and the metric say what the directory holds.
+	n, newest, err := countQuarantined(opts.QuarantineDir)
+	if err != nil {
+		l.log.Error("loader: cannot count the files in the outbox quarantine directory", "dir", opts.QuarantineDir, "err", err)
+	}
+	l.status.Quarantined, l.status.LastQuarantined = n, newest
+	if n > 0 {
+		l.log.Warn("loader: the outbox quarantine directory holds damaged files from earlier runs; never loaded",
+			"dir", opts.QuarantineDir, "files", n, "latest", newest)
+	}
 	return l, nil
 }
 

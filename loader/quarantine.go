@@ -147,6 +147,30 @@ func (l *Loader) quarantine(id string, bad []damagedFile) error {
 	return nil
 }
 
+// countQuarantined returns how many files dir holds and the newest one
+// (by modification time): what earlier runs quarantined.
+func countQuarantined(dir string) (int64, string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, "", nil
+	} else if err != nil {
+		return 0, "", err
+	}
+	var n int64
+	var newest string
+	var at time.Time
+	for _, ent := range entries {
+		if !ent.Type().IsRegular() {
+			continue
+		}
+		n++
+		if info, err := ent.Info(); err == nil && (newest == "" || info.ModTime().After(at)) {
+			newest, at = filepath.Join(dir, ent.Name()), info.ModTime()
+		}
+	}
+	return n, newest, nil
+}
+
 // quarantineName returns a free name in dir for the damaged file path:
 // <batch>.<rows|windows>.<UTC time>[.<n>].parquet.
 func quarantineName(dir, path string, now time.Time) (string, error) {

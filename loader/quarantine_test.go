@@ -446,6 +446,50 @@ func TestDamagedFileThatCannotBeMoved(t *testing.T) {
 	}
 }
 
+// TestQuarantineCountedAtStart: the files earlier runs quarantined are
+// counted when the loader starts, so the status (and the metric) say what
+// the directory holds after a restart; a file quarantined since adds one.
+func TestQuarantineCountedAtStart(t *testing.T) {
+	e := testOutbox(t, 1, 40)
+	ob := newFlippingOutbox(e, 11, func(_ string, n int) (bool, bool) { return n == 0, false })
+	sink := newScriptSink()
+	opts := fastOptions(ob, sink, t.TempDir())
+	if err := os.MkdirAll(filepath.Join(opts.QuarantineDir, "not-a-file"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	var newest string
+	for i, name := range []string{"lt-a.rows.20261127T080000.000000000Z.parquet", "lt-b.windows.20261127T090000.000000000Z.parquet", "lt-c.rows.20261127T070000.000000000Z.parquet"} {
+		path := filepath.Join(opts.QuarantineDir, name)
+		if err := os.WriteFile(path, []byte("damaged"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		at := old.Add(time.Duration(i%2) * time.Minute) // the second is the newest
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			newest = path
+		}
+	}
+	l, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Status(); st.Quarantined != 3 || st.LastQuarantined != newest {
+		t.Fatalf("at start: status %+v, want 3 quarantined files, the latest %s", st, newest)
+	}
+	runUntil(t, l, outboxEmpty(e))
+	if st := l.Status(); st.Quarantined != 4 || st.Loaded != 1 || filepath.Dir(st.LastQuarantined) != opts.QuarantineDir || st.LastQuarantined == newest {
+		t.Fatalf("after a damaged export: status %+v, want 4 quarantined files", st)
+	}
+	// Without a quarantine directory, nothing is counted.
+	opts.QuarantineDir = filepath.Join(t.TempDir(), "none")
+	if l, err := New(opts); err != nil || l.Status().Quarantined != 0 || l.Status().LastQuarantined != "" {
+		t.Fatalf("no directory: %v, status %+v", err, l.Status())
+	}
+}
+
 // syncBuffer is a bytes.Buffer for a logger used from several goroutines.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -22,7 +22,8 @@ import (
 // files while it waits: each damaged file is found before its PUT, lies in
 // data_dir/quarantine/outbox byte for byte, is counted by /metrics and
 // /api/v1/status (what offload top shows), and the warehouse still
-// receives every event exactly once.
+// receives every event exactly once. After a restart, the status and
+// /metrics still count the files in quarantine.
 func TestOutboxBitFlipsQuarantined(t *testing.T) {
 	srv := newWarehouse(t)
 	brokers, cl := kfakeTopic(t, "shop", 2)
@@ -154,14 +155,28 @@ func TestOutboxBitFlipsQuarantined(t *testing.T) {
 		t.Errorf("status: %+v, want %d quarantined files in %s", st.Loader, n, qdir)
 	}
 	_, metrics := adminRequest(t, "GET", base+"/metrics", "")
-	m := regexp.MustCompile(`(?m)^offload_outbox_files_quarantined_total (\d+)$`).FindSubmatch(metrics)
+	m := regexp.MustCompile(`(?m)^offload_outbox_quarantined_files (\d+)$`).FindSubmatch(metrics)
 	if m == nil || string(m[1]) != strconv.Itoa(n) {
-		t.Errorf("/metrics: %q, want offload_outbox_files_quarantined_total %d", m, n)
+		t.Errorf("/metrics: %q, want offload_outbox_quarantined_files %d", m, n)
 	}
 	if got := strings.Count(d.logs.String(), "does not match its checksum; quarantined, never loaded"); got != n {
 		t.Errorf("%d quarantines logged, want %d", got, n)
 	}
 	stopDaemon(t, d)
 	deliverytest.CheckTables(t, srv.DB(), "PUBLIC.", want, -1, true)
+
+	// Restarted, the daemon counts the files already in quarantine.
+	d = startDaemon(t, cfg, warehouseEnv, "OFFLOAD_ADMIN_TOKEN="+adminToken)
+	base = "http://" + adminAddr(t, d)
+	st = poll()
+	if st.Loader.QuarantinedFiles != int64(n) || filepath.Dir(st.Loader.LastQuarantinedFile) != qdir {
+		t.Errorf("after a restart: status %+v, want %d quarantined files in %s", st.Loader, n, qdir)
+	}
+	_, metrics = adminRequest(t, "GET", base+"/metrics", "")
+	m = regexp.MustCompile(`(?m)^offload_outbox_quarantined_files (\d+)$`).FindSubmatch(metrics)
+	if m == nil || string(m[1]) != strconv.Itoa(n) {
+		t.Errorf("after a restart, /metrics: %q, want offload_outbox_quarantined_files %d", m, n)
+	}
+	stopDaemon(t, d)
 	t.Logf("%d sealed batches, %d rows files damaged and quarantined", sealed, n)
 }
