@@ -110,41 +110,55 @@ func damageList(bad []damagedFile) string {
 // directory under names that keep the batch id and add the time, and
 // logs and counts each. A missing file is logged only. A file is first
 // renamed within its own directory, out of the way of the cleanup after
-// the attempt and of the next export. If a file cannot be moved, it is
-// left where it is, logged with its path, and quarantine returns a
-// parkError listing it: the batch is parked, so neither the cleanup nor
-// a re-export deletes the file.
+// the attempt and of the next export. A file that cannot be moved is
+// left where it is and logged with its path; the others are still moved,
+// and quarantine returns a parkError listing the files left: the batch is
+// parked, so neither the cleanup nor a re-export deletes them.
 func (l *Loader) quarantine(id string, bad []damagedFile) error {
+	var failed []string
+	var kept []string
 	for _, d := range bad {
 		if errors.Is(d.err, fs.ErrNotExist) {
 			l.log.Error("loader: exported file of the batch is missing", "batch", id, "file", d.path)
 			continue
 		}
-		keep := func(at string, err error) error {
+		dst, at, err := l.moveToQuarantine(d.path)
+		if err != nil {
 			l.log.Error("loader: exported file of the batch does not match its checksum and cannot be quarantined; left in place, never loaded",
 				"batch", id, "file", at, "damage", d.String(), "err", err)
-			return &parkError{err: fmt.Errorf("damaged exported file %s cannot be moved to %s: %w; left as %s", d, l.opts.QuarantineDir, err, at),
-				kept: []string{at}}
-		}
-		if err := os.MkdirAll(l.opts.QuarantineDir, 0o750); err != nil {
-			return keep(d.path, fmt.Errorf("cannot create the quarantine directory: %w", err))
-		}
-		dst, err := quarantineName(l.opts.QuarantineDir, d.path, l.opts.Now())
-		if err != nil {
-			return keep(d.path, err)
-		}
-		held := filepath.Join(filepath.Dir(d.path), filepath.Base(dst))
-		if err := os.Rename(d.path, held); err != nil {
-			return keep(d.path, err)
-		}
-		if err := os.Rename(held, dst); err != nil {
-			return keep(held, err)
+			failed = append(failed, fmt.Sprintf("%s cannot be moved to %s: %v; left as %s", d, l.opts.QuarantineDir, err, at))
+			kept = append(kept, at)
+			continue
 		}
 		l.log.Error("loader: exported file of the batch does not match its checksum; quarantined, never loaded",
 			"batch", id, "file", dst, "damage", d.String())
 		l.set(func(s *Status) { s.Quarantined, s.LastQuarantined = s.Quarantined+1, dst })
 	}
+	if len(failed) > 0 {
+		return &parkError{err: fmt.Errorf("damaged exported files not quarantined (%s): check the disk under %s, then retry the batch",
+			strings.Join(failed, "; "), l.opts.Dir), kept: kept}
+	}
 	return nil
+}
+
+// moveToQuarantine moves the file at path into the quarantine directory
+// and returns its new path; on failure, it returns where the file is.
+func (l *Loader) moveToQuarantine(path string) (dst, at string, err error) {
+	if err := os.MkdirAll(l.opts.QuarantineDir, 0o750); err != nil {
+		return "", path, fmt.Errorf("cannot create the quarantine directory: %w", err)
+	}
+	dst, err = quarantineName(l.opts.QuarantineDir, path, l.opts.Now())
+	if err != nil {
+		return "", path, err
+	}
+	held := filepath.Join(filepath.Dir(path), filepath.Base(dst))
+	if err := os.Rename(path, held); err != nil {
+		return "", path, err
+	}
+	if err := os.Rename(held, dst); err != nil {
+		return "", held, err
+	}
+	return dst, dst, nil
 }
 
 // countQuarantined returns how many files dir holds and the newest one

@@ -395,16 +395,17 @@ func TestMissingOrShortExportFile(t *testing.T) {
 	}
 }
 
-// TestDamagedFileThatCannotBeMoved: when a damaged file cannot be moved
-// to the quarantine directory (a file is in the way of the directory), it
-// is left where it is, byte for byte, logged with its path and not
-// deleted by the cleanup after the attempt; the batch is parked (so no
-// re-export writes over the file) and the batches behind it load.
+// TestDamagedFileThatCannotBeMoved: when damaged files (here both of a
+// batch's) cannot be moved to the quarantine directory (a file is in the
+// way of the directory), they are left where they are, byte for byte,
+// logged with their paths and not deleted by the cleanup after the
+// attempt; the batch is parked (so no re-export writes over them) and the
+// batches behind it load.
 func TestDamagedFileThatCannotBeMoved(t *testing.T) {
 	e := testOutbox(t, 2, 40)
 	sealed, _ := e.SealedBatches()
 	bad := sealed[0].ID
-	ob := newFlippingOutbox(e, 10, func(id string, _ int) (bool, bool) { return id == bad, false })
+	ob := newFlippingOutbox(e, 10, func(id string, _ int) (bool, bool) { return id == bad, id == bad })
 	sink := newScriptSink()
 	opts := fastOptions(ob, sink, t.TempDir())
 	if err := os.WriteFile(opts.QuarantineDir, []byte("in the way"), 0o640); err != nil {
@@ -418,14 +419,19 @@ func TestDamagedFileThatCannotBeMoved(t *testing.T) {
 	}
 	runUntil(t, l, func() bool { return l.Status().Parked == 1 && l.Status().Loaded == 1 })
 
-	kept := filepath.Join(opts.Dir, bad+".rows.parquet")
-	b, err := os.ReadFile(kept)
-	if err != nil {
-		t.Fatalf("the damaged file is gone: %v", err)
-	}
 	damaged := ob.damage(t)
-	if len(damaged) != 1 || damaged[sha256Hex(b)] == nil {
-		t.Fatalf("%s is not the damaged file (%d damaged)", kept, len(damaged))
+	if len(damaged) != 2 {
+		t.Fatalf("%d files damaged, want 2", len(damaged))
+	}
+	kept := []string{filepath.Join(opts.Dir, bad+".rows.parquet"), filepath.Join(opts.Dir, bad+".windows.parquet")}
+	for _, f := range kept {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("the damaged file is gone: %v", err)
+		}
+		if damaged[sha256Hex(b)] == nil {
+			t.Fatalf("%s is not a damaged file", f)
+		}
 	}
 	ob.mu.Lock()
 	exports := ob.exports[bad]
@@ -435,13 +441,15 @@ func TestDamagedFileThatCannotBeMoved(t *testing.T) {
 		t.Fatalf("%d exports, status %+v", exports, st)
 	}
 	bs, _ := e.SealedBatches()
-	if len(bs) != 1 || bs[0].ID != bad || bs[0].State != engine.BatchParked || !strings.Contains(bs[0].Error, kept) {
+	if len(bs) != 1 || bs[0].ID != bad || bs[0].State != engine.BatchParked ||
+		!strings.Contains(bs[0].Error, kept[0]) || !strings.Contains(bs[0].Error, kept[1]) {
 		t.Fatalf("outbox: %+v", bs)
 	}
 	if got := sink.loaded(); len(got) != 1 || got[0] != sealed[1].ID {
 		t.Fatalf("loaded %v, want the batch behind the damaged one", got)
 	}
-	if log := logs.String(); !strings.Contains(log, "cannot be quarantined; left in place") || !strings.Contains(log, "file="+kept) {
+	if log := logs.String(); strings.Count(log, "cannot be quarantined; left in place") != 2 ||
+		!strings.Contains(log, "file="+kept[0]) || !strings.Contains(log, "file="+kept[1]) {
 		t.Fatalf("log does not name the file left in place:\n%s", log)
 	}
 }
