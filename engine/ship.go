@@ -35,9 +35,9 @@ type Export struct {
 	WindowsFile string
 	// FileBytes is the size of both files: what the loader ships.
 	FileBytes int64
-	// Checksums holds the SHA-256 of each file (FileChecksum), by file
-	// name, taken when COPY had written it and before it got its final
-	// name. The loader checks the files against them just before it
+	// Checksums holds the SHA-256 of each file (FileChecksum), keyed by
+	// its full path as in RowsFile and WindowsFile, taken when COPY had
+	// written it and before it got its final name. The loader checks the files against them just before it
 	// ships them: a file changed on disk since is never loaded.
 	Checksums map[string]string
 	// Totals are the control totals per currency, by currency.

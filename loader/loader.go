@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,7 +67,8 @@ type Options struct {
 	Dir string
 	// QuarantineDir receives exported files that changed on disk between
 	// their export and their load (their checksum differs); they are
-	// kept there for inspection and never loaded or deleted.
+	// kept there for inspection and never loaded or deleted. New counts
+	// the files it holds already.
 	QuarantineDir string
 	// Order is OldestFirst [default] or NewestFirst: after an outage,
 	// newest-first brings fresh data while the backlog drains.
@@ -164,15 +166,18 @@ type Status struct {
 	Loaded, AlreadyLoaded int64
 	// Rows, WindowRows and BytesShipped count what Loaded batches held.
 	Rows, WindowRows, BytesShipped int64
-	// Retries counts retryable failures; Parked counts batches parked.
+	// Retries counts retryable failures; Parked counts batches parked
+	// (refused by the warehouse for good, or with exported files damaged
+	// twice in a row).
 	Retries, Parked int64
 	// WarehouseDuplicates counts rows the sink kept out because the
 	// warehouse held their event already (Snowflake with MergeRows).
 	WarehouseDuplicates int64
 	LastLoadAt          time.Time
 	LastLoadTook        time.Duration
-	// Quarantined counts exported files moved to QuarantineDir because
-	// they no longer matched their checksum; LastQuarantined is the
+	// Quarantined counts the files in QuarantineDir: exported files that
+	// no longer matched their checksum, those found there when the loader
+	// started plus those moved there since; LastQuarantined is the
 	// latest one's path.
 	Quarantined     int64
 	LastQuarantined string
@@ -214,6 +219,17 @@ func New(opts Options) (*Loader, error) {
 		wake:    make(chan struct{}, 1),
 	}
 	l.status = Status{State: stateStarting, Circuit: CircuitClosed}
+	// Files quarantined by earlier runs are still there: count them, so
+	// the status and the metric say what the directory holds.
+	n, newest, err := countQuarantined(opts.QuarantineDir)
+	if err != nil {
+		l.log.Error("loader: cannot count the files in the outbox quarantine directory", "dir", opts.QuarantineDir, "err", err)
+	}
+	l.status.Quarantined, l.status.LastQuarantined = n, newest
+	if n > 0 {
+		l.log.Warn("loader: the outbox quarantine directory holds damaged files from earlier runs; never loaded",
+			"dir", opts.QuarantineDir, "files", n, "latest", newest)
+	}
 	return l, nil
 }
 
@@ -393,8 +409,10 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		// without counting against the circuit.
 		return l.fail(b.ID, fmt.Errorf("export: %w", err), false)
 	}
-	// x changes if its files are found damaged and exported again.
-	defer func() { removeFiles(x) }()
+	// x changes if its files are found damaged and exported again; a
+	// damaged file that could not be quarantined is kept.
+	var kept []string
+	defer func() { removeFiles(x, kept) }()
 	l.mu.Lock()
 	start := l.pacer.book(l.opts.Now(), x.FileBytes)
 	l.mu.Unlock()
@@ -413,7 +431,11 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 			return nil
 		}
 		var local *localError
-		return l.fail(b.ID, err, !errors.As(err, &local))
+		var park *parkError
+		if errors.As(err, &park) {
+			kept = park.kept
+		}
+		return l.fail(b.ID, err, !errors.As(err, &local) && park == nil)
 	}
 	if err := l.opts.Outbox.MarkShipped(b.ID); err != nil {
 		// The batch is in the warehouse and its ledger: after a restart
@@ -477,12 +499,17 @@ func (l *Loader) load(ctx context.Context, x *engine.Export) (bool, error) {
 }
 
 // fail handles a failed attempt at batch id: park it if the error is
-// permanent, else schedule a retry (and, for the warehouse's failures,
+// permanent or a parkError (exported files that cannot be shipped
+// safely), else schedule a retry (and, for the warehouse's failures,
 // count it against the circuit). It returns only the outbox's errors.
 func (l *Loader) fail(id string, err error, warehouse bool) error {
 	now := l.opts.Now()
 	class := Retryable
-	if warehouse {
+	var park *parkError
+	unsafe := errors.As(err, &park)
+	if unsafe {
+		class = Permanent
+	} else if warehouse {
 		class = l.opts.Sink.Classify(err)
 	}
 	l.mu.Lock()
@@ -492,8 +519,13 @@ func (l *Loader) fail(id string, err error, warehouse bool) error {
 	if class == Permanent {
 		s.Attempts, s.Parked = 0, s.Parked+1
 		l.mu.Unlock()
-		l.log.Error("loader: the warehouse refused the batch for good; parked (retry it once the cause is fixed)",
-			"batch", id, "err", err)
+		if unsafe {
+			l.log.Error("loader: the batch's exported files cannot be shipped safely; parked, later batches go on "+
+				"(check the disk and memory, then retry it)", "batch", id, "err", err)
+		} else {
+			l.log.Error("loader: the warehouse refused the batch for good; parked (retry it once the cause is fixed)",
+				"batch", id, "err", err)
+		}
 		if perr := l.opts.Outbox.Park(id, err.Error()); perr != nil {
 			return fmt.Errorf("loader: cannot park batch %s: %w", id, perr)
 		}
@@ -519,8 +551,11 @@ func (l *Loader) fail(id string, err error, warehouse bool) error {
 	return nil
 }
 
-func removeFiles(x engine.Export) {
+// removeFiles deletes x's files, except those in keep.
+func removeFiles(x engine.Export, keep []string) {
 	for _, f := range []string{x.RowsFile, x.WindowsFile} {
-		_ = os.Remove(f)
+		if !slices.Contains(keep, f) {
+			_ = os.Remove(f)
+		}
 	}
 }

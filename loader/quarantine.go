@@ -51,64 +51,138 @@ func damaged(x engine.Export) []damagedFile {
 	return bad
 }
 
+// parkError is a failure of a batch's exported files that retrying
+// would only repeat: files damaged on two exports in a row, or a damaged
+// file that cannot be set aside. The loader parks the batch (reason: the
+// error), so the batches behind it go on and nothing more of it reaches
+// the quarantine until the operator retries it. kept lists damaged files
+// left where they were, which the cleanup after the attempt must not
+// delete.
+type parkError struct {
+	err  error
+	kept []string
+}
+
+func (e *parkError) Error() string { return e.err.Error() }
+func (e *parkError) Unwrap() error { return e.err }
+
 // verified returns x if its files match their checksums. Otherwise it
 // moves the damaged files to the quarantine directory, exports the batch
 // again from the outbox and checks the new files; it returns them if they
-// match, or a localError. A damaged file is neither loaded nor deleted.
+// match. If they are damaged too, it quarantines them and returns a
+// parkError: at most two files per attempt reach the quarantine, and a
+// batch damaged on every export is parked rather than retried for ever.
+// A damaged file is neither loaded nor deleted.
 func (l *Loader) verified(ctx context.Context, x engine.Export) (engine.Export, error) {
-	bad := damaged(x)
-	if len(bad) == 0 {
+	first := damaged(x)
+	if len(first) == 0 {
 		return x, nil
 	}
-	if err := l.quarantine(x.ID, bad); err != nil {
-		return x, &localError{err}
+	if err := l.quarantine(x.ID, first); err != nil {
+		return x, err
 	}
 	again, err := l.opts.Outbox.ExportBatch(ctx, x.ID, l.opts.Dir)
 	if err != nil {
 		return x, &localError{fmt.Errorf("export again after quarantining damaged files: %w", err)}
 	}
-	if bad = damaged(again); len(bad) == 0 {
+	second := damaged(again)
+	if len(second) == 0 {
 		l.log.Info("loader: batch exported again after damaged files were quarantined; the new files check", "batch", x.ID)
 		return again, nil
 	}
-	if err := l.quarantine(x.ID, bad); err != nil {
-		return again, &localError{err}
+	if err := l.quarantine(x.ID, second); err != nil {
+		return again, err
 	}
-	return again, &localError{fmt.Errorf("exported files damaged twice in a row (%s): check the disk under %s",
-		bad[0], l.opts.Dir)}
+	return again, &parkError{err: fmt.Errorf("exported files damaged twice in a row (%s; exported again: %s): "+
+		"suspect the disk or memory under %s; check them, then retry the batch",
+		damageList(first), damageList(second), l.opts.Dir)}
+}
+
+func damageList(bad []damagedFile) string {
+	s := make([]string, len(bad))
+	for i, d := range bad {
+		s[i] = d.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // quarantine moves the damaged files of batch id to the quarantine
 // directory under names that keep the batch id and add the time, and
 // logs and counts each. A missing file is logged only. A file is first
 // renamed within its own directory, out of the way of the cleanup after
-// the attempt and of the next export: if the move to the quarantine
-// directory then fails, the error names where the file stays.
+// the attempt and of the next export. A file that cannot be moved is
+// left where it is and logged with its path; the others are still moved,
+// and quarantine returns a parkError listing the files left: the batch is
+// parked, so neither the cleanup nor a re-export deletes them.
 func (l *Loader) quarantine(id string, bad []damagedFile) error {
+	var failed []string
+	var kept []string
 	for _, d := range bad {
 		if errors.Is(d.err, fs.ErrNotExist) {
 			l.log.Error("loader: exported file of the batch is missing", "batch", id, "file", d.path)
 			continue
 		}
-		if err := os.MkdirAll(l.opts.QuarantineDir, 0o750); err != nil {
-			return fmt.Errorf("cannot create the quarantine directory: %w", err)
-		}
-		dst, err := quarantineName(l.opts.QuarantineDir, d.path, l.opts.Now())
+		dst, at, err := l.moveToQuarantine(d.path)
 		if err != nil {
-			return fmt.Errorf("cannot quarantine damaged file %s: %w", d, err)
-		}
-		held := filepath.Join(filepath.Dir(d.path), filepath.Base(dst))
-		if err := os.Rename(d.path, held); err != nil {
-			return fmt.Errorf("cannot quarantine damaged file %s: %w", d, err)
-		}
-		if err := os.Rename(held, dst); err != nil {
-			return fmt.Errorf("damaged file %s kept as %s: cannot move it to the quarantine directory: %w", d, held, err)
+			l.log.Error("loader: exported file of the batch does not match its checksum and cannot be quarantined; left in place, never loaded",
+				"batch", id, "file", at, "damage", d.String(), "err", err)
+			failed = append(failed, fmt.Sprintf("%s cannot be moved to %s: %v; left as %s", d, l.opts.QuarantineDir, err, at))
+			kept = append(kept, at)
+			continue
 		}
 		l.log.Error("loader: exported file of the batch does not match its checksum; quarantined, never loaded",
 			"batch", id, "file", dst, "damage", d.String())
 		l.set(func(s *Status) { s.Quarantined, s.LastQuarantined = s.Quarantined+1, dst })
 	}
+	if len(failed) > 0 {
+		return &parkError{err: fmt.Errorf("damaged exported files not quarantined (%s): check the disk under %s, then retry the batch",
+			strings.Join(failed, "; "), l.opts.Dir), kept: kept}
+	}
 	return nil
+}
+
+// moveToQuarantine moves the file at path into the quarantine directory
+// and returns its new path; on failure, it returns where the file is.
+func (l *Loader) moveToQuarantine(path string) (dst, at string, err error) {
+	if err := os.MkdirAll(l.opts.QuarantineDir, 0o750); err != nil {
+		return "", path, fmt.Errorf("cannot create the quarantine directory: %w", err)
+	}
+	dst, err = quarantineName(l.opts.QuarantineDir, path, l.opts.Now())
+	if err != nil {
+		return "", path, err
+	}
+	held := filepath.Join(filepath.Dir(path), filepath.Base(dst))
+	if err := os.Rename(path, held); err != nil {
+		return "", path, err
+	}
+	if err := os.Rename(held, dst); err != nil {
+		return "", held, err
+	}
+	return dst, dst, nil
+}
+
+// countQuarantined returns how many files dir holds and the newest one
+// (by modification time): what earlier runs quarantined.
+func countQuarantined(dir string) (int64, string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, "", nil
+	} else if err != nil {
+		return 0, "", err
+	}
+	var n int64
+	var newest string
+	var at time.Time
+	for _, ent := range entries {
+		if !ent.Type().IsRegular() {
+			continue
+		}
+		n++
+		if info, err := ent.Info(); err == nil && (newest == "" || info.ModTime().After(at)) {
+			newest, at = filepath.Join(dir, ent.Name()), info.ModTime()
+		}
+	}
+	return n, newest, nil
 }
 
 // quarantineName returns a free name in dir for the damaged file path:

@@ -1,16 +1,19 @@
 package loader
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/offload/offload/engine"
 )
@@ -168,9 +171,11 @@ func hasBatchPrefix(name string, batches []string) bool {
 // TestDamagedExportsAreQuarantined: random bit flips in the exported
 // files of every batch (several positions, rows or windows file or both,
 // sometimes in the re-export too) are caught before the PUT; the damaged
-// files land in quarantine as they were, counted; only files that match
-// their checksum are handed to the warehouse, and it holds every row of
-// every batch once, with the exported content and control totals.
+// files land in quarantine as they were, counted; a batch whose re-export
+// is damaged too is parked, and loads once the operator retries it; only
+// files that match their checksum are handed to the warehouse, and it
+// holds every row of every batch once, with the exported content and
+// control totals.
 func TestDamagedExportsAreQuarantined(t *testing.T) {
 	w := newWarehouse(t)
 	e := testOutbox(t, 4, 40)
@@ -198,6 +203,18 @@ func TestDamagedExportsAreQuarantined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The batches damaged twice in a row are parked; the others load.
+	runUntil(t, l, func() bool { return l.Status().Loaded == 2 && l.Status().Parked == 2 })
+	bs, _ := e.SealedBatches()
+	for _, b := range bs {
+		if b.State != engine.BatchParked || index[b.ID]%2 != 1 || !strings.Contains(b.Error, "damaged twice in a row") {
+			t.Fatalf("outbox after the first pass: %+v", bs)
+		}
+		// The operator checked the disk: the third export is clean.
+		if err := l.RetryParked(b.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	runUntil(t, l, outboxEmpty(e))
 
 	damaged := ob.damage(t)
@@ -212,7 +229,7 @@ func TestDamagedExportsAreQuarantined(t *testing.T) {
 	}
 	st := l.Status()
 	if st.Quarantined != int64(n) || !strings.HasPrefix(st.LastQuarantined, opts.QuarantineDir) ||
-		st.Loaded != 4 || st.Parked != 0 || st.Retries != 2 || st.Circuit != CircuitClosed {
+		st.Loaded != 4 || st.Parked != 2 || st.Retries != 0 || st.Circuit != CircuitClosed {
 		t.Fatalf("status %+v; %d files in quarantine", st, n)
 	}
 	checkWarehouse(t, w, want, 4)
@@ -221,44 +238,73 @@ func TestDamagedExportsAreQuarantined(t *testing.T) {
 }
 
 // TestEveryExportDamaged: when each export of a batch is damaged, the
-// batch is never loaded, nor parked: it is retried as a local failure
-// (the circuit stays closed) and every damaged file is in quarantine.
+// batch is never loaded: after its re-export is damaged too it is parked
+// (not retried: the circuit stays closed), naming the checksum failures
+// and the disk or memory, and the batches behind it load. Each attempt
+// puts exactly two files in quarantine (the export and the re-export),
+// also when the operator retries the batch before the disk is fixed.
 func TestEveryExportDamaged(t *testing.T) {
 	w := newWarehouse(t)
-	e := testOutbox(t, 1, 40)
-	ob := newFlippingOutbox(e, 9, func(string, int) (bool, bool) { return true, false })
+	e := testOutbox(t, 3, 40)
+	sealed, _ := e.SealedBatches()
+	bad := sealed[0].ID // the oldest: shipped first
+	ob := newFlippingOutbox(e, 9, func(id string, _ int) (bool, bool) { return id == bad, false })
 	sink := &recordingSink{Sink: w.sink(t, AuthPassword)}
 	opts := fastOptions(ob, sink, t.TempDir())
 	l, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Paused, the loader finishes the attempt in flight: its damaged
-	// files are in quarantine when it stops.
-	runUntil(t, l, func() bool {
-		if l.Status().Retries >= 4 {
-			l.Pause()
+	parked := func(attempts int) {
+		t.Helper()
+		runUntil(t, l, func() bool { return l.Status().Loaded == 2 && l.Status().Parked == int64(attempts) })
+		// Give a loader that would retry it the time to do so.
+		runUntil(t, l, func() bool { time.Sleep(50 * time.Millisecond); return true })
+		st := l.Status()
+		// (LastError is cleared by the loads behind the parked batch; the
+		// reason is in the outbox.)
+		if st.Loaded != 2 || st.Parked != int64(attempts) || st.Retries != 0 || st.Circuit != CircuitClosed {
+			t.Fatalf("status %+v", st)
 		}
-		return l.Status().State == StatePaused
-	})
-	if got := sink.files(t); len(got) != 0 {
-		t.Fatalf("%d files handed to the warehouse", len(got))
+		ob.mu.Lock()
+		exports := ob.exports[bad]
+		ob.mu.Unlock()
+		if exports != 2*attempts {
+			t.Fatalf("batch exported %d times in %d attempts, want 2 per attempt", exports, attempts)
+		}
+		bs, _ := e.SealedBatches()
+		if len(bs) != 1 || bs[0].ID != bad || bs[0].State != engine.BatchParked ||
+			!strings.Contains(bs[0].Error, "damaged twice in a row") || strings.Count(bs[0].Error, "sha256") != 2 ||
+			!strings.Contains(bs[0].Error, "disk or memory") {
+			t.Fatalf("outbox: %+v", bs)
+		}
+		damaged := ob.damage(t)
+		if n := checkQuarantine(t, opts.QuarantineDir, damaged, []string{bad}); st.Quarantined != int64(n) || n != 2*attempts {
+			t.Fatalf("status counts %d quarantined files, %d in quarantine, want 2 per attempt (%d attempts)", st.Quarantined, n, attempts)
+		}
+		for _, sum := range sink.files(t) {
+			if damaged[sum] != nil {
+				t.Fatalf("a damaged file (sha256 %s) was handed to the warehouse", sum)
+			}
+		}
 	}
-	st := l.Status()
-	if st.Loaded != 0 || st.Parked != 0 || st.Circuit != CircuitClosed || !strings.Contains(st.LastError, "damaged twice") {
-		t.Fatalf("status %+v", st)
+	parked(1)
+	// Retried before the disk is fixed: parked again after two more files.
+	if err := l.RetryParked(bad); err != nil {
+		t.Fatal(err)
 	}
-	bs, _ := e.SealedBatches()
-	if len(bs) != 1 || bs[0].State != engine.BatchSealed {
-		t.Fatalf("outbox: %+v", bs)
-	}
-	damaged := ob.damage(t)
-	if n := checkQuarantine(t, opts.QuarantineDir, damaged, ids(bs)); st.Quarantined != int64(n) || n < 8 {
-		t.Fatalf("status counts %d quarantined files, %d in quarantine, want 2 per attempt", st.Quarantined, n)
-	}
-	for _, table := range []string{"OFFLOAD_TRANSACTIONS", "OFFLOAD_LOAD_LEDGER"} {
-		if n := w.query(t, `SELECT count(*) FROM PUBLIC.`+table); n[0] != "0" {
-			t.Fatalf("%s holds %s rows", table, n[0])
+	parked(2)
+	// The batches behind it are in the warehouse, all of their rows once;
+	// nothing of the damaged one is.
+	for q, want := range map[string]string{
+		`SELECT count(*) FROM PUBLIC.OFFLOAD_LOAD_LEDGER`:                                 "2",
+		`SELECT count(*) FROM PUBLIC.OFFLOAD_LOAD_LEDGER WHERE BATCH_ID = '` + bad + `'`:  "0",
+		`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE BATCH_ID = '` + bad + `'`: "0",
+		`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`:                                "80",
+		`SELECT count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`:                "80",
+	} {
+		if got := w.query(t, q); got[0] != want {
+			t.Errorf("%s: %s, want %s", q, got[0], want)
 		}
 	}
 }
@@ -314,18 +360,31 @@ func (o *cuttingOutbox) ExportBatch(ctx context.Context, id, dir string) (engine
 
 // TestMissingOrShortExportFile: a missing file and a short one fail the
 // check like a changed one; the short one is quarantined as it was, the
-// missing one only logged; the batch loads from its third export.
+// missing one only logged. Damaged on two exports in a row, the batch is
+// parked; retried by the operator, it loads from its third export.
 func TestMissingOrShortExportFile(t *testing.T) {
 	e := testOutbox(t, 1, 40)
 	ob := &cuttingOutbox{Engine: e}
 	sink := newScriptSink()
 	opts := fastOptions(ob, sink, t.TempDir())
-	l := shipAll(t, e, opts)
+	l, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, l, func() bool { return l.Status().Parked == 1 })
+	bs, _ := e.SealedBatches()
+	if len(bs) != 1 || bs[0].State != engine.BatchParked || !strings.Contains(bs[0].Error, "damaged twice in a row") {
+		t.Fatalf("outbox: %+v", bs)
+	}
+	if err := l.RetryParked(bs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, l, outboxEmpty(e))
 	if ob.err != nil {
 		t.Fatal(ob.err)
 	}
 	st := l.Status()
-	if ob.exports != 3 || st.Loaded != 1 || st.Retries != 1 || st.Quarantined != 1 || len(sink.loaded()) != 1 {
+	if ob.exports != 3 || st.Loaded != 1 || st.Retries != 0 || st.Parked != 1 || st.Quarantined != 1 || len(sink.loaded()) != 1 {
 		t.Fatalf("%d exports, status %+v", ob.exports, st)
 	}
 	if b, err := os.ReadFile(st.LastQuarantined); err != nil || string(b) != string(ob.cut) {
@@ -334,4 +393,125 @@ func TestMissingOrShortExportFile(t *testing.T) {
 	if !strings.Contains(st.LastQuarantined, ".windows.") || filepath.Dir(st.LastQuarantined) != opts.QuarantineDir {
 		t.Fatalf("quarantined as %s", st.LastQuarantined)
 	}
+}
+
+// TestDamagedFileThatCannotBeMoved: when damaged files (here both of a
+// batch's) cannot be moved to the quarantine directory (a file is in the
+// way of the directory), they are left where they are, byte for byte,
+// logged with their paths and not deleted by the cleanup after the
+// attempt; the batch is parked (so no re-export writes over them) and the
+// batches behind it load.
+func TestDamagedFileThatCannotBeMoved(t *testing.T) {
+	e := testOutbox(t, 2, 40)
+	sealed, _ := e.SealedBatches()
+	bad := sealed[0].ID
+	ob := newFlippingOutbox(e, 10, func(id string, _ int) (bool, bool) { return id == bad, id == bad })
+	sink := newScriptSink()
+	opts := fastOptions(ob, sink, t.TempDir())
+	if err := os.WriteFile(opts.QuarantineDir, []byte("in the way"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	l, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, l, func() bool { return l.Status().Parked == 1 && l.Status().Loaded == 1 })
+
+	damaged := ob.damage(t)
+	if len(damaged) != 2 {
+		t.Fatalf("%d files damaged, want 2", len(damaged))
+	}
+	kept := []string{filepath.Join(opts.Dir, bad+".rows.parquet"), filepath.Join(opts.Dir, bad+".windows.parquet")}
+	for _, f := range kept {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("the damaged file is gone: %v", err)
+		}
+		if damaged[sha256Hex(b)] == nil {
+			t.Fatalf("%s is not a damaged file", f)
+		}
+	}
+	ob.mu.Lock()
+	exports := ob.exports[bad]
+	ob.mu.Unlock()
+	st := l.Status()
+	if exports != 1 || st.Quarantined != 0 || st.Retries != 0 {
+		t.Fatalf("%d exports, status %+v", exports, st)
+	}
+	bs, _ := e.SealedBatches()
+	if len(bs) != 1 || bs[0].ID != bad || bs[0].State != engine.BatchParked ||
+		!strings.Contains(bs[0].Error, kept[0]) || !strings.Contains(bs[0].Error, kept[1]) {
+		t.Fatalf("outbox: %+v", bs)
+	}
+	if got := sink.loaded(); len(got) != 1 || got[0] != sealed[1].ID {
+		t.Fatalf("loaded %v, want the batch behind the damaged one", got)
+	}
+	if log := logs.String(); strings.Count(log, "cannot be quarantined; left in place") != 2 ||
+		!strings.Contains(log, "file="+kept[0]) || !strings.Contains(log, "file="+kept[1]) {
+		t.Fatalf("log does not name the file left in place:\n%s", log)
+	}
+}
+
+// TestQuarantineCountedAtStart: the files earlier runs quarantined are
+// counted when the loader starts, so the status (and the metric) say what
+// the directory holds after a restart; a file quarantined since adds one.
+func TestQuarantineCountedAtStart(t *testing.T) {
+	e := testOutbox(t, 1, 40)
+	ob := newFlippingOutbox(e, 11, func(_ string, n int) (bool, bool) { return n == 0, false })
+	sink := newScriptSink()
+	opts := fastOptions(ob, sink, t.TempDir())
+	if err := os.MkdirAll(filepath.Join(opts.QuarantineDir, "not-a-file"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	var newest string
+	for i, name := range []string{"lt-a.rows.20261127T080000.000000000Z.parquet", "lt-b.windows.20261127T090000.000000000Z.parquet", "lt-c.rows.20261127T070000.000000000Z.parquet"} {
+		path := filepath.Join(opts.QuarantineDir, name)
+		if err := os.WriteFile(path, []byte("damaged"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		at := old.Add(time.Duration(i%2) * time.Minute) // the second is the newest
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			newest = path
+		}
+	}
+	l, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := l.Status(); st.Quarantined != 3 || st.LastQuarantined != newest {
+		t.Fatalf("at start: status %+v, want 3 quarantined files, the latest %s", st, newest)
+	}
+	runUntil(t, l, outboxEmpty(e))
+	if st := l.Status(); st.Quarantined != 4 || st.Loaded != 1 || filepath.Dir(st.LastQuarantined) != opts.QuarantineDir || st.LastQuarantined == newest {
+		t.Fatalf("after a damaged export: status %+v, want 4 quarantined files", st)
+	}
+	// Without a quarantine directory, nothing is counted.
+	opts.QuarantineDir = filepath.Join(t.TempDir(), "none")
+	if l, err := New(opts); err != nil || l.Status().Quarantined != 0 || l.Status().LastQuarantined != "" {
+		t.Fatalf("no directory: %v, status %+v", err, l.Status())
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger used from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/offload/offload/internal/deliverytest"
+	"github.com/offload/offload/internal/snowtest"
 )
 
 // TestOutboxBitFlipsQuarantined runs the daemon with a slow uplink, so the
@@ -22,9 +23,28 @@ import (
 // files while it waits: each damaged file is found before its PUT, lies in
 // data_dir/quarantine/outbox byte for byte, is counted by /metrics and
 // /api/v1/status (what offload top shows), and the warehouse still
-// receives every event exactly once.
+// receives every event exactly once, never from a damaged file. After a
+// restart, the status and /metrics still count the files in quarantine.
 func TestOutboxBitFlipsQuarantined(t *testing.T) {
-	srv := newWarehouse(t)
+	// Every staged file a COPY reads, by SHA-256: what was handed over
+	// for loading.
+	var copiedMu sync.Mutex
+	var copied [][32]byte
+	var copyErr error
+	srv, err := snowtest.New(snowtest.Options{OnCopy: func(path string) {
+		b, err := os.ReadFile(path)
+		copiedMu.Lock()
+		defer copiedMu.Unlock()
+		if err != nil && copyErr == nil {
+			copyErr = err
+		}
+		copied = append(copied, sha256.Sum256(b))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	srv.AddUser(snowtest.User{Name: "OFFLOAD", Password: warehousePassword})
 	brokers, cl := kfakeTopic(t, "shop", 2)
 	dataDir := t.TempDir()
 	cfg := testConfig(t, dataDir, brokers, "shop", warehouseYAML(srv))
@@ -79,6 +99,9 @@ func TestOutboxBitFlipsQuarantined(t *testing.T) {
 
 	// The disk: flips bits in the rows file of the 2nd to last batch that
 	// were sealed, once per batch (not in the export that replaces it).
+	// The damaged bytes go to a temporary file renamed over the export, so
+	// the loader hashes either the whole export or the whole damaged file,
+	// never one half-rewritten.
 	rng := rand.New(rand.NewPCG(13, 14))
 	var mu sync.Mutex
 	damaged := map[[32]byte][]byte{}
@@ -111,11 +134,14 @@ func TestOutboxBitFlipsQuarantined(t *testing.T) {
 					bit := rng.IntN(len(b) * 8)
 					b[bit/8] ^= 1 << (bit % 8)
 				}
-				if os.WriteFile(f, b, 0o640) == nil {
-					mu.Lock()
-					damaged[sha256.Sum256(b)] = b
-					mu.Unlock()
+				tmp := f + ".damaging"
+				if os.WriteFile(tmp, b, 0o640) != nil || os.Rename(tmp, f) != nil {
+					_ = os.Remove(tmp)
+					continue
 				}
+				mu.Lock()
+				damaged[sha256.Sum256(b)] = b
+				mu.Unlock()
 			}
 		}
 	}()
@@ -154,14 +180,41 @@ func TestOutboxBitFlipsQuarantined(t *testing.T) {
 		t.Errorf("status: %+v, want %d quarantined files in %s", st.Loader, n, qdir)
 	}
 	_, metrics := adminRequest(t, "GET", base+"/metrics", "")
-	m := regexp.MustCompile(`(?m)^offload_outbox_files_quarantined_total (\d+)$`).FindSubmatch(metrics)
+	m := regexp.MustCompile(`(?m)^offload_outbox_quarantined_files (\d+)$`).FindSubmatch(metrics)
 	if m == nil || string(m[1]) != strconv.Itoa(n) {
-		t.Errorf("/metrics: %q, want offload_outbox_files_quarantined_total %d", m, n)
+		t.Errorf("/metrics: %q, want offload_outbox_quarantined_files %d", m, n)
 	}
 	if got := strings.Count(d.logs.String(), "does not match its checksum; quarantined, never loaded"); got != n {
 		t.Errorf("%d quarantines logged, want %d", got, n)
 	}
 	stopDaemon(t, d)
 	deliverytest.CheckTables(t, srv.DB(), "PUBLIC.", want, -1, true)
+	copiedMu.Lock()
+	if copyErr != nil {
+		t.Fatalf("reading a staged file: %v", copyErr)
+	}
+	if len(copied) < sealed {
+		t.Errorf("%d files handed over for loading, want at least one per batch (%d)", len(copied), sealed)
+	}
+	for _, sum := range copied {
+		if damaged[sum] != nil {
+			t.Errorf("a damaged file (sha256 %x) was handed over for loading", sum)
+		}
+	}
+	copiedMu.Unlock()
+
+	// Restarted, the daemon counts the files already in quarantine.
+	d = startDaemon(t, cfg, warehouseEnv, "OFFLOAD_ADMIN_TOKEN="+adminToken)
+	base = "http://" + adminAddr(t, d)
+	st = poll()
+	if st.Loader.QuarantinedFiles != int64(n) || filepath.Dir(st.Loader.LastQuarantinedFile) != qdir {
+		t.Errorf("after a restart: status %+v, want %d quarantined files in %s", st.Loader, n, qdir)
+	}
+	_, metrics = adminRequest(t, "GET", base+"/metrics", "")
+	m = regexp.MustCompile(`(?m)^offload_outbox_quarantined_files (\d+)$`).FindSubmatch(metrics)
+	if m == nil || string(m[1]) != strconv.Itoa(n) {
+		t.Errorf("after a restart, /metrics: %q, want offload_outbox_quarantined_files %d", m, n)
+	}
+	stopDaemon(t, d)
 	t.Logf("%d sealed batches, %d rows files damaged and quarantined", sealed, n)
 }

@@ -161,7 +161,7 @@ var (
 	dLoaderRetries     = desc("offload_loader_retries_total", "Retryable failures.")
 	dLoaderParked      = desc("offload_loader_parked_total", "Batches parked after a permanent failure.")
 	dLoaderWHDups      = desc("offload_loader_warehouse_duplicates_total", "Rows kept out of the warehouse because it held their event already (dedupe.warehouse: merge).")
-	dOutboxQuarantined = desc("offload_outbox_files_quarantined_total", "Exported outbox files that failed their checksum before loading: moved to quarantine, never loaded.")
+	dOutboxQuarantined = desc("offload_outbox_quarantined_files", "Exported outbox files in quarantine (counted at start, plus those moved since): they failed their checksum before loading and are never loaded.")
 	dBuildInfo         = desc("offload_build_info", "Always 1.", "version")
 	dWatchdog          = desc("offload_watchdog_timestamp_seconds", "When the main loop last proved alive.")
 )
@@ -251,7 +251,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dLoaderRetries, float64(l.Retries))
 		counter(dLoaderParked, float64(l.Parked))
 		counter(dLoaderWHDups, float64(l.WarehouseDuplicates))
-		counter(dOutboxQuarantined, float64(l.Quarantined))
+		gauge(dOutboxQuarantined, float64(l.Quarantined))
 	}
 	gauge(dBuildInfo, 1, m.version)
 	gauge(dWatchdog, float64(m.watchdog.Load())/1e9)

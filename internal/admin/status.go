@@ -187,8 +187,9 @@ type LoaderStatus struct {
 	Retries        int64      `json:"retries"`
 	Parked         int64      `json:"parked"`
 	LastLoadAt     *time.Time `json:"last_load_at,omitempty"`
-	// QuarantinedFiles counts exported files that failed their checksum
-	// and were moved to quarantine; LastQuarantinedFile is the latest.
+	// QuarantinedFiles counts the exported files in quarantine (they
+	// failed their checksum): those there at start plus those moved since;
+	// LastQuarantinedFile is the latest.
 	QuarantinedFiles    int64  `json:"quarantined_files"`
 	LastQuarantinedFile string `json:"last_quarantined_file,omitempty"`
 }

@@ -47,6 +47,10 @@ type Options struct {
 	// MasterTTL is how long the master token (used to renew) is valid.
 	// Default 4 hours.
 	MasterTTL time.Duration
+	// OnCopy, if set, is called with the path of each staged file a COPY
+	// INTO is about to read, so a test can see what was handed over for
+	// loading.
+	OnCopy func(path string)
 }
 
 // User is an account user. Each non-empty credential enables one way to

@@ -381,6 +381,11 @@ func (s *Server) copyInto(ctx context.Context, sess *session, text string) (*res
 	if len(files) == 0 {
 		return status(stmtCopy, "Copy executed with 0 files processed."), nil
 	}
+	if s.opts.OnCopy != nil {
+		for _, f := range files {
+			s.opts.OnCopy(f.path)
+		}
+	}
 
 	ownTx := !sess.inTx
 	if ownTx {
