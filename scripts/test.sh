@@ -41,7 +41,14 @@ log "lint"
 make -s lint
 
 log "unit and integration tests"
+chaos_report=$(mktemp)
+export OFFLOAD_CHAOS_REPORT="$chaos_report"
 go test -count=1 -timeout 25m ./...
+if [ -s "$chaos_report" ]; then
+	log "the fault harness (TestChaos, docs/RELIABILITY.md):"
+	cat "$chaos_report" >&2
+fi
+rm -f "$chaos_report"
 
 log "short fuzz runs"
 # One grep finds every fuzz target with the file that holds it.

@@ -49,6 +49,13 @@ func TestChaos(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	t.Logf("offload bench --chaos:\n%s", stdout.String())
+	// go test shows a passing test's log only with -v: scripts/test.sh
+	// prints the report from this file after the tests.
+	if path := os.Getenv("OFFLOAD_CHAOS_REPORT"); path != "" {
+		if werr := os.WriteFile(path, stdout.Bytes(), 0o644); werr != nil {
+			t.Error(werr)
+		}
+	}
 	if err != nil {
 		t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
 	}
