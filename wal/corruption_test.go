@@ -331,14 +331,7 @@ func TestCorruptionInSSTable(t *testing.T) {
 	mustClose(t, w)
 
 	sst := largestSST(t, dir)
-	data, err := os.ReadFile(sst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x01
-	if err := os.WriteFile(sst, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	flipMiddleBit(t, sst)
 
 	check := func(what string, err error) {
 		t.Helper()
@@ -394,14 +387,7 @@ func TestCorruptionInLogFile(t *testing.T) {
 	if size < 256<<10 {
 		t.Fatalf("largest log file is %d bytes: the appends were flushed, the test needs them in the log", size)
 	}
-	data, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x01
-	if err := os.WriteFile(log, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	flipMiddleBit(t, log)
 	w, err = Open(dir, opts)
 	if err != nil {
 		var ce *CorruptionError
@@ -416,4 +402,19 @@ func TestCorruptionInLogFile(t *testing.T) {
 	if got := offsetsOf(entries, tp); !equalOffsets(got, span(0, 1999)) {
 		t.Errorf("open succeeded after damage in the middle of the log but holds %d of 2000 acknowledged records (high water %d)", len(got), w.HighWater(tp))
 	}
+}
+
+// flipMiddleBit flips the low bit of the middle byte of file and returns
+// the damaged content.
+func flipMiddleBit(t *testing.T, file string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x01
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -228,14 +228,7 @@ func TestRepairFlippedSSTableByte(t *testing.T) {
 	}
 	mustClose(t, w)
 	sst := largestSST(t, dir)
-	data, err := os.ReadFile(sst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[len(data)/2] ^= 0x01
-	if err := os.WriteFile(sst, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	data := flipMiddleBit(t, sst)
 
 	rep := mustRepair(t, dir, quarantine)
 	if rep.Quarantine == "" || len(rep.Damage) == 0 {
