@@ -181,9 +181,11 @@ func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error 
 	if err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
-	if res.Missing, res.Extra, err = tallyOnce(rows, g.ValidIDs()); err != nil {
+	missing, duplicated, unexpected, err := tallyOnce(rows, g.ValidIDs())
+	if err != nil {
 		return err
 	}
+	res.Missing, res.Extra = missing, duplicated+unexpected
 	res.ExactlyOnce = res.Missing == 0 && res.Extra == 0
 	return nil
 }

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +25,7 @@ import (
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/snowtest"
+	"github.com/offload/offload/tui"
 	"github.com/offload/offload/wal"
 )
 
@@ -109,6 +108,7 @@ type harness struct {
 	admin   string
 	res     chaosResult
 	g       *gen.Generator
+	client  *tui.HTTPClient // the daemon's admin API
 }
 
 func runChaos(o chaosOptions) (chaosResult, error) {
@@ -118,15 +118,15 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 	if err := os.MkdirAll(h.dataDir, 0o750); err != nil {
 		return h.res, err
 	}
-	mounted := ""
+	noTmpfs := "" // why the disk-full scenario cannot run
 	if o.tmpfsSize > 0 {
 		if err := syscall.Mount("tmpfs", h.dataDir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0750", o.tmpfsSize)); err != nil {
-			mounted = fmt.Sprintf("cannot mount a tmpfs at %s: %v", h.dataDir, err)
+			noTmpfs = fmt.Sprintf("cannot mount a tmpfs at %s: %v", h.dataDir, err)
 		} else {
 			defer func() { _ = syscall.Unmount(h.dataDir, 0) }()
 		}
 	} else {
-		mounted = "no tmpfs (--tmpfs-size 0)"
+		noTmpfs = "no tmpfs (--tmpfs-mib 0)"
 	}
 	var err error
 	h.srv, err = snowtest.New(snowtest.Options{Path: filepath.Join(o.dir, "warehouse.duckdb"), Dir: filepath.Join(o.dir, "warehouse-stage")})
@@ -143,6 +143,7 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 	if h.admin, err = freeAddr(); err != nil {
 		return h.res, err
 	}
+	h.client = tui.NewHTTPClient(h.admin, "")
 	if err := h.writeConfig(topic); err != nil {
 		return h.res, err
 	}
@@ -161,7 +162,8 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 		return h.res, err
 	}
 	defer cl.Close()
-	h.g = gen.New(gen.Options{Topic: topic, Rate: o.rate, Count: max(1, int(o.rate/4)), Seed: o.seed,
+	batch := max(1, int(o.rate/4)) // a quarter second of events
+	h.g = gen.New(gen.Options{Topic: topic, Rate: o.rate, Count: batch, Seed: o.seed,
 		RunID: "chaos" + strconv.FormatUint(o.seed%(1<<32), 36)})
 	stopProducing := make(chan struct{})
 	produced := make(chan error, 1)
@@ -169,7 +171,7 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 		// One quarter-second batch at a time, each produced in full (the
 		// client retries through broker restarts), so every event the
 		// generator remembers did reach Kafka.
-		batch, start := max(1, int(o.rate/4)), time.Now()
+		start := time.Now()
 		for k := 0; ; k++ {
 			select {
 			case <-stopProducing:
@@ -197,7 +199,7 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 		{"warehouse-faults", h.warehouseFaults},
 		{"broker-restart", h.brokerRestart},
 		{"disk-budget", h.diskBudget},
-		{"disk-full", func(sc *chaosScenario) error { return h.diskFull(sc, mounted) }},
+		{"disk-full", func(sc *chaosScenario) error { return h.diskFull(sc, noTmpfs) }},
 		{"slow-disk", h.slowDisk},
 	}
 	for _, s := range scenarios {
@@ -323,14 +325,10 @@ func (h *harness) kill(sc *chaosScenario, env []string) error {
 // status reads the daemon's status document; false when it does not
 // answer (starting, stopped).
 func (h *harness) status() (admin.Status, bool) {
-	var st admin.Status
-	cl := http.Client{Timeout: 500 * time.Millisecond}
-	res, err := cl.Get("http://" + h.admin + "/api/v1/status")
-	if err != nil {
-		return st, false
-	}
-	defer res.Body.Close()
-	return st, json.NewDecoder(res.Body).Decode(&st) == nil
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	st, err := h.client.Status(ctx)
+	return st, err == nil
 }
 
 // loaderState is what the daemon's loader is doing.
@@ -652,26 +650,14 @@ func (h *harness) tally(valid, malformed map[string]struct{}) error {
 	if err != nil {
 		return err
 	}
-	seen := 0
-	for rows.Next() {
-		var id string
-		var n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			rows.Close()
-			return err
-		}
-		h.res.Loaded += n
-		if _, ok := valid[id]; ok {
-			seen++
-			h.res.Duplicated += n - 1
-		} else {
-			h.res.UnexpectedRows += n
-		}
-	}
-	if err := rows.Close(); err != nil {
+	lost, duplicated, unexpected, err := tallyOnce(rows, valid)
+	if err != nil {
 		return err
 	}
-	h.res.Lost += int64(len(valid) - seen)
+	h.res.Loaded = h.loadedRows()
+	h.res.Lost += lost
+	h.res.Duplicated += duplicated
+	h.res.UnexpectedRows += unexpected
 
 	c, err := config.Load(h.cfgPath, h.d.environ(nil))
 	if err != nil {

@@ -5,10 +5,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,6 +20,7 @@ import (
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/snowtest"
+	"github.com/offload/offload/tui"
 )
 
 // embedded is the appliance run in-process with what it talks to: a Kafka
@@ -190,13 +189,7 @@ func (e *embedded) setWarehouse(up bool) error {
 
 // status reads the pipeline's status document (zero on failure).
 func (e *embedded) status() admin.Status {
-	var st admin.Status
-	res, err := http.Get("http://" + e.adminAddr + "/api/v1/status")
-	if err != nil {
-		return st
-	}
-	defer res.Body.Close()
-	_ = json.NewDecoder(res.Body).Decode(&st)
+	st, _ := tui.NewHTTPClient(e.adminAddr, "").Status(context.Background())
 	return st
 }
 
@@ -242,32 +235,35 @@ func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
 	if err != nil {
 		return v, err
 	}
-	if v.Missing, v.Extra, err = tallyOnce(rows, valid); err != nil {
+	missing, duplicated, unexpected, err := tallyOnce(rows, valid)
+	if err != nil {
 		return v, err
 	}
+	v.Missing, v.Extra = missing, duplicated+unexpected
 	v.ExactlyOnce = v.Missing == 0 && v.Extra == 0 && v.Loaded == int64(len(valid))
 	return v, nil
 }
 
 // tallyOnce reads (event id, copies) rows and counts the valid events
-// missing and the copies beyond one of each, or of no valid event.
-func tallyOnce(rows *sql.Rows, valid map[string]struct{}) (missing, extra int64, err error) {
+// missing, the copies beyond one of each (duplicated), and the copies of
+// no valid event (unexpected).
+func tallyOnce(rows *sql.Rows, valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
 	defer rows.Close()
 	seen := 0
 	for rows.Next() {
 		var id string
 		var n int64
 		if err := rows.Scan(&id, &n); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		if _, ok := valid[id]; ok {
 			seen++
-			extra += n - 1
+			duplicated += n - 1
 		} else {
-			extra += n
+			unexpected += n
 		}
 	}
-	return int64(len(valid) - seen), extra, rows.Err()
+	return int64(len(valid) - seen), duplicated, unexpected, rows.Err()
 }
 
 func (e *embedded) close() {
