@@ -157,7 +157,10 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 	}
 	defer h.d.close()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...), kgo.DefaultProduceTopic(topic))
+	// AlwaysRetryEOF: franz-go takes an EOF right after a request for a
+	// missing SASL setting and fails the records; here it is the broker
+	// restart, and the records must be retried, not given up.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(o.brokers...), kgo.DefaultProduceTopic(topic), kgo.AlwaysRetryEOF())
 	if err != nil {
 		return h.res, err
 	}
