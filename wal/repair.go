@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -37,6 +38,10 @@ const (
 
 // ManifestFile is the name of the manifest in each quarantine folder.
 const ManifestFile = "manifest.json"
+
+// quarantinePrefix starts the name of each repair's quarantine folder
+// (wal-<UTC time>); ReadQuarantine counts only these.
+const quarantinePrefix = "wal-"
 
 // Moved is one thing Repair moved to quarantine.
 type Moved struct {
@@ -204,7 +209,7 @@ func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
 	}
 
-	folder := filepath.Join(quarantine, "wal-"+rep.Created.Format("20060102T150405.000Z"))
+	folder := filepath.Join(quarantine, quarantinePrefix+rep.Created.Format("20060102T150405.000Z"))
 	if err := s.writeQuarantine(fs, folder); err != nil {
 		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot write the quarantine folder: %w", dir, err)
 	}
@@ -793,7 +798,7 @@ func ReadQuarantine(fs vfs.FS, dir string) (QuarantineSummary, error) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		if len(n) < 4 || n[:4] != "wal-" {
+		if !strings.HasPrefix(n, quarantinePrefix) {
 			continue
 		}
 		rep, err := readManifest(fs, filepath.Join(dir, n, ManifestFile))

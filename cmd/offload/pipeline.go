@@ -118,7 +118,7 @@ func outboxDir(dataDir string) string { return filepath.Join(dataDir, "outbox") 
 // outboxQuarantineDir is where the loader keeps exported files that failed
 // their checksum, for the operator (docs/OPERATIONS.md).
 func outboxQuarantineDir(dataDir string) string {
-	return filepath.Join(dataDir, "quarantine", "outbox")
+	return filepath.Join(quarantineDir(dataDir), "outbox")
 }
 
 // openLoader builds the warehouse sink and the loader from the
