@@ -63,6 +63,11 @@ var (
 	// listed currency (10^12 VND is about 40 million USD), below the
 	// int64 limit with room for sums; tighten it per deployment.
 	DefaultMaxAmount = Decimal(1_000_000_000_000) * DecimalUnit
+	// MaxStoredAmount is the largest amount the outbox stores: its
+	// columns are DECIMAL(18,4), 99,999,999,999,999.9999. max_amount and
+	// min_amount may not go past it, and a base-currency amount past it
+	// is rejected (base_amount_overflow).
+	MaxStoredAmount = Decimal(999_999_999_999_999_999)
 )
 
 const (
@@ -133,6 +138,12 @@ func (c *Config) compile(prefix string) (*compiled, error) {
 			add("required", "%q is required but no column holds it (map it with fields.%s)", name, name)
 		}
 		seenReq[name] = true
+	}
+	if c.MaxAmount > MaxStoredAmount {
+		add("max_amount", "%s is above %s, the largest amount the outbox stores", c.MaxAmount, MaxStoredAmount)
+	}
+	if c.MinAmount < -MaxStoredAmount {
+		add("min_amount", "%s is below -%s, the smallest amount the outbox stores", c.MinAmount, MaxStoredAmount)
 	}
 	if c.MinAmount > c.MaxAmount {
 		add("min_amount", "%s is above max_amount %s", c.MinAmount, c.MaxAmount)

@@ -830,7 +830,7 @@ func (d *Decoder) enrich(ev *Event) bool {
 	if d.rates != nil && d.hasAmt && d.curIdx > 0 {
 		v, ok, overflow := d.rates.convert(ev.Amount, d.curIdx)
 		if overflow {
-			return d.fail(CodeBaseAmountOverflow, fAmount, "%s %s overflows in base currency %s", ev.Amount, ev.Currency, d.rates.base)
+			return d.fail(CodeBaseAmountOverflow, fAmount, "%s %s overflows in base currency %s (above %s)", ev.Amount, ev.Currency, d.rates.base, MaxStoredAmount)
 		}
 		ev.BaseAmount, ev.HasBaseAmount = v, ok
 	}

@@ -103,8 +103,8 @@ func (r *Rates) Len() int {
 
 // Convert returns amount in currency converted to the base currency,
 // rounded half to even to 4 places. ok is false when the table has no rate
-// for currency, or when the result does not fit a Decimal (then overflow is
-// true).
+// for currency, or when the result does not fit a Decimal or passes
+// MaxStoredAmount (then overflow is true).
 func (r *Rates) Convert(amount Decimal, currency string) (v Decimal, ok, overflow bool) {
 	return r.convert(amount, currencyOf([]byte(currency)))
 }
@@ -114,6 +114,9 @@ func (r *Rates) convert(amount Decimal, ci int) (Decimal, bool, bool) {
 		return 0, false, false
 	}
 	v, ok := mulRate(amount, r.rates[ci])
+	if ok && (v > MaxStoredAmount || v < -MaxStoredAmount) {
+		ok = false
+	}
 	return v, ok, !ok
 }
 

@@ -608,3 +608,23 @@ func TestEnrichAPI(t *testing.T) {
 		t.Fatal("rates not dropped")
 	}
 }
+
+// TestAmountBoundsFitTheOutbox refuses amount bounds the outbox's
+// DECIMAL(18,4) columns cannot hold, naming the option.
+func TestAmountBoundsFitTheOutbox(t *testing.T) {
+	for _, tc := range []struct {
+		min, max Decimal
+		want     string
+	}{
+		{0, MaxStoredAmount + 1, "topics.orders.max_amount: 100000000000000 is above 99999999999999.9999"},
+		{-MaxStoredAmount - 1, 0, "topics.orders.min_amount: -100000000000000 is below -99999999999999.9999"},
+		{-MaxStoredAmount, MaxStoredAmount, ""},
+	} {
+		c := Config{HashKey: testKey, MinAmount: tc.min, MaxAmount: tc.max}
+		c.EnsureDefaults()
+		err := c.Validate("topics.orders")
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("min %s max %s: got %v, want %q", tc.min, tc.max, err, tc.want)
+		}
+	}
+}
