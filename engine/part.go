@@ -24,31 +24,38 @@ type partFile struct {
 	SHA256 string // hex of the file's bytes, as sha256sum prints it
 }
 
+// partPageBuffer is the size of parquet-go's page buffers. With its
+// default (256 KiB), and customer_email_hash DELTA_LENGTH_BYTE_ARRAY rather
+// than PLAIN, that column's hex compressed to 61 bytes a row instead of 35.
+const partPageBuffer = 1 << 20
+
 // maxPartDecimal bounds the units an amount may have in a part: the
 // columns are DECIMAL(18,4), so at most 18 digits.
 const maxPartDecimal = 999_999_999_999_999_999
 
 // partRow is one row of a part: the columns of outbox_rows in
-// engine/schema.go without batch_id, in the same order. An optional string
-// column writes "" as NULL, as writeRows does with nullString.
+// engine/schema.go without batch_id, in the same order. A nil pointer is
+// NULL: nullString's "" for the strings (parquet-go's optional string
+// without a pointer did not write every "" as NULL), !hasItems and
+// !HasBaseAmount.
 type partRow struct {
 	EventID           string    `parquet:"event_id"`
-	OrderID           string    `parquet:"order_id,optional"`
+	OrderID           *string   `parquet:"order_id,optional"`
 	EventType         string    `parquet:"event_type,dict"`
-	StoreID           string    `parquet:"store_id,optional,dict"`
-	CustomerID        string    `parquet:"customer_id,optional"`
-	CustomerEmailHash string    `parquet:"customer_email_hash,optional,plain"`
+	StoreID           *string   `parquet:"store_id,optional,dict"`
+	CustomerID        *string   `parquet:"customer_id,optional"`
+	CustomerEmailHash *string   `parquet:"customer_email_hash,optional,plain"`
 	Amount            int64     `parquet:"amount,decimal(4:18)"`
-	Currency          string    `parquet:"currency,optional,dict"`
-	PaymentMethod     string    `parquet:"payment_method,optional,dict"`
-	CardLast4         string    `parquet:"card_last4,optional"`
-	Channel           string    `parquet:"channel,optional,dict"`
-	Country           string    `parquet:"country,optional,dict"`
-	Items             string    `parquet:"items,optional"`
+	Currency          *string   `parquet:"currency,optional,dict"`
+	PaymentMethod     *string   `parquet:"payment_method,optional,dict"`
+	CardLast4         *string   `parquet:"card_last4,optional"`
+	Channel           *string   `parquet:"channel,optional,dict"`
+	Country           *string   `parquet:"country,optional,dict"`
+	Items             *string   `parquet:"items,optional"`
 	EventTime         time.Time `parquet:"event_time,timestamp(microsecond:utc),delta"`
 	BaseAmount        *int64    `parquet:"base_amount,optional,decimal(4:18)"`
-	Region            string    `parquet:"region,optional,dict"`
-	Timezone          string    `parquet:"timezone,optional,dict"`
+	Region            *string   `parquet:"region,optional,dict"`
+	Timezone          *string   `parquet:"timezone,optional,dict"`
 	SourceTopic       string    `parquet:"source_topic,dict"`
 	SourcePartition   int32     `parquet:"source_partition,dict"`
 	SourceOffset      int64     `parquet:"source_offset,delta"`
@@ -108,11 +115,11 @@ func removeIfExists(path string) error {
 }
 
 // encodePartFile writes the Parquet bytes of rows to f through a buffer,
-// counting and hashing them.
+// counting and hashing them on the way.
 func encodePartFile(f *os.File, rows []outRow, items []byte) (partFile, error) {
 	c := &partCounter{w: f, h: sha256.New()}
 	bw := bufio.NewWriterSize(c, 1<<20)
-	if err := partEncoder(bw, rows, items); err != nil {
+	if err := encodePart(bw, rows, items); err != nil {
 		return partFile{}, err
 	}
 	if err := bw.Flush(); err != nil {
@@ -121,42 +128,46 @@ func encodePartFile(f *os.File, rows []outRow, items []byte) (partFile, error) {
 	return partFile{Rows: int64(len(rows)), Bytes: c.n, SHA256: hex.EncodeToString(c.h.Sum(nil))}, nil
 }
 
-var partEncoder = encodePQGo
+// partChunk is how many rows encodePart converts to partRow at a time.
+const partChunk = 1024
 
-var partZstdLevel = zstd.SpeedDefault
-
-func encodePQGo(w io.Writer, rows []outRow, items []byte) error {
+// encodePart writes rows as one row group with parquet-go, zstd at its
+// default level: docs/PERFORMANCE.md ("Parquet writer") has the
+// measurements this choice comes from.
+func encodePart(w io.Writer, rows []outRow, items []byte) error {
 	for i := range rows {
 		if err := checkPartRow(&rows[i]); err != nil {
 			return err
 		}
 	}
-	pw := parquet.NewGenericWriter[partRow](w, parquet.Compression(&zstd.Codec{Level: partZstdLevel}),
-		parquet.MaxRowsPerRowGroup(int64(max(len(rows), 1))), parquet.PageBufferSize(1<<20))
-	const chunk = 1024
-	buf := make([]partRow, chunk)
-	base := make([]int64, chunk)
-	for i := 0; i < len(rows); i += chunk {
-		n := min(chunk, len(rows)-i)
-		for j := 0; j < n; j++ {
+	pw := parquet.NewGenericWriter[partRow](w, parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+		parquet.MaxRowsPerRowGroup(int64(max(len(rows), 1))), parquet.PageBufferSize(partPageBuffer))
+	buf := make([]partRow, min(partChunk, len(rows)))
+	js := make([]string, len(buf))
+	for i := 0; i < len(rows); i += len(buf) {
+		n := min(len(buf), len(rows)-i)
+		for j := range n {
 			r := &rows[i+j]
 			ev := &r.ev
 			p := &buf[j]
 			*p = partRow{
-				EventID: ev.EventID, OrderID: ev.OrderID, EventType: ev.EventType, StoreID: ev.StoreID,
-				CustomerID: ev.CustomerID, CustomerEmailHash: ev.CustomerEmailHash, Amount: int64(ev.Amount),
-				Currency: ev.Currency, PaymentMethod: ev.PaymentMethod, CardLast4: ev.CardLast4,
-				Channel: ev.Channel, Country: ev.Country, EventTime: ev.EventTime,
-				Region: ev.Region, Timezone: ev.Timezone, SourceTopic: r.source.topic,
-				SourcePartition: r.source.partition, SourceOffset: r.source.offset,
+				EventID: ev.EventID, OrderID: strOrNull(&ev.OrderID), EventType: ev.EventType,
+				StoreID: strOrNull(&ev.StoreID), CustomerID: strOrNull(&ev.CustomerID),
+				CustomerEmailHash: strOrNull(&ev.CustomerEmailHash), Amount: int64(ev.Amount),
+				Currency: strOrNull(&ev.Currency), PaymentMethod: strOrNull(&ev.PaymentMethod),
+				CardLast4: strOrNull(&ev.CardLast4), Channel: strOrNull(&ev.Channel), Country: strOrNull(&ev.Country),
+				EventTime: ev.EventTime, Region: strOrNull(&ev.Region), Timezone: strOrNull(&ev.Timezone),
+				SourceTopic: r.source.topic, SourcePartition: r.source.partition, SourceOffset: r.source.offset,
 				KafkaTime: r.source.kafkaTime, IngestTime: r.source.ingestTime,
 			}
-			if r.hasItems && r.itemsTo > r.itemsFrom {
-				p.Items = unsafe.String(&items[r.itemsFrom], r.itemsTo-r.itemsFrom)
+			if r.hasItems {
+				// Not copied: parquet-go copies the bytes into its pages
+				// before Write returns, and the arena outlives the call.
+				js[j] = unsafe.String(unsafe.SliceData(items[r.itemsFrom:r.itemsTo]), r.itemsTo-r.itemsFrom)
+				p.Items = &js[j]
 			}
 			if ev.HasBaseAmount {
-				base[j] = int64(ev.BaseAmount)
-				p.BaseAmount = &base[j]
+				p.BaseAmount = (*int64)(&ev.BaseAmount)
 			}
 		}
 		if _, err := pw.Write(buf[:n]); err != nil {
@@ -166,12 +177,22 @@ func encodePQGo(w io.Writer, rows []outRow, items []byte) error {
 	return pw.Close()
 }
 
+// strOrNull is s, or nil (NULL) for "", as nullString.
+func strOrNull(s *string) *string {
+	if *s == "" {
+		return nil
+	}
+	return s
+}
+
+// checkPartRow refuses an amount the part's DECIMAL(18,4) columns cannot
+// hold (DuckDB would read it back wrong, not fail).
 func checkPartRow(r *outRow) error {
 	if a := r.ev.Amount; a > maxPartDecimal || a < -maxPartDecimal {
-		return fmt.Errorf("event %q: amount %v exceeds DECIMAL(18,4)", r.ev.EventID, a)
+		return fmt.Errorf("event %q: amount %v exceeds the part column DECIMAL(18,4): lower the topic's max_amount", r.ev.EventID, a)
 	}
 	if a := r.ev.BaseAmount; r.ev.HasBaseAmount && (a > maxPartDecimal || a < -maxPartDecimal) {
-		return fmt.Errorf("event %q: base amount %v exceeds DECIMAL(18,4)", r.ev.EventID, a)
+		return fmt.Errorf("event %q: base amount %v exceeds the part column DECIMAL(18,4): lower the topic's max_amount or its rates", r.ev.EventID, a)
 	}
 	return nil
 }
