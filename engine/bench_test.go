@@ -36,16 +36,16 @@ func benchEvents(n int) [][]byte {
 	return out
 }
 
-// benchWAL fills a WAL in dir/wal with b.N benchEvents: 4 partitions,
+// benchWAL fills a WAL in dir/wal with n benchEvents: 4 partitions,
 // fetched batches of 1000 records. It returns the WAL and the events'
 // bytes.
-func benchWAL(b *testing.B, dir string) (*wal.WAL, int64) {
+func benchWAL(b *testing.B, dir string, n int) (*wal.WAL, int64) {
 	b.Helper()
 	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	evs := benchEvents(b.N)
+	evs := benchEvents(n)
 	var bytes int64
 	const parts, fetch = 4, 1000
 	next := make([]int64, parts)
@@ -82,7 +82,7 @@ func benchWAL(b *testing.B, dir string) (*wal.WAL, int64) {
 // OFFLOAD_BENCH_CPUPROFILE=file writes a CPU profile of the timed part.
 func BenchmarkEngine(b *testing.B) {
 	dir := b.TempDir()
-	w, bytes := benchWAL(b, dir)
+	w, bytes := benchWAL(b, dir, b.N)
 	defer w.Close()
 	opts := Options{
 		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
@@ -198,7 +198,7 @@ func rss() uint64 {
 //	go test ./engine -run '^$' -bench BenchmarkProcess -benchtime 1000000x -count 3
 func BenchmarkProcess(b *testing.B) {
 	dir := b.TempDir()
-	w, bytes := benchWAL(b, dir)
+	w, bytes := benchWAL(b, dir, b.N)
 	defer w.Close()
 	e, err := Open(Options{
 		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),

@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+	"unsafe"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+)
+
+// partFile describes a part written by writePart.
+type partFile struct {
+	Rows   int64
+	Bytes  int64  // file size
+	SHA256 string // hex of the file's bytes, as sha256sum prints it
+}
+
+// partPageBuffer is the size of parquet-go's page buffers. With its
+// default (256 KiB), and customer_email_hash DELTA_LENGTH_BYTE_ARRAY rather
+// than PLAIN, that column's hex compressed to 61 bytes a row instead of 35.
+const partPageBuffer = 1 << 20
+
+// maxPartDecimal bounds the units an amount may have in a part: the
+// columns are DECIMAL(18,4), so at most 18 digits.
+const maxPartDecimal = 999_999_999_999_999_999
+
+// partRow is one row of a part: the columns of outbox_rows in
+// engine/schema.go without batch_id, in the same order. A nil pointer is
+// NULL: nullString's "" for the strings (parquet-go's optional string
+// without a pointer did not write every "" as NULL), !hasItems and
+// !HasBaseAmount.
+type partRow struct {
+	EventID           string    `parquet:"event_id"`
+	OrderID           *string   `parquet:"order_id,optional"`
+	EventType         string    `parquet:"event_type,dict"`
+	StoreID           *string   `parquet:"store_id,optional,dict"`
+	CustomerID        *string   `parquet:"customer_id,optional"`
+	CustomerEmailHash *string   `parquet:"customer_email_hash,optional,plain"`
+	Amount            int64     `parquet:"amount,decimal(4:18)"`
+	Currency          *string   `parquet:"currency,optional,dict"`
+	PaymentMethod     *string   `parquet:"payment_method,optional,dict"`
+	CardLast4         *string   `parquet:"card_last4,optional"`
+	Channel           *string   `parquet:"channel,optional,dict"`
+	Country           *string   `parquet:"country,optional,dict"`
+	Items             *string   `parquet:"items,optional"`
+	EventTime         time.Time `parquet:"event_time,timestamp(microsecond:utc),delta"`
+	BaseAmount        *int64    `parquet:"base_amount,optional,decimal(4:18)"`
+	Region            *string   `parquet:"region,optional,dict"`
+	Timezone          *string   `parquet:"timezone,optional,dict"`
+	SourceTopic       string    `parquet:"source_topic,dict"`
+	SourcePartition   int32     `parquet:"source_partition,dict"`
+	SourceOffset      int64     `parquet:"source_offset,delta"`
+	KafkaTime         time.Time `parquet:"kafka_time,timestamp(microsecond:utc)"`
+	IngestTime        time.Time `parquet:"ingest_time,timestamp(microsecond:utc)"`
+}
+
+// partCounter counts and hashes the bytes on their way to the file.
+type partCounter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (c *partCounter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// writePart writes rows (their items JSON in items[r.itemsFrom:r.itemsTo]
+// when r.hasItems) to path as a zstd Parquet file: written to path+".tmp",
+// fsync'd, renamed to path, and the directory fsync'd, so a file under its
+// final name is complete and durable. It returns the file's size and
+// SHA-256 (computed while writing, not by re-reading).
+func writePart(path string, rows []outRow, items []byte) (partFile, error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return partFile{}, fmt.Errorf("cannot create part %s: %w (check the outbox directory's permissions and free space)", tmp, err)
+	}
+	pf, err := encodePartFile(f, rows, items)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return partFile{}, errors.Join(fmt.Errorf("cannot write part %s: %w (check free space in the outbox directory)", path, err), removeIfExists(tmp))
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return partFile{}, errors.Join(fmt.Errorf("cannot write part %s: %w", path, err), removeIfExists(path))
+	}
+	return pf, nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot remove %s: %w", path, err)
+	}
+	return nil
+}
+
+// encodePartFile writes the Parquet bytes of rows to f through a buffer,
+// counting and hashing them on the way.
+func encodePartFile(f *os.File, rows []outRow, items []byte) (partFile, error) {
+	c := &partCounter{w: f, h: sha256.New()}
+	bw := bufio.NewWriterSize(c, 1<<20)
+	if err := encodePart(bw, rows, items); err != nil {
+		return partFile{}, err
+	}
+	if err := bw.Flush(); err != nil {
+		return partFile{}, err
+	}
+	return partFile{Rows: int64(len(rows)), Bytes: c.n, SHA256: hex.EncodeToString(c.h.Sum(nil))}, nil
+}
+
+// partChunk is how many rows encodePart converts to partRow at a time.
+const partChunk = 1024
+
+// encodePart writes rows as one row group with parquet-go, zstd at its
+// default level: docs/PERFORMANCE.md ("Parquet writer") has the
+// measurements this choice comes from.
+func encodePart(w io.Writer, rows []outRow, items []byte) error {
+	for i := range rows {
+		if err := checkPartRow(&rows[i]); err != nil {
+			return err
+		}
+	}
+	pw := parquet.NewGenericWriter[partRow](w, parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault}),
+		parquet.MaxRowsPerRowGroup(int64(max(len(rows), 1))), parquet.PageBufferSize(partPageBuffer))
+	buf := make([]partRow, min(partChunk, len(rows)))
+	js := make([]string, len(buf))
+	for i := 0; i < len(rows); i += len(buf) {
+		n := min(len(buf), len(rows)-i)
+		for j := range n {
+			r := &rows[i+j]
+			ev := &r.ev
+			p := &buf[j]
+			*p = partRow{
+				EventID: ev.EventID, OrderID: strOrNull(&ev.OrderID), EventType: ev.EventType,
+				StoreID: strOrNull(&ev.StoreID), CustomerID: strOrNull(&ev.CustomerID),
+				CustomerEmailHash: strOrNull(&ev.CustomerEmailHash), Amount: int64(ev.Amount),
+				Currency: strOrNull(&ev.Currency), PaymentMethod: strOrNull(&ev.PaymentMethod),
+				CardLast4: strOrNull(&ev.CardLast4), Channel: strOrNull(&ev.Channel), Country: strOrNull(&ev.Country),
+				EventTime: ev.EventTime, Region: strOrNull(&ev.Region), Timezone: strOrNull(&ev.Timezone),
+				SourceTopic: r.source.topic, SourcePartition: r.source.partition, SourceOffset: r.source.offset,
+				KafkaTime: r.source.kafkaTime, IngestTime: r.source.ingestTime,
+			}
+			if r.hasItems {
+				// Not copied: parquet-go copies the bytes into its pages
+				// before Write returns, and the arena outlives the call.
+				js[j] = unsafe.String(unsafe.SliceData(items[r.itemsFrom:r.itemsTo]), r.itemsTo-r.itemsFrom)
+				p.Items = &js[j]
+			}
+			if ev.HasBaseAmount {
+				p.BaseAmount = (*int64)(&ev.BaseAmount)
+			}
+		}
+		if _, err := pw.Write(buf[:n]); err != nil {
+			return err
+		}
+	}
+	return pw.Close()
+}
+
+// strOrNull is s, or nil (NULL) for "", as nullString.
+func strOrNull(s *string) *string {
+	if *s == "" {
+		return nil
+	}
+	return s
+}
+
+// checkPartRow refuses an amount the part's DECIMAL(18,4) columns cannot
+// hold (DuckDB would read it back wrong, not fail).
+func checkPartRow(r *outRow) error {
+	if a := r.ev.Amount; a > maxPartDecimal || a < -maxPartDecimal {
+		return fmt.Errorf("event %q: amount %v exceeds the part column DECIMAL(18,4): lower the topic's max_amount", r.ev.EventID, a)
+	}
+	if a := r.ev.BaseAmount; r.ev.HasBaseAmount && (a > maxPartDecimal || a < -maxPartDecimal) {
+		return fmt.Errorf("event %q: base amount %v exceeds the part column DECIMAL(18,4): lower the topic's max_amount or its rates", r.ev.EventID, a)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
