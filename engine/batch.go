@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -79,6 +80,9 @@ type batch struct {
 
 	open openBatch // the open outbox batch after this one
 	seal *sealInfo // set when this micro-batch seals the open batch
+	// part is the clean rows' part file, written before the transaction
+	// that records it; nil when the batch accepted no row.
+	part *partRecord
 }
 
 type keyTime struct {
@@ -142,27 +146,30 @@ func (e *Engine) process(b *batch) {
 	b.keys = make([]keyTime, 0, b.records)
 	b.seen = make(map[dedupeKey]struct{}, b.records)
 	e.expireDedupe(b)
-	var ev event.Event
+	e.decoded = e.decodeBatch(b, e.decoded)
+	i := 0
 	for _, en := range b.entries {
 		tp := en.TopicPartition
-		dec := e.decoders[tp.Topic]
-		for i := range en.Records {
-			rec := &en.Records[i]
+		known := e.decoders[0][tp.Topic] != nil
+		for r := range en.Records {
+			rec := &en.Records[r]
+			d := &e.decoded[i]
+			i++
 			b.delta[cRecordsIn]++
-			r, ok := b.offsets[tp]
+			o, ok := b.offsets[tp]
 			if !ok {
-				r.first = rec.Offset
+				o.first = rec.Offset
 			}
-			r.last = rec.Offset
-			b.offsets[tp] = r
+			o.last = rec.Offset
+			b.offsets[tp] = o
 			src := source{topic: tp.Topic, partition: tp.Partition, offset: rec.Offset,
 				kafkaTime: time.UnixMilli(rec.Timestamp).UTC(), ingestTime: en.AppendTime.UTC()}
-			if dec == nil {
+			if !known {
 				e.reject(b, src, rec.Value, event.Reject{Code: CodeUnknownTopic,
 					Reason: fmt.Sprintf("topic %q has no mapping configured (add it under topics)", tp.Topic)})
 				continue
 			}
-			e.handle(b, &ev, dec.Decode(rec.Value, &ev), src, rec.Value)
+			e.handle(b, &d.ev, d.res, src, rec.Value)
 		}
 	}
 	e.finish(b, false)
@@ -315,7 +322,19 @@ func (e *Engine) finish(b *batch, forceSeal bool) {
 // index are reloaded from it.
 func (e *Engine) commit(b *batch) error {
 	ctx := context.Background()
-	if err := e.inTx(ctx, func() error { return e.write(ctx, b) }); err != nil {
+	// The part is written while the transaction's other writes run; the
+	// transaction waits for it before it records it and commits.
+	part := e.startPart(b, e.nextPartSeq)
+	err := e.inTx(ctx, func() error { return e.write(ctx, b, part) })
+	if perr := part.wait(); err == nil {
+		err = perr
+	}
+	if err != nil {
+		if b.part != nil {
+			// Not named by any committed transaction: the next Open would
+			// delete it too.
+			_ = os.Remove(partPath(e.partsDir(), b.part.seq))
+		}
 		err = fmt.Errorf("engine: micro-batch of %d records not committed (nothing of it was kept): %w", b.records, err)
 		if lerr := e.load(ctx); lerr != nil {
 			e.broken = fmt.Errorf("%w; reloading the state then failed: %v: restart offload, which rebuilds it from DuckDB", err, lerr)
@@ -340,6 +359,10 @@ func (e *Engine) advance(b *batch) {
 	e.dedupeMax = b.dedupeMax
 	e.open = b.open
 	e.nextDLQID = b.nextDLQID
+	if b.part != nil {
+		e.nextPartSeq = b.part.seq + 1
+		e.partsBytes.Add(b.part.file.Bytes)
+	}
 	if s := b.seal; s != nil {
 		e.sealed.batches++
 		e.sealed.rows += s.rows
@@ -362,7 +385,7 @@ func (e *Engine) at(point string) error {
 // write runs inside the micro-batch transaction. The order does not
 // matter to DuckDB (nothing is visible before COMMIT); the hook points let
 // tests fail it anywhere.
-func (e *Engine) write(ctx context.Context, b *batch) error {
+func (e *Engine) write(ctx context.Context, b *batch, part *partWrite) error {
 	if err := e.at("begin"); err != nil {
 		return err
 	}
@@ -388,7 +411,13 @@ func (e *Engine) write(ctx context.Context, b *batch) error {
 	if err := e.at("dedupe"); err != nil {
 		return err
 	}
-	if err := e.writeRows(b); err != nil {
+	if err := part.wait(); err != nil {
+		return err
+	}
+	if err := e.at("part"); err != nil {
+		return err
+	}
+	if err := e.recordPart(ctx, b); err != nil {
 		return err
 	}
 	if err := e.at("rows"); err != nil {
@@ -434,46 +463,6 @@ func nullString(s string) driver.Value {
 		return nil
 	}
 	return s
-}
-
-const outboxRowColumns = 23
-
-func (e *Engine) writeRows(b *batch) error {
-	return e.appendRows("", "outbox_rows", outboxRowColumns, len(b.rows), func(i int, a []driver.Value) {
-		r := &b.rows[i]
-		ev := &r.ev
-		a[0] = ev.EventID
-		a[1] = nullString(ev.OrderID)
-		a[2] = ev.EventType
-		a[3] = nullString(ev.StoreID)
-		a[4] = nullString(ev.CustomerID)
-		a[5] = nullString(ev.CustomerEmailHash)
-		a[6] = int64(ev.Amount) // DECIMAL(38,4) takes the unscaled units
-		a[7] = nullString(ev.Currency)
-		a[8] = nullString(ev.PaymentMethod)
-		a[9] = nullString(ev.CardLast4)
-		a[10] = nullString(ev.Channel)
-		a[11] = nullString(ev.Country)
-		if r.hasItems {
-			a[12] = b.items[r.itemsFrom:r.itemsTo]
-		} else {
-			a[12] = nil
-		}
-		a[13] = ev.EventTime
-		if ev.HasBaseAmount {
-			a[14] = int64(ev.BaseAmount)
-		} else {
-			a[14] = nil
-		}
-		a[15] = nullString(ev.Region)
-		a[16] = nullString(ev.Timezone)
-		a[17] = r.source.topic
-		a[18] = r.source.partition
-		a[19] = r.source.offset
-		a[20] = r.source.kafkaTime
-		a[21] = r.source.ingestTime
-		a[22] = nil // batch_id: set when the batch is sealed
-	})
 }
 
 func (e *Engine) writeDLQ(b *batch) error {
@@ -606,9 +595,13 @@ func (e *Engine) writeState(ctx context.Context, b *batch) error {
 	if !b.open.since.IsZero() {
 		since = b.open.since
 	}
-	_, err := e.conn.ExecContext(ctx, `INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	nextPart := e.nextPartSeq
+	if b.part != nil {
+		nextPart = b.part.seq + 1
+	}
+	_, err := e.conn.ExecContext(ctx, `INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.opts.Window.Size.Milliseconds(), maxNS, dedupeMax, horizon, formatRanges(b.open.ranges), since,
-		b.open.rows, b.open.windowRows, b.open.bytes, b.nextDLQID)
+		b.open.rows, b.open.windowRows, b.open.bytes, b.nextDLQID, nextPart)
 	if err != nil {
 		return fmt.Errorf("cannot write the engine state: %w", err)
 	}

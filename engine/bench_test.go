@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,4 +243,66 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(bytes)/elapsed.Seconds()/1e6, "MB/s")
+}
+
+// BenchmarkExportBatch measures what the loader asks of the outbox per
+// batch: the parts of one sealed batch of b.N events (micro-batches of
+// 50000, so ~b.N/50000 parts) checked against their checksums and
+// compacted into one zstd Parquet file with the batch id, and the
+// windows file. cpu-us/event counts the process's CPU time (DuckDB's
+// threads included) over the export.
+//
+//	go test ./engine -run '^$' -bench BenchmarkExportBatch -benchtime 1000000x -count 3
+func BenchmarkExportBatch(b *testing.B) {
+	dir := b.TempDir()
+	w, _ := benchWAL(b, dir, b.N)
+	defer w.Close()
+	e, err := Open(Options{
+		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
+		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
+		Seal:   SealPolicy{Rows: 1 << 40, Bytes: 1 << 50, Age: 1000 * time.Hour},
+		Logger: quietLogger(), Now: func() time.Time { return testNow },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for {
+		n, err := e.Step()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := e.SealNow(); err != nil {
+		b.Fatal(err)
+	}
+	bs, err := e.SealedBatches()
+	if err != nil || len(bs) != 1 {
+		b.Fatalf("%v %+v", err, bs)
+	}
+	out := b.TempDir()
+	cpu0 := processCPU()
+	b.ResetTimer()
+	start := time.Now()
+	x, err := e.ExportBatch(context.Background(), bs[0].ID, out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(x.Rows)/elapsed.Seconds(), "rows/s")
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/event")
+	b.ReportMetric(float64(x.FileBytes)/float64(x.Rows), "file-B/row")
+}
+
+// processCPU returns the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

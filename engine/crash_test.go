@@ -209,13 +209,13 @@ func dumpTables(t *testing.T, dir string) map[string][]string {
 	defer db.Close()
 	out := map[string][]string{}
 	for name, q := range crashTables {
-		out[name] = sorted(queryLines(t, db, q))
+		out[name] = sorted(queryLines(t, db, withRows(t, db, dir, q)))
 	}
 	// No dedupe key without its row.
 	var orphans int
-	if err := db.QueryRowContext(context.Background(), `SELECT count(*) FROM dedupe d WHERE NOT EXISTS (SELECT 1 FROM outbox_rows r
+	if err := db.QueryRowContext(context.Background(), withRows(t, db, dir, `SELECT count(*) FROM dedupe d WHERE NOT EXISTS (SELECT 1 FROM outbox_rows r
 		WHERE ('0x' || substr(sha256(r.event_id), 1, 16))::UBIGINT = d.hash_hi
-		AND ('0x' || substr(sha256(r.event_id), 17, 16))::UBIGINT = d.hash_lo)`).Scan(&orphans); err != nil {
+		AND ('0x' || substr(sha256(r.event_id), 17, 16))::UBIGINT = d.hash_lo)`)).Scan(&orphans); err != nil {
 		t.Fatal(err)
 	}
 	if orphans != 0 {

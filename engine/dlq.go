@@ -279,7 +279,7 @@ func (e *Engine) replayChunk(entries []DLQEntry, res *ReplayResult) error {
 		d := &entries[i]
 		src := source{topic: d.Topic, partition: d.Partition, offset: d.Offset, kafkaTime: d.KafkaTime, ingestTime: d.IngestTime}
 		o := replayOutcome{id: d.ID}
-		dec := e.decoders[d.Topic]
+		dec := e.decoders[0][d.Topic]
 		var res event.Result
 		if dec == nil {
 			res = event.Result{Verdict: event.Rejected, Rule: -1, Reject: event.Reject{Code: CodeUnknownTopic,

@@ -9,23 +9,44 @@
 // masked and enriched by engine/event, then deduplicated and added to the
 // event-time windows of engine/window. Its fate is one of:
 //
-//   - accepted: a row in outbox_rows, with its lineage (topic, partition,
-//     offset, Kafka time, ingest time);
+//   - accepted: a clean row in the micro-batch's part (below), with its
+//     lineage (topic, partition, offset, Kafka time, ingest time);
 //   - duplicate: counted (deduplicated), not stored;
 //   - filtered: counted per filter rule (filtered.NAME), not stored;
 //   - rejected: a row in the dead-letter table with its reason.
 //
-// Everything a micro-batch changes is written in ONE DuckDB transaction:
-// the outbox rows, the dead letters, the dedupe keys, the window state and
-// the emitted windows, the counters, the engine state and the new cursor.
-// Only after COMMIT does the engine truncate the WAL below the cursor. A
-// crash at any moment therefore leaves either all of a micro-batch or none
-// of it; at the next Open the engine reloads its state from DuckDB and
-// reads the WAL again from the committed cursor (DESIGN.md, contract 2).
-// Micro-batches are cut by WAL position, never by the clock, so the redone
-// micro-batch is the one that was lost; the crash test (crash_test.go)
-// kills an engine process at random moments and compares the outbox and
-// the dead letters with those of an uninterrupted run.
+// A micro-batch takes effect all or nothing (docs/ARCHITECTURE.md, contract
+// 2). Its clean rows are written first, as one zstd Parquet file, a part,
+// under Options.Dir/parts, fsync'd with its directory. Then ONE DuckDB
+// transaction records the part (its number, rows, bytes, SHA-256 and
+// control totals) with everything else the micro-batch changes: the dead
+// letters, the dedupe keys, the window state and the emitted windows, the
+// counters, the engine state and the new cursor. Only after COMMIT does
+// the engine truncate the WAL below the cursor. A crash at any moment
+// therefore leaves either all of a micro-batch or none of it: a part that
+// no committed transaction names is deleted at the next Open, which then
+// reloads the state from DuckDB and reads the WAL again from the committed
+// cursor. Micro-batches are cut by WAL position, never by the clock, so
+// the redone micro-batch is the one that was lost; the crash test
+// (crash_test.go) kills an engine process at random moments and compares
+// the outbox and the dead letters with those of an uninterrupted run.
+//
+// Writing the rows as a column file instead of into DuckDB's row store is
+// what makes a micro-batch cheap: the part is written once and shipped as
+// it is (docs/PERFORMANCE.md).
+//
+// # Parts
+//
+// A part is named by its number, 16 decimal digits, in commit order
+// (0000000000000042.parquet); its columns are those of the warehouse's
+// transactions table less the batch id. It is written under a temporary
+// name, fsync'd, renamed and its directory fsync'd, so a file under a
+// part's name is complete. Sealing an outbox batch gives its parts the
+// batch id; ExportBatch checks each against its SHA-256 and hands the
+// loader one file: the part itself (a hard link) or the parts compacted
+// by DuckDB. A damaged part is never shipped: the batch is parked and the
+// part quarantined. Parts of shipped batches are deleted after the grace
+// period. RowsSQL shows the parts as one relation for inspection.
 //
 // # Tables
 //
@@ -36,7 +57,8 @@
 //	                 rejected.CODE, filtered.RULE, deduplicated, late, ...
 //	dedupe           remembered event ids (128-bit hash, event time)
 //	windows          open windows: aggregates and the customer sketch
-//	outbox_rows      clean rows; batch_id NULL while the batch is open
+//	outbox_parts     the parts: number, rows, bytes, SHA-256, control totals,
+//	                 oldest ingest time; batch_id NULL while the batch is open
 //	outbox_windows   emitted windows (each version once); batch_id as above
 //	outbox_batches   sealed batches: id, ranges, sizes, state
 //	dlq              dead letters
@@ -59,8 +81,8 @@
 //
 // The dedupe table is the durable truth; an in-memory index (about 50 bytes
 // a key) mirrors it, loaded at Open, so a micro-batch only appends keys and
-// never queries the table. A key is written in the same transaction as its
-// outbox row, so no key exists without its row.
+// never queries the table. A key is written in the same transaction that
+// records the part holding its row, so no key exists without its row.
 //
 // Dedupe state is per appliance: the same event id reaching two appliances
 // of one consumer group (after a partition moves) is not caught here.
@@ -75,11 +97,11 @@
 //
 // # Outbox batches
 //
-// Outbox rows and window rows with a NULL batch_id form the open batch. The
+// Parts and window rows with a NULL batch_id form the open batch. The
 // micro-batch that brings it to Options.Seal.Rows rows or Seal.Bytes bytes,
 // or the first one after it has been open for Seal.Age, seals it: in the
-// same transaction every open row gets the batch id and the batch is
-// recorded in outbox_batches as "sealed". The loader ships sealed batches
+// same transaction every open part and window row gets the batch id and
+// the batch is recorded in outbox_batches as "sealed". The loader ships sealed batches
 // and marks them "shipped", or "parked" when the warehouse refuses them for
 // good.
 //

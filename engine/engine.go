@@ -44,7 +44,8 @@ type Engine struct {
 	// call returns it, and a restart rebuilds the state from DuckDB.
 	broken error
 
-	decoders map[string]*event.Decoder
+	decoders []decoderSet // one per decoding goroutine (decode.go)
+	decoded  []decoded    // the last micro-batch's decodings, reused
 
 	// State mirrored from DuckDB, rebuilt by load. Changed in memory only
 	// after the transaction that persists it has committed, except the
@@ -57,6 +58,11 @@ type Engine struct {
 	open      openBatch
 	nextDLQID int64
 	sealed    pending // sealed batches not yet shipped
+	// nextPartSeq numbers the next micro-batch's part file.
+	nextPartSeq int64
+
+	// partsBytes is what the committed parts hold on disk (DiskBytes).
+	partsBytes atomic.Int64
 
 	tablesMu      sync.Mutex
 	pendingTables *tables // from SetTables, applied at the next micro-batch
@@ -100,21 +106,18 @@ func Open(opts Options) (*Engine, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, log: opts.Logger, path: filepath.Join(opts.Dir, DBFile), decoders: map[string]*event.Decoder{}}
-	for name, cfg := range opts.Topics {
-		d, err := event.NewDecoder(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("engine: topic %s: %w", name, err)
-		}
-		e.decoders[name] = d
+	e := &Engine{opts: opts, log: opts.Logger, path: filepath.Join(opts.Dir, DBFile)}
+	var err error
+	if e.decoders, err = newDecoderSets(opts.Topics, decodeWorkers); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("engine: cannot create the data directory %s: %w", opts.Dir, err)
 	}
 	// checkpoint_threshold: DuckDB's default (16 MB of its own WAL) makes
 	// nearly every micro-batch a checkpoint that rewrites the last,
-	// partial row group of outbox_rows; 256 MB made the engine ~30% faster
-	// (docs/PERFORMANCE.md). DuckDB's WAL counts in DiskBytes, and a
+	// partial row group of the dedupe table; 256 MB made the engine ~30%
+	// faster (docs/PERFORMANCE.md). DuckDB's WAL counts in DiskBytes, and a
 	// restart after a crash replays at most that much.
 	dsn := fmt.Sprintf("%s?memory_limit=%dKiB&threads=%d&checkpoint_threshold=256MB", e.path, opts.MemoryLimit>>10, opts.Threads)
 	connector, err := duckdb.NewConnector(dsn, nil)
@@ -135,6 +138,12 @@ func Open(opts Options) (*Engine, error) {
 		e.closeDB()
 		return nil, err
 	}
+	held, err := e.sweepParts(ctx)
+	if err != nil {
+		e.closeDB()
+		return nil, fmt.Errorf("engine: cannot sweep the outbox parts: %w", err)
+	}
+	e.partsBytes.Store(held)
 	if _, err := opts.WAL.Truncate(e.cursor); err != nil {
 		e.closeDB()
 		return nil, fmt.Errorf("engine: cannot truncate the WAL below the committed cursor: %w", err)
@@ -193,22 +202,22 @@ func (e *Engine) SetTables(r *event.Rates, ref *event.Reference) {
 // and the seal policy, from the next micro-batch on. The new
 // configurations are validated first; on an error nothing changes.
 func (e *Engine) Reconfigure(topics map[string]event.Config, seal SealPolicy) error {
-	decoders := make(map[string]*event.Decoder, len(topics))
-	for name, cfg := range topics {
-		d, err := event.NewDecoder(cfg)
-		if err != nil {
-			return fmt.Errorf("engine: topic %s: %w", name, err)
-		}
-		decoders[name] = d
+	sets, err := newDecoderSets(topics, len(e.decoders))
+	if err != nil {
+		return err
 	}
 	if seal.Rows < 1 || seal.Bytes < 1 || seal.Age < time.Second {
 		return fmt.Errorf("engine: seal policy %+v: rows and bytes must be positive and age at least 1s", seal)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for name, d := range decoders {
-		e.decoders[name] = d
-		e.opts.Topics[name] = topics[name]
+	for i, set := range sets {
+		for name, d := range set {
+			e.decoders[i][name] = d
+		}
+	}
+	for name, cfg := range topics {
+		e.opts.Topics[name] = cfg
 	}
 	e.opts.Seal = seal
 	return nil
@@ -223,9 +232,11 @@ func (e *Engine) applyTables() {
 	if t == nil {
 		return
 	}
-	for _, d := range e.decoders {
-		d.SetRates(t.rates)
-		d.SetReference(t.ref)
+	for _, set := range e.decoders {
+		for _, d := range set {
+			d.SetRates(t.rates)
+			d.SetReference(t.ref)
+		}
 	}
 }
 
@@ -363,11 +374,11 @@ func (e *Engine) Step() (int, error) {
 	return b.records, nil
 }
 
-// DiskBytes returns the size of the DuckDB database file and its
-// write-ahead log: what the data directory's byte budget counts for the
-// engine, the outbox and the DLQ.
+// DiskBytes returns the size of the DuckDB database file, its
+// write-ahead log and the outbox's parts: what the data directory's byte
+// budget counts for the engine, the outbox and the DLQ.
 func (e *Engine) DiskBytes() int64 {
-	var n int64
+	n := e.partsBytes.Load()
 	for _, p := range []string{e.path, e.path + ".wal"} {
 		if st, err := os.Stat(p); err == nil {
 			n += st.Size()

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -344,12 +346,19 @@ func TestSealNowAndAge(t *testing.T) {
 // then gives exactly what a run without the failure gives.
 func TestRollbackLeavesNoTrace(t *testing.T) {
 	recs := []string{ev("a", "s1", "1", at(0)), `not json`, ev("b", "s2", "2", at(10*time.Minute)), ev("a", "s1", "1", at(0))}
-	tables := []string{"dedupe", "outbox_rows", "outbox_windows", "windows", "dlq", "engine_cursor", "engine_counters", "engine_state", "outbox_batches"}
+	tables := []string{"dedupe", "outbox_rows", "outbox_parts", "outbox_windows", "windows", "dlq", "engine_cursor", "engine_counters", "engine_state", "outbox_batches"}
 	dump := func(h *harness) map[string][]string {
 		out := map[string][]string{}
 		for _, tbl := range tables {
 			q := `SELECT * FROM ` + tbl
 			out[tbl] = sorted(h.rows(q))
+		}
+		ents, err := os.ReadDir(filepath.Join(h.dir, PartsDir))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for _, ent := range ents {
+			out["part files"] = append(out["part files"], ent.Name())
 		}
 		return out
 	}
@@ -361,7 +370,7 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 	ref.drain()
 	want := dump(ref)
 
-	for _, point := range []string{"begin", "dedupe", "rows", "dlq", "windows", "state", "commit"} {
+	for _, point := range []string{"part", "begin", "dedupe", "rows", "dlq", "windows", "state", "commit"} {
 		t.Run(point, func(t *testing.T) {
 			h := newHarness(t, func(o *Options) { o.Seal.Rows = 2 })
 			h.add("orders", 0, recs[:2]...)

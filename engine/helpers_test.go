@@ -170,16 +170,30 @@ func (h *harness) drain() int {
 // of space-separated values.
 func (h *harness) rows(q string, args ...any) []string {
 	h.t.Helper()
-	return queryLines(h.t, h.e.db, q, args...)
+	return queryLines(h.t, h.e.db, withRows(h.t, h.e.db, h.dir, q), args...)
 }
 
 func (h *harness) count(q string, args ...any) int64 {
 	h.t.Helper()
 	var n int64
-	if err := h.e.db.QueryRowContext(context.Background(), q, args...).Scan(&n); err != nil {
+	if err := h.e.db.QueryRowContext(context.Background(), withRows(h.t, h.e.db, h.dir, q), args...).Scan(&n); err != nil {
 		h.t.Fatalf("%s: %v", q, err)
 	}
 	return n
+}
+
+// withRows prefixes q with RowsSQL's WITH clause when q reads outbox_rows,
+// the clean rows of the parts in data directory dir.
+func withRows(t testing.TB, db *sql.DB, dir, q string) string {
+	t.Helper()
+	if !strings.Contains(q, "outbox_rows") {
+		return q
+	}
+	with, err := RowsSQL(context.Background(), db, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return with + q
 }
 
 func queryLines(t testing.TB, db *sql.DB, q string, args ...any) []string {

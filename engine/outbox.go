@@ -40,7 +40,7 @@ type BatchInfo struct {
 	// rows were committed.
 	FirstSealedAt time.Time
 	CreatedAt     time.Time
-	Rows          int64 // clean rows (outbox_rows)
+	Rows          int64 // clean rows (in its parts)
 	WindowRows    int64 // window emissions (outbox_windows)
 	Bytes         int64 // estimated raw bytes
 	Ranges        []Range
@@ -97,17 +97,20 @@ func (e *Engine) newSeal(o *openBatch, now time.Time) *sealInfo {
 	}
 }
 
-// writeSeal assigns the batch id to every unsealed outbox row and window
+// writeSeal assigns the batch id to every unsealed outbox part and window
 // row and records the batch, inside the micro-batch transaction.
 func (e *Engine) writeSeal(ctx context.Context, s *sealInfo) error {
-	res, err := e.conn.ExecContext(ctx, `UPDATE outbox_rows SET batch_id = ? WHERE batch_id IS NULL`, s.id)
-	if err != nil {
+	if _, err := e.conn.ExecContext(ctx, `UPDATE outbox_parts SET batch_id = ? WHERE batch_id IS NULL`, s.id); err != nil {
 		return fmt.Errorf("cannot seal batch %s: %w", s.id, err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n != s.rows {
-		return fmt.Errorf("BUG: engine: sealing batch %s assigned %d rows, the open batch counted %d", s.id, n, s.rows)
+	var n int64
+	if err := e.conn.QueryRowContext(ctx, `SELECT coalesce(sum(rows), 0) FROM outbox_parts WHERE batch_id = ?`, s.id).Scan(&n); err != nil {
+		return fmt.Errorf("cannot seal batch %s: %w", s.id, err)
 	}
-	res, err = e.conn.ExecContext(ctx, `UPDATE outbox_windows SET batch_id = ? WHERE batch_id IS NULL`, s.id)
+	if n != s.rows {
+		return fmt.Errorf("BUG: engine: sealing batch %s assigned parts of %d rows, the open batch counted %d", s.id, n, s.rows)
+	}
+	res, err := e.conn.ExecContext(ctx, `UPDATE outbox_windows SET batch_id = ? WHERE batch_id IS NULL`, s.id)
 	if err != nil {
 		return fmt.Errorf("cannot seal batch %s: %w", s.id, err)
 	}

@@ -61,17 +61,25 @@ func partTestRows() ([]outRow, []byte) {
 	return rows, items
 }
 
+// partTestWant is partTestRows as DuckDB reads them back: what the
+// engine's row store (schema version 1, the Appender into outbox_rows)
+// held for the same rows, so a part keeps every value the outbox kept.
+var partTestWant = []string{
+	"evt-1 ORD-1 order_placed store-1 cust-1 abababababababababababababababababababababababababababababababab 1.2345 EUR card 4242 web DE \"[{\\\"sku\\\":\\\"SKU-1\\\",\\\"qty\\\":2,\\\"unit_price\\\":\\\"1.50\\\"}]\" 2024-05-01T11:59:59.654321Z 1.3579 eu-central Europe/Berlin orders 0 0 2024-05-01T12:00:00.123456Z 2024-05-01T12:00:01.999999Z",
+	"evt-2 NULL refund NULL NULL NULL 0 NULL NULL NULL NULL NULL NULL 1999-12-31T23:59:59.000001Z NULL NULL NULL orders 1 1 2024-05-01T12:00:00.124456Z 2024-05-01T12:00:01.999999Z",
+	"\"évt-3 ✓\" ORD-1 order_placed магазин-7 客户-9 abababababababababababababababababababababababababababababababab -9876543210.0001 EUR card 4242 web DE \"[{\\\"sku\\\":\\\"ß-ü\\\",\\\"qty\\\":1,\\\"unit_price\\\":\\\"0.01\\\",\\\"note\\\":\\\"日本\\\"}]\" 2024-05-01T11:59:59.654321Z -99999999999999.9999 Zürich Europe/Berlin orders 2 2 2024-05-01T12:00:00.125456Z 2024-05-01T12:00:01.999999Z",
+	"evt-4 NULL order_placed store-1 cust-1 abababababababababababababababababababababababababababababababab 99999999999999.9999 EUR NULL NULL NULL NULL NULL 2024-05-01T11:59:59.654321Z NULL eu-central NULL orders 0 3 2024-05-01T12:00:00.126456Z 2024-05-01T12:00:01.999999Z",
+	"evt-5 ORD-1 order_placed store-1 cust-1 NULL 0 NULL card 4242 web DE [] 2024-05-01T11:59:59.654321Z 0 eu-central Europe/Berlin payments 2147483647 4611686018427387904 2024-05-01T12:00:00.127456Z 2024-05-01T12:00:01.999999Z",
+}
+
 // TestWritePartRoundTrip reads a part back with DuckDB and compares every
-// value with what writeRows stores in outbox_rows for the same rows.
+// value with what the row store kept of the same rows (partTestWant).
 func TestWritePartRoundTrip(t *testing.T) {
 	h := newHarness(t, nil)
 	rows, items := partTestRows()
 	path := filepath.Join(t.TempDir(), "part-1.parquet")
 	pf, err := writePart(path, rows, items)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.e.writeRows(&batch{rows: rows, items: items}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +107,7 @@ func TestWritePartRoundTrip(t *testing.T) {
 	}
 
 	got := h.rows(`SELECT * FROM ` + read + ` ORDER BY source_offset`)
-	exp := h.rows(`SELECT * EXCLUDE (batch_id) FROM outbox_rows ORDER BY source_offset`)
+	exp := partTestWant
 	if len(got) != len(rows) || !slices.Equal(got, exp) {
 		t.Errorf("part rows\n%s\nwant the outbox_rows\n%s", strings.Join(got, "\n"), strings.Join(exp, "\n"))
 	}

@@ -3,7 +3,7 @@ package engine
 // schemaVersion is the version of the DDL below. A database created by
 // another version is refused at Open: migrations are added with the version
 // that needs them.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // schemaDDL creates the engine's tables (doc.go explains each). Column
 // order matters: the engine appends rows positionally with the DuckDB
@@ -29,7 +29,8 @@ var schemaDDL = []string{
 	open_rows             BIGINT  NOT NULL,
 	open_window_rows      BIGINT  NOT NULL,
 	open_bytes            BIGINT  NOT NULL,
-	next_dlq_id           BIGINT  NOT NULL
+	next_dlq_id           BIGINT  NOT NULL,
+	next_part_seq         BIGINT  NOT NULL
 )`,
 	`CREATE TABLE IF NOT EXISTS engine_counters (
 	name  VARCHAR PRIMARY KEY,
@@ -40,30 +41,15 @@ var schemaDDL = []string{
 	hash_lo    UBIGINT   NOT NULL,
 	event_time TIMESTAMP NOT NULL
 )`,
-	`CREATE TABLE IF NOT EXISTS outbox_rows (
-	event_id            VARCHAR NOT NULL,
-	order_id            VARCHAR,
-	event_type          VARCHAR NOT NULL,
-	store_id            VARCHAR,
-	customer_id         VARCHAR,
-	customer_email_hash VARCHAR,
-	amount              DECIMAL(38,4),
-	currency            VARCHAR,
-	payment_method      VARCHAR,
-	card_last4          VARCHAR,
-	channel             VARCHAR,
-	country             VARCHAR,
-	items               VARCHAR,
-	event_time          TIMESTAMPTZ NOT NULL,
-	base_amount         DECIMAL(38,4),
-	region              VARCHAR,
-	timezone            VARCHAR,
-	source_topic        VARCHAR NOT NULL,
-	source_partition    INTEGER NOT NULL,
-	source_offset       BIGINT  NOT NULL,
-	kafka_time          TIMESTAMPTZ NOT NULL,
-	ingest_time         TIMESTAMPTZ NOT NULL,
-	batch_id            VARCHAR
+	`CREATE TABLE IF NOT EXISTS outbox_parts (
+	seq           BIGINT PRIMARY KEY,
+	rows          BIGINT NOT NULL,
+	bytes         BIGINT NOT NULL,
+	sha256        VARCHAR NOT NULL,
+	totals        VARCHAR NOT NULL,
+	oldest_ingest TIMESTAMPTZ,
+	created_at    TIMESTAMPTZ NOT NULL,
+	batch_id      VARCHAR
 )`,
 	`CREATE TABLE IF NOT EXISTS outbox_windows (
 	store_id           VARCHAR NOT NULL,

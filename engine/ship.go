@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,19 +26,24 @@ type CurrencyTotal struct {
 	Amount   string // DECIMAL(38,4) as text, e.g. "1234.5000"
 }
 
-// Export is a sealed batch written out for the loader.
+// Export is a sealed batch made ready for the loader.
 type Export struct {
 	BatchInfo
-	// RowsFile and WindowsFile are zstd Parquet files of the batch's clean
-	// rows and window rows, columns named as in outbox_rows and
-	// outbox_windows.
-	RowsFile    string
+	// RowsFiles are the zstd Parquet files of the batch's clean rows: its
+	// parts as they are, or, for a batch of many small parts, the parts
+	// compacted into one file. Their columns are a part's (doc.go, "Parts"):
+	// the warehouse's transactions columns less BATCH_ID, which the sink
+	// sets to ID. A batch of window rows only has none.
+	RowsFiles []string
+	// WindowsFile is a zstd Parquet file of the batch's window rows,
+	// columns named as in outbox_windows (batch_id included).
 	WindowsFile string
-	// FileBytes is the size of both files: what the loader ships.
+	// FileBytes is the size of all the files: what the loader ships.
 	FileBytes int64
 	// Checksums holds the SHA-256 of each file (FileChecksum), keyed by
-	// its full path as in RowsFile and WindowsFile, taken when COPY had
-	// written it and before it got its final name. The loader checks the files against them just before it
+	// its full path as in RowsFiles and WindowsFile: a part's as taken
+	// when it was written, a file DuckDB wrote as taken before it got its
+	// final name. The loader checks the files against them just before it
 	// ships them: a file changed on disk since is never loaded.
 	Checksums map[string]string
 	// Totals are the control totals per currency, by currency.
@@ -47,12 +53,30 @@ type Export struct {
 	OldestIngest time.Time
 }
 
-// ExportBatch writes sealed batch id to dir as two zstd Parquet files with
-// DuckDB's COPY ... TO, checks that they hold the batch's row counts, and
-// returns them with their checksums and the batch's control totals. It
-// reads through its own connection, so micro-batches go on meanwhile.
-// Files are written under a temporary name and renamed, so a file with
-// the final name is complete. Exporting a batch again replaces its files.
+// Files returns every file of the export: the rows files, then the
+// windows file.
+func (x Export) Files() []string {
+	return append(append([]string(nil), x.RowsFiles...), x.WindowsFile)
+}
+
+// compactBelow is the average part size under which a batch's parts are
+// compacted into one file before they ship: a trickle of events makes
+// many small parts, and a warehouse loads one file of a few MiB more
+// cheaply than hundreds of small ones. A backlog's micro-batches make
+// parts of about 2 MiB, which ship as they are, with no second encoding
+// (docs/PERFORMANCE.md).
+const compactBelow = 1 << 20
+
+// ExportBatch makes sealed batch id ready to ship from dir and returns
+// its files with their checksums and the batch's control totals. Every
+// part is first checked against the checksum taken when it was written:
+// a damaged or missing part fails the export with a *PartsDamagedError
+// and is never shipped. The parts are then copied into dir, or, when
+// they average under compactBelow, compacted by DuckDB into one file; the
+// windows file is written by DuckDB's COPY ... TO. It reads through its
+// own connection, so micro-batches go on meanwhile. Files DuckDB writes
+// get their final name only once complete. Exporting a batch again
+// replaces its files.
 func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error) {
 	bi, err := e.batchInfo(ctx, id)
 	if err != nil {
@@ -61,63 +85,176 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return Export{}, fmt.Errorf("engine: cannot create %s: %w", dir, err)
 	}
-	x := Export{BatchInfo: bi,
-		RowsFile:    filepath.Join(dir, id+".rows.parquet"),
-		WindowsFile: filepath.Join(dir, id+".windows.parquet"),
-		Checksums:   map[string]string{},
-	}
+	x := Export{BatchInfo: bi, WindowsFile: filepath.Join(dir, id+".windows.parquet"), Checksums: map[string]string{}}
 	conn, err := e.db.Conn(ctx)
 	if err != nil {
 		return Export{}, fmt.Errorf("engine: cannot export batch %s: %w", id, err)
 	}
 	defer conn.Close()
-	for _, f := range []struct {
-		table, file string
-		want        int64
-	}{{"outbox_rows", x.RowsFile, bi.Rows}, {"outbox_windows", x.WindowsFile, bi.WindowRows}} {
-		n, sum, err := exportTable(ctx, conn, f.table, id, f.file)
+	parts, err := batchParts(ctx, conn, id)
+	if err != nil {
+		return Export{}, fmt.Errorf("engine: cannot list the parts of batch %s: %w", id, err)
+	}
+	var sums currencySums
+	var rows, bytes int64
+	for _, p := range parts {
+		rows += p.file.Rows
+		bytes += p.file.Bytes
+		for _, t := range p.totals {
+			if err := sums.addTotal(t); err != nil {
+				return Export{}, fmt.Errorf("engine: batch %s, part %d: %w", id, p.seq, err)
+			}
+		}
+		if !p.oldest.IsZero() && (x.OldestIngest.IsZero() || p.oldest.Before(x.OldestIngest)) {
+			x.OldestIngest = p.oldest
+		}
+	}
+	if rows != bi.Rows {
+		return Export{}, fmt.Errorf("engine: BUG: batch %s: its parts hold %d rows, the batch record says %d", id, rows, bi.Rows)
+	}
+	x.Totals = sums.totals()
+	if err := e.checkParts(bi, parts); err != nil {
+		return Export{}, err
+	}
+	if len(parts) > 1 && bytes/int64(len(parts)) < compactBelow {
+		file := filepath.Join(dir, id+".rows.parquet")
+		sum, err := e.compactParts(ctx, conn, parts, file)
 		if err != nil {
-			return Export{}, fmt.Errorf("engine: cannot export batch %s to %s: %w", id, f.file, err)
+			return Export{}, fmt.Errorf("engine: cannot compact the parts of batch %s into %s: %w", id, file, err)
 		}
-		if n != f.want {
-			return Export{}, fmt.Errorf("engine: BUG: batch %s: %s holds %d rows, the batch record says %d", id, f.file, n, f.want)
+		x.RowsFiles, x.Checksums[file] = []string{file}, sum
+	} else {
+		for _, p := range parts {
+			file := filepath.Join(dir, fmt.Sprintf("%s.rows.%016d.parquet", id, p.seq))
+			if err := copyFile(partPath(e.partsDir(), p.seq), file); err != nil {
+				return Export{}, fmt.Errorf("engine: cannot export batch %s: %w", id, err)
+			}
+			x.RowsFiles = append(x.RowsFiles, file)
+			x.Checksums[file] = p.file.SHA256
 		}
-		st, err := os.Stat(f.file)
+	}
+	n, sum, err := exportTable(ctx, conn, "outbox_windows", id, x.WindowsFile)
+	if err != nil {
+		return Export{}, fmt.Errorf("engine: cannot export batch %s to %s: %w", id, x.WindowsFile, err)
+	}
+	if n != bi.WindowRows {
+		return Export{}, fmt.Errorf("engine: BUG: batch %s: %s holds %d rows, the batch record says %d", id, x.WindowsFile, n, bi.WindowRows)
+	}
+	x.Checksums[x.WindowsFile] = sum
+	for _, f := range x.Files() {
+		st, err := os.Stat(f)
 		if err != nil {
 			return Export{}, err
 		}
 		x.FileBytes += st.Size()
-		x.Checksums[f.file] = sum
-	}
-	rows, err := conn.QueryContext(ctx, `SELECT coalesce(currency, ''), count(*), CAST(sum(amount) AS VARCHAR)
-		FROM outbox_rows WHERE batch_id = ? GROUP BY ALL ORDER BY 1`, id)
-	if err != nil {
-		return Export{}, fmt.Errorf("engine: cannot total batch %s: %w", id, err)
-	}
-	for rows.Next() {
-		var t CurrencyTotal
-		var amount sql.NullString
-		if err := rows.Scan(&t.Currency, &t.Rows, &amount); err != nil {
-			rows.Close()
-			return Export{}, err
-		}
-		t.Amount = amount.String
-		if !amount.Valid {
-			t.Amount = "0"
-		}
-		x.Totals = append(x.Totals, t)
-	}
-	if err := closeRows(rows); err != nil {
-		return Export{}, fmt.Errorf("engine: cannot total batch %s: %w", id, err)
-	}
-	var oldest sql.NullTime
-	if err := conn.QueryRowContext(ctx, `SELECT min(ingest_time) FROM outbox_rows WHERE batch_id = ?`, id).Scan(&oldest); err != nil {
-		return Export{}, fmt.Errorf("engine: cannot total batch %s: %w", id, err)
-	}
-	if oldest.Valid {
-		x.OldestIngest = oldest.Time.UTC()
 	}
 	return x, nil
+}
+
+// copyFile copies src to dst, replacing dst. On Linux the kernel copies
+// (copy_file_range), so a part costs the appliance next to no CPU. A copy,
+// not a link: a file damaged after the export is set aside and exported
+// again from its part, which it does not share.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// DamagedPart is an outbox part whose file no longer matches the checksum
+// taken when it was written, or cannot be read.
+type DamagedPart struct {
+	Path      string
+	Want, Got string // Got is "" when the file cannot be read
+	Err       error  // why it cannot be read
+}
+
+// PartsDamagedError is ExportBatch's error for a batch with damaged or
+// missing parts. Their rows exist nowhere else on the appliance once the
+// WAL has let go of them: the batch cannot be shipped, and its records
+// must be read again from Kafka (Ranges) to be loaded.
+type PartsDamagedError struct {
+	Batch  string
+	Parts  []DamagedPart
+	Ranges []Range
+}
+
+func (e *PartsDamagedError) Error() string {
+	var parts, ranges []string
+	for _, p := range e.Parts {
+		if p.Err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", filepath.Base(p.Path), p.Err))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s: sha256 %s, written as %s", filepath.Base(p.Path), p.Got, p.Want))
+		}
+	}
+	for _, r := range e.Ranges {
+		ranges = append(ranges, fmt.Sprintf("%s/%d offsets %d-%d", r.Topic, r.Partition, r.First, r.Last))
+	}
+	return fmt.Sprintf("engine: batch %s has damaged outbox parts (%s): suspect the disk or memory; "+
+		"its records must be read again from Kafka (%s)", e.Batch, strings.Join(parts, ", "), strings.Join(ranges, ", "))
+}
+
+// checkParts checks the batch's part files against their checksums.
+func (e *Engine) checkParts(bi BatchInfo, parts []partRecord) error {
+	var bad []DamagedPart
+	for _, p := range parts {
+		path := partPath(e.partsDir(), p.seq)
+		got, err := FileChecksum(path)
+		if err != nil || got != p.file.SHA256 {
+			bad = append(bad, DamagedPart{Path: path, Want: p.file.SHA256, Got: got, Err: err})
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return &PartsDamagedError{Batch: bi.ID, Parts: bad, Ranges: bi.Ranges}
+}
+
+// compactParts writes the batch's checked parts into one zstd Parquet
+// file and returns its checksum.
+func (e *Engine) compactParts(ctx context.Context, conn *sql.Conn, parts []partRecord, file string) (string, error) {
+	files := make([]string, len(parts))
+	var want int64
+	for i, p := range parts {
+		files[i] = sqlQuote(partPath(e.partsDir(), p.seq))
+		want += p.file.Rows
+	}
+	tmp := file + ".tmp"
+	fail := func(err error) (string, error) {
+		_ = os.Remove(tmp)
+		return "", err
+	}
+	if _, err := conn.ExecContext(ctx, `COPY (SELECT * FROM read_parquet([`+strings.Join(files, ", ")+`])) TO `+sqlQuote(tmp)+
+		` (FORMAT parquet, COMPRESSION zstd)`); err != nil {
+		return fail(err)
+	}
+	sum, err := FileChecksum(tmp)
+	if err != nil {
+		return fail(err)
+	}
+	var n int64
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM read_parquet(`+sqlQuote(tmp)+`)`).Scan(&n); err != nil {
+		return fail(err)
+	}
+	if n != want {
+		return fail(fmt.Errorf("BUG: the compacted file holds %d rows, the parts %d", n, want))
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return fail(err)
+	}
+	return sum, nil
 }
 
 // exportTable copies the rows of table in batch id to file (through a
@@ -128,7 +265,7 @@ func exportTable(ctx context.Context, conn *sql.Conn, table, id, file string) (i
 		_ = os.Remove(tmp)
 		return 0, "", err
 	}
-	quoted := "'" + strings.ReplaceAll(tmp, "'", "''") + "'"
+	quoted := sqlQuote(tmp)
 	// The batch id is bound; the file name cannot be a parameter of COPY.
 	if _, err := conn.ExecContext(ctx, `COPY (SELECT * FROM `+table+` WHERE batch_id = $1) TO `+quoted+
 		` (FORMAT parquet, COMPRESSION zstd)`, id); err != nil {
@@ -239,9 +376,11 @@ func (e *Engine) setBatchState(id, state, reason string) error {
 	return nil
 }
 
-// DeleteShipped deletes the clean rows and window rows of batches shipped
-// before cutoff, in one transaction, and returns how many batches it
-// emptied. The batch records stay (the local list of shipped batches).
+// DeleteShipped deletes the parts and window rows of batches shipped
+// before cutoff, and returns how many batches it emptied. The batch
+// records stay (the local list of shipped batches). The parts' records go
+// in one transaction, their files after it: a file left by a crash in
+// between is named by no committed transaction and deleted at Open.
 func (e *Engine) DeleteShipped(cutoff time.Time) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -249,9 +388,10 @@ func (e *Engine) DeleteShipped(cutoff time.Time) (int, error) {
 		return 0, err
 	}
 	ctx := context.Background()
+	const shippedBefore = `SELECT batch_id FROM outbox_batches WHERE state = ? AND shipped_at < ?`
 	var ids []string
 	rows, err := e.conn.QueryContext(ctx, `SELECT batch_id FROM outbox_batches WHERE state = ? AND shipped_at < ?
-		AND (EXISTS (SELECT 1 FROM outbox_rows r WHERE r.batch_id = outbox_batches.batch_id)
+		AND (EXISTS (SELECT 1 FROM outbox_parts p WHERE p.batch_id = outbox_batches.batch_id)
 		  OR EXISTS (SELECT 1 FROM outbox_windows w WHERE w.batch_id = outbox_batches.batch_id))`, BatchShipped, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("engine: cannot list shipped batches: %w", err)
@@ -267,10 +407,26 @@ func (e *Engine) DeleteShipped(cutoff time.Time) (int, error) {
 	if err := closeRows(rows); err != nil || len(ids) == 0 {
 		return 0, err
 	}
+	type doomed struct{ seq, bytes int64 }
+	var parts []doomed
+	rows, err = e.conn.QueryContext(ctx, `SELECT seq, bytes FROM outbox_parts WHERE batch_id IN (`+shippedBefore+`)`, BatchShipped, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("engine: cannot list shipped parts: %w", err)
+	}
+	for rows.Next() {
+		var d doomed
+		if err := rows.Scan(&d.seq, &d.bytes); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		parts = append(parts, d)
+	}
+	if err := closeRows(rows); err != nil {
+		return 0, fmt.Errorf("engine: cannot list shipped parts: %w", err)
+	}
 	err = e.inTx(ctx, func() error {
-		for _, table := range []string{"outbox_rows", "outbox_windows"} {
-			if _, err := e.conn.ExecContext(ctx, `DELETE FROM `+table+` WHERE batch_id IN (SELECT batch_id FROM outbox_batches
-				WHERE state = ? AND shipped_at < ?)`, BatchShipped, cutoff); err != nil {
+		for _, table := range []string{"outbox_parts", "outbox_windows"} {
+			if _, err := e.conn.ExecContext(ctx, `DELETE FROM `+table+` WHERE batch_id IN (`+shippedBefore+`)`, BatchShipped, cutoff); err != nil {
 				return err
 			}
 		}
@@ -278,6 +434,13 @@ func (e *Engine) DeleteShipped(cutoff time.Time) (int, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("engine: cannot delete shipped batches: %w", err)
+	}
+	for _, d := range parts {
+		if err := os.Remove(partPath(e.partsDir(), d.seq)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			e.log.Warn("engine: cannot delete a shipped part; deleted at the next start", "part", d.seq, "err", err)
+			continue
+		}
+		e.partsBytes.Add(-d.bytes)
 	}
 	return len(ids), nil
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +43,13 @@ func TestExportAndShip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x.Rows != 4 || x.WindowRows != 2 || x.FileBytes <= 0 || x.RowsFile != filepath.Join(dir, id+".rows.parquet") {
+	// One micro-batch, one part: shipped as it is, a copy.
+	if x.Rows != 4 || x.WindowRows != 2 || x.FileBytes <= 0 || len(x.RowsFiles) != 1 ||
+		x.RowsFiles[0] != filepath.Join(dir, id+".rows.0000000000000001.parquet") {
 		t.Fatalf("export %+v", x)
+	}
+	if a, b := fileBytes(t, x.RowsFiles[0]), fileBytes(t, filepath.Join(h.dir, PartsDir, "0000000000000001.parquet")); a != b {
+		t.Fatal("the rows file is not the part as it is")
 	}
 	if got := fmt.Sprint(x.Totals); got != "[{EUR 3 16.0000} {USD 1 100.0000}]" {
 		t.Fatalf("totals %s", got)
@@ -52,13 +59,12 @@ func TestExportAndShip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var ids, batchIDs string
-	if err := db.QueryRow(`SELECT string_agg(event_id, ',' ORDER BY event_id), string_agg(DISTINCT batch_id, ',')
-		FROM read_parquet(?)`, x.RowsFile).Scan(&ids, &batchIDs); err != nil {
+	var ids string
+	if err := db.QueryRow(`SELECT string_agg(event_id, ',' ORDER BY event_id) FROM read_parquet(?)`, x.RowsFiles[0]).Scan(&ids); err != nil {
 		t.Fatal(err)
 	}
-	if ids != "a,b,c,d" || batchIDs != id {
-		t.Fatalf("rows file: ids %s batch ids %s", ids, batchIDs)
+	if ids != "a,b,c,d" {
+		t.Fatalf("rows file: ids %s", ids)
 	}
 	var windows int
 	var sum string
@@ -149,7 +155,7 @@ func TestExportChecksums(t *testing.T) {
 	if len(x.Checksums) != 2 {
 		t.Fatalf("checksums %v, want one for each of the two files", x.Checksums)
 	}
-	for _, f := range []string{x.RowsFile, x.WindowsFile} {
+	for _, f := range x.Files() {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -164,5 +170,87 @@ func TestExportChecksums(t *testing.T) {
 	}
 	if _, err := FileChecksum(filepath.Join(t.TempDir(), "missing.parquet")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("FileChecksum of a missing file: %v", err)
+	}
+}
+
+func fileBytes(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestExportCompactsSmallParts exports a batch of many small parts as one
+// compacted file with every row (TestExportAndShip: a large part ships as
+// it is).
+func TestExportCompactsSmallParts(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.BatchRecords = 3 })
+	for i := range 10 {
+		h.add("orders", 0, ev(fmt.Sprint("e", i), "s1", "1.5", at(time.Duration(i)*time.Second)))
+	}
+	h.drain()
+	if err := h.e.SealNow(); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := h.e.SealedBatches()
+	if err != nil || len(bs) != 1 {
+		t.Fatalf("%v %+v", err, bs)
+	}
+	if n := h.count(`SELECT count(*) FROM outbox_parts`); n != 4 {
+		t.Fatalf("%d parts, want 4 micro-batches' worth", n)
+	}
+	x, err := h.e.ExportBatch(context.Background(), bs[0].ID, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.RowsFiles) != 1 || !strings.HasSuffix(x.RowsFiles[0], bs[0].ID+".rows.parquet") {
+		t.Fatalf("rows files %v, want one compacted file", x.RowsFiles)
+	}
+	got := h.rows(`SELECT count(*), count(DISTINCT event_id), CAST(sum(amount) AS VARCHAR) FROM read_parquet(?)`, x.RowsFiles[0])
+	if !slices.Equal(got, []string{"10 10 15.0000"}) || fmt.Sprint(x.Totals) != "[{EUR 10 15.0000}]" {
+		t.Fatalf("compacted file %v, totals %v", got, x.Totals)
+	}
+	if sum, err := FileChecksum(x.RowsFiles[0]); err != nil || sum != x.Checksums[x.RowsFiles[0]] {
+		t.Fatalf("checksum %s %v, export says %s", sum, err, x.Checksums[x.RowsFiles[0]])
+	}
+}
+
+// TestExportRefusesDamagedParts damages a part on disk: the export fails
+// with a *PartsDamagedError naming the part and the WAL ranges to read
+// again, and ships nothing; a missing part is reported the same way.
+func TestExportRefusesDamagedParts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s1", "2", at(time.Second)))
+	h.drain()
+	if err := h.e.SealNow(); err != nil {
+		t.Fatal(err)
+	}
+	bs, _ := h.e.SealedBatches()
+	part := filepath.Join(h.dir, PartsDir, "0000000000000001.parquet")
+	data, err := os.ReadFile(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x10
+	if err := os.WriteFile(part, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err = h.e.ExportBatch(context.Background(), bs[0].ID, dir)
+	var pd *PartsDamagedError
+	if !errors.As(err, &pd) || len(pd.Parts) != 1 || pd.Parts[0].Path != part || pd.Parts[0].Got == pd.Parts[0].Want ||
+		!strings.Contains(err.Error(), "orders/0 offsets 0-1") {
+		t.Fatalf("export of a damaged part: %v", err)
+	}
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Fatalf("files exported from a damaged part: %v", files)
+	}
+	if err := os.Remove(part); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = h.e.ExportBatch(context.Background(), bs[0].ID, dir); !errors.As(err, &pd) || !errors.Is(pd.Parts[0].Err, fs.ErrNotExist) {
+		t.Fatalf("export of a missing part: %v", err)
 	}
 }

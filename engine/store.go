@@ -130,17 +130,17 @@ func (e *Engine) loadState(ctx context.Context) error {
 		ranges                       string
 		since                        sql.NullTime
 		openRows, openWin, openBytes int64
-		nextDLQ                      int64
+		nextDLQ, nextPart            int64
 	)
 	err := q.QueryRowContext(ctx, `SELECT window_size_ms, max_event_time_ns, dedupe_max_time_ns, dedupe_horizon_ns,
-		open_ranges, open_since, open_rows, open_window_rows, open_bytes, next_dlq_id FROM engine_state WHERE id = 1`).
-		Scan(&sizeMS, &maxNS, &dedupeMaxNS, &horizonN, &ranges, &since, &openRows, &openWin, &openBytes, &nextDLQ)
+		open_ranges, open_since, open_rows, open_window_rows, open_bytes, next_dlq_id, next_part_seq FROM engine_state WHERE id = 1`).
+		Scan(&sizeMS, &maxNS, &dedupeMaxNS, &horizonN, &ranges, &since, &openRows, &openWin, &openBytes, &nextDLQ, &nextPart)
 	fresh := errors.Is(err, sql.ErrNoRows)
 	if err != nil && !fresh {
 		return err
 	}
 	if fresh {
-		nextDLQ = 1
+		nextDLQ, nextPart = 1, 1
 		ranges = "[]"
 	}
 
@@ -270,7 +270,7 @@ func (e *Engine) loadState(ctx context.Context) error {
 	if dedupeMaxNS.Valid {
 		e.dedupeMax = dedupeMaxNS.Int64
 	}
-	e.open, e.nextDLQID, e.sealed = open, nextDLQ, sealed
+	e.open, e.nextDLQID, e.sealed, e.nextPartSeq = open, nextDLQ, sealed, nextPart
 	return nil
 }
 

@@ -405,6 +405,10 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		var parts *engine.PartsDamagedError
+		if errors.As(err, &parts) {
+			return l.fail(b.ID, l.quarantineParts(parts), false)
+		}
 		// A local failure (disk full, say): retried like the warehouse's,
 		// without counting against the circuit.
 		return l.fail(b.ID, fmt.Errorf("export: %w", err), false)
@@ -553,7 +557,7 @@ func (l *Loader) fail(id string, err error, warehouse bool) error {
 
 // removeFiles deletes x's files, except those in keep.
 func removeFiles(x engine.Export, keep []string) {
-	for _, f := range []string{x.RowsFile, x.WindowsFile} {
+	for _, f := range x.Files() {
 		if !slices.Contains(keep, f) {
 			_ = os.Remove(f)
 		}

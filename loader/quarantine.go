@@ -38,7 +38,7 @@ func (d damagedFile) String() string {
 // differ, are short or are missing.
 func damaged(x engine.Export) []damagedFile {
 	var bad []damagedFile
-	for _, f := range []string{x.RowsFile, x.WindowsFile} {
+	for _, f := range x.Files() {
 		want := x.Checksums[f]
 		got, err := engine.FileChecksum(f)
 		if err == nil && want == "" {
@@ -82,7 +82,10 @@ func (l *Loader) verified(ctx context.Context, x engine.Export) (engine.Export, 
 		return x, err
 	}
 	again, err := l.opts.Outbox.ExportBatch(ctx, x.ID, l.opts.Dir)
-	if err != nil {
+	var parts *engine.PartsDamagedError
+	if errors.As(err, &parts) {
+		return x, l.quarantineParts(parts)
+	} else if err != nil {
 		return x, &localError{fmt.Errorf("export again after quarantining damaged files: %w", err)}
 	}
 	second := damaged(again)
@@ -96,6 +99,20 @@ func (l *Loader) verified(ctx context.Context, x engine.Export) (engine.Export, 
 	return again, &parkError{err: fmt.Errorf("exported files damaged twice in a row (%s; exported again: %s): "+
 		"suspect the disk or memory under %s; check them, then retry the batch",
 		damageList(first), damageList(second), l.opts.Dir)}
+}
+
+// quarantineParts moves a batch's damaged outbox parts to the quarantine
+// and returns the parkError that parks the batch: the parts were the only
+// copy of their rows on the appliance, so no retry can ship it.
+func (l *Loader) quarantineParts(e *engine.PartsDamagedError) error {
+	bad := make([]damagedFile, len(e.Parts))
+	for i, p := range e.Parts {
+		bad[i] = damagedFile{path: p.Path, want: p.Want, got: p.Got, err: p.Err}
+	}
+	if err := l.quarantine(e.Batch, bad); err != nil {
+		return err
+	}
+	return &parkError{err: e}
 }
 
 func damageList(bad []damagedFile) string {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -50,7 +51,7 @@ func (o *flippingOutbox) ExportBatch(ctx context.Context, id, dir string) (engin
 	for _, f := range []struct {
 		path string
 		flip bool
-	}{{x.RowsFile, rows}, {x.WindowsFile, windows}} {
+	}{{x.RowsFiles[0], rows}, {x.WindowsFile, windows}} {
 		if f.flip && o.err == nil {
 			o.err = o.flipBits(f.path)
 		}
@@ -105,7 +106,7 @@ type recordingSink struct {
 
 func (s *recordingSink) Load(ctx context.Context, x engine.Export) error {
 	s.mu.Lock()
-	files := []string{x.RowsFile}
+	files := slices.Clone(x.RowsFiles)
 	if x.WindowRows > 0 { // the sink PUTs no empty windows file
 		files = append(files, x.WindowsFile)
 	}
@@ -313,12 +314,16 @@ func TestEveryExportDamaged(t *testing.T) {
 // exactly the rows of the clean exports, every column.
 func checkRowContent(t *testing.T, w *warehouse, clean []engine.Export) {
 	t.Helper()
-	var files []string
+	var exported []string
 	for _, x := range clean {
-		files = append(files, "'"+sqlString(x.RowsFile)+"'")
+		var files []string
+		for _, f := range x.RowsFiles {
+			files = append(files, "'"+sqlString(f)+"'")
+		}
+		exported = append(exported, fmt.Sprintf("SELECT %s FROM read_parquet([%s])", rowValues("", x.ID), strings.Join(files, ", ")))
 	}
 	cols := names(transactionColumns, "")
-	src := fmt.Sprintf("(SELECT %s FROM read_parquet([%s]))", cols, strings.Join(files, ", "))
+	src := "(" + strings.Join(exported, " UNION ALL ") + ")"
 	dst := fmt.Sprintf("(SELECT %s FROM PUBLIC.OFFLOAD_TRANSACTIONS)", cols)
 	diff := w.query(t, fmt.Sprintf("SELECT * FROM (%s EXCEPT ALL %s) UNION ALL SELECT * FROM (%s EXCEPT ALL %s)", src, dst, dst, src))
 	if len(diff) != 0 {
@@ -346,7 +351,7 @@ func (o *cuttingOutbox) ExportBatch(ctx context.Context, id, dir string) (engine
 	o.exports++
 	switch o.exports {
 	case 1:
-		o.err = os.Remove(x.RowsFile)
+		o.err = os.Remove(x.RowsFiles[0])
 	case 2:
 		b, err := os.ReadFile(x.WindowsFile)
 		if err == nil {
@@ -423,7 +428,11 @@ func TestDamagedFileThatCannotBeMoved(t *testing.T) {
 	if len(damaged) != 2 {
 		t.Fatalf("%d files damaged, want 2", len(damaged))
 	}
-	kept := []string{filepath.Join(opts.Dir, bad+".rows.parquet"), filepath.Join(opts.Dir, bad+".windows.parquet")}
+	rowsFiles, err := filepath.Glob(filepath.Join(opts.Dir, bad+".rows.*.parquet"))
+	if err != nil || len(rowsFiles) != 1 {
+		t.Fatalf("rows files left: %v %v", rowsFiles, err)
+	}
+	kept := []string{rowsFiles[0], filepath.Join(opts.Dir, bad+".windows.parquet")}
 	for _, f := range kept {
 		b, err := os.ReadFile(f)
 		if err != nil {

@@ -236,6 +236,21 @@ func names(cols []column, prefix string) string {
 	return strings.Join(out, ", ")
 }
 
+// rowValues returns the values of a transactions row from the staged row
+// named by prefix: its columns, with BATCH_ID set to the batch's id (the
+// outbox's parts do not carry it: it is known only when the batch is
+// sealed).
+func rowValues(prefix, batchID string) string {
+	out := make([]string, len(transactionColumns))
+	for i, c := range transactionColumns {
+		out[i] = prefix + c.name
+		if c.name == "BATCH_ID" {
+			out[i] = "'" + sqlString(batchID) + "'"
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 // DDL returns the statements Prepare runs: the documented warehouse
 // objects.
 func (s *Snowflake) DDL() []string {
@@ -285,11 +300,13 @@ func stagingName(id, kind string) string {
 	return "OFFLOAD_STG_" + strings.ToUpper(hex.EncodeToString(sum[:10])) + "_" + kind
 }
 
-// staged is one Parquet file of a batch on its way into a staging table.
+// staged is the Parquet files of a batch on their way into one staging
+// table.
 type staged struct {
-	file, table string
-	cols        []column
-	rows        int64
+	files []string
+	table string
+	cols  []column
+	rows  int64
 }
 
 // Load loads x: PUT, COPY INTO staging tables, then one transaction for
@@ -302,26 +319,33 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 	stgRows, stgWindows := stagingName(x.ID, "ROWS"), stagingName(x.ID, "WINDOWS")
 	defer s.cleanup(x.ID, path, stgRows, stgWindows)
 
-	parts := []staged{{x.RowsFile, stgRows, transactionColumns, x.Rows}}
+	parts := []staged{{x.RowsFiles, stgRows, transactionColumns, x.Rows}}
 	if x.WindowRows > 0 { // most batches between two window closings have none
-		parts = append(parts, staged{x.WindowsFile, stgWindows, windowColumns, x.WindowRows})
+		parts = append(parts, staged{[]string{x.WindowsFile}, stgWindows, windowColumns, x.WindowRows})
 	}
 	for _, f := range parts {
-		// Upload from the file's path: gosnowflake v1.19.1 writes a
-		// 0-byte file when a stream is uploaded to a LOCAL_FS stage, and
-		// a path is what the driver handles best everywhere.
-		put := fmt.Sprintf("PUT 'file://%s' %s AUTO_COMPRESS=FALSE OVERWRITE=TRUE", sqlString(f.file), path)
-		if _, err := s.db.ExecContext(ctx, put); err != nil {
-			return fmt.Errorf("PUT %s: %w", filepath.Base(f.file), err)
+		names := make([]string, len(f.files))
+		for i, file := range f.files {
+			// Upload from the file's path: gosnowflake v1.19.1 writes a
+			// 0-byte file when a stream is uploaded to a LOCAL_FS stage,
+			// and a path is what the driver handles best everywhere.
+			put := fmt.Sprintf("PUT 'file://%s' %s AUTO_COMPRESS=FALSE OVERWRITE=TRUE", sqlString(file), path)
+			if _, err := s.db.ExecContext(ctx, put); err != nil {
+				return fmt.Errorf("PUT %s: %w", filepath.Base(file), err)
+			}
+			names[i] = "'" + filepath.Base(file) + "'"
 		}
 		if _, err := s.db.ExecContext(ctx, strings.Replace(ddl(f.table, f.cols, ""), "CREATE TABLE IF NOT EXISTS", "CREATE OR REPLACE TABLE", 1)); err != nil {
 			return fmt.Errorf("create staging table: %w", err)
 		}
+		if len(names) == 0 {
+			continue
+		}
 		// COPY is not DML that an explicit transaction groups in
 		// Snowflake, so it runs before the transaction. FORCE: a retry
-		// loads the file again into the fresh staging table.
-		copyInto := fmt.Sprintf("COPY INTO %s FROM %s%s FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE",
-			f.table, path, filepath.Base(f.file))
+		// loads the files again into the fresh staging table.
+		copyInto := fmt.Sprintf("COPY INTO %s FROM %s FILES = (%s) FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE",
+			f.table, path, strings.Join(names, ", "))
 		if _, err := s.db.ExecContext(ctx, copyInto); err != nil {
 			return fmt.Errorf("COPY INTO staging: %w", err)
 		}
@@ -363,7 +387,7 @@ func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts
 	if o.MergeRows {
 		res, err := tx.ExecContext(ctx, fmt.Sprintf(`MERGE INTO %s t USING (SELECT * FROM %s QUALIFY ROW_NUMBER() OVER (PARTITION BY EVENT_ID ORDER BY SOURCE_OFFSET) = 1) s
 ON t.EVENT_ID = s.EVENT_ID
-WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].table, names(transactionColumns, ""), names(transactionColumns, "s.")))
+WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].table, names(transactionColumns, ""), rowValues("s.", x.ID)))
 		if err != nil {
 			return fmt.Errorf("MERGE rows: %w", err)
 		}
@@ -371,7 +395,7 @@ WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].ta
 			*skipped = x.Rows - n
 		}
 	} else if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s",
-		o.TransactionsTable, names(transactionColumns, ""), names(transactionColumns, ""), parts[0].table)); err != nil {
+		o.TransactionsTable, names(transactionColumns, ""), rowValues("", x.ID), parts[0].table)); err != nil {
 		return fmt.Errorf("INSERT rows: %w", err)
 	}
 	if len(parts) > 1 {

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
@@ -292,8 +293,12 @@ func heldRecords(t *testing.T, dataDir string) map[wal.TopicPartition]map[int64]
 		t.Fatal(err)
 	}
 	defer db.Close()
+	withRows, err := engine.RowsSQL(context.Background(), db, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, q := range []struct{ where, sql string }{
-		{"outbox", `SELECT source_topic, source_partition, source_offset, '', CAST(event_id AS BLOB) FROM outbox_rows`},
+		{"outbox", withRows + `SELECT source_topic, source_partition, source_offset, '', CAST(event_id AS BLOB) FROM outbox_rows`},
 		{"dlq", `SELECT topic, "partition", "offset", code, raw FROM dlq`},
 	} {
 		rows, err := db.Query(q.sql)

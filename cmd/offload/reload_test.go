@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/engine"
 )
 
 // TestSIGHUPReloadsTables runs the daemon with a rates file, changes the
@@ -83,7 +85,11 @@ func TestSIGHUPReloadsTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT split_part(event_id, '-', 1), CAST(base_amount AS VARCHAR), count(*) FROM outbox_rows GROUP BY ALL ORDER BY 1`)
+	withRows, err := engine.RowsSQL(context.Background(), db, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(withRows + `SELECT split_part(event_id, '-', 1), CAST(base_amount AS VARCHAR), count(*) FROM outbox_rows GROUP BY ALL ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
