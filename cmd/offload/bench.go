@@ -410,7 +410,7 @@ func runBenchGen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	if err := createTopicWith(cl, o.Topic, *partitions); err != nil {
+	if err := gen.CreateTopic(cl, o.Topic, *partitions); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

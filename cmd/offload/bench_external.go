@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
 )
@@ -165,23 +166,17 @@ func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error 
 	db := sql.OpenDB(gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg))
 	defer db.Close()
 	like := "evt-" + g.RunID() + "-%"
-	q := func(expr string) (p50, p99, p999 float64, err error) {
-		err = db.QueryRow(`SELECT PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY `+expr+`), PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY `+expr+`),
-			PERCENTILE_CONT(0.999) WITHIN GROUP (ORDER BY `+expr+`)
-			FROM `+x.tables+`OFFLOAD_TRANSACTIONS t JOIN `+x.tables+`OFFLOAD_LOAD_LEDGER l ON t.BATCH_ID = l.BATCH_ID WHERE t.EVENT_ID LIKE ?`, like).Scan(&p50, &p99, &p999)
-		return
-	}
-	if res.P50DurableMs, res.P99DurableMs, res.P999DurableMs, err = q(`DATEDIFF('millisecond', t.KAFKA_TIME, t.INGEST_TIME)`); err != nil {
+	l, err := check.RunLatencies(db, x.tables, like)
+	if err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
-	if res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs, err = q(`DATEDIFF('millisecond', t.KAFKA_TIME, l.LOADED_AT)`); err != nil {
-		return fmt.Errorf("bench: the warehouse: %w", err)
-	}
+	res.P50DurableMs, res.P99DurableMs, res.P999DurableMs = l.P50DurableMs, l.P99DurableMs, l.P999DurableMs
+	res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs = l.P50WarehouseMs, l.P99WarehouseMs, l.P999WarehouseMs
 	rows, err := db.Query(`SELECT EVENT_ID, COUNT(*) FROM `+x.tables+`OFFLOAD_TRANSACTIONS WHERE EVENT_ID LIKE ? GROUP BY EVENT_ID`, like)
 	if err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
-	missing, duplicated, unexpected, err := tallyOnce(rows, g.ValidIDs())
+	missing, duplicated, unexpected, err := check.TallyOnce(rows, g.ValidIDs())
 	if err != nil {
 		return err
 	}
