@@ -37,7 +37,7 @@ type externalBench struct {
 }
 
 func (x externalBench) run(events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
-	res := benchResult{Schema: schema}
+	res := benchResult{Profile: profileExternal, Schema: schema}
 	ctx := context.Background()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(x.brokers...), kgo.ProducerBatchMaxBytes(4<<20))
 	if err != nil {
