@@ -20,9 +20,13 @@ func runBenchJSON(t *testing.T, args ...string) map[string]any {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "bench.json")
 	cmd := exec.Command(offloadBin, append([]string{"bench", "--json", out}, args...)...)
-	table, err := cmd.CombinedOutput()
+	cmd.Stderr = os.Stderr
+	table, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("offload bench %v: %v\n%s", args, err, table)
+	}
+	if first, _, _ := strings.Cut(string(table), "\n"); strings.Join(strings.Fields(first), " ") != "profile inprocess" {
+		t.Fatalf("the table's first line is %q, want the profile inprocess:\n%s", first, table)
 	}
 	for _, row := range []string{"end to end, events/s", "bare consumer, events/s", "produce → warehouse p50/p99/p99.9 ms", "exactly once"} {
 		if !strings.Contains(string(table), row) {
@@ -62,11 +66,61 @@ func TestBenchInProcess(t *testing.T) {
 // generator alone (`offload bench gen`).
 func TestBenchRealBroker(t *testing.T) {
 	brokers := testenv.Brokers(t)
-	runBenchJSON(t, "--events", "20000", "--partitions", "3", "--schema", "csv", "--brokers", brokers)
+	runBenchJSON(t, "--profile", "inprocess", "--events", "20000", "--partitions", "3", "--schema", "csv", "--brokers", brokers)
 	out, err := exec.Command(offloadBin, "bench", "gen", "--brokers", brokers, "--topic", "gen-"+strings.ReplaceAll(t.Name(), "/", "-"),
 		"--count", "3000", "--rate", "0", "--malformed", "0.1").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "produced ") || !strings.Contains(string(out), "malformed") {
 		t.Fatalf("offload bench gen: %v\n%s", err, out)
+	}
+}
+
+// TestBenchDrainDefault: with --brokers, `offload bench` runs the drain
+// profile (bench/drain tests its figures), starting this very binary as
+// the appliance, and says so on its first line.
+func TestBenchDrainDefault(t *testing.T) {
+	brokers := testenv.Brokers(t)
+	out := filepath.Join(t.TempDir(), "bench.json")
+	cmd := exec.Command(offloadBin, "bench", "--brokers", brokers, "--events", "5000", "--partitions", "2",
+		"--rate", "1000", "--steady", "2s", "--json", out)
+	cmd.Env = append(os.Environ(), "OFFLOAD_BIN=") // the bench runs itself
+	cmd.Stderr = os.Stderr
+	table, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("offload bench --brokers: %v\n%s", err, table)
+	}
+	if first, _, _ := strings.Cut(string(table), "\n"); strings.Join(strings.Fields(first), " ") != "profile drain" {
+		t.Fatalf("the table's first line is %q, want the profile drain:\n%s", first, table)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["profile"] != "drain" || res["exactly_once"] != true || res["events"].(float64) < 5000 {
+		t.Fatalf("result %s", b)
+	}
+}
+
+// TestBenchProfileUsage: a profile that cannot run is refused before
+// anything starts, naming the option.
+func TestBenchProfileUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--profile", "drain"}, "--profile drain needs --brokers"},
+		{[]string{"--profile", "fast"}, `--profile "fast": want drain or inprocess`},
+		{[]string{"--profile", "drain", "--brokers", "127.0.0.1:1", "--schema", "csv"}, "--schema csv"},
+		{[]string{"--profile", "drain", "--brokers", "127.0.0.1:1", "--steady", "-1s"}, "--steady must not be negative"},
+		{[]string{"--profile", "inprocess", "--chaos"}, "--profile does not go with"},
+	} {
+		code, _, stderr := runCLI(append([]string{"bench"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("offload bench %v: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, exitUsage, c.want)
+		}
 	}
 }
 
