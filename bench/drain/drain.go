@@ -214,8 +214,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 
 	var prof profiler
 	if o.CPUProfile != "" {
-		prof.start(ctx, w, o.CPUProfile, o.ProfileSeconds, o.Progress)
-		defer prof.wait() // joined before the run's end on the normal path
+		pctx, cancel := context.WithCancel(ctx)
+		prof.start(pctx, w, o.CPUProfile, o.ProfileSeconds, o.Progress)
+		// Joined after the drain on the normal path; on an early return,
+		// cut short first.
+		defer func() { cancel(); prof.wait() }()
 	}
 	if err := measureDrain(ctx, w, &res); err != nil {
 		return res, err
