@@ -75,6 +75,10 @@ func TestDrain(t *testing.T) {
 		t.Errorf("rates kafka %.0f, engine %.0f, loaded %.0f: want each stage no faster than the one before",
 			res.DrainKafkaEventsPerSec, res.DrainEngineEventsPerSec, res.DrainLoadedEventsPerSec)
 	}
+	// /proc and the appliance's own /metrics, read 1 poll apart, agree.
+	if d := res.ApplianceMetricsCPUSeconds - res.ApplianceCPUSeconds; d < -0.05 || d > 0.3+0.1*res.ApplianceCPUSeconds {
+		t.Errorf("CPU seconds: /proc %.2f, /metrics %.2f", res.ApplianceCPUSeconds, res.ApplianceMetricsCPUSeconds)
+	}
 	if res.BareConsumerEvents != res.Events+res.SteadyEvents {
 		t.Errorf("the bare consumer read %d records, want %d", res.BareConsumerEvents, res.Events+res.SteadyEvents)
 	}
