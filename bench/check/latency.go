@@ -8,9 +8,14 @@ import (
 // Latencies are percentiles, in milliseconds, of the time from an event's
 // Kafka timestamp to its WAL fsync (the row's INGEST_TIME) and to the
 // commit of the load that carried it (the ledger's LOADED_AT).
+// The JSON names are those of `offload bench --json`.
 type Latencies struct {
-	P50DurableMs, P99DurableMs, P999DurableMs       float64
-	P50WarehouseMs, P99WarehouseMs, P999WarehouseMs float64
+	P50DurableMs    float64 `json:"p50_durable_ms"`
+	P99DurableMs    float64 `json:"p99_durable_ms"`
+	P999DurableMs   float64 `json:"p999_durable_ms"`
+	P50WarehouseMs  float64 `json:"p50_warehouse_ms"`
+	P99WarehouseMs  float64 `json:"p99_warehouse_ms"`
+	P999WarehouseMs float64 `json:"p999_warehouse_ms"`
 }
 
 // RunLatencies measures Latencies over the rows whose event id matches

@@ -125,15 +125,10 @@ type Result struct {
 	BareConsumerEventsPerSec float64 `json:"bare_consumer_events_per_sec"`
 	Ratio                    float64 `json:"ratio"`
 	// The steady phase, after the drain, into the same appliance.
-	SteadyRate      float64 `json:"steady_rate"`
-	SteadySeconds   float64 `json:"steady_seconds"`
-	SteadyEvents    int64   `json:"steady_events"`
-	P50DurableMs    float64 `json:"p50_durable_ms"`
-	P99DurableMs    float64 `json:"p99_durable_ms"`
-	P999DurableMs   float64 `json:"p999_durable_ms"`
-	P50WarehouseMs  float64 `json:"p50_warehouse_ms"`
-	P99WarehouseMs  float64 `json:"p99_warehouse_ms"`
-	P999WarehouseMs float64 `json:"p999_warehouse_ms"`
+	SteadyRate    float64 `json:"steady_rate"`
+	SteadySeconds float64 `json:"steady_seconds"`
+	SteadyEvents  int64   `json:"steady_events"`
+	check.Latencies
 	// Both phases' valid events in the warehouse, each exactly once.
 	ExactlyOnce bool  `json:"exactly_once"`
 	Missing     int64 `json:"missing"`
@@ -236,12 +231,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	l, err := check.RunLatencies(srv.DB(), "PUBLIC.", "evt-"+steady.RunID()+"-%")
-	if err != nil {
+	if res.Latencies, err = check.RunLatencies(srv.DB(), "PUBLIC.", "evt-"+steady.RunID()+"-%"); err != nil {
 		return res, err
 	}
-	res.P50DurableMs, res.P99DurableMs, res.P999DurableMs = l.P50DurableMs, l.P99DurableMs, l.P999DurableMs
-	res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs = l.P50WarehouseMs, l.P99WarehouseMs, l.P999WarehouseMs
 
 	if res.AppliancePeakRSSBytes, err = a.peakRSS(); err != nil {
 		return res, err

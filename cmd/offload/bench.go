@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/drain"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/engine/event"
@@ -79,23 +80,18 @@ type benchResult struct {
 	LoaderRowsPerSec         float64 `json:"loader_rows_per_sec"`
 	BareConsumerEventsPerSec float64 `json:"bare_consumer_events_per_sec"`
 	Ratio                    float64 `json:"ratio"`
-	P50DurableMs             float64 `json:"p50_durable_ms"`
-	P99DurableMs             float64 `json:"p99_durable_ms"`
-	P999DurableMs            float64 `json:"p999_durable_ms"`
-	P50WarehouseMs           float64 `json:"p50_warehouse_ms"`
-	P99WarehouseMs           float64 `json:"p99_warehouse_ms"`
-	P999WarehouseMs          float64 `json:"p999_warehouse_ms"`
-	PeakRSSBytes             int64   `json:"peak_rss_bytes"`
-	CPUSeconds               float64 `json:"cpu_seconds"`
-	Loads                    int64   `json:"loads"`
-	RawBytes                 int64   `json:"raw_bytes"`
-	BytesShipped             int64   `json:"bytes_shipped"`
-	BytesShippedRatio        float64 `json:"bytes_shipped_ratio"`
-	Deduplicated             int64   `json:"deduplicated"`
-	DeadLettered             int64   `json:"dead_lettered"`
-	ExactlyOnce              bool    `json:"exactly_once"`
-	Missing                  int64   `json:"missing"`
-	Extra                    int64   `json:"extra"`
+	check.Latencies
+	PeakRSSBytes      int64   `json:"peak_rss_bytes"`
+	CPUSeconds        float64 `json:"cpu_seconds"`
+	Loads             int64   `json:"loads"`
+	RawBytes          int64   `json:"raw_bytes"`
+	BytesShipped      int64   `json:"bytes_shipped"`
+	BytesShippedRatio float64 `json:"bytes_shipped_ratio"`
+	Deduplicated      int64   `json:"deduplicated"`
+	DeadLettered      int64   `json:"dead_lettered"`
+	ExactlyOnce       bool    `json:"exactly_once"`
+	Missing           int64   `json:"missing"`
+	Extra             int64   `json:"extra"`
 }
 
 // Profiles of `offload bench` (docs/PERFORMANCE.md).

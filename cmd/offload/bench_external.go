@@ -127,12 +127,9 @@ func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error 
 	db := sql.OpenDB(gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg))
 	defer db.Close()
 	like := "evt-" + g.RunID() + "-%"
-	l, err := check.RunLatencies(db, x.tables, like)
-	if err != nil {
+	if res.Latencies, err = check.RunLatencies(db, x.tables, like); err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
-	res.P50DurableMs, res.P99DurableMs, res.P999DurableMs = l.P50DurableMs, l.P99DurableMs, l.P999DurableMs
-	res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs = l.P50WarehouseMs, l.P99WarehouseMs, l.P999WarehouseMs
 	rows, err := db.Query(`SELECT EVENT_ID, COUNT(*) FROM `+x.tables+`OFFLOAD_TRANSACTIONS WHERE EVENT_ID LIKE ? GROUP BY EVENT_ID`, like)
 	if err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)

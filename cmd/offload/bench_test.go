@@ -15,23 +15,21 @@ import (
 	"github.com/offload/offload/internal/testenv"
 )
 
-// runBenchJSON runs `offload bench` with args and returns its JSON result.
-func runBenchJSON(t *testing.T, args ...string) map[string]any {
+// benchOut runs `offload bench` with args and env added, checks that
+// the table's first line names profile, and returns the table and the
+// JSON result.
+func benchOut(t *testing.T, profile string, env []string, args ...string) (string, map[string]any) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "bench.json")
 	cmd := exec.Command(offloadBin, append([]string{"bench", "--json", out}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	table, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("offload bench %v: %v\n%s", args, err, table)
 	}
-	if first, _, _ := strings.Cut(string(table), "\n"); strings.Join(strings.Fields(first), " ") != "profile inprocess" {
-		t.Fatalf("the table's first line is %q, want the profile inprocess:\n%s", first, table)
-	}
-	for _, row := range []string{"end to end, events/s", "bare consumer, events/s", "produce → warehouse p50/p99/p99.9 ms", "exactly once"} {
-		if !strings.Contains(string(table), row) {
-			t.Fatalf("the table lacks %q:\n%s", row, table)
-		}
+	if first, _, _ := strings.Cut(string(table), "\n"); strings.Join(strings.Fields(first), " ") != "profile "+profile {
+		t.Fatalf("the table's first line is %q, want the profile %s:\n%s", first, profile, table)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -41,14 +39,27 @@ func runBenchJSON(t *testing.T, args ...string) map[string]any {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
+	if res["profile"] != profile || res["exactly_once"] != true {
+		t.Fatalf("not the profile %s exactly once: %s", profile, b)
+	}
+	return string(table), res
+}
+
+// runBenchJSON runs the in-process profile of `offload bench` with args
+// and returns its JSON result.
+func runBenchJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	table, res := benchOut(t, "inprocess", nil, args...)
+	for _, row := range []string{"end to end, events/s", "bare consumer, events/s", "produce → warehouse p50/p99/p99.9 ms", "exactly once"} {
+		if !strings.Contains(table, row) {
+			t.Fatalf("the table lacks %q:\n%s", row, table)
+		}
+	}
 	for _, k := range []string{"events_per_sec", "bare_consumer_events_per_sec", "ratio", "p99_durable_ms", "p99_warehouse_ms",
 		"peak_rss_bytes", "bytes_shipped_ratio"} {
 		if v, ok := res[k].(float64); !ok || v <= 0 {
-			t.Errorf("%s = %v in %s", k, res[k], b)
+			t.Errorf("%s = %v in %v", k, res[k], res)
 		}
-	}
-	if res["exactly_once"] != true {
-		t.Fatalf("not exactly once: %s", b)
 	}
 	return res
 }
@@ -79,28 +90,10 @@ func TestBenchRealBroker(t *testing.T) {
 // the appliance, and says so on its first line.
 func TestBenchDrainDefault(t *testing.T) {
 	brokers := testenv.Brokers(t)
-	out := filepath.Join(t.TempDir(), "bench.json")
-	cmd := exec.Command(offloadBin, "bench", "--brokers", brokers, "--events", "5000", "--partitions", "2",
-		"--rate", "1000", "--steady", "2s", "--json", out)
-	cmd.Env = append(os.Environ(), "OFFLOAD_BIN=") // the bench runs itself
-	cmd.Stderr = os.Stderr
-	table, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("offload bench --brokers: %v\n%s", err, table)
-	}
-	if first, _, _ := strings.Cut(string(table), "\n"); strings.Join(strings.Fields(first), " ") != "profile drain" {
-		t.Fatalf("the table's first line is %q, want the profile drain:\n%s", first, table)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res map[string]any
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
-	if res["profile"] != "drain" || res["exactly_once"] != true || res["events"].(float64) < 5000 {
-		t.Fatalf("result %s", b)
+	_, res := benchOut(t, "drain", []string{"OFFLOAD_BIN="}, // the bench runs itself
+		"--brokers", brokers, "--events", "5000", "--partitions", "2", "--rate", "1000", "--steady", "2s")
+	if res["events"].(float64) < 5000 || res["drain_loaded_events_per_sec"].(float64) <= 0 {
+		t.Fatalf("result %v", res)
 	}
 }
 
