@@ -35,7 +35,7 @@ type Options struct {
 	Rate   float64
 	Steady time.Duration
 	// Dir holds the run's files (a new temporary directory when empty);
-	// it is removed at the end unless Keep.
+	// it is removed at the end of a successful run unless Keep.
 	Dir  string
 	Keep bool
 	// CPUProfile, when set, receives a CPU profile of the appliance taken
@@ -159,9 +159,14 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	} else if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return res, fmt.Errorf("cannot create the run's directory: %w", err)
 	}
-	if !o.Keep {
-		defer os.RemoveAll(o.Dir)
-	}
+	defer func() {
+		switch {
+		case err != nil: // the appliance's log and data tell why
+			fmt.Fprintf(o.Progress, "drain: the run failed; its files stay in %s\n", o.Dir)
+		case !o.Keep:
+			_ = os.RemoveAll(o.Dir)
+		}
+	}()
 
 	// Fill the topic, untimed as far as the appliance is concerned.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers...), kgo.ProducerBatchMaxBytes(4<<20))
@@ -253,8 +258,8 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	return res, nil
 }
 
-// watcher reads the appliance's status and metrics, failing at once if the process
-// has stopped.
+// watcher reads the appliance's status and metrics, failing at once if
+// the process has stopped.
 type watcher struct {
 	a      *appliance
 	addr   string // the admin API, host:port

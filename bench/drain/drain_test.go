@@ -99,3 +99,19 @@ func TestDrain(t *testing.T) {
 		t.Errorf("the configuration file names a password:\n%s", cfg)
 	}
 }
+
+// TestDrainNoBinary: an appliance that cannot start fails the run with
+// what to do, and the run's files stay for a look.
+func TestDrainNoBinary(t *testing.T) {
+	brokers := testenv.Brokers(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	var progress strings.Builder
+	_, err := Run(context.Background(), Options{Brokers: strings.Split(brokers, ","), Binary: filepath.Join(t.TempDir(), "no-offload"),
+		Events: 100, Partitions: 1, Dir: dir, Progress: &progress})
+	if err == nil || !strings.Contains(err.Error(), "OFFLOAD_BIN") {
+		t.Fatalf("err = %v, want one naming OFFLOAD_BIN", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "offload.yaml")); err != nil || !strings.Contains(progress.String(), "files stay in "+dir) {
+		t.Errorf("the run's files are gone (%v) or unnamed:\n%s", err, progress.String())
+	}
+}

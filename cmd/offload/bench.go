@@ -116,7 +116,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	steady := fs.Duration("steady", 20*time.Second, "with --profile drain: how long the steady phase after the drain produces at --rate")
 	applianceProfile := fs.String("appliance-cpuprofile", "", "with --profile drain: write a CPU profile of the appliance, taken from its /debug/pprof while it drains, to this file")
 	profileSeconds := fs.Int("profile-seconds", 15, "with --appliance-cpuprofile: seconds the profile covers")
-	keep := fs.Bool("keep", false, "with --profile drain: keep the run's directory (configuration, log, data, warehouse)")
+	keep := fs.Bool("keep", false, "with --profile drain: keep the run's directory (configuration, log, data, warehouse; a failed run keeps it anyway)")
 	schema := fs.String("schema", gen.SchemaCanonical, "source schema: canonical, shop (other field names, mapped) or csv")
 	brokers := fs.String("brokers", "", "a Kafka to use (host:port,...; a new topic per run) instead of the in-process one")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
