@@ -26,8 +26,8 @@ test-race: build ## unit tests under the race detector (integration tests run wh
 
 BENCH_EVENTS ?= 1000000
 
-bench: build ## the standard end-to-end profile: offload bench, table on stdout, JSON in bench.json
-	$(BIN) bench --events $(BENCH_EVENTS) --partitions 8 --json bench.json
+bench: ## the drain benchmark (offload bench --profile drain) on a broker of its own: table on stdout, JSON in bench.json
+	bash scripts/bench.sh $(BENCH_EVENTS)
 
 bench-go: ## Go benchmarks of the hot paths (figures go to docs/PERFORMANCE.md)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./wal ./internal/ingest ./engine/... ./loader

@@ -1,12 +1,14 @@
 package tui
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +63,42 @@ func (c *HTTPClient) Status(ctx context.Context) (admin.Status, error) {
 		return st, fmt.Errorf("cannot decode status: %w", err)
 	}
 	return st, nil
+}
+
+// Metrics fetches GET /metrics and returns the values of the unlabelled
+// samples named (process_cpu_seconds_total, say); a name the appliance
+// does not export is absent from the map.
+func (c *HTTPClient) Metrics(ctx context.Context, names ...string) (map[string]float64, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, answerError(resp)
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	got := make(map[string]float64, len(names))
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !want[name] {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read metric %s: %w", name, err)
+		}
+		got[name] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read /metrics: %w", err)
+	}
+	return got, nil
 }
 
 // Post implements Client.

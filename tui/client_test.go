@@ -8,6 +8,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 const testToken = "s3cret-token-0123456789"
@@ -80,5 +84,32 @@ func TestHTTPClientDown(t *testing.T) {
 	srv.Close()
 	if _, err := NewHTTPClient(srv.URL, testToken).Status(context.Background()); err == nil || strings.Contains(err.Error(), testToken) {
 		t.Errorf("status from a stopped appliance: %v", err)
+	}
+}
+
+// TestHTTPClientMetrics reads a real Prometheus exposition (client_golang,
+// as internal/admin serves it): unlabelled samples by name, nothing else.
+func TestHTTPClientMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "offload_test_backlog_records"})
+	g.Set(1234.5)
+	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "offload_test_lag"}, []string{"partition"})
+	v.WithLabelValues("0").Set(7)
+	reg.MustRegister(g, v)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	m, err := NewHTTPClient(srv.URL, "").Metrics(context.Background(),
+		"process_cpu_seconds_total", "offload_test_backlog_records", "offload_test_lag", "offload_not_exported")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["process_cpu_seconds_total"] <= 0 || m["offload_test_backlog_records"] != 1234.5 || len(m) != 2 {
+		t.Errorf("metrics = %v, want the process's CPU seconds and the backlog only", m)
+	}
+	if _, err := NewHTTPClient(srv.URL+"/missing", "").Metrics(context.Background(), "x"); err == nil {
+		t.Errorf("no error for a 404")
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/bench/check"
+	"github.com/offload/offload/bench/drain"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/engine/event"
 	"github.com/offload/offload/internal/config"
@@ -65,6 +67,7 @@ func produceUntilLoaded(ctx context.Context, g *gen.Generator, cl *kgo.Client, i
 
 // benchResult is what `offload bench` reports (--json FILE).
 type benchResult struct {
+	Profile                  string  `json:"profile"`
 	Events                   int64   `json:"events"`
 	ValidEvents              int64   `json:"valid_events"`
 	Partitions               int     `json:"partitions"`
@@ -77,41 +80,47 @@ type benchResult struct {
 	LoaderRowsPerSec         float64 `json:"loader_rows_per_sec"`
 	BareConsumerEventsPerSec float64 `json:"bare_consumer_events_per_sec"`
 	Ratio                    float64 `json:"ratio"`
-	P50DurableMs             float64 `json:"p50_durable_ms"`
-	P99DurableMs             float64 `json:"p99_durable_ms"`
-	P999DurableMs            float64 `json:"p999_durable_ms"`
-	P50WarehouseMs           float64 `json:"p50_warehouse_ms"`
-	P99WarehouseMs           float64 `json:"p99_warehouse_ms"`
-	P999WarehouseMs          float64 `json:"p999_warehouse_ms"`
-	PeakRSSBytes             int64   `json:"peak_rss_bytes"`
-	CPUSeconds               float64 `json:"cpu_seconds"`
-	Loads                    int64   `json:"loads"`
-	RawBytes                 int64   `json:"raw_bytes"`
-	BytesShipped             int64   `json:"bytes_shipped"`
-	BytesShippedRatio        float64 `json:"bytes_shipped_ratio"`
-	Deduplicated             int64   `json:"deduplicated"`
-	DeadLettered             int64   `json:"dead_lettered"`
-	ExactlyOnce              bool    `json:"exactly_once"`
-	Missing                  int64   `json:"missing"`
-	Extra                    int64   `json:"extra"`
+	check.Latencies
+	PeakRSSBytes      int64   `json:"peak_rss_bytes"`
+	CPUSeconds        float64 `json:"cpu_seconds"`
+	Loads             int64   `json:"loads"`
+	RawBytes          int64   `json:"raw_bytes"`
+	BytesShipped      int64   `json:"bytes_shipped"`
+	BytesShippedRatio float64 `json:"bytes_shipped_ratio"`
+	Deduplicated      int64   `json:"deduplicated"`
+	DeadLettered      int64   `json:"dead_lettered"`
+	ExactlyOnce       bool    `json:"exactly_once"`
+	Missing           int64   `json:"missing"`
+	Extra             int64   `json:"extra"`
 }
 
-// runBench measures the whole appliance in-process: the load generator
-// produces to an in-process Kafka, the real pipeline takes it to the
-// Snowflake-protocol test server, and a bare franz-go consumer reads the
-// same topic afterwards for comparison.
+// Profiles of `offload bench` (docs/PERFORMANCE.md).
+const (
+	profileDrain     = "drain"     // the appliance as its own process drains a filled topic (bench/drain)
+	profileInprocess = "inprocess" // everything in this process: the demo-like quick run
+	profileExternal  = "external"  // an appliance that runs on its own (--appliance)
+)
+
+// runBench runs a profile of the benchmark: the drain (the default with
+// --brokers) or the in-process run (without); or measures a running
+// appliance (--appliance), or runs the fault harness (--chaos).
 func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "gen" {
 		return runBenchGen(args[1:], stdout, stderr)
 	}
 	fs := newFlags("bench", stderr)
-	events := fs.Int("events", 1_000_000, "events to produce")
+	profile := fs.String("profile", "", "drain (the default with --brokers: a filled topic drained by `offload run` as its own process) or inprocess (the default without: everything in this process)")
+	events := fs.Int("events", 1_000_000, "events to produce (with --profile drain: to fill the topic with)")
 	partitions := fs.Int("partitions", 8, "partitions of the topic")
-	rate := fs.Float64("rate", 0, "events per second (0: as fast as Kafka takes them)")
+	rate := fs.Float64("rate", 0, "events per second; 0: the profile's default (drain: 10000 for its steady phase; inprocess: as fast as Kafka takes them)")
+	steady := fs.Duration("steady", 20*time.Second, "with --profile drain: how long the steady phase after the drain produces at --rate")
+	applianceProfile := fs.String("appliance-cpuprofile", "", "with --profile drain: write a CPU profile of the appliance, taken from its /debug/pprof while it drains, to this file")
+	profileSeconds := fs.Int("profile-seconds", 15, "with --appliance-cpuprofile: seconds the profile covers")
+	keep := fs.Bool("keep", false, "with --profile drain: keep the run's directory (configuration, log, data, warehouse; a failed run keeps it anyway)")
 	schema := fs.String("schema", gen.SchemaCanonical, "source schema: canonical, shop (other field names, mapped) or csv")
 	brokers := fs.String("brokers", "", "a Kafka to use (host:port,...; a new topic per run) instead of the in-process one")
 	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	cpuProfile := fs.String("cpuprofile", "", "with --profile inprocess: write a CPU profile of the run to this file")
 	appliance := fs.String("appliance", "", "measure a running appliance instead (its admin URL, e.g. http://127.0.0.1:7070); needs --brokers, --topic and the warehouse DSN")
 	topic := fs.String("topic", "", "with --appliance: the topic it consumes")
 	tables := fs.String("tables", "", "with --appliance: prefix qualifying the warehouse tables, e.g. ANALYTICS.OFFLOAD.")
@@ -126,6 +135,36 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := (&gen.Options{Schema: *schema}).Validate(); err != nil {
 		return usageError{err}
+	}
+	switch {
+	case *profile != "" && (*appliance != "" || *chaos):
+		return usageError{errors.New("--profile does not go with --appliance or --chaos, which are modes of their own")}
+	case *profile == "" && *brokers != "":
+		*profile = profileDrain
+	case *profile == "":
+		*profile = profileInprocess
+	case *profile != profileDrain && *profile != profileInprocess:
+		return usageError{fmt.Errorf("--profile %q: want drain or inprocess", *profile)}
+	}
+	if *profile == profileDrain && *appliance == "" && !*chaos {
+		if *brokers == "" {
+			return usageError{errors.New("--profile drain needs --brokers: the real Kafka its topic is filled on (make bench starts one)")}
+		}
+		if *schema != gen.SchemaCanonical {
+			return usageError{fmt.Errorf("--schema %s: --profile drain runs the canonical schema only (the appliance runs with the default mapping)", *schema)}
+		}
+		bin := os.Getenv("OFFLOAD_BIN")
+		if bin == "" {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("cannot find the offload binary to run: %w (set OFFLOAD_BIN)", err)
+			}
+			bin = self
+		}
+		o := drain.Options{Brokers: strings.Split(*brokers, ","), Binary: bin, Events: *events,
+			Partitions: *partitions, Rate: *rate, Steady: *steady, Dir: *dir, Keep: *keep,
+			CPUProfile: *applianceProfile, ProfileSeconds: *profileSeconds, Progress: stderr}
+		return runDrainBench(o, stdout, *jsonOut)
 	}
 	if *appliance != "" {
 		x := externalBench{appliance: *appliance, topic: *topic, tables: *tables, token: os.Getenv("OFFLOAD_ADMIN_TOKEN"),
@@ -234,7 +273,7 @@ func rateText(r float64) string {
 }
 
 func bench(dir string, k embeddedKafka, events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
-	res := benchResult{Partitions: k.partitions, Schema: schema}
+	res := benchResult{Profile: profileInprocess, Partitions: k.partitions, Schema: schema}
 	e, err := startEmbedded(dir, k, false, func(c *config.Config) {
 		c.ApplianceID = "bench"
 		c.Outbox.SealAge = config.Duration(2 * time.Second)
@@ -335,6 +374,7 @@ func printBench(w io.Writer, r benchResult) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\t\n", name, value) }
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
+	row("profile", r.Profile)
 	row("events (valid)", fmt.Sprintf("%d (%d)", r.Events, r.ValidEvents))
 	row("end to end, events/s", f(r.EventsPerSec))
 	row("produced, events/s", f(r.ProduceEventsPerSec))
@@ -349,12 +389,16 @@ func printBench(w io.Writer, r benchResult) {
 	row("CPU", fmt.Sprintf("%.1f s", r.CPUSeconds))
 	row("loads; shipped / raw bytes", fmt.Sprintf("%d; %.1f %%", r.Loads, 100*r.BytesShippedRatio))
 	row("deduplicated; dead-lettered", fmt.Sprintf("%d; %d", r.Deduplicated, r.DeadLettered))
-	ok := "yes"
-	if !r.ExactlyOnce {
-		ok = fmt.Sprintf("NO: %d missing, %d extra", r.Missing, r.Extra)
-	}
-	row("exactly once", ok)
+	row("exactly once", onceText(r.ExactlyOnce, r.Missing, r.Extra))
 	_ = tw.Flush()
+}
+
+// onceText is the exactly-once check's line in a table.
+func onceText(ok bool, missing, extra int64) string {
+	if ok {
+		return "yes"
+	}
+	return fmt.Sprintf("NO: %d missing, %d extra", missing, extra)
 }
 
 // runBenchGen runs the load generator alone against a Kafka.
@@ -410,7 +454,7 @@ func runBenchGen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	if err := createTopicWith(cl, o.Topic, *partitions); err != nil {
+	if err := gen.CreateTopic(cl, o.Topic, *partitions); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

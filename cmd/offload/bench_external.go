@@ -1,24 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/snowflakedb/gosnowflake"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/tui"
 )
 
 // externalBench measures an appliance that runs on its own (a systemd
@@ -36,7 +33,7 @@ type externalBench struct {
 }
 
 func (x externalBench) run(events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
-	res := benchResult{Schema: schema}
+	res := benchResult{Profile: profileExternal, Schema: schema}
 	ctx := context.Background()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(x.brokers...), kgo.ProducerBatchMaxBytes(4<<20))
 	if err != nil {
@@ -102,57 +99,22 @@ func (x externalBench) run(events int, rate float64, schema string, progress io.
 	return res, nil
 }
 
-func (x externalBench) get(path string) (*http.Response, error) {
-	req, err := http.NewRequest("GET", strings.TrimRight(x.appliance, "/")+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if x.token != "" {
-		req.Header.Set("Authorization", "Bearer "+x.token)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("bench: the appliance's admin API: %w", err)
-	}
-	if res.StatusCode != http.StatusOK {
-		res.Body.Close()
-		return nil, fmt.Errorf("bench: the appliance's admin API answered %s for %s", res.Status, path)
-	}
-	return res, nil
-}
+// client is the appliance's admin API.
+func (x externalBench) client() *tui.HTTPClient { return tui.NewHTTPClient(x.appliance, x.token) }
 
 func (x externalBench) status() (admin.Status, error) {
-	var st admin.Status
-	res, err := x.get("/api/v1/status")
+	st, err := x.client().Status(context.Background())
 	if err != nil {
-		return st, err
+		return st, fmt.Errorf("bench: the appliance's admin API: %w", err)
 	}
-	defer res.Body.Close()
-	return st, json.NewDecoder(res.Body).Decode(&st)
+	return st, nil
 }
 
 // processMetrics reads the appliance's CPU seconds and resident memory
-// from /metrics.
+// from /metrics (zero when it does not answer).
 func (x externalBench) processMetrics() (cpu, rss float64) {
-	res, err := x.get("/metrics")
-	if err != nil {
-		return 0, 0
-	}
-	defer res.Body.Close()
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		switch name {
-		case "process_cpu_seconds_total":
-			cpu, _ = strconv.ParseFloat(value, 64)
-		case "process_resident_memory_bytes":
-			rss, _ = strconv.ParseFloat(value, 64)
-		}
-	}
-	return cpu, rss
+	m, _ := x.client().Metrics(context.Background(), "process_cpu_seconds_total", "process_resident_memory_bytes")
+	return m["process_cpu_seconds_total"], m["process_resident_memory_bytes"]
 }
 
 // checkWarehouse takes this run's rows from the warehouse: latencies from
@@ -165,23 +127,14 @@ func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error 
 	db := sql.OpenDB(gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg))
 	defer db.Close()
 	like := "evt-" + g.RunID() + "-%"
-	q := func(expr string) (p50, p99, p999 float64, err error) {
-		err = db.QueryRow(`SELECT PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY `+expr+`), PERCENTILE_CONT(0.99) WITHIN GROUP (ORDER BY `+expr+`),
-			PERCENTILE_CONT(0.999) WITHIN GROUP (ORDER BY `+expr+`)
-			FROM `+x.tables+`OFFLOAD_TRANSACTIONS t JOIN `+x.tables+`OFFLOAD_LOAD_LEDGER l ON t.BATCH_ID = l.BATCH_ID WHERE t.EVENT_ID LIKE ?`, like).Scan(&p50, &p99, &p999)
-		return
-	}
-	if res.P50DurableMs, res.P99DurableMs, res.P999DurableMs, err = q(`DATEDIFF('millisecond', t.KAFKA_TIME, t.INGEST_TIME)`); err != nil {
-		return fmt.Errorf("bench: the warehouse: %w", err)
-	}
-	if res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs, err = q(`DATEDIFF('millisecond', t.KAFKA_TIME, l.LOADED_AT)`); err != nil {
+	if res.Latencies, err = check.RunLatencies(db, x.tables, like); err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
 	rows, err := db.Query(`SELECT EVENT_ID, COUNT(*) FROM `+x.tables+`OFFLOAD_TRANSACTIONS WHERE EVENT_ID LIKE ? GROUP BY EVENT_ID`, like)
 	if err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
-	missing, duplicated, unexpected, err := tallyOnce(rows, g.ValidIDs())
+	missing, duplicated, unexpected, err := check.TallyOnce(rows, g.ValidIDs())
 	if err != nil {
 		return err
 	}

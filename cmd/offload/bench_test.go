@@ -15,19 +15,21 @@ import (
 	"github.com/offload/offload/internal/testenv"
 )
 
-// runBenchJSON runs `offload bench` with args and returns its JSON result.
-func runBenchJSON(t *testing.T, args ...string) map[string]any {
+// benchOut runs `offload bench` with args and env added, checks that
+// the table's first line names profile, and returns the table and the
+// JSON result.
+func benchOut(t *testing.T, profile string, env []string, args ...string) (string, map[string]any) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "bench.json")
 	cmd := exec.Command(offloadBin, append([]string{"bench", "--json", out}, args...)...)
-	table, err := cmd.CombinedOutput()
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	table, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("offload bench %v: %v\n%s", args, err, table)
 	}
-	for _, row := range []string{"end to end, events/s", "bare consumer, events/s", "produce → warehouse p50/p99/p99.9 ms", "exactly once"} {
-		if !strings.Contains(string(table), row) {
-			t.Fatalf("the table lacks %q:\n%s", row, table)
-		}
+	if first, _, _ := strings.Cut(string(table), "\n"); strings.Join(strings.Fields(first), " ") != "profile "+profile {
+		t.Fatalf("the table's first line is %q, want the profile %s:\n%s", first, profile, table)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -37,14 +39,27 @@ func runBenchJSON(t *testing.T, args ...string) map[string]any {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
+	if res["profile"] != profile || res["exactly_once"] != true {
+		t.Fatalf("not the profile %s exactly once: %s", profile, b)
+	}
+	return string(table), res
+}
+
+// runBenchJSON runs the in-process profile of `offload bench` with args
+// and returns its JSON result.
+func runBenchJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	table, res := benchOut(t, "inprocess", nil, args...)
+	for _, row := range []string{"end to end, events/s", "bare consumer, events/s", "produce → warehouse p50/p99/p99.9 ms", "exactly once"} {
+		if !strings.Contains(table, row) {
+			t.Fatalf("the table lacks %q:\n%s", row, table)
+		}
+	}
 	for _, k := range []string{"events_per_sec", "bare_consumer_events_per_sec", "ratio", "p99_durable_ms", "p99_warehouse_ms",
 		"peak_rss_bytes", "bytes_shipped_ratio"} {
 		if v, ok := res[k].(float64); !ok || v <= 0 {
-			t.Errorf("%s = %v in %s", k, res[k], b)
+			t.Errorf("%s = %v in %v", k, res[k], res)
 		}
-	}
-	if res["exactly_once"] != true {
-		t.Fatalf("not exactly once: %s", b)
 	}
 	return res
 }
@@ -62,11 +77,43 @@ func TestBenchInProcess(t *testing.T) {
 // generator alone (`offload bench gen`).
 func TestBenchRealBroker(t *testing.T) {
 	brokers := testenv.Brokers(t)
-	runBenchJSON(t, "--events", "20000", "--partitions", "3", "--schema", "csv", "--brokers", brokers)
+	runBenchJSON(t, "--profile", "inprocess", "--events", "20000", "--partitions", "3", "--schema", "csv", "--brokers", brokers)
 	out, err := exec.Command(offloadBin, "bench", "gen", "--brokers", brokers, "--topic", "gen-"+strings.ReplaceAll(t.Name(), "/", "-"),
 		"--count", "3000", "--rate", "0", "--malformed", "0.1").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "produced ") || !strings.Contains(string(out), "malformed") {
 		t.Fatalf("offload bench gen: %v\n%s", err, out)
+	}
+}
+
+// TestBenchDrainDefault: with --brokers, `offload bench` runs the drain
+// profile (bench/drain tests its figures), starting this very binary as
+// the appliance, and says so on its first line.
+func TestBenchDrainDefault(t *testing.T) {
+	brokers := testenv.Brokers(t)
+	_, res := benchOut(t, "drain", []string{"OFFLOAD_BIN="}, // the bench runs itself
+		"--brokers", brokers, "--events", "5000", "--partitions", "2", "--rate", "1000", "--steady", "2s")
+	if res["events"].(float64) < 5000 || res["drain_loaded_events_per_sec"].(float64) <= 0 {
+		t.Fatalf("result %v", res)
+	}
+}
+
+// TestBenchProfileUsage: a profile that cannot run is refused before
+// anything starts, naming the option.
+func TestBenchProfileUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--profile", "drain"}, "--profile drain needs --brokers"},
+		{[]string{"--profile", "fast"}, `--profile "fast": want drain or inprocess`},
+		{[]string{"--profile", "drain", "--brokers", "127.0.0.1:1", "--schema", "csv"}, "--schema csv"},
+		{[]string{"--profile", "drain", "--brokers", "127.0.0.1:1", "--steady", "-1s"}, "--steady must not be negative"},
+		{[]string{"--profile", "inprocess", "--chaos"}, "--profile does not go with"},
+	} {
+		code, _, stderr := runCLI(append([]string{"bench"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("offload bench %v: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr, exitUsage, c.want)
+		}
 	}
 }
 

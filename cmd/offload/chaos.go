@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/admin"
@@ -653,7 +654,7 @@ func (h *harness) tally(valid, malformed map[string]struct{}) error {
 	if err != nil {
 		return err
 	}
-	lost, duplicated, unexpected, err := tallyOnce(rows, valid)
+	lost, duplicated, unexpected, err := check.TallyOnce(rows, valid)
 	if err != nil {
 		return err
 	}

@@ -3,20 +3,18 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/bench/check"
+	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/snowtest"
@@ -138,22 +136,7 @@ func createTopic(brokers []string, topic string, partitions int) error {
 		return err
 	}
 	defer cl.Close()
-	return createTopicWith(cl, topic, partitions)
-}
-
-// createTopicWith creates topic through cl unless it exists.
-func createTopicWith(cl *kgo.Client, topic string, partitions int) error {
-	brokers := cl.OptValue(kgo.SeedBrokers)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := kadm.NewClient(cl).CreateTopic(ctx, int32(partitions), -1, nil, topic)
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("cannot create topic %s on %v: %w", topic, brokers, err)
-	}
-	if res.Err != nil && !errors.Is(res.Err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("cannot create topic %s on %v: %w", topic, brokers, res.Err)
-	}
-	return nil
+	return gen.CreateTopic(cl, topic, partitions)
 }
 
 func randomHex(n int) string {
@@ -235,35 +218,13 @@ func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
 	if err != nil {
 		return v, err
 	}
-	missing, duplicated, unexpected, err := tallyOnce(rows, valid)
+	missing, duplicated, unexpected, err := check.TallyOnce(rows, valid)
 	if err != nil {
 		return v, err
 	}
 	v.Missing, v.Extra = missing, duplicated+unexpected
 	v.ExactlyOnce = v.Missing == 0 && v.Extra == 0 && v.Loaded == int64(len(valid))
 	return v, nil
-}
-
-// tallyOnce reads (event id, copies) rows and counts the valid events
-// missing, the copies beyond one of each (duplicated), and the copies of
-// no valid event (unexpected).
-func tallyOnce(rows *sql.Rows, valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
-	defer rows.Close()
-	seen := 0
-	for rows.Next() {
-		var id string
-		var n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			return 0, 0, 0, err
-		}
-		if _, ok := valid[id]; ok {
-			seen++
-			duplicated += n - 1
-		} else {
-			unexpected += n
-		}
-	}
-	return int64(len(valid) - seen), duplicated, unexpected, rows.Err()
 }
 
 func (e *embedded) close() {

@@ -45,7 +45,7 @@ func commands() []command {
 		{"reconcile", "compare shipped batches, the warehouse's ledger and its rows; exit 0 only when all match", runReconcile},
 		{"top", "dashboard of a running appliance (admin API)", runTop},
 		{"demo", "everything embedded: Kafka, load generator, pipeline, warehouse, dashboard", runDemo},
-		{"bench", "end-to-end benchmark, all in-process, with a bare consumer for comparison", runBench},
+		{"bench", "benchmark: the appliance draining a filled topic (--profile drain), or everything in-process", runBench},
 		{"version", "print the version", runVersion},
 	}
 }
