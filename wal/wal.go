@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -39,7 +40,7 @@ type Options struct {
 	// with status 1. Pebble cannot tell what reached the disk after such a
 	// failure, so retrying would risk acknowledging lost data.
 	Fatal func(error)
-	// MemTableSize is Pebble's memtable size; 0 means 64 MiB.
+	// MemTableSize is Pebble's memtable size; 0 means 32 MiB.
 	MemTableSize uint64
 	// Now returns the append time stamped on each entry; nil means time.Now.
 	Now func() time.Time
@@ -64,7 +65,7 @@ func (o *Options) EnsureDefaults() {
 		}
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 64 << 20
+		o.MemTableSize = 32 << 20
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -165,6 +166,15 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 				w.opts.Logger.Error("wal: damaged data found", "file", info.Path, "err", msg, "component", "pebble")
 			},
 		},
+	}
+	// No block compression: the WAL's entries live seconds to minutes,
+	// and compressing them at every flush and compaction and
+	// decompressing them for the engine's read cost ~1.3 µs of CPU an
+	// event in the drain benchmark (docs/PERFORMANCE.md). The byte budget
+	// counts the entries' own bytes either way.
+	popts.EnsureDefaults()
+	for i := range popts.Levels {
+		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {

@@ -245,7 +245,7 @@ func Default() Config {
 			SessionTimeout: Duration(45 * time.Second),
 			SASL:           SASL{Mechanism: "none"},
 		},
-		WAL: WAL{MemtableSize: 64 << 20},
+		WAL: WAL{MemtableSize: 32 << 20},
 		Engine: Engine{
 			Interval:      Duration(time.Second),
 			BatchRecords:  50000,
