@@ -58,6 +58,13 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		*dir = d
+	} else if _, err := os.Stat(*dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(*dir, 0o750); err != nil {
+			return fmt.Errorf("cannot create --dir %s: %w", *dir, err)
+		}
+		fmt.Fprintf(stderr, "offload demo: created the data directory %s\n", *dir)
+	} else if err != nil {
+		return fmt.Errorf("cannot use --dir %s: %w", *dir, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

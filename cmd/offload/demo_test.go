@@ -1,19 +1,30 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
 // TestDemoHeadless runs `offload demo --no-tui --json` for a few seconds:
 // everything embedded, and the summary says every valid event reached the
 // warehouse exactly once, duplicates were dropped and malformed records
-// dead-lettered.
+// dead-lettered. Its --dir does not exist yet: the demo creates it and
+// says so.
 func TestDemoHeadless(t *testing.T) {
-	out, err := exec.Command(offloadBin, "demo", "--duration", "12s", "--no-tui", "--json", "--rate", "400", "--dir", t.TempDir()).Output()
+	dir := filepath.Join(t.TempDir(), "new", "demo")
+	cmd := exec.Command(offloadBin, "demo", "--duration", "12s", "--no-tui", "--json", "--rate", "400", "--dir", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("offload demo: %v\n%s", err, out)
+		t.Fatalf("offload demo: %v\n%s\n%s", err, out, stderr.String())
+	}
+	if want := "created the data directory " + dir; !strings.Contains(stderr.String(), want) {
+		t.Fatalf("stderr does not say %q:\n%s", want, stderr.String())
 	}
 	var s demoSummary
 	if err := json.Unmarshal(out, &s); err != nil {

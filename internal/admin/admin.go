@@ -1,6 +1,7 @@
 // Package admin serves offload's admin HTTP endpoint: liveness and
 // readiness probes, Prometheus metrics, the status document
-// (docs/API.md), and the operator's actions on the loader. It reports on
+// (docs/API.md), Go's profiles (/debug/pprof/, docs/OPERATIONS.md), and
+// the operator's actions on the loader. It reports on
 // the pipeline and forwards actions to it; it owns no pipeline state.
 package admin
 
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -87,6 +89,13 @@ func Start(opts Options) (*Server, error) {
 			mux.HandleFunc("POST "+path, h.demoAction(up))
 		}
 	}
+	// Go's profiles, on the admin mux rather than http.DefaultServeMux:
+	// open on loopback like /metrics, behind the token elsewhere.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	var root http.Handler = mux
 	if !loopback {
 		root = h.requireToken(mux)

@@ -52,6 +52,12 @@ func TestTokenRules(t *testing.T) {
 		{"POST", "/api/v1/batches/x/retry", "", 401},
 		// With the token: no warehouse here, so no loader to act on.
 		{"POST", "/api/v1/loader/pause", token, 409},
+		// Profiles are open on loopback, like /metrics.
+		{"GET", "/debug/pprof/", "", 200},
+		{"GET", "/debug/pprof/heap?debug=1", "", 200},
+		{"GET", "/debug/pprof/goroutine?debug=1", "", 200},
+		{"GET", "/debug/pprof/profile?seconds=1", "", 200},
+		{"GET", "/debug/pprof/cmdline", "", 200},
 	} {
 		if code, body := request(t, c.method, base+c.path, c.token); code != c.code {
 			t.Errorf("%s %s (token %q): %d %s, want %d", c.method, c.path, c.token, code, body, c.code)
@@ -68,12 +74,17 @@ func TestTokenRules(t *testing.T) {
 	}
 	defer pub.Close()
 	port := pub.Addr()[strings.LastIndex(pub.Addr(), ":"):]
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/status"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/status", "/debug/pprof/", "/debug/pprof/heap",
+		"/debug/pprof/profile?seconds=1", "/debug/pprof/trace?seconds=1", "/debug/pprof/symbol"} {
 		if code, _ := request(t, "GET", "http://127.0.0.1"+port+path, ""); code != 401 {
 			t.Errorf("GET %s without a token on a public address: %d, want 401", path, code)
 		}
 	}
 	if code, body := request(t, "GET", "http://127.0.0.1"+port+"/healthz", token); code != 200 {
 		t.Errorf("GET /healthz with the token: %d %s", code, body)
+	}
+	// With the token, a heap profile in pprof's format (gzipped protobuf).
+	if code, body := request(t, "GET", "http://127.0.0.1"+port+"/debug/pprof/heap", token); code != 200 || !strings.HasPrefix(body, "\x1f\x8b") {
+		t.Errorf("GET /debug/pprof/heap with the token: %d, %d bytes, want 200 and a gzipped profile", code, len(body))
 	}
 }
