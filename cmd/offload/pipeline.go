@@ -146,7 +146,7 @@ func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded
 		RetryBase: lc.RetryBase.D(), RetryMax: lc.RetryMax.D(),
 		BreakerFailures: lc.BreakerFailures, BreakerCooldown: lc.BreakerCooldown.D(),
 		ShippingWindows: windows, UplinkRate: int64(lc.UplinkRate), ShippedGrace: lc.ShippedGrace.D(),
-		LoadTimeout: lc.LoadTimeout.D(), OnLoaded: onLoaded,
+		LoadTimeout: lc.LoadTimeout.D(), UnansweredAfter: lc.UnansweredAfter.D(), OnLoaded: onLoaded,
 		Logger: log,
 	})
 	if err != nil {
