@@ -23,9 +23,9 @@ import (
 // hashKeyPath is where a generated e-mail hash key is kept.
 func hashKeyPath(dataDir string) string { return filepath.Join(dataDir, "secrets", "hash.key") }
 
-// hashKey returns the configured e-mail hash key, or the one generated in
-// the data directory on first start.
-func hashKey(c *config.Config, log *slog.Logger) ([]byte, error) {
+// storedHashKey returns the configured e-mail hash key, or the one kept in
+// the data directory; nil without an error when neither exists yet.
+func storedHashKey(c *config.Config) ([]byte, error) {
 	if c.Engine.HashKey != "" {
 		return []byte(c.Engine.HashKey.Reveal()), nil
 	}
@@ -40,6 +40,16 @@ func hashKey(c *config.Config, log *slog.Logger) ([]byte, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("engine: cannot read the hash key: %w", err)
 	}
+	return nil, nil
+}
+
+// hashKey returns the configured e-mail hash key, or the one generated in
+// the data directory on first start.
+func hashKey(c *config.Config, log *slog.Logger) ([]byte, error) {
+	if k, err := storedHashKey(c); k != nil || err != nil {
+		return k, err
+	}
+	p := hashKeyPath(c.DataDir)
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
