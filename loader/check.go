@@ -250,8 +250,11 @@ func (s *Snowflake) fix(err error, q string) string {
 	case 390303, 390318:
 		return "the OAuth token was refused: check warehouse.oauth_token_file (or OFFLOAD_WAREHOUSE_OAUTH_TOKEN); renew an expired token"
 	case 3001:
-		return fmt.Sprintf("the role lacks a privilege for %q: grant it (docs/LOADER.md lists the loader's), e.g. GRANT %s TO ROLE %s",
-			firstWords(q), grantFor(q, o), role)
+		fix := fmt.Sprintf("the role lacks a privilege: GRANT %s TO ROLE %s", grantFor(q, o), role)
+		if strings.HasPrefix(q, "CREATE STAGE") {
+			fix += fmt.Sprintf(", or create stage %s beforehand and GRANT READ, WRITE ON STAGE %s.%s.%s TO ROLE %s", o.Stage, o.Database, o.Schema, o.Stage, role)
+		}
+		return fix + " (docs/LOADER.md lists the loader's grants)"
 	case 2003, 2043:
 		return fmt.Sprintf("the object does not exist or the role %s may not use it: check the name in the configuration and GRANT USAGE on it", role)
 	}
@@ -265,7 +268,7 @@ func grantFor(q string, o SnowflakeOptions) string {
 	case strings.HasPrefix(q, "CREATE TABLE"):
 		return "CREATE TABLE ON SCHEMA " + schema
 	case strings.HasPrefix(q, "CREATE STAGE"):
-		return "CREATE STAGE ON SCHEMA " + schema + " (or create stage " + o.Stage + " beforehand and grant READ, WRITE on it)"
+		return "CREATE STAGE ON SCHEMA " + schema
 	case strings.HasPrefix(q, "PUT"), strings.HasPrefix(q, "COPY"):
 		return "READ, WRITE ON STAGE " + schema + "." + o.Stage
 	case strings.HasPrefix(q, "MERGE"):
@@ -282,8 +285,10 @@ func grantFor(q string, o SnowflakeOptions) string {
 	return "SELECT ON TABLE <the table>"
 }
 
-// redact takes the sink's secrets out of a message.
+// redact takes the sink's secrets out of a message, and puts it on one
+// line.
 func (s *Snowflake) redact(msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
 	for _, secret := range []string{s.opts.Password, s.opts.OAuthToken} {
 		if secret != "" {
 			msg = strings.ReplaceAll(msg, secret, "[redacted]")
