@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/offload/offload/internal/config"
-	"github.com/offload/offload/internal/ingest"
 	"github.com/offload/offload/internal/preflight"
 	"github.com/offload/offload/loader"
 )
@@ -98,11 +97,7 @@ func checkAll(ctx context.Context, path string) []loader.CheckResult {
 	kctx, cancel := context.WithTimeout(ctx, kafkaCheckTimeout)
 	out = append(out, preflight.Kafka(kctx, preflight.KafkaOptions{
 		Brokers: c.Kafka.Brokers, Topics: c.Kafka.Topics, Group: c.Kafka.Group, ClientID: c.Kafka.ClientID,
-		TLS: ingest.TLSOptions{
-			Enabled: c.Kafka.TLS.Enabled, CAFile: c.Kafka.TLS.CAFile, CertFile: c.Kafka.TLS.CertFile,
-			KeyFile: c.Kafka.TLS.KeyFile, ServerName: c.Kafka.TLS.ServerName, InsecureSkipVerify: c.Kafka.TLS.InsecureSkipVerify,
-		},
-		SASL: ingest.SASLOptions{Mechanism: c.Kafka.SASL.Mechanism, Username: c.Kafka.SASL.Username, Password: c.Kafka.SASL.Password.Reveal()},
+		TLS: kafkaTLS(c), SASL: kafkaSASL(c),
 	})...)
 	cancel()
 

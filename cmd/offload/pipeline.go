@@ -16,6 +16,7 @@ import (
 	"github.com/offload/offload/engine/event"
 	"github.com/offload/offload/engine/window"
 	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/internal/ingest"
 	"github.com/offload/offload/loader"
 	"github.com/offload/offload/wal"
 )
@@ -120,6 +121,19 @@ func engineOptions(c *config.Config, w *wal.WAL, log *slog.Logger) (engine.Optio
 		Seal:          engine.SealPolicy{Rows: int64(c.Outbox.SealRows), Bytes: int64(c.Outbox.SealBytes), Age: c.Outbox.SealAge.D()},
 		Logger:        log,
 	}, nil
+}
+
+// kafkaTLS and kafkaSASL are the consumer's security options (config
+// kafka.tls, kafka.sasl), for ingest and for offload check.
+func kafkaTLS(c *config.Config) ingest.TLSOptions {
+	t := c.Kafka.TLS
+	return ingest.TLSOptions{Enabled: t.Enabled, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
+		ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+}
+
+func kafkaSASL(c *config.Config) ingest.SASLOptions {
+	s := c.Kafka.SASL
+	return ingest.SASLOptions{Mechanism: s.Mechanism, Username: s.Username, Password: s.Password.Reveal()}
 }
 
 // outboxDir is where the loader writes a batch's files while shipping it.
