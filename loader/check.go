@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,10 +169,13 @@ func (c *snowflakeCheck) production(ctx context.Context) {
 		rowsStmt = fmt.Sprintf("MERGE INTO %s t USING (SELECT %s FROM %s WHERE 1 = 0) s ON t.EVENT_ID = s.EVENT_ID WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)",
 			o.TransactionsTable, cols(transactionColumns), o.TransactionsTable, cols(transactionColumns), names(transactionColumns, "s."))
 	}
+	// Without DUPLICATES: Prepare adds it to a ledger of an earlier
+	// release.
+	ledger := slices.DeleteFunc(slices.Clone(ledgerColumns), func(c column) bool { return c.name == "DUPLICATES" })
 	for _, t := range []table{
 		{o.TransactionsTable, rowsStmt[:strings.IndexByte(rowsStmt, ' ')], rowsStmt},
 		{o.WindowsTable, "MERGE", c.s.mergeWindows(fmt.Sprintf("(SELECT %s FROM %s WHERE 1 = 0)", cols(windowColumns), o.WindowsTable))},
-		{o.LedgerTable, "INSERT", fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE 1 = 0", o.LedgerTable, cols(ledgerColumns), cols(ledgerColumns), o.LedgerTable)},
+		{o.LedgerTable, "INSERT", fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE 1 = 0", o.LedgerTable, cols(ledger), cols(ledger), o.LedgerTable)},
 	} {
 		probe := "SELECT COUNT(*) FROM " + t.name + " WHERE 1 = 0"
 		var n int64
@@ -255,6 +259,8 @@ func (s *Snowflake) fix(err error, q string) string {
 			fix += fmt.Sprintf(", or create stage %s beforehand and GRANT READ, WRITE ON STAGE %s.%s.%s TO ROLE %s", o.Stage, o.Database, o.Schema, o.Stage, role)
 		}
 		return fix + " (docs/LOADER.md lists the loader's grants)"
+	case 904:
+		return "a column is missing or named otherwise than the loader's: compare the table with docs/LOADER.md"
 	case 2003, 2043:
 		return fmt.Sprintf("the object does not exist or the role %s may not use it: check the name in the configuration and GRANT USAGE on it", role)
 	}

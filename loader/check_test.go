@@ -91,6 +91,24 @@ func TestSnowflakeCheckPasses(t *testing.T) {
 	}
 }
 
+// TestSnowflakeCheckEarlierLedger: a ledger created before the DUPLICATES
+// column existed passes (the loader adds the column at start).
+func TestSnowflakeCheckEarlierLedger(t *testing.T) {
+	w := newWarehouse(t)
+	for _, q := range []string{`CREATE SCHEMA IF NOT EXISTS PUBLIC`,
+		`CREATE TABLE PUBLIC.OFFLOAD_LOAD_LEDGER (BATCH_ID VARCHAR NOT NULL, APPLIANCE_ID VARCHAR NOT NULL, ROWS BIGINT,
+			WINDOW_ROWS BIGINT, BYTES BIGINT, CONTROL_TOTALS VARCHAR, LOADED_AT TIMESTAMPTZ, PRIMARY KEY (BATCH_ID))`,
+	} {
+		if _, err := w.srv.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs := w.sink(t, AuthPassword).Check(context.Background())
+	if f := failed(rs); len(f) > 0 || !strings.Contains(strings.Join(checkNames(rs), "\n"), "snowflake: INSERT into OFFLOAD_LOAD_LEDGER (zero rows)") {
+		t.Fatalf("checks: %v", checkNames(rs))
+	}
+}
+
 // TestSnowflakeCheckWrongPassword: a refused login is the one result, with
 // Snowflake's message and the fix, and never the password.
 func TestSnowflakeCheckWrongPassword(t *testing.T) {

@@ -464,11 +464,15 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		}
 	}
 	began := time.Now()
-	l.set(func(*Status) { l.attemptSince = l.opts.Now() })
+	l.mu.Lock()
+	l.attemptSince = l.opts.Now()
+	l.mu.Unlock()
 	lctx, cancel := context.WithTimeout(ctx, l.opts.LoadTimeout)
 	already, err := l.load(lctx, &x)
 	cancel()
-	l.set(func(*Status) { l.attemptSince = time.Time{} })
+	l.mu.Lock()
+	l.attemptSince = time.Time{}
+	l.mu.Unlock()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
