@@ -90,6 +90,11 @@ type Options struct {
 	// LoadTimeout bounds one attempt at a batch, from the ledger lookup to
 	// the commit [30m]: a warehouse that hangs is a retryable failure.
 	LoadTimeout time.Duration
+	// UnansweredAfter is the floor of the rule that tells a hung
+	// warehouse from a slow load [30s]: an attempt in flight for longer
+	// than max(UnansweredAfter, 3 × the slowest of the last 8 loads) is
+	// reported as Status.Unanswered (docs/LOADER.md).
+	UnansweredAfter time.Duration
 	// OnLoaded, if set, is called after each batch is loaded and marked
 	// shipped (not for one found in the ledger already), with the time
 	// it was marked.
@@ -121,6 +126,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.LoadTimeout == 0 {
 		o.LoadTimeout = 30 * time.Minute
+	}
+	if o.UnansweredAfter == 0 {
+		o.UnansweredAfter = 30 * time.Second
 	}
 	if o.Poll == 0 {
 		o.Poll = time.Second
@@ -175,6 +183,15 @@ type Status struct {
 	WarehouseDuplicates int64
 	LastLoadAt          time.Time
 	LastLoadTook        time.Duration
+	// Unanswered is how long the warehouse has been working on the
+	// attempt in flight, once that is longer than loads take
+	// (Options.UnansweredAfter); 0 otherwise. The loader's State stays
+	// "loading" meanwhile: the attempt ends at LoadTimeout.
+	Unanswered time.Duration
+	// WarehouseFailing is set by a retryable failure of the warehouse and
+	// cleared by a load: while it is set, an attempt in flight probes a
+	// warehouse that was failing.
+	WarehouseFailing bool
 	// Quarantined counts the files in QuarantineDir: exported files that
 	// no longer matched their checksum, those found there when the loader
 	// started plus those moved there since; LastQuarantined is the
@@ -197,7 +214,15 @@ type Loader struct {
 	paused   bool
 	status   Status
 	prepared bool
+	// attemptSince is when the warehouse attempt in flight began (zero
+	// between attempts); recentTook holds the last loads' durations.
+	attemptSince time.Time
+	recentTook   []time.Duration
 }
+
+// recentLoads is how many of the last loads' durations set the limit
+// past which an attempt is unanswered.
+const recentLoads = 8
 
 // New returns a loader; Run starts it.
 func New(opts Options) (*Loader, error) {
@@ -237,11 +262,27 @@ func New(opts Options) (*Loader, error) {
 func (l *Loader) Status() Status {
 	l.mu.Lock()
 	st := l.status
+	if !l.attemptSince.IsZero() {
+		if d := l.opts.Now().Sub(l.attemptSince); d > l.unansweredLimit() {
+			st.Unanswered = d
+		}
+	}
 	l.mu.Unlock()
 	if d, ok := l.opts.Sink.(interface{ Duplicates() int64 }); ok {
 		st.WarehouseDuplicates = d.Duplicates()
 	}
 	return st
+}
+
+// unansweredLimit is how long an attempt may take before the warehouse
+// counts as not answering: max(UnansweredAfter, 3 × the slowest recent
+// load). l.mu is held.
+func (l *Loader) unansweredLimit() time.Duration {
+	limit := l.opts.UnansweredAfter
+	for _, d := range l.recentTook {
+		limit = max(limit, 3*d)
+	}
+	return limit
 }
 
 // Pause stops the loader after the batch in flight; Resume starts it again.
@@ -427,9 +468,15 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 		}
 	}
 	began := time.Now()
+	l.mu.Lock()
+	l.attemptSince = l.opts.Now()
+	l.mu.Unlock()
 	lctx, cancel := context.WithTimeout(ctx, l.opts.LoadTimeout)
 	already, err := l.load(lctx, &x)
 	cancel()
+	l.mu.Lock()
+	l.attemptSince = time.Time{}
+	l.mu.Unlock()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -451,7 +498,10 @@ func (l *Loader) ship(ctx context.Context, b engine.BatchInfo) error {
 	l.breaker.success()
 	s := &l.status
 	s.Circuit, s.Attempts, s.LastError, s.LastErrorAt, s.RetryAt = l.breaker.state, 0, "", time.Time{}, time.Time{}
-	s.LastLoadAt, s.LastLoadTook = l.opts.Now(), took
+	s.LastLoadAt, s.LastLoadTook, s.WarehouseFailing = l.opts.Now(), took, false
+	if l.recentTook = append(l.recentTook, took); len(l.recentTook) > recentLoads {
+		l.recentTook = l.recentTook[1:]
+	}
 	if already {
 		s.AlreadyLoaded++
 	} else {
@@ -537,6 +587,7 @@ func (l *Loader) fail(id string, err error, warehouse bool) error {
 	}
 	s.Attempts++
 	s.Retries++
+	s.WarehouseFailing = s.WarehouseFailing || warehouse
 	wait := backoff(s.Attempts, l.opts.RetryBase, l.opts.RetryMax, l.rng)
 	s.RetryAt = now.Add(wait)
 	s.State = StateRetrying

@@ -87,6 +87,9 @@ func (m Model) loader(st styles) []string {
 	}
 	parts = append(parts, fmt.Sprintf("%s loaded · %s rows · %s retries", count(l.Loaded), count(l.Rows), count(l.Retries)))
 	lines := []string{m.label(st, "loader") + strings.Join(parts, " · ")}
+	if l.UnansweredSeconds > 0 {
+		lines = append(lines, m.label(st, "")+st.bad.Render(l.Message))
+	}
 	if l.QuarantinedFiles > 0 {
 		lines = append(lines, m.label(st, "")+st.bad.Render(fmt.Sprintf("quarantined: %s outbox files", count(l.QuarantinedFiles)))+
 			" · latest "+filepath.Base(l.LastQuarantinedFile))

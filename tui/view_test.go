@@ -35,7 +35,13 @@ func views(t *testing.T, p termenv.Profile, width, height int) map[string]Model 
 	quarantined := loadStatus(t, "healthy")
 	quarantined.Loader.QuarantinedFiles = 3
 	quarantined.Loader.LastQuarantinedFile = "/var/lib/offload/quarantine/outbox/edge-berlin-3-9a1e.rows.20261127T081457.123456789Z.parquet"
+	// The warehouse has held the load's request for 70 s: more than loads
+	// take, so the status says it is not answering.
+	hung := loadStatus(t, "healthy")
+	hung.State = "warehouse_unavailable"
+	hung.Loader.UnansweredSeconds, hung.Loader.Message = 70, "warehouse not answering for 1m10s"
 	return map[string]Model{
+		"warehouse_hung": feed(warm, statusMsg{status: hung}),
 		"connecting":     feed(m, size),
 		"healthy":        warm,
 		"warehouse_down": feed(warm, statusMsg{status: loadStatus(t, "warehouse_down")}),

@@ -39,6 +39,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the appliance daemon: Kafka -> WAL -> engine -> outbox -> warehouse", runDaemon},
 		{"validate", "check a configuration file and print the effective settings", runValidate},
+		{"check", "preflight: prove Kafka, the warehouse and the local disk work with a configuration", runCheck},
 		{"wal", "the WAL offline: stats, verify, repair (quarantine damaged entries), export", runWAL},
 		{"dlq", "dead-letter records offline: list, export, replay", runDLQ},
 		{"outbox", "sealed batches offline: list, retry a parked one", runOutbox},

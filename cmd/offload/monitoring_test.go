@@ -218,13 +218,15 @@ func lookPathOrSkip(t *testing.T, name string) string {
 }
 
 // TestPromtoolChecks: promtool accepts the alert rules and the example
-// Prometheus configuration (which loads them).
+// Prometheus configuration (which loads them), and the rules' unit tests
+// (deploy/prometheus/alerts_test.yml) pass.
 func TestPromtoolChecks(t *testing.T) {
 	promtool := lookPathOrSkip(t, "promtool")
 	root := repoRoot(t)
 	for _, args := range [][]string{
 		{"check", "rules", filepath.Join(root, alertRules)},
 		{"check", "config", filepath.Join(root, prometheusConfig)},
+		{"test", "rules", filepath.Join(root, "deploy/prometheus/alerts_test.yml")},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		out, err := exec.CommandContext(ctx, promtool, args...).CombinedOutput()

@@ -16,6 +16,7 @@ import (
 	"github.com/offload/offload/engine/event"
 	"github.com/offload/offload/engine/window"
 	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/internal/ingest"
 	"github.com/offload/offload/loader"
 	"github.com/offload/offload/wal"
 )
@@ -23,9 +24,9 @@ import (
 // hashKeyPath is where a generated e-mail hash key is kept.
 func hashKeyPath(dataDir string) string { return filepath.Join(dataDir, "secrets", "hash.key") }
 
-// hashKey returns the configured e-mail hash key, or the one generated in
-// the data directory on first start.
-func hashKey(c *config.Config, log *slog.Logger) ([]byte, error) {
+// storedHashKey returns the configured e-mail hash key, or the one kept in
+// the data directory; nil without an error when neither exists yet.
+func storedHashKey(c *config.Config) ([]byte, error) {
 	if c.Engine.HashKey != "" {
 		return []byte(c.Engine.HashKey.Reveal()), nil
 	}
@@ -40,6 +41,16 @@ func hashKey(c *config.Config, log *slog.Logger) ([]byte, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("engine: cannot read the hash key: %w", err)
 	}
+	return nil, nil
+}
+
+// hashKey returns the configured e-mail hash key, or the one generated in
+// the data directory on first start.
+func hashKey(c *config.Config, log *slog.Logger) ([]byte, error) {
+	if k, err := storedHashKey(c); k != nil || err != nil {
+		return k, err
+	}
+	p := hashKeyPath(c.DataDir)
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
@@ -112,6 +123,19 @@ func engineOptions(c *config.Config, w *wal.WAL, log *slog.Logger) (engine.Optio
 	}, nil
 }
 
+// kafkaTLS and kafkaSASL are the consumer's security options (config
+// kafka.tls, kafka.sasl), for ingest and for offload check.
+func kafkaTLS(c *config.Config) ingest.TLSOptions {
+	t := c.Kafka.TLS
+	return ingest.TLSOptions{Enabled: t.Enabled, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
+		ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+}
+
+func kafkaSASL(c *config.Config) ingest.SASLOptions {
+	s := c.Kafka.SASL
+	return ingest.SASLOptions{Mechanism: s.Mechanism, Username: s.Username, Password: s.Password.Reveal()}
+}
+
 // outboxDir is where the loader writes a batch's files while shipping it.
 func outboxDir(dataDir string) string { return filepath.Join(dataDir, "outbox") }
 
@@ -146,7 +170,7 @@ func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded
 		RetryBase: lc.RetryBase.D(), RetryMax: lc.RetryMax.D(),
 		BreakerFailures: lc.BreakerFailures, BreakerCooldown: lc.BreakerCooldown.D(),
 		ShippingWindows: windows, UplinkRate: int64(lc.UplinkRate), ShippedGrace: lc.ShippedGrace.D(),
-		LoadTimeout: lc.LoadTimeout.D(), OnLoaded: onLoaded,
+		LoadTimeout: lc.LoadTimeout.D(), UnansweredAfter: lc.UnansweredAfter.D(), OnLoaded: onLoaded,
 		Logger: log,
 	})
 	if err != nil {

@@ -135,15 +135,10 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		// partitions back without a rebalance.
 		InstanceID:     c.Kafka.ClientID,
 		SessionTimeout: c.Kafka.SessionTimeout.D(),
-		TLS: ingest.TLSOptions{
-			Enabled: c.Kafka.TLS.Enabled, CAFile: c.Kafka.TLS.CAFile, CertFile: c.Kafka.TLS.CertFile,
-			KeyFile: c.Kafka.TLS.KeyFile, ServerName: c.Kafka.TLS.ServerName, InsecureSkipVerify: c.Kafka.TLS.InsecureSkipVerify,
-		},
-		SASL: ingest.SASLOptions{
-			Mechanism: c.Kafka.SASL.Mechanism, Username: c.Kafka.SASL.Username, Password: c.Kafka.SASL.Password.Reveal(),
-		},
-		FetchMaxBytes: int32(c.Kafka.FetchMaxBytes),
-		WAL:           w,
+		TLS:            kafkaTLS(c),
+		SASL:           kafkaSASL(c),
+		FetchMaxBytes:  int32(c.Kafka.FetchMaxBytes),
+		WAL:            w,
 		// The budget counts what must be kept: the WAL's live bytes and
 		// the outbox rows not shipped yet (raw record bytes). DuckDB's
 		// file does not shrink when shipped rows are deleted (it reuses

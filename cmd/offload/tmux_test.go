@@ -71,6 +71,14 @@ func TestDemoDashboardInTmux(t *testing.T) {
 	s.run("send-keys", "-t", s.name, "w")
 	down := s.waitFor(`warehouse down`, 15*time.Second)
 	down = s.waitFor(`loader\s+(retrying|open)`, 30*time.Second)
+	// The header says so, and keeps saying it while the loader's next
+	// attempts run (state loading), instead of flickering back to ok.
+	s.waitFor(`offload top · demo .* warehouse_unavailable`, 30*time.Second)
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if screen := s.screen(); !strings.Contains(strings.SplitN(screen, "\n", 2)[0], "warehouse_unavailable") {
+			t.Fatalf("the header left warehouse_unavailable with the warehouse down:\n%s", screen)
+		}
+	}
 	if !regexp.MustCompile(`runway [0-9]`).MatchString(s.waitFor(`runway [0-9]`, 30*time.Second)) {
 		t.Fatalf("the runway stayed infinite with the warehouse down:\n%s", down)
 	}

@@ -22,6 +22,20 @@ func runTop(args []string, stdout, stderr io.Writer) error {
 	token := fs.String("token", "", "admin bearer token for the actions (default $OFFLOAD_ADMIN_TOKEN)")
 	tokenFile := fs.String("token-file", "", "read the admin bearer token from this file (keeps it out of the process list)")
 	interval := fs.Duration("interval", time.Second, "time between status polls")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: offload top [flags]
+
+The dashboard of a running appliance, from its admin API. Before the first
+start, or when the appliance cannot load, run the preflight:
+  offload check --config /etc/offload/offload.yaml
+It proves the Kafka brokers, topics and group, the warehouse's login,
+privileges and a load through a scratch table, and the local disk, one line
+per check with the fix.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

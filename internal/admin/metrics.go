@@ -160,6 +160,7 @@ var (
 	dLoaderBytes       = desc("offload_loader_bytes_shipped_total", "Parquet bytes shipped.")
 	dLoaderRetries     = desc("offload_loader_retries_total", "Retryable failures.")
 	dLoaderParked      = desc("offload_loader_parked_total", "Batches parked after a permanent failure.")
+	dLoaderUnanswered  = desc("offload_loader_unanswered_seconds", "How long the warehouse has not answered the load attempt in flight, once past the usual load time (docs/LOADER.md); 0 otherwise.")
 	dLoaderWHDups      = desc("offload_loader_warehouse_duplicates_total", "Rows kept out of the warehouse because it held their event already (dedupe.warehouse: merge).")
 	dOutboxQuarantined = desc("offload_outbox_quarantined_files", "Exported outbox files in quarantine (counted at start, plus those moved since): they failed their checksum before loading and are never loaded.")
 	dBuildInfo         = desc("offload_build_info", "Always 1.", "version")
@@ -167,7 +168,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
 	dOutboxQuarantined,
 }
 
@@ -251,6 +252,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dLoaderRetries, float64(l.Retries))
 		counter(dLoaderParked, float64(l.Parked))
 		counter(dLoaderWHDups, float64(l.WarehouseDuplicates))
+		gauge(dLoaderUnanswered, l.Unanswered.Seconds())
 		gauge(dOutboxQuarantined, float64(l.Quarantined))
 	}
 	gauge(dBuildInfo, 1, m.version)

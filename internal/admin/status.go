@@ -187,6 +187,11 @@ type LoaderStatus struct {
 	Retries        int64      `json:"retries"`
 	Parked         int64      `json:"parked"`
 	LastLoadAt     *time.Time `json:"last_load_at,omitempty"`
+	// UnansweredSeconds is how long the warehouse has not answered the
+	// attempt in flight, once past the usual load time; 0 otherwise.
+	UnansweredSeconds float64 `json:"unanswered_seconds"`
+	// Message says why the warehouse is unavailable, when it is.
+	Message string `json:"message,omitempty"`
 	// QuarantinedFiles counts the exported files in quarantine (they
 	// failed their checksum): those there at start plus those moved since;
 	// LastQuarantinedFile is the latest.
@@ -239,6 +244,7 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 			LastErrorAt: timePtr(l.LastErrorAt), RetryAt: timePtr(l.RetryAt), Loaded: l.Loaded, AlreadyLoaded: l.AlreadyLoaded,
 			Rows: l.Rows, BytesShipped: l.BytesShipped, Retries: l.Retries, Parked: l.Parked, LastLoadAt: timePtr(l.LastLoadAt),
 			QuarantinedFiles: l.Quarantined, LastQuarantinedFile: l.LastQuarantined}
+		ls.UnansweredSeconds, ls.Message = l.Unanswered.Seconds(), warehouseMessage(l, s.At)
 		if !l.RetryAt.IsZero() && l.RetryAt.After(s.At) {
 			ls.RetryInSeconds = l.RetryAt.Sub(s.At).Seconds()
 		}
@@ -250,21 +256,41 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 		EngineRecords: rates.engine.add(s.At, float64(e.RecordsIn)),
 		LoaderRows:    rates.loader.add(s.At, loaded),
 	}
+	// The first that applies: a warehouse away comes before the budget
+	// pause, which it causes.
 	switch {
 	case s.Ingest == nil:
 		st.State = "starting"
+	case !s.Ready && !s.Ingest.Paused:
+		st.State = "not_ready"
+	case st.Loader != nil && st.Loader.Message != "":
+		st.State = "warehouse_unavailable"
 	case s.Ingest.Paused:
 		st.State = "paused_for_budget"
-	case !s.Ready:
-		st.State = "not_ready"
 	case s.Parked > 0:
 		st.State = "degraded"
-	case s.Loader != nil && (s.Loader.State == loader.StateRetrying || s.Loader.State == loader.StateOpen):
-		st.State = "warehouse_unavailable"
 	default:
 		st.State = "ok"
 	}
 	return st
+}
+
+// warehouseMessage says why the warehouse is unavailable, or "" when it
+// is not: an attempt it has not answered for longer than loads take, a
+// retryable failure being waited out (or a circuit open), or an attempt
+// at a warehouse that failed last time.
+func warehouseMessage(l *loader.Status, now time.Time) string {
+	switch {
+	case l.Unanswered > 0:
+		return "warehouse not answering for " + l.Unanswered.Round(time.Second).String()
+	case l.State == loader.StateOpen:
+		return "warehouse failing: circuit open after repeated failures (see last_error)"
+	case l.State == loader.StateRetrying && l.WarehouseFailing:
+		return "warehouse failing: retry in " + max(l.RetryAt.Sub(now), 0).Round(time.Second).String() + " (see last_error)"
+	case l.State == loader.StateLoading && l.WarehouseFailing:
+		return "warehouse failing: trying again (see last_error)"
+	}
+	return ""
 }
 
 // statusRates are the rate samplers of /api/v1/status.

@@ -144,6 +144,9 @@ type Loader struct {
 	ShippedGrace Duration `yaml:"shipped_grace"`
 	// LoadTimeout bounds one attempt at a batch.
 	LoadTimeout Duration `yaml:"load_timeout"`
+	// UnansweredAfter is the floor past which an attempt the warehouse
+	// has not answered shows as warehouse_unavailable (docs/LOADER.md).
+	UnansweredAfter Duration `yaml:"unanswered_after"`
 }
 
 // Log configures logging.
@@ -267,7 +270,7 @@ func Default() Config {
 		Loader: Loader{
 			Order: "oldest", RetryBase: Duration(time.Second), RetryMax: Duration(5 * time.Minute),
 			BreakerFailures: 5, BreakerCooldown: Duration(30 * time.Second), ShippedGrace: Duration(24 * time.Hour),
-			LoadTimeout: Duration(30 * time.Minute),
+			LoadTimeout: Duration(30 * time.Minute), UnansweredAfter: Duration(30 * time.Second),
 		},
 		Admin:   Admin{Listen: "127.0.0.1:7070"},
 		Datadog: Datadog{Interval: Duration(10 * time.Second)},
@@ -633,6 +636,9 @@ func (c *Config) validateWarehouse() error {
 	}
 	if l.LoadTimeout < Duration(time.Second) {
 		bad("loader.load_timeout: %s is too short; use at least 1s", l.LoadTimeout)
+	}
+	if l.UnansweredAfter < Duration(time.Second) {
+		bad("loader.unanswered_after: %s is too short; use at least 1s", l.UnansweredAfter)
 	}
 	if l.ShippedGrace < 0 {
 		bad("loader.shipped_grace: %s must not be negative", l.ShippedGrace)

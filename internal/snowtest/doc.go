@@ -89,6 +89,8 @@
 //   - FaultSessionExpired: 390112, renewed by the driver transparently.
 //   - FaultStatementError: *SnowflakeError 000603; at COMMIT the
 //     transaction is rolled back.
+//   - FaultInsufficientPrivileges: *SnowflakeError 003001 (SQLSTATE
+//     42501), a missing grant; nothing ran.
 //
 // # Gaps versus Snowflake
 //

@@ -29,6 +29,10 @@ const (
 	// error) without executing it; when the statement is a COMMIT the open
 	// transaction is rolled back, as when a real commit fails.
 	FaultStatementError
+	// FaultInsufficientPrivileges fails a query request with 003001
+	// ("Insufficient privileges"), Snowflake's answer to a statement the
+	// role may not run, without executing it: a missing grant.
+	FaultInsufficientPrivileges
 )
 
 // Fault describes a fault to inject. A request matches when its endpoint

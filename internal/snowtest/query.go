@@ -139,9 +139,12 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, q queryRequest, f
 		res *result
 		err error
 	)
-	if f != nil && f.Kind == FaultStatementError {
+	switch {
+	case f != nil && f.Kind == FaultStatementError:
 		err = s.injectedError(ctx, sess, q.SQLText)
-	} else {
+	case f != nil && f.Kind == FaultInsufficientPrivileges:
+		err = &sqlError{"003001", "42501", "SQL access control error:\nInsufficient privileges to operate on schema '" + sess.schema + "' (injected by snowtest)"}
+	default:
 		res, err = s.execute(ctx, sess, q)
 	}
 	var resp response
