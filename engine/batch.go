@@ -60,8 +60,11 @@ type batch struct {
 	items []byte // arena holding every row's items JSON
 	dlq   []dlqRow
 	keys  []keyTime // dedupe keys to record
-	seen  map[dedupeKey]struct{}
-	delta map[string]int64
+	// tooOld holds the ids of the micro-batch's events older than the
+	// dedupe horizon: not remembered, but a copy within the micro-batch
+	// is still a duplicate.
+	tooOld map[dedupeKey]struct{}
+	delta  map[string]int64
 
 	emitted []window.Emitted
 	changed []*window.Window
@@ -127,7 +130,6 @@ func (b *batch) setSeal(s *sealInfo) {
 func (e *Engine) newBatch() *batch {
 	return &batch{
 		offsets:   map[wal.TopicPartition]offsetRange{},
-		seen:      map[dedupeKey]struct{}{},
 		delta:     map[string]int64{},
 		dedupeMax: e.dedupeMax,
 		nextDLQID: e.nextDLQID,
@@ -144,7 +146,6 @@ func (e *Engine) process(b *batch) {
 	// as rows arrive cost a tenth of a micro-batch in copying.
 	b.rows = make([]outRow, 0, b.records)
 	b.keys = make([]keyTime, 0, b.records)
-	b.seen = make(map[dedupeKey]struct{}, b.records)
 	e.expireDedupe(b)
 	e.decoded = e.decodeBatch(b, e.decoded)
 	i := 0
@@ -205,14 +206,24 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 	}
 	if ev.EventID != "" {
 		k := keyOf(ev.EventID)
-		if _, dup := b.seen[k]; dup || e.dedupe.contains(k) {
+		dup := e.dedupe.contains(k)
+		if !dup && len(b.tooOld) > 0 {
+			_, dup = b.tooOld[k]
+		}
+		if dup {
 			b.delta[cDeduplicated]++
 			return outDuplicate, ""
 		}
-		b.seen[k] = struct{}{}
+		// Remembered at once, so a copy later in the micro-batch is a
+		// duplicate too; a failed commit reloads the index.
 		if us := ev.EventTime.UnixMicro(); us >= e.dedupe.horizon {
+			e.dedupe.add(k, us)
 			b.keys = append(b.keys, keyTime{k, us})
 		} else {
+			if b.tooOld == nil {
+				b.tooOld = map[dedupeKey]struct{}{}
+			}
+			b.tooOld[k] = struct{}{}
 			b.delta[cDedupeTooOld]++
 		}
 		if ns := ev.EventTime.UnixNano(); ns > b.dedupeMax {
@@ -267,9 +278,9 @@ func (e *Engine) expireDedupe(b *batch) {
 	}
 }
 
-// finish closes the micro-batch: advances the windows, records the new
-// dedupe keys (evicting the oldest past DedupeMaxKeys), and decides
-// whether the open outbox batch is sealed.
+// finish closes the micro-batch: advances the windows, evicts the oldest
+// dedupe keys past DedupeMaxKeys, and decides whether the open outbox
+// batch is sealed.
 func (e *Engine) finish(b *batch, forceSeal bool) {
 	before := e.windows.Overflows()
 	b.emitted, _ = e.windows.Advance()
@@ -280,9 +291,6 @@ func (e *Engine) finish(b *batch, forceSeal bool) {
 		b.delta[cWindowOverflows] += n
 	}
 
-	for _, kt := range b.keys {
-		e.dedupe.add(kt.k, kt.us)
-	}
 	if e.dedupe.len() > e.opts.DedupeMaxKeys {
 		h := e.dedupe.evictionHorizon(e.opts.DedupeMaxKeys)
 		b.delta[cDedupeEvicted] += e.dedupe.forgetBelow(h)
