@@ -17,9 +17,13 @@ import (
 	"github.com/offload/offload/wal"
 )
 
-// createSchema creates the tables if missing and checks the schema
+// createSchema upgrades a database of an earlier schema version
+// (migrate.go), creates the tables if missing and checks the schema
 // version, then the write connection's staging tables.
 func (e *Engine) createSchema(ctx context.Context) error {
+	if err := e.migrate(ctx); err != nil {
+		return err
+	}
 	err := e.inTx(ctx, func() error {
 		for _, ddl := range schemaDDL {
 			if _, err := e.conn.ExecContext(ctx, ddl); err != nil {

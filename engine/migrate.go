@@ -1,0 +1,175 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// migrate upgrades a database of an earlier schema version in place, before
+// createSchema checks the version. A fresh database, or one of this
+// version, is left to createSchema.
+func (e *Engine) migrate(ctx context.Context) error {
+	var v int
+	if err := e.conn.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != 1 {
+		return nil
+	}
+	if err := e.migrateV1(ctx); err != nil {
+		return fmt.Errorf("engine: cannot upgrade %s from schema version 1 (nothing of it changed; the offload that wrote it still runs on it): %w", e.path, err)
+	}
+	return nil
+}
+
+// v1Group is the clean rows of one outbox batch in a version 1 database
+// (batch NULL: the open batch).
+type v1Group struct {
+	batch sql.NullString
+	rows  int64
+}
+
+// migrateV1 moves a version 1 database's clean rows out of the outbox_rows
+// table into parts: one part per batch not shipped yet and one for the open
+// batch, written and made durable first, then recorded in the one
+// transaction that drops outbox_rows and sets version 2. The rows of
+// shipped batches, kept only for the grace period, are not carried over.
+// A crash before the commit leaves version 1 as it was, and the next start
+// migrates again over the same part names.
+func (e *Engine) migrateV1(ctx context.Context) error {
+	rows, err := e.conn.QueryContext(ctx, `SELECT r.batch_id, count(*) FROM outbox_rows r LEFT JOIN outbox_batches b ON b.batch_id = r.batch_id
+		WHERE r.batch_id IS NULL OR b.state <> ? GROUP BY r.batch_id ORDER BY min(b.sealed_at) NULLS LAST, r.batch_id`, BatchShipped)
+	if err != nil {
+		return err
+	}
+	var groups []v1Group
+	for rows.Next() {
+		var g v1Group
+		if err := rows.Scan(&g.batch, &g.rows); err != nil {
+			rows.Close()
+			return err
+		}
+		groups = append(groups, g)
+	}
+	if err := closeRows(rows); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(e.partsDir(), 0o750); err != nil {
+		return err
+	}
+	parts := make([]partRecord, len(groups))
+	for i, g := range groups {
+		if parts[i], err = e.migratePart(ctx, int64(i+1), g); err != nil {
+			return err
+		}
+	}
+	err = e.inTx(ctx, func() error {
+		for _, ddl := range schemaDDL {
+			if _, err := e.conn.ExecContext(ctx, ddl); err != nil {
+				return err
+			}
+		}
+		for i, p := range parts {
+			totals, err := json.Marshal(p.totals)
+			if err != nil {
+				return err
+			}
+			if _, err := e.conn.ExecContext(ctx, `INSERT INTO outbox_parts VALUES (?, ?, ?, ?, ?, ?, now(), ?)`,
+				p.seq, p.file.Rows, p.file.Bytes, p.file.SHA256, string(totals), sql.NullTime{Time: p.oldest, Valid: !p.oldest.IsZero()},
+				groups[i].batch); err != nil {
+				return err
+			}
+		}
+		for _, q := range []string{
+			fmt.Sprintf(`ALTER TABLE engine_state ADD COLUMN next_part_seq BIGINT DEFAULT %d`, len(parts)+1),
+			`DROP TABLE outbox_rows`,
+			`UPDATE schema_version SET version = 2`,
+		} {
+			if _, err := e.conn.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", strings.Fields(q)[0], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.log.Info("engine: upgraded the database from schema version 1: the outbox's clean rows are in parts now",
+		"path", e.path, "parts", len(parts))
+	return nil
+}
+
+// migratePart writes the version 1 rows of g as part seq, durable, and
+// returns its record.
+func (e *Engine) migratePart(ctx context.Context, seq int64, g v1Group) (partRecord, error) {
+	cols := make([]string, len(partColumns))
+	for i, c := range partColumns {
+		cols[i] = c.name
+		if strings.HasPrefix(c.duckType, "DECIMAL") {
+			cols[i] = "CAST(" + c.name + " AS " + c.duckType + ") AS " + c.name
+		}
+	}
+	const where = ` FROM outbox_rows WHERE batch_id IS NOT DISTINCT FROM $1`
+	path := partPath(e.partsDir(), seq)
+	tmp := path + ".tmp"
+	if _, err := e.conn.ExecContext(ctx, `COPY (SELECT `+strings.Join(cols, ", ")+where+`) TO `+sqlQuote(tmp)+
+		` (FORMAT parquet, COMPRESSION zstd)`, g.batch); err != nil {
+		return partRecord{}, fmt.Errorf("cannot write part %s: %w", path, err)
+	}
+	if err := syncFile(tmp); err != nil {
+		return partRecord{}, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return partRecord{}, err
+	}
+	if err := syncDir(e.partsDir()); err != nil {
+		return partRecord{}, err
+	}
+	p := partRecord{seq: seq, file: partFile{Rows: g.rows}}
+	st, err := os.Stat(path)
+	if err != nil {
+		return partRecord{}, err
+	}
+	p.file.Bytes = st.Size()
+	if p.file.SHA256, err = FileChecksum(path); err != nil {
+		return partRecord{}, err
+	}
+	rows, err := e.conn.QueryContext(ctx, `SELECT coalesce(currency, ''), count(*), CAST(coalesce(sum(amount), 0) AS VARCHAR)`+
+		where+` GROUP BY ALL ORDER BY 1`, g.batch)
+	if err != nil {
+		return partRecord{}, err
+	}
+	for rows.Next() {
+		var t CurrencyTotal
+		if err := rows.Scan(&t.Currency, &t.Rows, &t.Amount); err != nil {
+			rows.Close()
+			return partRecord{}, err
+		}
+		p.totals = append(p.totals, t)
+	}
+	if err := closeRows(rows); err != nil {
+		return partRecord{}, err
+	}
+	var oldest sql.NullTime
+	if err := e.conn.QueryRowContext(ctx, `SELECT min(ingest_time)`+where, g.batch).Scan(&oldest); err != nil {
+		return partRecord{}, err
+	}
+	if oldest.Valid {
+		p.oldest = oldest.Time.UTC()
+	}
+	return p, nil
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
