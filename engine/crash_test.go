@@ -246,11 +246,13 @@ func TestCrashAtomicity(t *testing.T) {
 	copyDir(t, crashed, ref)
 
 	// run runs the engine process over dir. With kill set, it SIGKILLs the
-	// process at kill.at after start, or, with kill.afterOpen, kill.at
-	// after the engine has opened (so the kill lands among micro-batches).
+	// process at kill.at after start, or, with kill.after "open" or
+	// "step", kill.at after the engine has opened or committed its first
+	// micro-batch (so the kill lands among micro-batches, whatever the
+	// machine's load does to the first one's pace).
 	type killPlan struct {
-		at        time.Duration
-		afterOpen bool
+		at    time.Duration
+		after string
 	}
 	run := func(dir string, kill *killPlan) (killed bool, steps int, d time.Duration) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -265,7 +267,7 @@ func TestCrashAtomicity(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		opened := make(chan struct{})
+		marks := map[string]chan struct{}{"open": make(chan struct{}), "step": make(chan struct{})}
 		lines := make(chan int, 1)
 		go func() {
 			sc := bufio.NewScanner(stdout)
@@ -275,9 +277,12 @@ func TestCrashAtomicity(t *testing.T) {
 				case "open":
 					if !open {
 						open = true
-						close(opened)
+						close(marks["open"])
 					}
 				case "step":
+					if n == 0 {
+						close(marks["step"])
+					}
 					n++
 				}
 			}
@@ -292,11 +297,14 @@ func TestCrashAtomicity(t *testing.T) {
 		}()
 		var timer <-chan time.Time
 		if kill != nil {
-			if kill.afterOpen {
+			if kill.after != "" {
 				select {
-				case <-opened:
+				case <-marks[kill.after]:
 				case err := <-done:
-					t.Fatalf("engine process ended before opening: %v\n%s", err, stderr.String())
+					if kill.after == "step" && err == nil {
+						return false, steps, time.Since(start) // nothing was left to do
+					}
+					t.Fatalf("engine process ended before %s: %v\n%s", kill.after, err, stderr.String())
 				}
 			}
 			timer = time.After(kill.at)
@@ -327,11 +335,15 @@ func TestCrashAtomicity(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	got, midRun := 0, 0
 	for attempt := 0; got < kills && attempt < 10*kills; attempt++ {
-		// One kill in five lands anywhere in start-up and recovery, the
-		// others up to four micro-batches after the engine opened.
+		// One kill in five lands anywhere in start-up and recovery, two
+		// up to four micro-batches after the engine opened, two up to
+		// four micro-batches after its first commit.
 		plan := &killPlan{at: time.Duration(rng.Int64N(int64(startup) + 1))}
-		if rng.IntN(5) != 0 {
-			plan = &killPlan{at: time.Duration(rng.Int64N(int64(4*perBatch) + 1)), afterOpen: true}
+		switch rng.IntN(5) {
+		case 1, 2:
+			plan = &killPlan{at: time.Duration(rng.Int64N(int64(4*perBatch) + 1)), after: "open"}
+		case 3, 4:
+			plan = &killPlan{at: time.Duration(rng.Int64N(int64(4*perBatch) + 1)), after: "step"}
 		}
 		killed, steps, _ := run(crashed, plan)
 		if !killed {

@@ -593,9 +593,15 @@ func (h *harness) diskFull(sc *chaosScenario, noTmpfs string) error {
 	if !hit {
 		return fmt.Errorf("the daemon never met ENOSPC with the file system full: %v", err)
 	}
-	line := h.d.firstLine(mark, "no space left on device")
+	const enospc = "no space left on device"
+	line := h.d.firstLine(mark, enospc)
 	if i := strings.Index(line, "msg="); i >= 0 {
 		line = line[i:]
+	}
+	// The report keeps the start of the line (who met the full disk) and
+	// the error itself, which a long path may push past the cut.
+	if i := strings.Index(line, enospc); i+len(enospc) > 300 {
+		line = truncate(line[:i+len(enospc)], 120) + " … " + line[i:i+len(enospc)]
 	}
 	sc.Detail = fmt.Sprintf("filled %d MiB; the daemon reported: %s", filled>>20, truncate(line, 300))
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {

@@ -116,9 +116,11 @@ func TestOutboxBitFlipsQuarantined(t *testing.T) {
 				return
 			case <-time.After(time.Millisecond):
 			}
-			files, _ := filepath.Glob(filepath.Join(dataDir, "outbox", "*.rows.parquet"))
+			// A batch's rows are its parts (<batch>.rows.<part>.parquet)
+			// or their compaction (<batch>.rows.parquet).
+			files, _ := filepath.Glob(filepath.Join(dataDir, "outbox", "*.rows.*parquet"))
 			for _, f := range files {
-				id := strings.TrimSuffix(filepath.Base(f), ".rows.parquet")
+				id, _, _ := strings.Cut(filepath.Base(f), ".rows.")
 				if slices.Contains(order, id) {
 					continue
 				}
