@@ -237,16 +237,7 @@ func TestSnowflakeFaultMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		deadline := time.Now().Add(10 * time.Second)
-		for l.Status().State != StateOpen && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		st := l.Status()
-		cancel()
-		<-done
+		st := runUntilOpen(l)
 		if st.State != StateOpen || st.LastError == "" || st.Retries < 3 {
 			t.Fatalf("with the warehouse away: %+v", st)
 		}
@@ -330,49 +321,66 @@ func TestWarehouseColumnsMatchTheOutbox(t *testing.T) {
 	}
 }
 
-// TestMergeRowsKeepsCrossApplianceDuplicatesOut: two appliances ship the
-// same events (a partition moved between them). With plain inserts the
-// warehouse holds them twice; with MergeRows once, and the sink counts
-// what it kept out.
+// TestMergeRowsKeepsCrossApplianceDuplicatesOut: checkMergeRows on the
+// Snowflake sink.
 func TestMergeRowsKeepsCrossApplianceDuplicatesOut(t *testing.T) {
 	for _, merge := range []bool{false, true} {
 		t.Run(fmt.Sprintf("merge=%v", merge), func(t *testing.T) {
 			w := newWarehouse(t)
-			sinkOf := func(appliance string) *Snowflake {
+			checkMergeRows(t, merge, func(appliance string) mergeSink {
 				return w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
-			}
-			a, b := testOutboxOf(t, "box-a", 1, 20), testOutboxOf(t, "box-b", 1, 20)
-			shipAll(t, a, fastOptions(a, sinkOf("box-a"), t.TempDir()))
-			sink := sinkOf("box-b")
-			shipAll(t, b, fastOptions(b, sink, t.TempDir()))
-			rows := w.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
-			want, dups := "40|20", int64(0)
-			if merge {
-				want, dups = "20|20", 20
-			}
-			if rows != want || sink.Duplicates() != dups {
-				t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", rows, want, sink.Duplicates(), dups)
-			}
-			// The ledger says what went in, so box-b's batch, all of whose
-			// rows were kept out, still reconciles.
-			ledger, err := sink.Ledger(context.Background(), "box-b")
-			if err != nil {
-				t.Fatal(err)
-			}
-			held, err := sink.Held(context.Background(), "box-b")
-			if err != nil {
-				t.Fatal(err)
-			}
-			shipped := map[string]int64{}
-			for id, l := range ledger {
-				shipped[id] = l.Rows
-				if l.Rows != 20 || l.Duplicates != dups {
-					t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
-				}
-			}
-			if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || len(found) != 0 {
-				t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
-			}
+			}, func() string {
+				return w.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+			})
 		})
+	}
+}
+
+// mergeSink is a sink reconcile reads that counts the rows MergeRows
+// kept out.
+type mergeSink interface {
+	Sink
+	Reconciler
+	Duplicates() int64
+}
+
+// checkMergeRows: two appliances ship the same events (a partition moved
+// between them). With plain inserts the warehouse holds them twice; with
+// MergeRows (merge) once, and the sink counts what it kept out. sinkOf
+// returns the sink of an appliance, counts the transactions table's rows
+// and distinct events as "rows|distinct".
+func checkMergeRows(t *testing.T, merge bool, sinkOf func(appliance string) mergeSink, counts func() string) {
+	t.Helper()
+	a, b := testOutboxOf(t, "box-a", 1, 20), testOutboxOf(t, "box-b", 1, 20)
+	shipAll(t, a, fastOptions(a, sinkOf("box-a"), t.TempDir()))
+	sink := sinkOf("box-b")
+	shipAll(t, b, fastOptions(b, sink, t.TempDir()))
+	rows := counts()
+	want, dups := "40|20", int64(0)
+	if merge {
+		want, dups = "20|20", 20
+	}
+	if rows != want || sink.Duplicates() != dups {
+		t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", rows, want, sink.Duplicates(), dups)
+	}
+	// The ledger says what went in, so box-b's batch, all of whose
+	// rows were kept out, still reconciles.
+	ledger, err := sink.Ledger(context.Background(), "box-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := sink.Held(context.Background(), "box-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped := map[string]int64{}
+	for id, l := range ledger {
+		shipped[id] = l.Rows
+		if l.Rows != 20 || l.Duplicates != dups {
+			t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
+		}
+	}
+	if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || len(found) != 0 {
+		t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
 	}
 }
