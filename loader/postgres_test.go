@@ -2,17 +2,13 @@ package loader
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/deliverytest"
@@ -30,29 +26,7 @@ type pgServer struct {
 
 func newPgServer(t *testing.T) *pgServer {
 	t.Helper()
-	dsn := os.Getenv("OFFLOAD_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("OFFLOAD_TEST_POSTGRES is not set: start PostgreSQL 15 with scripts/postgres.sh (scripts/test.sh does)")
-	}
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The delivery checks truncate event times to minutes in UTC.
-	cfg.RuntimeParams["timezone"] = "UTC"
-	db := stdlib.OpenDB(*cfg)
-	t.Cleanup(func() { _ = db.Close() })
-	raw := make([]byte, 6)
-	_, _ = rand.Read(raw)
-	schema := "t_" + hex.EncodeToString(raw)
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
+	cfg, db, schema := deliverytest.PostgresSchema(t)
 	return &pgServer{cfg: cfg, db: db, schema: schema,
 		proxy: newPgProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))}
 }

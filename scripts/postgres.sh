@@ -12,7 +12,7 @@
 # 127.0.0.1 only (no Unix socket outside that directory), and runs as the
 # postgres user when started by root (PostgreSQL refuses to run as root).
 # It has one database, offload, and one password user, offload; the DSN
-# printed is postgres://offload:offload@127.0.0.1:PORT/offload?sslmode=disable.
+# printed is postgres://offload:$PASSWORD@127.0.0.1:PORT/offload?sslmode=disable.
 # Progress goes to stderr; only results go to stdout.
 #
 # Typical use:
@@ -30,6 +30,9 @@ ADDR_FILE="$STATE/address"
 LOG="$STATE/postgres.log"
 DATA="$STATE/data"
 SOCKETS="$STATE/sockets"
+# The test user's password: a throwaway of this local server, distinctive
+# so that tests can tell it never reaches a log.
+PASSWORD=Pg-test-9c41e7
 
 START_TIMEOUT=${OFFLOAD_POSTGRES_START_TIMEOUT:-60}  # seconds until the server must answer
 STOP_TIMEOUT=${OFFLOAD_POSTGRES_STOP_TIMEOUT:-15}    # seconds of each stop signal's grace
@@ -56,7 +59,7 @@ is_ours() {
 # True once the server accepts logins of the offload user at ADDR.
 answers() {
   local port=${1##*:}
-  PGPASSWORD=offload "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U offload -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1
+  PGPASSWORD="$PASSWORD" "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U offload -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1
 }
 
 # A fresh cluster with the offload user and database.
@@ -65,7 +68,7 @@ init_cluster() {
   mkdir -p "$DATA" "$SOCKETS"
   if ((EUID == 0)); then chown postgres:postgres "$DATA" "$SOCKETS" "$STATE"; fi
   local pwfile="$STATE/pwfile"
-  printf 'offload\n' >"$pwfile"
+  printf '%s\n' "$PASSWORD" >"$pwfile"
   if ((EUID == 0)); then chown postgres "$pwfile"; fi
   "${AS_OWNER[@]}" "$PG_BIN/initdb" -D "$DATA" -U offload --pwfile="$pwfile" -A scram-sha-256 \
     -E UTF8 --locale=C.UTF-8 --no-sync >"$STATE/initdb.log" 2>&1 \
@@ -85,20 +88,23 @@ start_once() {
     -c unix_socket_directories="$SOCKETS" -c fsync=off -c full_page_writes=off \
     -c max_connections=200 -c shared_buffers=32MB -c log_min_messages=warning || rc=$?
   ((rc == 0)) || return "$rc"
-  PGPASSWORD=offload "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U offload -d postgres -Atqc 'CREATE DATABASE offload' >&2 \
+  PGPASSWORD="$PASSWORD" "$PG_BIN/psql" -h 127.0.0.1 -p "$port" -U offload -d postgres -Atqc 'CREATE DATABASE offload' >&2 \
     || die "cannot create the offload database"
 }
+
+# The DSN of the server at the address in $ADDR_FILE.
+dsn() { echo "postgres://offload:$PASSWORD@$(cat "$ADDR_FILE")/offload?sslmode=disable"; }
 
 cmd_start() {
   need flock
   need setsid
   [[ -x "$PG_BIN/postgres" ]] || die "$PG_BIN/postgres not found (install postgresql-15: scripts/setup.sh)"
   lock_state
-  reuse_running >/dev/null && { echo "postgres://offload:offload@$(cat "$ADDR_FILE")/offload?sslmode=disable"; return 0; }
+  reuse_running >/dev/null && { dsn; return 0; }
   rm -f "$PID_FILE"
   init_cluster
   start_with_retries PostgreSQL >/dev/null
-  echo "postgres://offload:offload@$(cat "$ADDR_FILE")/offload?sslmode=disable"
+  dsn
 }
 
 cmd_stop() {
@@ -111,7 +117,7 @@ cmd_stop() {
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
-  status) cmd_status >/dev/null && echo "postgres://offload:offload@$(cat "$ADDR_FILE")/offload?sslmode=disable" ;;
+  status) cmd_status >/dev/null && dsn ;;
   *)
     echo "usage: $0 start|stop|status" >&2
     exit 2
