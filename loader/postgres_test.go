@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/deliverytest"
 )
 
@@ -69,33 +68,7 @@ func TestPostgresLoadsEveryBatchOnce(t *testing.T) {
 	if st := l.Status(); st.Loaded != 3 || st.Retries != 0 {
 		t.Fatalf("status %+v", st)
 	}
-	// Reconcile matches, and finds a row lost afterwards.
-	reconcile := func() []Discrepancy {
-		ledger, err := sink.Ledger(context.Background(), "lt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held, err := sink.Held(context.Background(), "lt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		shipped := map[string]int64{}
-		bs, _ := e.ShippedBatches()
-		for _, b := range bs {
-			shipped[b.ID] = b.Rows
-		}
-		if len(shipped) != 3 {
-			t.Fatalf("%d batches shipped", len(shipped))
-		}
-		return Reconcile(shipped, ledger, held)
-	}
-	if found := reconcile(); len(found) != 0 {
-		t.Fatalf("reconcile after the loads: %v", found)
-	}
-	s.query(t, `DELETE FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE EVENT_ID = 'e-7'`)
-	if found := reconcile(); len(found) != 1 || found[0].Kind != "mismatch" {
-		t.Fatalf("reconcile after a row was deleted: %v", found)
-	}
+	checkReconcile(t, e, sink, func() { s.query(t, `DELETE FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE EVENT_ID = 'e-7'`) })
 }
 
 // TestPostgresLostCommitAnswer: the server applies a COMMIT whose answer
@@ -121,22 +94,9 @@ func TestPostgresLostCommitAnswer(t *testing.T) {
 // opens its circuit; once it is back the backlog drains, exactly once.
 func TestPostgresOutage(t *testing.T) {
 	s := newPgServer(t)
-	e := testOutbox(t, 2, 20)
-	want := outboxEventIDs(t, e)
-	s.proxy.refuse.Store(true)
-	s.proxy.dropAll()
-	l, err := New(fastOptions(e, s.sink(t, func(*PostgresOptions) {}), t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := runUntilOpen(l)
-	if st.State != StateOpen || st.LastError == "" || st.Retries < 3 {
-		t.Fatalf("with the warehouse away: %+v", st)
-	}
-	s.proxy.refuse.Store(false)
-	l.Resume()
-	runUntil(t, l, outboxEmpty(e))
-	s.check(t, want, 2)
+	checkOutage(t, s.sink(t, func(*PostgresOptions) {}), func() { s.proxy.refuse.Store(true); s.proxy.dropAll() },
+		func() error { s.proxy.refuse.Store(false); return nil },
+		func(want map[string]bool) { s.check(t, want, 2) })
 }
 
 // TestPostgresSchemaMismatchParks: a transactions table that cannot take
@@ -144,30 +104,15 @@ func TestPostgresOutage(t *testing.T) {
 // message, nothing of it is loaded, and it loads after the fix.
 func TestPostgresSchemaMismatchParks(t *testing.T) {
 	s := newPgServer(t)
-	e := testOutbox(t, 1, 60)
-	s.query(t, `CREATE TABLE PUBLIC.OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`)
-	l, err := New(fastOptions(e, s.sink(t, func(*PostgresOptions) {}), t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, l, func() bool { return l.Status().Parked == 1 })
-	bs, _ := e.SealedBatches()
-	if len(bs) != 1 || bs[0].State != engine.BatchParked || !strings.Contains(bs[0].Error, "SQLSTATE 42703") {
-		t.Fatalf("outbox: %+v", bs)
-	}
-	if n := s.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`); n[0] != "0" {
-		t.Fatalf("rows of a parked batch reached the warehouse: %v", n)
-	}
-	if n := s.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_LOAD_LEDGER`); n[0] != "0" {
-		t.Fatalf("a parked batch has a ledger row: %v", n)
-	}
-	s.query(t, `DROP TABLE PUBLIC.OFFLOAD_TRANSACTIONS`)
-	if err := l.RetryParked(bs[0].ID); err != nil {
-		t.Fatal(err)
-	}
-	want := outboxEventIDs(t, e)
-	runUntil(t, l, outboxEmpty(e))
-	s.check(t, want, 1)
+	checkParks(t, s.sink(t, func(*PostgresOptions) {}),
+		func() { s.query(t, `CREATE TABLE PUBLIC.OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`) },
+		func() { s.query(t, `DROP TABLE PUBLIC.OFFLOAD_TRANSACTIONS`) },
+		func() string {
+			if n := s.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_LOAD_LEDGER`); n[0] != "0" {
+				t.Fatalf("a parked batch has a ledger row: %v", n)
+			}
+			return s.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+		}, "SQLSTATE 42703", func(want map[string]bool) { s.check(t, want, 1) })
 }
 
 // TestPostgresMergeRowsKeepsDuplicatesOut: checkMergeRows on the

@@ -230,23 +230,8 @@ func TestSnowflakeFaultMatrix(t *testing.T) {
 	}
 	t.Run("refused connections", func(t *testing.T) {
 		w := newWarehouse(t)
-		e := testOutbox(t, 2, 20)
-		want := outboxEventIDs(t, e)
-		w.srv.RefuseConnections()
-		l, err := New(fastOptions(e, w.sink(t, AuthPassword), t.TempDir()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := runUntilOpen(l)
-		if st.State != StateOpen || st.LastError == "" || st.Retries < 3 {
-			t.Fatalf("with the warehouse away: %+v", st)
-		}
-		if err := w.srv.AcceptConnections(); err != nil {
-			t.Fatal(err)
-		}
-		l.Resume()
-		runUntil(t, l, outboxEmpty(e))
-		checkWarehouse(t, w, want, 2)
+		checkOutage(t, w.sink(t, AuthPassword), w.srv.RefuseConnections, w.srv.AcceptConnections,
+			func(want map[string]bool) { checkWarehouse(t, w, want, 2) })
 	})
 }
 
@@ -255,32 +240,15 @@ func TestSnowflakeFaultMatrix(t *testing.T) {
 // with the warehouse's message, and loads after the fix.
 func TestSnowflakeSchemaMismatchParks(t *testing.T) {
 	w := newWarehouse(t)
-	e := testOutbox(t, 1, 60)
 	sink := w.sink(t, AuthPassword)
-	if _, err := sink.db.Exec(`CREATE TABLE OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`); err != nil {
-		t.Fatal(err)
+	exec := func(q string) {
+		if _, err := sink.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
-	l, err := New(fastOptions(e, sink, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, l, func() bool { return l.Status().Parked == 1 })
-	bs, _ := e.SealedBatches()
-	if len(bs) != 1 || bs[0].State != engine.BatchParked || bs[0].Error == "" {
-		t.Fatalf("outbox: %+v", bs)
-	}
-	if n := w.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`); n[0] != "0" {
-		t.Fatalf("rows of a parked batch reached the warehouse: %v", n)
-	}
-	if _, err := sink.db.Exec(`DROP TABLE OFFLOAD_TRANSACTIONS`); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.RetryParked(bs[0].ID); err != nil {
-		t.Fatal(err)
-	}
-	want := outboxEventIDs(t, e)
-	runUntil(t, l, outboxEmpty(e))
-	checkWarehouse(t, w, want, 1)
+	checkParks(t, sink, func() { exec(`CREATE TABLE OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`) }, func() { exec(`DROP TABLE OFFLOAD_TRANSACTIONS`) },
+		func() string { return w.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0] }, "",
+		func(want map[string]bool) { checkWarehouse(t, w, want, 1) })
 }
 
 // TestWarehouseColumnsMatchTheOutbox: the warehouse tables' columns are

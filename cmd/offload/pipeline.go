@@ -163,6 +163,8 @@ func newSink(c *config.Config, log *slog.Logger) (loader.Sink, error) {
 		return snowflakeSink(c, log)
 	case "postgres":
 		return postgresSink(c, log)
+	case "redshift":
+		return redshiftSink(c, log)
 	case "bigquery":
 		return nil, errors.New("warehouse.type: bigquery is not built in this release; use snowflake, postgres or redshift")
 	}
@@ -176,6 +178,21 @@ func postgresSink(c *config.Config, log *slog.Logger) (*loader.Postgres, error) 
 		Host: wc.Host, Port: wc.Port, User: wc.User, Password: wc.Password.Reveal(), Database: wc.Database, Schema: wc.Schema,
 		SSLMode: wc.Postgres.SSLMode, SSLRootCert: wc.Postgres.SSLRootCert,
 		TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
+		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", ConnectTimeout: wc.LoginTimeout.D(),
+		Logger: log,
+	})
+}
+
+// redshiftSink builds the Redshift sink from the warehouse configuration.
+func redshiftSink(c *config.Config, log *slog.Logger) (*loader.Redshift, error) {
+	wc := &c.Warehouse
+	r := &wc.Redshift
+	return loader.NewRedshift(loader.RedshiftOptions{
+		Host: wc.Host, Port: wc.Port, User: wc.User, Password: wc.Password.Reveal(), Database: wc.Database, Schema: wc.Schema,
+		SSLMode: r.SSLMode, SSLRootCert: r.SSLRootCert,
+		TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
+		IAMRole: r.IAMRole, S3Bucket: r.S3.Bucket, S3Prefix: r.S3.Prefix, S3Region: r.S3.Region, S3Endpoint: r.S3.Endpoint,
+		S3PathStyle: r.S3.PathStyle, S3AccessKeyID: r.S3.AccessKeyID, S3SecretAccessKey: r.S3.SecretAccessKey.Reveal(),
 		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", ConnectTimeout: wc.LoginTimeout.D(),
 		Logger: log,
 	})
