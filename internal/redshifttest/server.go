@@ -17,6 +17,8 @@ import (
 
 // Options configures a Server.
 type Options struct {
+	// Path is the DuckDB database file; empty means in memory.
+	Path string
 	// User and Password are the one login [offload, offload-test].
 	User, Password string
 	// IAMRole, AccessKeyID and SecretAccessKey are what COPY's
@@ -54,7 +56,7 @@ func New(o Options) (*Server, error) {
 	if o.AccessKeyID == "" {
 		o.AccessKeyID, o.SecretAccessKey = "AKIAOFFLOADTEST", "offload-test-secret"
 	}
-	db, err := sql.Open("duckdb", "")
+	db, err := sql.Open("duckdb", o.Path)
 	if err != nil {
 		return nil, fmt.Errorf("redshifttest: cannot open DuckDB: %w", err)
 	}

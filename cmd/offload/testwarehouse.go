@@ -1,0 +1,151 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/internal/redshifttest"
+	"github.com/offload/offload/internal/snowtest"
+)
+
+// testWarehouse is a warehouse the demo, the in-process benchmark and the
+// fault harness run in-process: a test server over DuckDB whose tables
+// are PUBLIC.OFFLOAD_*, which can refuse connections (an outage).
+type testWarehouse interface {
+	// configure sets the warehouse options that ship to it, secrets
+	// included.
+	configure(w *config.Warehouse)
+	// yaml is the configuration file's warehouse section; env the
+	// variables with its secrets.
+	yaml() string
+	env() []string
+	DB() *sql.DB
+	RefuseConnections()
+	AcceptConnections() error
+	Close() error
+}
+
+// testWarehouseTypes are the warehouse types that run in-process.
+const testWarehouseTypes = "snowflake or redshift"
+
+// newTestWarehouse starts the test server of warehouse type typ with its
+// DuckDB file (and, for Snowflake, its stage) under dir.
+func newTestWarehouse(typ, dir string) (testWarehouse, error) {
+	switch typ {
+	case "snowflake":
+		srv, err := snowtest.New(snowtest.Options{Path: filepath.Join(dir, "warehouse.duckdb"), Dir: filepath.Join(dir, "warehouse-stage")})
+		if err != nil {
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+		w := &snowflakeTest{Server: srv, password: randomHex(12)}
+		srv.AddUser(snowtest.User{Name: "OFFLOAD", Password: w.password})
+		return w, nil
+	case "redshift":
+		srv, err := redshifttest.New(redshifttest.Options{Path: filepath.Join(dir, "warehouse.duckdb"), User: "offload", Password: randomHex(12)})
+		if err != nil {
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+		w := &redshiftTest{srv}
+		if err := srv.CreateBucket(redshiftTestBucket); err != nil {
+			_ = srv.Close()
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+		if _, err := srv.DB().Exec("CREATE SCHEMA IF NOT EXISTS PUBLIC"); err != nil {
+			_ = srv.Close()
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+		return w, nil
+	}
+	return nil, usageError{fmt.Errorf("--warehouse %q: use %s (the warehouses that run in-process)", typ, testWarehouseTypes)}
+}
+
+// snowflakeTest is the Snowflake-protocol test server.
+type snowflakeTest struct {
+	*snowtest.Server
+	password string
+}
+
+func (w *snowflakeTest) configure(c *config.Warehouse) {
+	*c = config.Warehouse{Type: "snowflake", Account: w.Account(), User: "OFFLOAD", Database: "OFFLOAD_DB",
+		Schema: "PUBLIC", Host: "127.0.0.1", Port: w.Port(), Protocol: "http", Auth: "password",
+		Password: config.Secret(w.password), Stage: "OFFLOAD_STAGE",
+		Tables:       defaultTables(),
+		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(5 * time.Second)}
+}
+
+func (w *snowflakeTest) yaml() string {
+	return fmt.Sprintf(`warehouse:
+  type: snowflake
+  account: %s
+  user: OFFLOAD
+  database: OFFLOAD_DB
+  schema: PUBLIC
+  host: 127.0.0.1
+  port: %d
+  protocol: http
+  login_timeout: 2s
+  request_timeout: 5s
+`, w.Account(), w.Port())
+}
+
+func (w *snowflakeTest) env() []string { return []string{"OFFLOAD_WAREHOUSE_PASSWORD=" + w.password} }
+
+// redshiftTestBucket is the fake S3 bucket batches are staged in.
+const redshiftTestBucket = "offload-stage"
+
+// redshiftTest is the Redshift-dialect test server with its fake S3.
+type redshiftTest struct{ *redshifttest.Server }
+
+func (w *redshiftTest) configure(c *config.Warehouse) {
+	host, port := w.Addr()
+	user, pw := w.User()
+	*c = config.Warehouse{Type: "redshift", Host: host, Port: port, User: user, Password: config.Secret(pw), Auth: "password",
+		Database: "dev", Schema: "PUBLIC", Tables: defaultTables(),
+		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(5 * time.Second),
+		Redshift: config.RedshiftWarehouse{SSLMode: "disable", IAMRole: w.IAMRole(), S3: config.RedshiftS3{
+			Bucket: redshiftTestBucket, Prefix: "offload/", Region: "us-east-1", Endpoint: w.S3Endpoint(), PathStyle: true}}}
+	c.Redshift.S3.AccessKeyID, c.Redshift.S3.SecretAccessKey = w.s3Key()
+}
+
+func (w *redshiftTest) s3Key() (string, config.Secret) {
+	id, secret := w.S3Key()
+	return id, config.Secret(secret)
+}
+
+func (w *redshiftTest) yaml() string {
+	host, port := w.Addr()
+	user, _ := w.User()
+	id, _ := w.s3Key()
+	return fmt.Sprintf(`warehouse:
+  type: redshift
+  host: %s
+  port: %d
+  user: %s
+  database: dev
+  schema: PUBLIC
+  login_timeout: 2s
+  redshift:
+    sslmode: disable
+    iam_role: %s
+    s3:
+      bucket: %s
+      prefix: offload/
+      region: us-east-1
+      endpoint: %s
+      path_style: true
+      access_key_id: %s
+`, host, port, user, w.IAMRole(), redshiftTestBucket, w.S3Endpoint(), id)
+}
+
+func (w *redshiftTest) env() []string {
+	_, pw := w.User()
+	_, secret := w.S3Key()
+	return []string{"OFFLOAD_WAREHOUSE_PASSWORD=" + pw, "OFFLOAD_WAREHOUSE_REDSHIFT_S3_SECRET_ACCESS_KEY=" + secret}
+}
+
+func defaultTables() config.WarehouseTables {
+	return config.WarehouseTables{Transactions: "OFFLOAD_TRANSACTIONS", Windows: "OFFLOAD_WINDOWS", Ledger: "OFFLOAD_LOAD_LEDGER"}
+}
