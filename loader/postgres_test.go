@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/offload/offload/internal/deliverytest"
+	"github.com/offload/offload/internal/pgproxy"
 )
 
 // pgServer is a schema of its own on the real PostgreSQL 15 server of
@@ -20,21 +21,25 @@ type pgServer struct {
 	cfg    *pgx.ConnConfig
 	db     *sql.DB
 	schema string
-	proxy  *pgProxy
+	proxy  *pgproxy.Proxy
 }
 
 func newPgServer(t *testing.T) *pgServer {
 	t.Helper()
 	cfg, db, schema := deliverytest.PostgresSchema(t)
-	return &pgServer{cfg: cfg, db: db, schema: schema,
-		proxy: newPgProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))}
+	proxy, err := pgproxy.New(fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	return &pgServer{cfg: cfg, db: db, schema: schema, proxy: proxy}
 }
 
 // sink returns a postgres sink on the server's schema through the proxy,
 // its options adjusted by tune.
 func (s *pgServer) sink(t testing.TB, tune func(*PostgresOptions)) *Postgres {
 	t.Helper()
-	a := s.proxy.addr()
+	a := s.proxy.Addr()
 	o := PostgresOptions{Host: a.IP.String(), Port: a.Port, User: s.cfg.User, Password: s.cfg.Password,
 		Database: s.cfg.Database, Schema: s.schema, SSLMode: "disable", ApplianceID: "lt",
 		ConnectTimeout: 2 * time.Second, Logger: quietLogger()}
@@ -78,10 +83,10 @@ func TestPostgresLostCommitAnswer(t *testing.T) {
 	s := newPgServer(t)
 	e := testOutbox(t, 2, 30)
 	want := outboxEventIDs(t, e)
-	s.proxy.loseCommit.Store(1)
+	s.proxy.LoseCommit.Store(1)
 	l := shipAll(t, e, fastOptions(e, s.sink(t, func(*PostgresOptions) {}), t.TempDir()))
-	if s.proxy.lost.Load() != 1 {
-		t.Fatalf("%d COMMIT answers lost, want 1", s.proxy.lost.Load())
+	if s.proxy.Lost() != 1 {
+		t.Fatalf("%d COMMIT answers lost, want 1", s.proxy.Lost())
 	}
 	st := l.Status()
 	if st.Retries != 1 || st.Loaded != 1 || st.AlreadyLoaded != 1 {
@@ -94,8 +99,8 @@ func TestPostgresLostCommitAnswer(t *testing.T) {
 // opens its circuit; once it is back the backlog drains, exactly once.
 func TestPostgresOutage(t *testing.T) {
 	s := newPgServer(t)
-	checkOutage(t, s.sink(t, func(*PostgresOptions) {}), func() { s.proxy.refuse.Store(true); s.proxy.dropAll() },
-		func() error { s.proxy.refuse.Store(false); return nil },
+	checkOutage(t, s.sink(t, func(*PostgresOptions) {}), func() { s.proxy.Refuse.Store(true); s.proxy.DropAll() },
+		func() error { s.proxy.Refuse.Store(false); return nil },
 		func(want map[string]bool) { s.check(t, want, 2) })
 }
 

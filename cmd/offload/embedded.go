@@ -80,7 +80,7 @@ func startEmbedded(dir string, k embeddedKafka, demo bool, tune func(*config.Con
 	if typ == "" {
 		typ = "snowflake"
 	}
-	if e.warehouse, err = newTestWarehouse(typ, dir); err != nil {
+	if e.warehouse, err = newTestWarehouse(typ, dir, false); err != nil {
 		return nil, err
 	}
 	e.token = randomHex(16)
@@ -229,7 +229,7 @@ type verified struct {
 func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
 	v := verified{Loaded: e.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`),
 		Windows: e.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_WINDOWS`)}
-	rows, err := e.warehouse.DB().Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY ALL`)
+	rows, err := e.warehouse.DB().Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY 1`)
 	if err != nil {
 		return v, err
 	}

@@ -2,18 +2,26 @@ package main
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/internal/pgproxy"
 	"github.com/offload/offload/internal/redshifttest"
 	"github.com/offload/offload/internal/snowtest"
 )
 
 // testWarehouse is a warehouse the demo, the in-process benchmark and the
-// fault harness run in-process: a test server over DuckDB whose tables
-// are PUBLIC.OFFLOAD_*, which can refuse connections (an outage).
+// fault harness run against: a test server over DuckDB run in-process, or
+// (postgres, the fault harness only) a database of its own on a real
+// PostgreSQL server behind a proxy. Its tables are PUBLIC.OFFLOAD_*, and
+// it can refuse connections (an outage).
 type testWarehouse interface {
 	// configure sets the warehouse options that ship to it, secrets
 	// included.
@@ -31,9 +39,14 @@ type testWarehouse interface {
 // testWarehouseTypes are the warehouse types that run in-process.
 const testWarehouseTypes = "snowflake or redshift"
 
+// postgresDSNEnv names the PostgreSQL server the fault harness's postgres
+// warehouse runs on (an environment variable: the DSN holds a password).
+const postgresDSNEnv = "OFFLOAD_BENCH_POSTGRES_DSN"
+
 // newTestWarehouse starts the test server of warehouse type typ with its
-// DuckDB file (and, for Snowflake, its stage) under dir.
-func newTestWarehouse(typ, dir string) (testWarehouse, error) {
+// DuckDB file (and, for Snowflake, its stage) under dir; withPostgres
+// allows postgres.
+func newTestWarehouse(typ, dir string, withPostgres bool) (testWarehouse, error) {
 	switch typ {
 	case "snowflake":
 		srv, err := snowtest.New(snowtest.Options{Path: filepath.Join(dir, "warehouse.duckdb"), Dir: filepath.Join(dir, "warehouse-stage")})
@@ -58,6 +71,11 @@ func newTestWarehouse(typ, dir string) (testWarehouse, error) {
 			return nil, fmt.Errorf("warehouse: %w", err)
 		}
 		return w, nil
+	case "postgres":
+		if withPostgres {
+			return newPostgresTest(os.Getenv(postgresDSNEnv))
+		}
+		return nil, usageError{fmt.Errorf("--warehouse postgres needs a PostgreSQL server: only the fault harness (--chaos, the server's DSN in %s) runs against one", postgresDSNEnv)}
 	}
 	return nil, usageError{fmt.Errorf("--warehouse %q: use %s (the warehouses that run in-process)", typ, testWarehouseTypes)}
 }
@@ -148,4 +166,91 @@ func (w *redshiftTest) env() []string {
 
 func defaultTables() config.WarehouseTables {
 	return config.WarehouseTables{Transactions: "OFFLOAD_TRANSACTIONS", Windows: "OFFLOAD_WINDOWS", Ledger: "OFFLOAD_LOAD_LEDGER"}
+}
+
+// postgresTest is a database of its own on a real PostgreSQL server,
+// reached by the daemon through a proxy that makes the outages.
+type postgresTest struct {
+	admin, db *sql.DB
+	cfg       *pgx.ConnConfig // the server, the database the test's own
+	proxy     *pgproxy.Proxy
+}
+
+func newPostgresTest(dsn string) (*postgresTest, error) {
+	if dsn == "" {
+		return nil, usageError{fmt.Errorf("--warehouse postgres needs the DSN of a PostgreSQL server in %s (scripts/postgres.sh start prints one)", postgresDSNEnv)}
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", postgresDSNEnv, err)
+	}
+	cfg.RuntimeParams["timezone"] = "UTC"
+	w := &postgresTest{admin: stdlib.OpenDB(*cfg)}
+	name := fmt.Sprintf("offload_chaos_%d", time.Now().UnixNano())
+	if _, err := w.admin.Exec("CREATE DATABASE " + name); err != nil {
+		_ = w.admin.Close()
+		return nil, fmt.Errorf("warehouse: cannot create database %s: %w", name, err)
+	}
+	w.cfg = cfg.Copy()
+	w.cfg.Database = name
+	w.db = stdlib.OpenDB(*w.cfg)
+	if w.proxy, err = pgproxy.New(fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	return w, nil
+}
+
+func (w *postgresTest) configure(c *config.Warehouse) {
+	a := w.proxy.Addr()
+	*c = config.Warehouse{Type: "postgres", Host: a.IP.String(), Port: a.Port, User: w.cfg.User, Password: config.Secret(w.cfg.Password),
+		Auth: "password", Database: w.cfg.Database, Schema: "public", Tables: defaultTables(),
+		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(5 * time.Second),
+		Postgres: config.PostgresWarehouse{SSLMode: "disable"}}
+}
+
+func (w *postgresTest) yaml() string {
+	a := w.proxy.Addr()
+	return fmt.Sprintf(`warehouse:
+  type: postgres
+  host: %s
+  port: %d
+  user: %s
+  database: %s
+  schema: public
+  login_timeout: 2s
+  postgres:
+    sslmode: disable
+`, a.IP, a.Port, w.cfg.User, w.cfg.Database)
+}
+
+func (w *postgresTest) env() []string {
+	return []string{"OFFLOAD_WAREHOUSE_PASSWORD=" + w.cfg.Password}
+}
+
+func (w *postgresTest) DB() *sql.DB { return w.db }
+
+func (w *postgresTest) RefuseConnections() {
+	w.proxy.Refuse.Store(true)
+	w.proxy.DropAll()
+}
+
+func (w *postgresTest) AcceptConnections() error {
+	w.proxy.Refuse.Store(false)
+	return nil
+}
+
+// Close drops the test's database.
+func (w *postgresTest) Close() error {
+	if w.proxy != nil {
+		w.proxy.Close()
+	}
+	var errs []error
+	if w.db != nil {
+		errs = append(errs, w.db.Close())
+	}
+	if _, err := w.admin.Exec("DROP DATABASE IF EXISTS " + w.cfg.Database + " WITH (FORCE)"); err != nil {
+		errs = append(errs, fmt.Errorf("cannot drop database %s: %w", w.cfg.Database, err))
+	}
+	return errors.Join(append(errs, w.admin.Close())...)
 }

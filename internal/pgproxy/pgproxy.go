@@ -1,4 +1,9 @@
-package loader
+// Package pgproxy is a TCP proxy in front of a PostgreSQL-protocol server
+// for offload's tests and fault harness: it refuses connections, drops
+// the open ones, and loses the answer to a COMMIT the server has applied.
+// It reads the client's messages (to see COMMIT) and passes the server's
+// bytes through; it does not speak TLS (clients use sslmode disable).
+package pgproxy
 
 import (
 	"bytes"
@@ -9,51 +14,52 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 )
 
-// pgProxy is a TCP proxy in front of a PostgreSQL-protocol server that
-// can refuse connections, drop the open ones, and lose the answer to a
-// COMMIT the server has applied: it forwards the COMMIT, waits for the
-// server's answer, and closes the client's connection instead of passing
-// it on.
-type pgProxy struct {
-	ln         net.Listener
-	target     string
-	refuse     atomic.Bool
-	loseCommit atomic.Int64 // COMMITs whose answer to lose
+// Proxy forwards connections to a PostgreSQL-protocol server. To lose a
+// COMMIT's answer it forwards the COMMIT, waits for the server's answer,
+// and closes the client's connection instead of passing it on.
+type Proxy struct {
+	ln     net.Listener
+	target string
+	// Refuse, while set, closes every new connection at once.
+	Refuse atomic.Bool
+	// LoseCommit is how many COMMITs' answers are still to be lost.
+	LoseCommit atomic.Int64
 	lost       atomic.Int64 // answers lost
-	commits    atomic.Int64 // COMMITs seen
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
 }
 
-func newPgProxy(t testing.TB, target string) *pgProxy {
-	t.Helper()
+// New starts a proxy on 127.0.0.1 in front of target (host:port).
+func New(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	p := &pgProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
-	t.Cleanup(p.close)
-	return p
+	return p, nil
 }
 
-// addr is the proxy's host:port.
-func (p *pgProxy) addr() *net.TCPAddr { return p.ln.Addr().(*net.TCPAddr) }
+// Addr is the proxy's address.
+func (p *Proxy) Addr() *net.TCPAddr { return p.ln.Addr().(*net.TCPAddr) }
 
-func (p *pgProxy) close() {
+// Lost returns how many COMMIT answers were lost.
+func (p *Proxy) Lost() int64 { return p.lost.Load() }
+
+// Close stops the proxy and closes its connections.
+func (p *Proxy) Close() {
 	_ = p.ln.Close()
-	p.dropAll()
+	p.DropAll()
 	p.wg.Wait()
 }
 
-// dropAll closes every open connection.
-func (p *pgProxy) dropAll() {
+// DropAll closes every open connection.
+func (p *Proxy) DropAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
@@ -61,7 +67,7 @@ func (p *pgProxy) dropAll() {
 	}
 }
 
-func (p *pgProxy) track(c net.Conn, on bool) {
+func (p *Proxy) track(c net.Conn, on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if on {
@@ -71,14 +77,14 @@ func (p *pgProxy) track(c net.Conn, on bool) {
 	}
 }
 
-func (p *pgProxy) accept() {
+func (p *Proxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
 		}
-		if p.refuse.Load() {
+		if p.Refuse.Load() {
 			_ = c.Close()
 			continue
 		}
@@ -96,7 +102,7 @@ func (p *pgProxy) accept() {
 
 // pipe relays one session: client to server message by message (to see
 // COMMIT), server to client as bytes.
-func (p *pgProxy) pipe(c, s net.Conn) {
+func (p *Proxy) pipe(c, s net.Conn) {
 	defer p.wg.Done()
 	defer func() {
 		_ = c.Close()
@@ -137,11 +143,10 @@ func (p *pgProxy) pipe(c, s net.Conn) {
 	for {
 		err := relay(c, s, true, func(typ byte, body []byte) {
 			if typ == 'Q' && strings.EqualFold(string(bytes.TrimRight(body, "\x00")), "commit") {
-				p.commits.Add(1)
-				if p.loseCommit.Add(-1) >= 0 {
+				if p.LoseCommit.Add(-1) >= 0 {
 					losing.Store(true)
 				} else {
-					p.loseCommit.Add(1)
+					p.LoseCommit.Add(1)
 				}
 			}
 		})
