@@ -22,30 +22,14 @@ import (
 func TestChaos(t *testing.T) {
 	dir := t.TempDir()
 	brokers, kafkaEnv, script := chaosBroker(t, dir)
-	out := filepath.Join(dir, "chaos.json")
-	cmd := exec.Command(offloadBin, "bench", "--chaos", "--kills", "50", "--partitions", "4", "--brokers", brokers,
-		"--broker-restart", kafkaEnv+" "+script+" restart", "--dir", filepath.Join(dir, "run"), "--json", out)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	t.Logf("offload bench --chaos:\n%s", stdout.String())
+	r, b, stdout := runChaosBench(t, nil, "--kills", "50", "--partitions", "4", "--brokers", brokers,
+		"--broker-restart", kafkaEnv+" "+script+" restart", "--dir", filepath.Join(dir, "run"))
 	// go test shows a passing test's log only with -v: scripts/test.sh
 	// prints the report from this file after the tests.
 	if path := os.Getenv("OFFLOAD_CHAOS_REPORT"); path != "" {
-		if werr := os.WriteFile(path, stdout.Bytes(), 0o644); werr != nil {
+		if werr := os.WriteFile(path, []byte(stdout), 0o644); werr != nil {
 			t.Error(werr)
 		}
-	}
-	if err != nil {
-		t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r chaosResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
 	}
 	if !r.OK || r.Kills < 50 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedDLQ != 0 || r.UnexpectedRows != 0 ||
 		!r.ReconcileOK || len(r.Errors) != 0 {
@@ -76,7 +60,7 @@ func TestChaos(t *testing.T) {
 	if s := ran["disk-full"]; s.Skipped == "" && !strings.Contains(strings.ToLower(s.Detail), "no space left on device") {
 		t.Errorf("the full disk was not met: %s", s.Detail)
 	}
-	if !strings.Contains(stdout.String(), "lost 0  duplicated 0  unexpected_dlq 0") {
+	if !strings.Contains(stdout, "lost 0  duplicated 0  unexpected_dlq 0") {
 		t.Errorf("the report does not print the counts")
 	}
 }
@@ -116,32 +100,44 @@ func chaosBroker(t *testing.T, dir string) (brokers, kafkaEnv, script string) {
 func TestChaosWarehouses(t *testing.T) {
 	dir := t.TempDir()
 	brokers, _, _ := chaosBroker(t, dir)
-	for _, w := range []struct{ typ, dsn string }{{"redshift", ""}, {"postgres", testenv.Postgres(t)}} {
-		t.Run(w.typ, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "chaos.json")
-			args := []string{"bench", "--chaos", "--warehouse", w.typ, "--scenarios", "kills,warehouse-outage", "--kills", "3",
-				"--partitions", "2", "--rate", "500", "--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"), "--json", out}
-			cmd := exec.Command(offloadBin, args...)
-			cmd.Env = append(os.Environ(), "OFFLOAD_BENCH_POSTGRES_DSN="+w.dsn)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			t.Logf("offload bench --chaos --warehouse %s:\n%s", w.typ, stdout.String())
-			if err != nil {
-				t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
+	for _, typ := range []string{"redshift", "postgres"} {
+		t.Run(typ, func(t *testing.T) {
+			var env []string
+			if typ == "postgres" {
+				env = []string{postgresDSNEnv + "=" + testenv.Postgres(t)}
 			}
-			b, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r chaosResult
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatal(err)
-			}
+			r, b, _ := runChaosBench(t, env, "--warehouse", typ, "--scenarios", "kills,warehouse-outage",
+				"--kills", "3", "--partitions", "2", "--rate", "500", "--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
 			if !r.OK || r.Kills < 3 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedRows != 0 || !r.ReconcileOK ||
 				r.Valid == 0 || r.Loaded != r.Valid || len(r.Scenarios) != 2 {
 				t.Fatalf("chaos run failed: %s", b)
 			}
 		})
 	}
+}
+
+// runChaosBench runs offload bench --chaos with args (and env added to
+// the environment), fails the test if it fails, and returns its result,
+// that result's JSON and its report.
+func runChaosBench(t *testing.T, env []string, args ...string) (chaosResult, []byte, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "chaos.json")
+	cmd := exec.Command(offloadBin, append([]string{"bench", "--chaos", "--json", out}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("offload bench --chaos %s:\n%s", strings.Join(args, " "), stdout.String())
+	if err != nil {
+		t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r chaosResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r, b, stdout.String()
 }

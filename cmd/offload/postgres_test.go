@@ -1,40 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/offload/offload/internal/deliverytest"
 )
-
-// postgresYAML is the configuration that ships to schema on the server of
-// cfg; the password comes from the environment.
-func postgresYAML(cfg *pgx.ConnConfig, schema string) string {
-	return fmt.Sprintf(`warehouse:
-  type: postgres
-  host: %s
-  port: %d
-  user: %s
-  database: %s
-  schema: %s
-  login_timeout: 2s
-  postgres:
-    sslmode: disable
-outbox:
-  seal_age: 1s
-  seal_rows: 500
-loader:
-  retry_base: 20ms
-  retry_max: 300ms
-  breaker_failures: 3
-  breaker_cooldown: 300ms
-`, cfg.Host, cfg.Port, cfg.User, cfg.Database, schema)
-}
 
 // TestEndToEndToPostgres: the daemon ships to a real PostgreSQL 15 server:
 // every valid event exactly once, the windows equal to a recomputation
@@ -43,7 +16,8 @@ loader:
 func TestEndToEndToPostgres(t *testing.T) {
 	cfg, db, schema := deliverytest.PostgresSchema(t)
 	brokers, cl := kfakeTopic(t, "shop", 2)
-	conf := testConfig(t, t.TempDir(), brokers, "shop", postgresYAML(cfg, schema))
+	conf := testConfig(t, t.TempDir(), brokers, "shop",
+		postgresYAML(cfg.Host, int(cfg.Port), cfg.User, cfg.Database, schema)+strings.Replace(fastLoads, "  seal_age: 1s\n", "  seal_age: 1s\n  seal_rows: 500\n", 1))
 	env := "OFFLOAD_WAREHOUSE_PASSWORD=" + cfg.Password
 	d := startDaemon(t, conf, env)
 	d.waitLog(t, "partitions assigned", 30*time.Second)

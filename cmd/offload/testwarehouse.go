@@ -94,7 +94,11 @@ func (w *snowflakeTest) configure(c *config.Warehouse) {
 		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(5 * time.Second)}
 }
 
-func (w *snowflakeTest) yaml() string {
+func (w *snowflakeTest) yaml() string { return snowflakeYAML(w.Account(), w.Port()) }
+
+// snowflakeYAML is the warehouse section of the Snowflake-protocol test
+// server with account at port.
+func snowflakeYAML(account string, port int) string {
 	return fmt.Sprintf(`warehouse:
   type: snowflake
   account: %s
@@ -106,7 +110,7 @@ func (w *snowflakeTest) yaml() string {
   protocol: http
   login_timeout: 2s
   request_timeout: 5s
-`, w.Account(), w.Port())
+`, account, port)
 }
 
 func (w *snowflakeTest) env() []string { return []string{"OFFLOAD_WAREHOUSE_PASSWORD=" + w.password} }
@@ -211,17 +215,22 @@ func (w *postgresTest) configure(c *config.Warehouse) {
 
 func (w *postgresTest) yaml() string {
 	a := w.proxy.Addr()
+	return postgresYAML(a.IP.String(), a.Port, w.cfg.User, w.cfg.Database, "public")
+}
+
+// postgresYAML is the warehouse section of a PostgreSQL server without TLS.
+func postgresYAML(host string, port int, user, database, schema string) string {
 	return fmt.Sprintf(`warehouse:
   type: postgres
   host: %s
   port: %d
   user: %s
   database: %s
-  schema: public
+  schema: %s
   login_timeout: 2s
   postgres:
     sslmode: disable
-`, a.IP, a.Port, w.cfg.User, w.cfg.Database)
+`, host, port, user, database, schema)
 }
 
 func (w *postgresTest) env() []string {

@@ -47,15 +47,18 @@ func warehouseYAML(srv *snowtest.Server) string {
   protocol: http
   login_timeout: 1s
   request_timeout: 2s
-outbox:
+`, srv.Account(), srv.Port()) + fastLoads
+}
+
+// fastLoads has batches sealed every second and fast retries.
+const fastLoads = `outbox:
   seal_age: 1s
 loader:
   retry_base: 20ms
   retry_max: 300ms
   breaker_failures: 3
   breaker_cooldown: 300ms
-`, srv.Account(), srv.Port())
-}
+`
 
 var warehouseEnv = "OFFLOAD_WAREHOUSE_PASSWORD=" + warehousePassword
 
