@@ -38,9 +38,7 @@ func (p *pgSQL) Check(ctx context.Context) []CheckResult {
 	if !report("schema "+p.schema, err, q, fmt.Sprintf("create schema %s, or GRANT USAGE, CREATE ON SCHEMA %s to the user, or set warehouse.schema", p.schema, p.schema)) {
 		return out
 	}
-	raw := make([]byte, 6)
-	_, _ = rand.Read(raw)
-	scratch := "OFFLOAD_CHECK_" + hex.EncodeToString(raw)
+	scratch := "OFFLOAD_CHECK_" + randomHex(6)
 	src := scratch + "_SRC"
 	defer p.dropStaging(conn, "check", scratch, src)
 	for _, q := range []string{
@@ -64,4 +62,11 @@ func (p *pgSQL) Check(ctx context.Context) []CheckResult {
 	}
 	report("round trip through a scratch table", err, q, "the warehouse does not run MERGE as offload needs: see docs/LOADER.md")
 	return out
+}
+
+// randomHex is n random bytes in hex, for scratch names.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -190,3 +190,21 @@ func (r *Redshift) cleanup(id string, keys []string) {
 		}
 	}
 }
+
+// Check is the preflight of the PostgreSQL-protocol sinks, plus a round
+// trip through the bucket: a scratch object put and deleted under the
+// prefix, as loads do.
+func (r *Redshift) Check(ctx context.Context) []CheckResult {
+	out := r.pgSQL.Check(ctx)
+	key := r.opts.S3Prefix + "offload-check-" + randomHex(6)
+	res := CheckResult{Name: "redshift: s3://" + r.opts.S3Bucket + "/" + r.opts.S3Prefix + " put and delete", OK: true}
+	_, err := r.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.opts.S3Bucket), Key: aws.String(key), Body: strings.NewReader("offload check\n")})
+	if err == nil {
+		_, err = r.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(r.opts.S3Bucket), Key: aws.String(key)})
+	}
+	if err != nil {
+		res.OK, res.Detail = false, fmt.Sprintf("s3://%s/%s: %v", r.opts.S3Bucket, key, err)
+		res.Fix = "check warehouse.redshift.s3 (bucket, region, endpoint) and that the access key or the AWS default chain may s3:PutObject and s3:DeleteObject there"
+	}
+	return append(out, res)
+}

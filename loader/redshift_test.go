@@ -180,15 +180,27 @@ func TestRedshiftCopyCredentials(t *testing.T) {
 }
 
 // TestRedshiftCheck: the preflight passes against the test server and
-// leaves nothing behind.
+// leaves nothing behind; a bucket that does not exist fails the S3 check
+// with what to do.
 func TestRedshiftCheck(t *testing.T) {
 	srv := newRsServer(t)
-	for _, r := range rsSink(t, srv, func(*RedshiftOptions) {}).Check(context.Background()) {
+	res := rsSink(t, srv, func(*RedshiftOptions) {}).Check(context.Background())
+	for _, r := range res {
 		if !r.OK {
 			t.Errorf("%s: %s (%s)", r.Name, r.Detail, r.Fix)
 		}
 	}
+	if len(res) != 4 {
+		t.Errorf("%d checks, want login, schema, round trip and S3: %+v", len(res), res)
+	}
 	if left := rsQuery(t, srv, `SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'OFFLOAD_CHECK%'`); left[0] != "0" {
 		t.Fatalf("the check left %s tables", left[0])
+	}
+	if left, err := srv.Objects(rsBucket); err != nil || len(left) != 0 {
+		t.Fatalf("the check left objects: %v (%v)", left, err)
+	}
+	res = rsSink(t, srv, func(o *RedshiftOptions) { o.S3Bucket = "no-such-bucket" }).Check(context.Background())
+	if last := res[len(res)-1]; last.OK || !strings.Contains(last.Detail, "no-such-bucket") || last.Fix == "" {
+		t.Fatalf("check with a missing bucket: %+v", last)
 	}
 }
