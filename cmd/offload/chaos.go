@@ -736,7 +736,9 @@ func printChaos(w io.Writer, r chaosResult) {
 	fmt.Fprintf(w, "produced %d records: %d valid events, %d duplicates, %d malformed\n", r.Produced, r.Valid, r.Duplicates, r.Malformed)
 	fmt.Fprintf(w, "warehouse %d rows, DLQ %d; drained %.1f s after the producer stopped; reconcile ok: %v\n",
 		r.Loaded, r.DLQ, r.DrainSeconds, r.ReconcileOK)
-	fmt.Fprintf(w, "after a 20 s outage the backlog drained at %.0f events/s, %.1f× the rate produced\n", r.OutageDrainPerSec, r.OutageDrainRatio)
+	if r.OutageDrainPerSec > 0 { // the warehouse-outage scenario ran
+		fmt.Fprintf(w, "after a 20 s outage the backlog drained at %.0f events/s, %.1f× the rate produced\n", r.OutageDrainPerSec, r.OutageDrainRatio)
+	}
 	fmt.Fprintf(w, "lost %d  duplicated %d  unexpected_dlq %d  unexpected_rows %d\n", r.Lost, r.Duplicated, r.UnexpectedDLQ, r.UnexpectedRows)
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
