@@ -15,6 +15,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offload/offload/engine"
 )
@@ -207,4 +208,17 @@ func (r *Redshift) Check(ctx context.Context) []CheckResult {
 		res.Fix = "check warehouse.redshift.s3 (bucket, region, endpoint) and that the access key or the AWS default chain may s3:PutObject and s3:DeleteObject there"
 	}
 	return append(out, res)
+}
+
+// Classify is the PostgreSQL-protocol sinks' classification, plus
+// Redshift's COPY load errors: Redshift answers a file its staging table
+// cannot take with SQLSTATE XX000 and "Load into table ... failed"; that
+// is the batch's fault, so it parks, while its other XX000 errors (S3
+// access, serializable isolation) stay retryable.
+func (r *Redshift) Classify(err error) Class {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "XX000" && strings.HasPrefix(pe.Message, "Load into table") {
+		return Permanent
+	}
+	return r.pgSQL.Classify(err)
 }

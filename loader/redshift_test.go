@@ -2,11 +2,15 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offload/offload/internal/deliverytest"
 	"github.com/offload/offload/internal/redshifttest"
@@ -202,5 +206,38 @@ func TestRedshiftCheck(t *testing.T) {
 	res = rsSink(t, srv, func(o *RedshiftOptions) { o.S3Bucket = "no-such-bucket" }).Check(context.Background())
 	if last := res[len(res)-1]; last.OK || !strings.Contains(last.Detail, "no-such-bucket") || last.Fix == "" {
 		t.Fatalf("check with a missing bucket: %+v", last)
+	}
+}
+
+// TestPgClassify: SQLSTATE classes 42, 22 and 23 park; connection,
+// serialization, resource and shutdown errors, network errors and
+// Redshift's other internal errors retry; Redshift's COPY load errors
+// park.
+func TestPgClassify(t *testing.T) {
+	r := &Redshift{}
+	pg := func(code, msg string) error {
+		return fmt.Errorf("INSERT rows: %w", &pgconn.PgError{Code: code, Message: msg})
+	}
+	for _, c := range []struct {
+		err  error
+		want Class
+	}{
+		{pg("42703", "column does not exist"), Permanent},
+		{pg("42501", "permission denied"), Permanent},
+		{pg("22003", "numeric field overflow"), Permanent},
+		{pg("23505", "duplicate key"), Permanent},
+		{pg("08006", "connection failure"), Retryable},
+		{pg("40001", "serialization failure"), Retryable},
+		{pg("40P01", "deadlock detected"), Retryable},
+		{pg("53100", "disk full"), Retryable},
+		{pg("57P01", "terminating connection due to administrator command"), Retryable},
+		{pg("28P01", "password authentication failed"), Retryable},
+		{pg("XX000", "S3ServiceException:Access Denied,Status 403"), Retryable},
+		{pg("XX000", "Load into table 'offload_stg_x_rows' failed. Check 'stl_load_errors' system table for details."), Permanent},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, Retryable},
+	} {
+		if got := r.Classify(c.err); got != c.want {
+			t.Errorf("%v: class %v, want %v", c.err, got, c.want)
+		}
 	}
 }
