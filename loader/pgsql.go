@@ -122,6 +122,38 @@ func (p *pgSQL) dropStaging(conn *sql.Conn, id string, tables ...string) {
 	}
 }
 
+// load runs a load on one session: fresh staging tables, filled by fill
+// from each of the batch's files in turn, then the one transaction.
+func (p *pgSQL) load(ctx context.Context, x engine.Export, fill func(ctx context.Context, conn *sql.Conn, s staged, file string) error) error {
+	conn, err := p.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot connect: %w", err)
+	}
+	defer conn.Close()
+	parts := p.staging(x.ID)
+	parts[0].rows, parts[1].rows = x.Rows, x.WindowRows
+	files := [][]string{rowsFiles(x), {x.WindowsFile}}
+	if x.WindowRows == 0 { // most batches between two window closings have none
+		parts = parts[:1]
+	}
+	tables := make([]string, len(parts))
+	for i, s := range parts {
+		tables[i] = s.table
+	}
+	defer p.dropStaging(conn, x.ID, tables...)
+	if err := p.createStaging(ctx, conn, parts); err != nil {
+		return err
+	}
+	for i, s := range parts {
+		for _, f := range files[i] {
+			if err := fill(ctx, conn, s, f); err != nil {
+				return err
+			}
+		}
+	}
+	return p.commit(ctx, conn, x, parts)
+}
+
 // commit runs the load's one transaction on conn, whose session holds the
 // filled staging tables of parts (rows first, then windows if any): the
 // rows, the windows and the ledger row.

@@ -156,39 +156,7 @@ func newPgSQL(cfg *pgx.ConnConfig, name, varchar, schema string, t pgTables, app
 // Load loads x: COPY FROM STDIN into temporary staging tables on one
 // session, then the one transaction.
 func (p *Postgres) Load(ctx context.Context, x engine.Export) error {
-	conn, err := p.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("cannot connect: %w", err)
-	}
-	defer conn.Close()
-	parts := p.staging(x.ID)
-	parts[0].rows, parts[1].rows, parts[1].file = x.Rows, x.WindowRows, x.WindowsFile
-	if x.WindowRows == 0 { // most batches between two window closings have none
-		parts = parts[:1]
-	}
-	defer p.dropStaging(conn, x.ID, stagingTables(parts)...)
-	if err := p.createStaging(ctx, conn, parts); err != nil {
-		return err
-	}
-	for _, f := range rowsFiles(x) {
-		if err := copyFromFile(ctx, conn, parts[0], f); err != nil {
-			return err
-		}
-	}
-	if len(parts) > 1 {
-		if err := copyFromFile(ctx, conn, parts[1], parts[1].file); err != nil {
-			return err
-		}
-	}
-	return p.commit(ctx, conn, x, parts)
-}
-
-func stagingTables(parts []staged) []string {
-	out := make([]string, len(parts))
-	for i, s := range parts {
-		out[i] = s.table
-	}
-	return out
+	return p.load(ctx, x, copyFromFile)
 }
 
 // copyFromFile streams a Parquet file into staging table s with COPY FROM

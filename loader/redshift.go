@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,36 +126,19 @@ func NewRedshift(o RedshiftOptions) (*Redshift, error) {
 // Load loads x: PUT the files to S3, COPY them into temporary staging
 // tables on one session, then the one transaction.
 func (r *Redshift) Load(ctx context.Context, x engine.Export) error {
-	conn, err := r.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("cannot connect: %w", err)
-	}
-	defer conn.Close()
-	parts := r.staging(x.ID)
-	parts[0].rows, parts[1].rows = x.Rows, x.WindowRows
-	if x.WindowRows == 0 { // most batches between two window closings have none
-		parts = parts[:1]
-	}
 	var keys []string
 	defer func() { r.cleanup(x.ID, keys) }()
-	defer r.dropStaging(conn, x.ID, stagingTables(parts)...)
-	if err := r.createStaging(ctx, conn, parts); err != nil {
-		return err
-	}
-	files := [][]string{rowsFiles(x), {x.WindowsFile}}
-	for i, s := range parts {
-		for _, f := range files[i] {
-			key := r.opts.S3Prefix + x.ID + "/" + filepath.Base(f)
-			keys = append(keys, key)
-			if err := r.put(ctx, key, f); err != nil {
-				return err
-			}
-			if _, err := conn.ExecContext(ctx, r.copyFrom(s.table, key)); err != nil {
-				return fmt.Errorf("COPY %s FROM s3://%s/%s: %w", s.table, r.opts.S3Bucket, key, err)
-			}
+	return r.load(ctx, x, func(ctx context.Context, conn *sql.Conn, s staged, file string) error {
+		key := r.opts.S3Prefix + x.ID + "/" + filepath.Base(file)
+		keys = append(keys, key)
+		if err := r.put(ctx, key, file); err != nil {
+			return err
 		}
-	}
-	return r.commit(ctx, conn, x, parts)
+		if _, err := conn.ExecContext(ctx, r.copyFrom(s.table, key)); err != nil {
+			return fmt.Errorf("COPY %s FROM s3://%s/%s: %w", s.table, r.opts.S3Bucket, key, err)
+		}
+		return nil
+	})
 }
 
 // put uploads a file to the bucket.
