@@ -175,6 +175,22 @@ func runUntil(t testing.TB, l *Loader, cond func() bool) {
 	}
 }
 
+// runUntilOpen runs l until its circuit opens (bounded: 10 s) and
+// returns its status then.
+func runUntilOpen(l *Loader) Status {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Status().State != StateOpen && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := l.Status()
+	cancel()
+	<-done
+	return st
+}
+
 // outboxEmpty tells whether e holds no sealed or parked batch.
 func outboxEmpty(e *engine.Engine) func() bool {
 	return func() bool {

@@ -24,7 +24,29 @@ type BatchTotals struct {
 // Ledger returns the load ledger's rows of applianceID: each batch's
 // rows and control totals as recorded when it was loaded.
 func (s *Snowflake) Ledger(ctx context.Context, applianceID string) (map[string]BatchTotals, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT BATCH_ID, ROWS, COALESCE(DUPLICATES, 0), CONTROL_TOTALS FROM "+s.opts.LedgerTable+" WHERE APPLIANCE_ID = ?", applianceID)
+	return readLedger(ctx, s.db, s.opts.LedgerTable, "?", applianceID)
+}
+
+// Held returns what the transactions table holds of each batch of the
+// ledger's appliance: rows and sums of amount per currency.
+func (s *Snowflake) Held(ctx context.Context, applianceID string) (map[string]BatchTotals, error) {
+	return heldBatches(ctx, s.db, s.opts.TransactionsTable, "?", applianceID)
+}
+
+// Reconciler is a Sink whose ledger and tables offload reconcile reads.
+type Reconciler interface {
+	// Ledger returns the load ledger's rows of applianceID: each batch's
+	// rows and control totals as recorded when it was loaded.
+	Ledger(ctx context.Context, applianceID string) (map[string]BatchTotals, error)
+	// Held returns what the transactions table holds of each batch of
+	// applianceID: rows and sums of amount per currency.
+	Held(ctx context.Context, applianceID string) (map[string]BatchTotals, error)
+}
+
+// readLedger reads the ledger table's rows of applianceID; ph is the
+// driver's placeholder ("?" or "$1").
+func readLedger(ctx context.Context, db *sql.DB, table, ph, applianceID string) (map[string]BatchTotals, error) {
+	rows, err := db.QueryContext(ctx, "SELECT BATCH_ID, ROWS, COALESCE(DUPLICATES, 0), CONTROL_TOTALS FROM "+table+" WHERE APPLIANCE_ID = "+ph, applianceID)
 	if err != nil {
 		return nil, err
 	}
@@ -45,10 +67,9 @@ func (s *Snowflake) Ledger(ctx context.Context, applianceID string) (map[string]
 	return out, rows.Err()
 }
 
-// Held returns what the transactions table holds of each batch of the
-// ledger's appliance: rows and sums of amount per currency.
-func (s *Snowflake) Held(ctx context.Context, applianceID string) (map[string]BatchTotals, error) {
-	held, err := heldTotals(ctx, s.db, s.opts.TransactionsTable, "LIKE", applianceID+"-%")
+// heldBatches totals the rows of table by batch of applianceID.
+func heldBatches(ctx context.Context, db *sql.DB, table, ph, applianceID string) (map[string]BatchTotals, error) {
+	held, err := heldTotals(ctx, db, table, "LIKE", ph, applianceID+"-%")
 	if err != nil {
 		return nil, err
 	}
@@ -72,12 +93,13 @@ func amounts(ct []engine.CurrencyTotal) map[string]string {
 }
 
 // heldTotals totals the rows of table whose BATCH_ID compares (op, "=" or
-// "LIKE") to arg, by batch and currency, as the engine totals a batch.
+// "LIKE") to arg, by batch and currency, as the engine totals a batch; ph
+// is the driver's placeholder ("?" or "$1").
 func heldTotals(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, table, op, arg string) (map[string][]engine.CurrencyTotal, error) {
-	rows, err := q.QueryContext(ctx, `SELECT t.BATCH_ID, COALESCE(t.CURRENCY, ''), COUNT(*), CAST(CAST(SUM(t.AMOUNT) AS NUMBER(38,4)) AS VARCHAR)
-		FROM `+table+` t WHERE t.BATCH_ID `+op+` ? GROUP BY 1, 2 ORDER BY 1, 2`, arg)
+}, table, op, ph, arg string) (map[string][]engine.CurrencyTotal, error) {
+	rows, err := q.QueryContext(ctx, `SELECT t.BATCH_ID, COALESCE(t.CURRENCY, ''), COUNT(*), CAST(CAST(SUM(t.AMOUNT) AS DECIMAL(38,4)) AS VARCHAR)
+		FROM `+table+` t WHERE t.BATCH_ID `+op+` `+ph+` GROUP BY 1, 2 ORDER BY 1, 2`, arg)
 	if err != nil {
 		return nil, err
 	}

@@ -6,12 +6,12 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,6 +77,19 @@ const (
 	DefaultLedgerTable       = "OFFLOAD_LOAD_LEDGER"
 )
 
+// defaultTables names the tables left unnamed.
+func defaultTables(transactions, windows, ledger *string) {
+	for _, t := range []struct {
+		name *string
+		def  string
+	}{
+		{transactions, DefaultTransactionsTable}, {windows, DefaultWindowsTable}, {ledger, DefaultLedgerTable}} {
+		if *t.name == "" {
+			*t.name = t.def
+		}
+	}
+}
+
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,254}$`)
 
 // ValidIdentifier tells whether s is a plain (unquoted) Snowflake
@@ -105,15 +118,7 @@ func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
 	if o.Stage == "" {
 		o.Stage = DefaultStage
 	}
-	if o.TransactionsTable == "" {
-		o.TransactionsTable = DefaultTransactionsTable
-	}
-	if o.WindowsTable == "" {
-		o.WindowsTable = DefaultWindowsTable
-	}
-	if o.LedgerTable == "" {
-		o.LedgerTable = DefaultLedgerTable
-	}
+	defaultTables(&o.TransactionsTable, &o.WindowsTable, &o.LedgerTable)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -236,6 +241,11 @@ func names(cols []column, prefix string) string {
 	return strings.Join(out, ", ")
 }
 
+// fileColumns are the columns of a batch's rows files (engine.Export's
+// RowsFiles), in file order: the transactions table's less BATCH_ID, which
+// the load sets (rowValues). The staging tables of rows have them.
+var fileColumns = slices.DeleteFunc(slices.Clone(transactionColumns), func(c column) bool { return c.name == "BATCH_ID" })
+
 // rowValues returns the values of a transactions row from the staged row
 // named by prefix: its columns, with BATCH_ID set to the batch's id (the
 // outbox's parts do not carry it: it is known only when the batch is
@@ -319,7 +329,7 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 	stgRows, stgWindows := stagingName(x.ID, "ROWS"), stagingName(x.ID, "WINDOWS")
 	defer s.cleanup(x.ID, path, stgRows, stgWindows)
 
-	parts := []staged{{x.RowsFiles, stgRows, transactionColumns, x.Rows}}
+	parts := []staged{{x.RowsFiles, stgRows, fileColumns, x.Rows}}
 	if x.WindowRows > 0 { // most batches between two window closings have none
 		parts = append(parts, staged{[]string{x.WindowsFile}, stgWindows, windowColumns, x.WindowRows})
 	}
@@ -349,76 +359,47 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 			}
 		}
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("BEGIN: %w", err)
-	}
-	var skipped int64
-	if err := s.inTx(ctx, tx, x, parts, &skipped); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("COMMIT: %w", err)
-	}
-	if skipped > 0 {
-		s.duplicates.Add(skipped)
-		s.log.Warn("loader: rows already in the warehouse were not loaded again (warehouse dedupe: merge)",
-			"batch", x.ID, "rows", x.Rows, "skipped", skipped)
-	}
-	return nil
+	return commitLoad(ctx, s.db.BeginTx, x, s.log, &s.duplicates, func(tx *sql.Tx) (int64, error) {
+		return s.inTx(ctx, tx, x, parts)
+	})
 }
 
-// inTx runs the load's transaction; with MergeRows, skipped gets the rows
+// inTx runs the load's transaction and returns, with MergeRows, the rows
 // the table held already. The ledger row records the batch's rows, the
 // rows kept out as duplicates, and the control totals of what went in.
-func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged, skipped *int64) error {
+func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged) (skipped int64, err error) {
 	o := s.opts
-	for _, p := range parts {
-		var n int64
-		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+p.table).Scan(&n); err != nil {
-			return fmt.Errorf("count staged rows: %w", err)
-		}
-		if n != p.rows {
-			return fmt.Errorf("%w: staging table %s holds %d rows, the batch %d", errStagedCount, p.table, n, p.rows)
-		}
+	if err := checkStaged(ctx, tx, parts); err != nil {
+		return 0, err
 	}
 	if o.MergeRows {
 		res, err := tx.ExecContext(ctx, fmt.Sprintf(`MERGE INTO %s t USING (SELECT * FROM %s QUALIFY ROW_NUMBER() OVER (PARTITION BY EVENT_ID ORDER BY SOURCE_OFFSET) = 1) s
 ON t.EVENT_ID = s.EVENT_ID
 WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].table, names(transactionColumns, ""), rowValues("s.", x.ID)))
 		if err != nil {
-			return fmt.Errorf("MERGE rows: %w", err)
+			return 0, fmt.Errorf("MERGE rows: %w", err)
 		}
 		if n, err := res.RowsAffected(); err == nil && n < x.Rows {
-			*skipped = x.Rows - n
+			skipped = x.Rows - n
 		}
 	} else if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s",
 		o.TransactionsTable, names(transactionColumns, ""), rowValues("", x.ID), parts[0].table)); err != nil {
-		return fmt.Errorf("INSERT rows: %w", err)
+		return 0, fmt.Errorf("INSERT rows: %w", err)
 	}
 	if len(parts) > 1 {
 		if _, err := tx.ExecContext(ctx, s.mergeWindows(parts[1].table)); err != nil {
-			return fmt.Errorf("MERGE windows: %w", err)
+			return 0, fmt.Errorf("MERGE windows: %w", err)
 		}
 	}
-	totals := x.Totals
-	if *skipped > 0 {
-		held, err := heldTotals(ctx, tx, o.TransactionsTable, "=", x.ID)
-		if err != nil {
-			return fmt.Errorf("total the merged rows: %w", err)
-		}
-		totals = held[x.ID]
-	}
-	ct, err := json.Marshal(append([]engine.CurrencyTotal{}, totals...))
+	ct, err := ledgerTotals(ctx, tx, x, skipped, o.TransactionsTable, "?")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP(), ?",
-		o.LedgerTable, names(ledgerColumns, "")), x.ID, o.ApplianceID, x.Rows, x.WindowRows, x.FileBytes, string(ct), *skipped); err != nil {
-		return fmt.Errorf("INSERT ledger row: %w", err)
+		o.LedgerTable, names(ledgerColumns, "")), x.ID, o.ApplianceID, x.Rows, x.WindowRows, x.FileBytes, ct, skipped); err != nil {
+		return 0, fmt.Errorf("INSERT ledger row: %w", err)
 	}
-	return nil
+	return skipped, nil
 }
 
 // mergeWindows upserts the staged windows of this appliance: a batch may

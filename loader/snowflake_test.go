@@ -230,32 +230,8 @@ func TestSnowflakeFaultMatrix(t *testing.T) {
 	}
 	t.Run("refused connections", func(t *testing.T) {
 		w := newWarehouse(t)
-		e := testOutbox(t, 2, 20)
-		want := outboxEventIDs(t, e)
-		w.srv.RefuseConnections()
-		l, err := New(fastOptions(e, w.sink(t, AuthPassword), t.TempDir()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- l.Run(ctx) }()
-		deadline := time.Now().Add(10 * time.Second)
-		for l.Status().State != StateOpen && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		st := l.Status()
-		cancel()
-		<-done
-		if st.State != StateOpen || st.LastError == "" || st.Retries < 3 {
-			t.Fatalf("with the warehouse away: %+v", st)
-		}
-		if err := w.srv.AcceptConnections(); err != nil {
-			t.Fatal(err)
-		}
-		l.Resume()
-		runUntil(t, l, outboxEmpty(e))
-		checkWarehouse(t, w, want, 2)
+		checkOutage(t, w.sink(t, AuthPassword), w.srv.RefuseConnections, w.srv.AcceptConnections,
+			func(want map[string]bool) { checkWarehouse(t, w, want, 2) })
 	})
 }
 
@@ -264,32 +240,15 @@ func TestSnowflakeFaultMatrix(t *testing.T) {
 // with the warehouse's message, and loads after the fix.
 func TestSnowflakeSchemaMismatchParks(t *testing.T) {
 	w := newWarehouse(t)
-	e := testOutbox(t, 1, 60)
 	sink := w.sink(t, AuthPassword)
-	if _, err := sink.db.Exec(`CREATE TABLE OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`); err != nil {
-		t.Fatal(err)
+	exec := func(q string) {
+		if _, err := sink.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
-	l, err := New(fastOptions(e, sink, t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, l, func() bool { return l.Status().Parked == 1 })
-	bs, _ := e.SealedBatches()
-	if len(bs) != 1 || bs[0].State != engine.BatchParked || bs[0].Error == "" {
-		t.Fatalf("outbox: %+v", bs)
-	}
-	if n := w.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`); n[0] != "0" {
-		t.Fatalf("rows of a parked batch reached the warehouse: %v", n)
-	}
-	if _, err := sink.db.Exec(`DROP TABLE OFFLOAD_TRANSACTIONS`); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.RetryParked(bs[0].ID); err != nil {
-		t.Fatal(err)
-	}
-	want := outboxEventIDs(t, e)
-	runUntil(t, l, outboxEmpty(e))
-	checkWarehouse(t, w, want, 1)
+	checkParks(t, sink, func() { exec(`CREATE TABLE OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`) }, func() { exec(`DROP TABLE OFFLOAD_TRANSACTIONS`) },
+		func() string { return w.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0] }, "",
+		func(want map[string]bool) { checkWarehouse(t, w, want, 1) })
 }
 
 // TestWarehouseColumnsMatchTheOutbox: the warehouse tables' columns are
@@ -334,49 +293,66 @@ func TestWarehouseColumnsMatchTheOutbox(t *testing.T) {
 	}
 }
 
-// TestMergeRowsKeepsCrossApplianceDuplicatesOut: two appliances ship the
-// same events (a partition moved between them). With plain inserts the
-// warehouse holds them twice; with MergeRows once, and the sink counts
-// what it kept out.
+// TestMergeRowsKeepsCrossApplianceDuplicatesOut: checkMergeRows on the
+// Snowflake sink.
 func TestMergeRowsKeepsCrossApplianceDuplicatesOut(t *testing.T) {
 	for _, merge := range []bool{false, true} {
 		t.Run(fmt.Sprintf("merge=%v", merge), func(t *testing.T) {
 			w := newWarehouse(t)
-			sinkOf := func(appliance string) *Snowflake {
+			checkMergeRows(t, merge, func(appliance string) mergeSink {
 				return w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
-			}
-			a, b := testOutboxOf(t, "box-a", 1, 20), testOutboxOf(t, "box-b", 1, 20)
-			shipAll(t, a, fastOptions(a, sinkOf("box-a"), t.TempDir()))
-			sink := sinkOf("box-b")
-			shipAll(t, b, fastOptions(b, sink, t.TempDir()))
-			rows := w.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
-			want, dups := "40|20", int64(0)
-			if merge {
-				want, dups = "20|20", 20
-			}
-			if rows != want || sink.Duplicates() != dups {
-				t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", rows, want, sink.Duplicates(), dups)
-			}
-			// The ledger says what went in, so box-b's batch, all of whose
-			// rows were kept out, still reconciles.
-			ledger, err := sink.Ledger(context.Background(), "box-b")
-			if err != nil {
-				t.Fatal(err)
-			}
-			held, err := sink.Held(context.Background(), "box-b")
-			if err != nil {
-				t.Fatal(err)
-			}
-			shipped := map[string]int64{}
-			for id, l := range ledger {
-				shipped[id] = l.Rows
-				if l.Rows != 20 || l.Duplicates != dups {
-					t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
-				}
-			}
-			if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || len(found) != 0 {
-				t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
-			}
+			}, func() string {
+				return w.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+			})
 		})
+	}
+}
+
+// mergeSink is a sink reconcile reads that counts the rows MergeRows
+// kept out.
+type mergeSink interface {
+	Sink
+	Reconciler
+	Duplicates() int64
+}
+
+// checkMergeRows: two appliances ship the same events (a partition moved
+// between them). With plain inserts the warehouse holds them twice; with
+// MergeRows (merge) once, and the sink counts what it kept out. sinkOf
+// returns the sink of an appliance, counts the transactions table's rows
+// and distinct events as "rows|distinct".
+func checkMergeRows(t *testing.T, merge bool, sinkOf func(appliance string) mergeSink, counts func() string) {
+	t.Helper()
+	a, b := testOutboxOf(t, "box-a", 1, 20), testOutboxOf(t, "box-b", 1, 20)
+	shipAll(t, a, fastOptions(a, sinkOf("box-a"), t.TempDir()))
+	sink := sinkOf("box-b")
+	shipAll(t, b, fastOptions(b, sink, t.TempDir()))
+	rows := counts()
+	want, dups := "40|20", int64(0)
+	if merge {
+		want, dups = "20|20", 20
+	}
+	if rows != want || sink.Duplicates() != dups {
+		t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", rows, want, sink.Duplicates(), dups)
+	}
+	// The ledger says what went in, so box-b's batch, all of whose
+	// rows were kept out, still reconciles.
+	ledger, err := sink.Ledger(context.Background(), "box-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := sink.Held(context.Background(), "box-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped := map[string]int64{}
+	for id, l := range ledger {
+		shipped[id] = l.Rows
+		if l.Rows != 20 || l.Duplicates != dups {
+			t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
+		}
+	}
+	if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || len(found) != 0 {
+		t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
 	}
 }

@@ -26,6 +26,9 @@ PACKAGES=(
   # A real Prometheus server (and promtool) for the metrics integration test
   # and the alert rules check; run by scripts/prometheus.sh, not as a service.
   "prometheus:prometheus"
+  # A real PostgreSQL 15 server for the postgres sink's tests and the SQL it
+  # shares with the redshift sink; run by scripts/postgres.sh, not as a service.
+  "postgresql-15:"
 )
 
 present() { # package:command
@@ -68,6 +71,16 @@ if ((${#missing[@]})); then
       "${SUDO[@]}" systemctl disable --now prometheus.service >&2
     else
       "${SUDO[@]}" systemctl disable prometheus.service >&2
+    fi
+  fi
+  # Likewise the package's own cluster on :5432: offload's tests start theirs.
+  if [[ " ${missing[*]} " == *" postgresql-15 "* ]]; then
+    log "disabling the Debian postgresql service"
+    if [[ -d /run/systemd/system ]]; then
+      "${SUDO[@]}" systemctl disable --now postgresql.service >&2
+    else
+      "${SUDO[@]}" systemctl disable postgresql.service >&2 || true
+      "${SUDO[@]}" pg_ctlcluster 15 main stop >&2 2>/dev/null || true
     fi
   fi
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: installs what is missing, builds the
-# binary once, starts a real Kafka broker and fakesnow on 127.0.0.1, runs
-# the unit and integration tests and short fuzz runs, and stops both.
+# binary once, starts a real Kafka broker, fakesnow and PostgreSQL 15 on
+# 127.0.0.1, runs the unit and integration tests and short fuzz runs, and
+# stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,11 @@ export OFFLOAD_BIN="$PWD/bin/offload"
 
 broker_started=""
 fakesnow_started=""
+postgres_started=""
 cleanup() {
+	if [ -n "$postgres_started" ]; then
+		bash scripts/postgres.sh stop >&2 || true
+	fi
 	if [ -n "$broker_started" ]; then
 		bash scripts/kafka-broker.sh stop >&2 || true
 	fi
@@ -36,6 +41,12 @@ OFFLOAD_TEST_FAKESNOW="$(bash scripts/fakesnow.sh start | tail -n 1)"
 fakesnow_started=1
 export OFFLOAD_TEST_FAKESNOW
 log "fakesnow at $OFFLOAD_TEST_FAKESNOW"
+
+log "starting PostgreSQL"
+OFFLOAD_TEST_POSTGRES="$(bash scripts/postgres.sh start | tail -n 1)"
+postgres_started=1
+export OFFLOAD_TEST_POSTGRES
+log "PostgreSQL at ${OFFLOAD_TEST_POSTGRES#*@}"
 
 log "lint"
 make -s lint

@@ -72,6 +72,7 @@ type benchResult struct {
 	ValidEvents              int64   `json:"valid_events"`
 	Partitions               int     `json:"partitions"`
 	Schema                   string  `json:"schema"`
+	Warehouse                string  `json:"warehouse"` // the test warehouse's type
 	Seconds                  float64 `json:"seconds"`
 	EventsPerSec             float64 `json:"events_per_sec"`
 	ProduceEventsPerSec      float64 `json:"produce_events_per_sec"`
@@ -129,6 +130,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	kills := fs.Int("kills", 50, "with --chaos: SIGKILLs of the daemon, at least")
 	brokerRestart := fs.String("broker-restart", "", "with --chaos: shell command that restarts the broker keeping its data, e.g. 'scripts/kafka-broker.sh restart'")
 	seed := fs.Uint64("seed", 0, "with --chaos: random seed (0: from the clock); the report names it")
+	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testWarehouseTypes)
+	scenarios := fs.String("scenarios", "", "with --chaos: comma-separated scenarios to run (default: all)")
 	tmpfsMiB := fs.Int64("tmpfs-mib", 1024, "with --chaos: size of the tmpfs mounted for the data directory (needs root; the disk-full scenario fills it); 0 skips that scenario")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -179,7 +182,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 		return reportBench(stdout, res, *jsonOut)
 	}
-	k := embeddedKafka{partitions: *partitions}
+	k := embeddedKafka{partitions: *partitions, warehouse: *warehouse}
 	if *brokers != "" {
 		k.brokers, k.topic = strings.Split(*brokers, ","), fmt.Sprintf("offload-bench-%d", time.Now().UnixNano())
 	}
@@ -210,7 +213,13 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			return usageError{errors.New("--kills must be at least 1")}
 		}
 		o := chaosOptions{brokers: strings.Split(*brokers, ","), brokerRestart: *brokerRestart, kills: *kills,
-			partitions: *partitions, rate: *rate, dir: *dir, seed: *seed, tmpfsSize: *tmpfsMiB << 20, progress: stderr}
+			partitions: *partitions, rate: *rate, dir: *dir, seed: *seed, tmpfsSize: *tmpfsMiB << 20, warehouse: *warehouse, progress: stderr}
+		if *scenarios != "" {
+			o.scenarios = map[string]bool{}
+			for _, name := range strings.Split(*scenarios, ",") {
+				o.scenarios[strings.TrimSpace(name)] = true
+			}
+		}
 		if o.rate == 0 {
 			o.rate = 1000
 		}
@@ -273,7 +282,7 @@ func rateText(r float64) string {
 }
 
 func bench(dir string, k embeddedKafka, events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
-	res := benchResult{Profile: profileInprocess, Partitions: k.partitions, Schema: schema}
+	res := benchResult{Profile: profileInprocess, Partitions: k.partitions, Schema: schema, Warehouse: k.warehouse}
 	e, err := startEmbedded(dir, k, false, func(c *config.Config) {
 		c.ApplianceID = "bench"
 		c.Outbox.SealAge = config.Duration(2 * time.Second)

@@ -73,6 +73,15 @@ func TestBenchInProcess(t *testing.T) {
 	}
 }
 
+// TestBenchInProcessRedshift: the benchmark shipping to the Redshift-dialect
+// test server.
+func TestBenchInProcessRedshift(t *testing.T) {
+	res := runBenchJSON(t, "--events", "20000", "--partitions", "2", "--warehouse", "redshift")
+	if res["warehouse"] != "redshift" || res["events"].(float64) < 20000 {
+		t.Fatalf("result %v", res)
+	}
+}
+
 // TestBenchRealBroker: against the real Kafka broker, in CSV, and the
 // generator alone (`offload bench gen`).
 func TestBenchRealBroker(t *testing.T) {

@@ -20,52 +20,16 @@ import (
 // a slow one. It must end with nothing lost, nothing duplicated and no
 // unexpected dead letter, and print those counts.
 func TestChaos(t *testing.T) {
-	testenv.Brokers(t) // the jars and Java the shared broker runs on
 	dir := t.TempDir()
-	script := filepath.Join(repoRoot(t), "scripts", "kafka-broker.sh")
-	kafkaEnv := "OFFLOAD_KAFKA_DIR=" + filepath.Join(dir, "kafka")
-	broker := func(cmd string) string {
-		c := exec.Command(script, cmd)
-		c.Env = append(os.Environ(), kafkaEnv)
-		var stderr bytes.Buffer
-		c.Stderr = &stderr
-		out, err := c.Output()
-		if err != nil {
-			t.Fatalf("kafka-broker.sh %s: %v\n%s", cmd, err, stderr.String())
-		}
-		lines := strings.Fields(string(out))
-		if len(lines) == 0 {
-			return ""
-		}
-		return lines[len(lines)-1]
-	}
-	brokers := broker("start")
-	t.Cleanup(func() { broker("stop") })
-
-	out := filepath.Join(dir, "chaos.json")
-	cmd := exec.Command(offloadBin, "bench", "--chaos", "--kills", "50", "--partitions", "4", "--brokers", brokers,
-		"--broker-restart", kafkaEnv+" "+script+" restart", "--dir", filepath.Join(dir, "run"), "--json", out)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	t.Logf("offload bench --chaos:\n%s", stdout.String())
+	brokers, kafkaEnv, script := chaosBroker(t, dir)
+	r, b, stdout := runChaosBench(t, nil, "--kills", "50", "--partitions", "4", "--brokers", brokers,
+		"--broker-restart", kafkaEnv+" "+script+" restart", "--dir", filepath.Join(dir, "run"))
 	// go test shows a passing test's log only with -v: scripts/test.sh
 	// prints the report from this file after the tests.
 	if path := os.Getenv("OFFLOAD_CHAOS_REPORT"); path != "" {
-		if werr := os.WriteFile(path, stdout.Bytes(), 0o644); werr != nil {
+		if werr := os.WriteFile(path, []byte(stdout), 0o644); werr != nil {
 			t.Error(werr)
 		}
-	}
-	if err != nil {
-		t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r chaosResult
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
 	}
 	if !r.OK || r.Kills < 50 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedDLQ != 0 || r.UnexpectedRows != 0 ||
 		!r.ReconcileOK || len(r.Errors) != 0 {
@@ -96,7 +60,84 @@ func TestChaos(t *testing.T) {
 	if s := ran["disk-full"]; s.Skipped == "" && !strings.Contains(strings.ToLower(s.Detail), "no space left on device") {
 		t.Errorf("the full disk was not met: %s", s.Detail)
 	}
-	if !strings.Contains(stdout.String(), "lost 0  duplicated 0  unexpected_dlq 0") {
+	if !strings.Contains(stdout, "lost 0  duplicated 0  unexpected_dlq 0") {
 		t.Errorf("the report does not print the counts")
 	}
+}
+
+// chaosBroker starts a broker of the test's own in dir (the harness
+// restarts it) and returns its address, and the environment and script
+// that restart it.
+func chaosBroker(t *testing.T, dir string) (brokers, kafkaEnv, script string) {
+	t.Helper()
+	testenv.Brokers(t) // the jars and Java the shared broker runs on
+	script = filepath.Join(repoRoot(t), "scripts", "kafka-broker.sh")
+	kafkaEnv = "OFFLOAD_KAFKA_DIR=" + filepath.Join(dir, "kafka")
+	broker := func(cmd string) string {
+		c := exec.Command(script, cmd)
+		c.Env = append(os.Environ(), kafkaEnv)
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("kafka-broker.sh %s: %v\n%s", cmd, err, stderr.String())
+		}
+		lines := strings.Fields(string(out))
+		if len(lines) == 0 {
+			return ""
+		}
+		return lines[len(lines)-1]
+	}
+	brokers = broker("start")
+	t.Cleanup(func() { broker("stop") })
+	return brokers, kafkaEnv, script
+}
+
+// TestChaosWarehouses runs the harness's kill and outage scenarios, a
+// short run, against the other sinks: the redshift sink on the
+// Redshift-dialect test server, and the postgres sink on the real
+// PostgreSQL server (through a proxy that makes the outage).
+func TestChaosWarehouses(t *testing.T) {
+	dir := t.TempDir()
+	brokers, _, _ := chaosBroker(t, dir)
+	for _, typ := range []string{"redshift", "postgres"} {
+		t.Run(typ, func(t *testing.T) {
+			var env []string
+			if typ == "postgres" {
+				env = []string{postgresDSNEnv + "=" + testenv.Postgres(t)}
+			}
+			r, b, _ := runChaosBench(t, env, "--warehouse", typ, "--scenarios", "kills,warehouse-outage",
+				"--kills", "3", "--partitions", "2", "--rate", "500", "--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
+			if !r.OK || r.Kills < 3 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedRows != 0 || !r.ReconcileOK ||
+				r.Valid == 0 || r.Loaded != r.Valid || len(r.Scenarios) != 2 {
+				t.Fatalf("chaos run failed: %s", b)
+			}
+		})
+	}
+}
+
+// runChaosBench runs offload bench --chaos with args (and env added to
+// the environment), fails the test if it fails, and returns its result,
+// that result's JSON and its report.
+func runChaosBench(t *testing.T, env []string, args ...string) (chaosResult, []byte, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "chaos.json")
+	cmd := exec.Command(offloadBin, append([]string{"bench", "--chaos", "--json", out}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("offload bench --chaos %s:\n%s", strings.Join(args, " "), stdout.String())
+	if err != nil {
+		t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r chaosResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r, b, stdout.String()
 }

@@ -37,8 +37,8 @@ type demoSummary struct {
 }
 
 // runDemo runs everything embedded: an in-process Kafka, the load
-// generator, the pipeline, the Snowflake-protocol test server as the
-// warehouse, and the dashboard.
+// generator, the pipeline, a test server as the warehouse (--warehouse:
+// the Snowflake-protocol or the Redshift-dialect one), and the dashboard.
 func runDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	duration := fs.Duration("duration", 0, "stop after this long (0: when the dashboard quits or on Ctrl-C)")
@@ -46,6 +46,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	rate := fs.Float64("rate", 500, "events per second from the load generator")
 	dir := fs.String("dir", "", "data directory (default: a new directory under the system's temporary directory)")
+	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse: "+testWarehouseTypes)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	d, err := startDemo(*dir, *rate)
+	d, err := startDemo(*dir, *rate, *warehouse)
 	if err != nil {
 		return err
 	}
@@ -111,8 +112,8 @@ type demo struct {
 	genDone chan error
 }
 
-func startDemo(dir string, rate float64) (*demo, error) {
-	e, err := startEmbedded(dir, embeddedKafka{partitions: 3}, true, func(c *config.Config) {
+func startDemo(dir string, rate float64, warehouse string) (*demo, error) {
+	e, err := startEmbedded(dir, embeddedKafka{partitions: 3, warehouse: warehouse}, true, func(c *config.Config) {
 		c.ApplianceID = "demo"
 		// Short windows and lateness so windows close, and late events
 		// correct them, within a minute's demo.

@@ -17,19 +17,18 @@ import (
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
-	"github.com/offload/offload/internal/snowtest"
 	"github.com/offload/offload/tui"
 )
 
 // embedded is the appliance run in-process with what it talks to: a Kafka
-// (in-process unless brokers are given) and the Snowflake-protocol test
-// server as its warehouse. `offload demo` and `offload bench` run on it.
+// (in-process unless brokers are given) and a test server as its
+// warehouse (testWarehouse). `offload demo` and `offload bench` run on it.
 type embedded struct {
 	dir, logPath, adminAddr, token string
 	topic                          string
 	brokers                        []string
 	kafka                          *kfake.Cluster // nil with external brokers
-	warehouse                      *snowtest.Server
+	warehouse                      testWarehouse
 	daemonStop                     context.CancelFunc
 	daemonDone                     chan error
 	logFile                        *os.File
@@ -40,11 +39,13 @@ type embedded struct {
 
 // embeddedKafka says which Kafka the embedded appliance consumes: an
 // in-process one when brokers is empty, else topic (created when
-// missing) on those brokers.
+// missing) on those brokers; and its warehouse type (testWarehouse,
+// snowflake when empty).
 type embeddedKafka struct {
 	brokers    []string
 	topic      string
 	partitions int
+	warehouse  string
 }
 
 // startEmbedded starts Kafka (unless external), the warehouse and the
@@ -73,13 +74,14 @@ func startEmbedded(dir string, k embeddedKafka, demo bool, tune func(*config.Con
 	} else if err := createTopic(e.brokers, e.topic, k.partitions); err != nil {
 		return nil, err
 	}
-	e.warehouse, err = snowtest.New(snowtest.Options{Path: e.warehouseFile(), Dir: filepath.Join(dir, "warehouse-stage")})
-	if err != nil {
-		return nil, fmt.Errorf("warehouse: %w", err)
+	typ := k.warehouse
+	if typ == "" {
+		typ = "snowflake"
 	}
-	password := randomHex(12)
+	if e.warehouse, err = newTestWarehouse(typ, dir, false); err != nil {
+		return nil, err
+	}
 	e.token = randomHex(16)
-	e.warehouse.AddUser(snowtest.User{Name: "OFFLOAD", Password: password})
 
 	c := config.Default()
 	c.ApplianceID, c.DataDir, c.DiskBudget = "embedded", filepath.Join(dir, "data"), 4<<30
@@ -87,11 +89,7 @@ func startEmbedded(dir string, k embeddedKafka, demo bool, tune func(*config.Con
 	c.Kafka.Brokers, c.Kafka.Topics, c.Kafka.Group = e.brokers, []string{e.topic}, "offload-embedded-"+e.topic
 	c.Kafka.SessionTimeout = config.Duration(6 * time.Second)
 	c.Engine.Interval = config.Duration(250 * time.Millisecond)
-	c.Warehouse = config.Warehouse{Type: "snowflake", Account: e.warehouse.Account(), User: "OFFLOAD", Database: "OFFLOAD_DB",
-		Schema: "PUBLIC", Host: "127.0.0.1", Port: e.warehouse.Port(), Protocol: "http", Auth: "password",
-		Password: config.Secret(password), Stage: "OFFLOAD_STAGE",
-		Tables:       config.WarehouseTables{Transactions: "OFFLOAD_TRANSACTIONS", Windows: "OFFLOAD_WINDOWS", Ledger: "OFFLOAD_LOAD_LEDGER"},
-		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(5 * time.Second)}
+	e.warehouse.configure(&c.Warehouse)
 	c.Loader.RetryBase, c.Loader.RetryMax = config.Duration(200*time.Millisecond), config.Duration(3*time.Second)
 	c.Loader.BreakerCooldown = config.Duration(3 * time.Second)
 	c.Admin = config.Admin{Listen: "127.0.0.1:0", Token: config.Secret(e.token)}
@@ -214,7 +212,7 @@ type verified struct {
 func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
 	v := verified{Loaded: e.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`),
 		Windows: e.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_WINDOWS`)}
-	rows, err := e.warehouse.DB().Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY ALL`)
+	rows, err := e.warehouse.DB().Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY 1`)
 	if err != nil {
 		return v, err
 	}

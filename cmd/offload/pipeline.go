@@ -180,8 +180,50 @@ func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded
 	return ld, sink, nil
 }
 
-// newSink builds the Snowflake sink from the warehouse configuration.
-func newSink(c *config.Config, log *slog.Logger) (*loader.Snowflake, error) {
+// newSink builds the sink of the configured warehouse type.
+func newSink(c *config.Config, log *slog.Logger) (loader.Sink, error) {
+	switch c.Warehouse.Type {
+	case "snowflake":
+		return snowflakeSink(c, log)
+	case "postgres":
+		return postgresSink(c, log)
+	case "redshift":
+		return redshiftSink(c, log)
+	case "bigquery":
+		return nil, errors.New("warehouse.type: bigquery is not built in this release; use snowflake, postgres or redshift")
+	}
+	return nil, fmt.Errorf("warehouse.type: %q is not allowed; use one of snowflake, postgres, redshift", c.Warehouse.Type)
+}
+
+// postgresSink builds the PostgreSQL sink from the warehouse configuration.
+func postgresSink(c *config.Config, log *slog.Logger) (*loader.Postgres, error) {
+	wc := &c.Warehouse
+	return loader.NewPostgres(loader.PostgresOptions{
+		Host: wc.Host, Port: wc.Port, User: wc.User, Password: wc.Password.Reveal(), Database: wc.Database, Schema: wc.Schema,
+		SSLMode: wc.Postgres.SSLMode, SSLRootCert: wc.Postgres.SSLRootCert,
+		TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
+		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", ConnectTimeout: wc.LoginTimeout.D(),
+		Logger: log,
+	})
+}
+
+// redshiftSink builds the Redshift sink from the warehouse configuration.
+func redshiftSink(c *config.Config, log *slog.Logger) (*loader.Redshift, error) {
+	wc := &c.Warehouse
+	r := &wc.Redshift
+	return loader.NewRedshift(loader.RedshiftOptions{
+		Host: wc.Host, Port: wc.Port, User: wc.User, Password: wc.Password.Reveal(), Database: wc.Database, Schema: wc.Schema,
+		SSLMode: r.SSLMode, SSLRootCert: r.SSLRootCert,
+		TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
+		IAMRole: r.IAMRole, S3Bucket: r.S3.Bucket, S3Prefix: r.S3.Prefix, S3Region: r.S3.Region, S3Endpoint: r.S3.Endpoint,
+		S3PathStyle: r.S3.PathStyle, S3AccessKeyID: r.S3.AccessKeyID, S3SecretAccessKey: r.S3.SecretAccessKey.Reveal(),
+		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", ConnectTimeout: wc.LoginTimeout.D(),
+		Logger: log,
+	})
+}
+
+// snowflakeSink builds the Snowflake sink from the warehouse configuration.
+func snowflakeSink(c *config.Config, log *slog.Logger) (*loader.Snowflake, error) {
 	wc := &c.Warehouse
 	o := loader.SnowflakeOptions{
 		Account: wc.Account, User: wc.User, Role: wc.Role, Database: wc.Database, Schema: wc.Schema, Warehouse: wc.Warehouse,

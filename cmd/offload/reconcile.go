@@ -40,13 +40,17 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer sink.Close()
+	rec, ok := sink.(loader.Reconciler)
+	if !ok {
+		return fmt.Errorf("reconcile: warehouse.type %s has no ledger to reconcile with", c.Warehouse.Type)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	ledger, err := sink.Ledger(ctx, c.ApplianceID)
+	ledger, err := rec.Ledger(ctx, c.ApplianceID)
 	if err != nil {
 		return fmt.Errorf("reconcile: cannot read the load ledger: %w", err)
 	}
-	held, err := sink.Held(ctx, c.ApplianceID)
+	held, err := rec.Held(ctx, c.ApplianceID)
 	if err != nil {
 		return fmt.Errorf("reconcile: cannot read the transactions table: %w", err)
 	}

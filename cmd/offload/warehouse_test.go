@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -46,15 +47,18 @@ func warehouseYAML(srv *snowtest.Server) string {
   protocol: http
   login_timeout: 1s
   request_timeout: 2s
-outbox:
+`, srv.Account(), srv.Port()) + fastLoads
+}
+
+// fastLoads has batches sealed every second and fast retries.
+const fastLoads = `outbox:
   seal_age: 1s
 loader:
   retry_base: 20ms
   retry_max: 300ms
   breaker_failures: 3
   breaker_cooldown: 300ms
-`, srv.Account(), srv.Port())
-}
+`
 
 var warehouseEnv = "OFFLOAD_WAREHOUSE_PASSWORD=" + warehousePassword
 
@@ -105,10 +109,16 @@ func shopEvents(t *testing.T, cl *kgo.Client, from, n int, rng *rand.Rand) (map[
 // waitRows waits until the warehouse's transactions table holds n rows.
 func waitRows(t *testing.T, srv *snowtest.Server, d *daemonProc, n int, timeout time.Duration) {
 	t.Helper()
+	waitTableRows(t, srv.DB(), "PUBLIC.OFFLOAD_TRANSACTIONS", d, n, timeout)
+}
+
+// waitTableRows waits until table of db holds n rows.
+func waitTableRows(t *testing.T, db *sql.DB, table string, d *daemonProc, n int, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		var got int
-		err := srv.DB().QueryRow(`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`).Scan(&got)
+		err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&got)
 		if err == nil && got >= n {
 			return
 		}

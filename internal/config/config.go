@@ -87,7 +87,10 @@ type Outbox struct {
 
 // Warehouse configures the sink the loader ships to.
 type Warehouse struct {
-	// Type is "" (no warehouse) or "snowflake".
+	// Type is "" (no warehouse), "snowflake", "postgres", "redshift" or
+	// "bigquery". The connection options below serve every type that
+	// has them (docs/CONFIG.md says which); the options of one type only
+	// are in its own section (Postgres, Redshift).
 	Type      string `yaml:"type"`
 	Account   string `yaml:"account"`
 	User      string `yaml:"user"`
@@ -96,7 +99,8 @@ type Warehouse struct {
 	Schema    string `yaml:"schema"`
 	Warehouse string `yaml:"warehouse"`
 	// Host, Port and Protocol override <account>.snowflakecomputing.com,
-	// 443, https.
+	// 443, https; for postgres and redshift Host and Port are the
+	// server's.
 	Host     string `yaml:"host"`
 	Port     int    `yaml:"port"`
 	Protocol string `yaml:"protocol"`
@@ -118,6 +122,9 @@ type Warehouse struct {
 	// LoginTimeout and RequestTimeout bound the driver's own retries.
 	LoginTimeout   Duration `yaml:"login_timeout"`
 	RequestTimeout Duration `yaml:"request_timeout"`
+	// Postgres and Redshift hold the options of those types only.
+	Postgres PostgresWarehouse `yaml:"postgres"`
+	Redshift RedshiftWarehouse `yaml:"redshift"`
 }
 
 // WarehouseTables names the warehouse tables.
@@ -266,6 +273,8 @@ func Default() Config {
 			Tables:         WarehouseTables{Transactions: "OFFLOAD_TRANSACTIONS", Windows: "OFFLOAD_WINDOWS", Ledger: "OFFLOAD_LOAD_LEDGER"},
 			LoginTimeout:   Duration(60 * time.Second),
 			RequestTimeout: Duration(60 * time.Second),
+			Postgres:       PostgresWarehouse{SSLMode: "verify-full"},
+			Redshift:       RedshiftWarehouse{SSLMode: "verify-full", S3: RedshiftS3{Prefix: "offload/"}},
 		},
 		Loader: Loader{
 			Order: "oldest", RetryBase: Duration(time.Second), RetryMax: Duration(5 * time.Minute),
@@ -317,6 +326,7 @@ func (c *Config) resolveSecrets() error {
 		{"admin.token_file", c.Admin.TokenFile, &c.Admin.Token},
 		{"warehouse.private_key_passphrase_file", c.Warehouse.PrivateKeyPassphraseFile, &c.Warehouse.PrivateKeyPassphrase},
 		{"warehouse.oauth_token_file", c.Warehouse.OAuthTokenFile, &c.Warehouse.OAuthToken},
+		{"warehouse.redshift.s3.secret_access_key_file", c.Warehouse.Redshift.S3.SecretAccessKeyFile, &c.Warehouse.Redshift.S3.SecretAccessKey},
 	} {
 		if s.file == "" || *s.secret != "" {
 			continue // the environment wins over the file
@@ -569,10 +579,15 @@ func (c *Config) validateWarehouse() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 	w := &c.Warehouse
-	if err := oneOf("warehouse.type", w.Type, "", "snowflake"); err != nil {
-		bad("%v (empty: no warehouse)", err)
-	}
-	if w.Type == "snowflake" {
+	switch w.Type {
+	case "":
+	case "postgres":
+		errs = append(errs, w.validatePostgres()...)
+	case "redshift":
+		errs = append(errs, w.validateRedshift()...)
+	case "bigquery":
+		bad("warehouse.type: bigquery is not built in this release; use snowflake, postgres or redshift")
+	case "snowflake":
 		for opt, v := range map[string]string{"warehouse.account": w.Account, "warehouse.user": w.User,
 			"warehouse.database": w.Database, "warehouse.schema": w.Schema} {
 			if v == "" {
@@ -612,6 +627,8 @@ func (c *Config) validateWarehouse() error {
 		if w.LoginTimeout < Duration(time.Second) || w.RequestTimeout < Duration(time.Second) {
 			bad("warehouse.login_timeout, warehouse.request_timeout: use at least 1s")
 		}
+	default:
+		bad("warehouse.type: %q is not allowed; use one of snowflake, postgres, redshift, bigquery (empty: no warehouse)", w.Type)
 	}
 	l := &c.Loader
 	if err := oneOf("loader.order", l.Order, "oldest", "newest"); err != nil {

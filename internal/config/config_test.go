@@ -134,7 +134,7 @@ func TestBadConfigs(t *testing.T) {
 		{"unknown canonical field", map[string]string{"topics.orders": "{fields: {colour: c}}"}, nil, "topics.orders.fields", "colour"},
 		{"bad topic format", map[string]string{"topics.orders": "{format: xml}"}, nil, "topics.orders.format", "json"},
 		{"bad admin listen", map[string]string{"admin.listen": "nowhere"}, nil, "admin.listen", "host:port"},
-		{"bad warehouse type", map[string]string{"warehouse.type": "oracle"}, nil, "warehouse.type", "snowflake"},
+		{"bad warehouse type", map[string]string{"warehouse.type": "oracle"}, nil, "warehouse.type", "snowflake, postgres, redshift, bigquery"},
 		{"snowflake without account", map[string]string{"warehouse.type": "snowflake", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.account", "required"},
 		{"snowflake without password", map[string]string{"warehouse.type": "snowflake", "warehouse.account": "a", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s"}, nil, "warehouse.password_file", "OFFLOAD_WAREHOUSE_PASSWORD"},
 		{"inline warehouse password", map[string]string{"warehouse.password": "hunter2"}, nil, "warehouse.password", "secrets are not read"},
@@ -142,6 +142,18 @@ func TestBadConfigs(t *testing.T) {
 		{"missing private key", map[string]string{"warehouse.type": "snowflake", "warehouse.account": "a", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.auth": "keypair", "warehouse.private_key_file": "/nonexistent/key.p8"}, nil, "warehouse.private_key_file", "/nonexistent/key.p8"},
 		{"oauth without token", map[string]string{"warehouse.type": "snowflake", "warehouse.account": "a", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.auth": "oauth"}, nil, "warehouse.oauth_token_file", "OFFLOAD_WAREHOUSE_OAUTH_TOKEN"},
 		{"bad table name", map[string]string{"warehouse.type": "snowflake", "warehouse.account": "a", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.tables.ledger": "'x; DROP'"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.tables.ledger", "plain identifier"},
+		{"postgres without host", map[string]string{"warehouse.type": "postgres", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.host", "required with warehouse.type postgres"},
+		{"postgres without password", map[string]string{"warehouse.type": "postgres", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s"}, nil, "warehouse.password_file", "OFFLOAD_WAREHOUSE_PASSWORD"},
+		{"postgres bad sslmode", map[string]string{"warehouse.type": "postgres", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.postgres.sslmode": "sometimes"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.postgres.sslmode", "verify-full"},
+		{"postgres keypair", map[string]string{"warehouse.type": "postgres", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.auth": "keypair"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.auth", "use password"},
+		{"postgres bad schema", map[string]string{"warehouse.type": "postgres", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "'a b'"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.schema", "plain identifier"},
+		{"redshift without bucket", map[string]string{"warehouse.type": "redshift", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.redshift.s3.region": "eu-west-1", "warehouse.redshift.iam_role": "arn:aws:iam::123456789012:role/offload"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.redshift.s3.bucket", "bucket name"},
+		{"redshift without region", map[string]string{"warehouse.type": "redshift", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.redshift.s3.bucket": "b-1", "warehouse.redshift.iam_role": "arn:aws:iam::123456789012:role/offload"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.redshift.s3.region", "required"},
+		{"redshift without copy credentials", map[string]string{"warehouse.type": "redshift", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.redshift.s3.bucket": "b-1", "warehouse.redshift.s3.region": "eu-west-1"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.redshift.iam_role", "COPY needs"},
+		{"redshift key without secret", map[string]string{"warehouse.type": "redshift", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.redshift.s3.bucket": "b-1", "warehouse.redshift.s3.region": "eu-west-1", "warehouse.redshift.s3.access_key_id": "AKIA"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.redshift.s3.access_key_id", "set both"},
+		{"redshift bad role", map[string]string{"warehouse.type": "redshift", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.redshift.s3.bucket": "b-1", "warehouse.redshift.s3.region": "eu-west-1", "warehouse.redshift.iam_role": "offload"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.redshift.iam_role", "IAM role ARN"},
+		{"inline s3 secret", map[string]string{"warehouse.redshift.s3.secret_access_key": "hunter2"}, nil, "warehouse.redshift.s3.secret_access_key", "secrets are not read"},
+		{"bigquery", map[string]string{"warehouse.type": "bigquery"}, nil, "warehouse.type", "not built in this release"},
 		{"bad loader order", map[string]string{"loader.order": "random"}, nil, "loader.order", "oldest, newest"},
 		{"bad shipping window", map[string]string{"loader.shipping_windows": "['1am-5am']"}, nil, "loader.shipping_windows", "is not HH:MM"},
 		{"retry max below base", map[string]string{"loader.retry_base": "10s", "loader.retry_max": "1s"}, nil, "loader.retry_base", "retry_base <= retry_max"},
@@ -280,5 +292,34 @@ func TestChanged(t *testing.T) {
 	}
 	if c := Changed(&a, &a); len(c) != 0 {
 		t.Fatalf("no change: %v", c)
+	}
+}
+
+// TestWarehouseTypes: a complete configuration of each PostgreSQL-protocol
+// type loads, its secrets from the environment.
+func TestWarehouseTypes(t *testing.T) {
+	common := map[string]string{"warehouse.host": "db.example.com", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s"}
+	for typ, own := range map[string]map[string]string{
+		"postgres": {"warehouse.postgres.sslmode": "require"},
+		"redshift": {"warehouse.redshift.s3.bucket": "offload-stage", "warehouse.redshift.s3.region": "eu-west-1",
+			"warehouse.redshift.s3.access_key_id": "AKIAEXAMPLE"},
+	} {
+		t.Run(typ, func(t *testing.T) {
+			set := map[string]string{"warehouse.type": typ}
+			for k, v := range common {
+				set[k] = v
+			}
+			for k, v := range own {
+				set[k] = v
+			}
+			c, err := Load(writeConfig(t, withValues(t, validYAML, set)),
+				[]string{"OFFLOAD_WAREHOUSE_PASSWORD=pw", "OFFLOAD_WAREHOUSE_REDSHIFT_S3_SECRET_ACCESS_KEY=sk"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Warehouse.Password.Reveal() != "pw" || c.Warehouse.Redshift.S3.SecretAccessKey.Reveal() != "sk" {
+				t.Fatal("secrets from the environment not applied")
+			}
+		})
 	}
 }

@@ -54,7 +54,7 @@ func QueryStrings(t testing.TB, db *sql.DB, q string) []string {
 // recomputation from the clean rows,
 // and ledger control totals matching the rows of each batch (batches
 // ledger rows; -1: any number). The SQL is
-// Snowflake's, which DuckDB understands too. windows says whether to check
+// Snowflake's, which DuckDB and PostgreSQL understand too. windows says whether to check
 // the windows (they must have reached the warehouse); leave it off when
 // no window closes, or when several appliances with their own watermarks
 // loaded the table.
@@ -64,7 +64,7 @@ func CheckTables(t testing.TB, db *sql.DB, prefix string, want map[string]bool, 
 		t.Helper()
 		return QueryStrings(t, db, strings.ReplaceAll(q, "PUBLIC.", prefix))
 	}
-	got := query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY ALL`)
+	got := query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY 1`)
 	seen := map[string]bool{}
 	for _, r := range got {
 		id, n, _ := strings.Cut(r, "|")
@@ -134,7 +134,7 @@ func CheckTables(t testing.TB, db *sql.DB, prefix string, want map[string]bool, 
 			t.Errorf("batch %s: the ledger says %s rows went in, its control totals count %d", parts[0], parts[1], in)
 		}
 		rows := query(fmt.Sprintf(`SELECT coalesce(CURRENCY, ''), count(*), CAST(CAST(sum(AMOUNT) AS DECIMAL(38,4)) AS VARCHAR)
-			FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE BATCH_ID = '%s' GROUP BY ALL ORDER BY 1`, parts[0]))
+			FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE BATCH_ID = '%s' GROUP BY 1 ORDER BY 1`, parts[0]))
 		sort.Strings(have)
 		if strings.Join(have, ",") != strings.Join(rows, ",") {
 			t.Errorf("batch %s: ledger control totals %v, rows give %v", parts[0], have, rows)

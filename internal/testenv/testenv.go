@@ -1,5 +1,5 @@
 // Package testenv gives integration tests the addresses of the real
-// servers the test scripts start (a Kafka broker, fakesnow). It starts
+// servers the test scripts start (a Kafka broker, fakesnow, PostgreSQL). It starts
 // nothing itself.
 package testenv
 
@@ -35,4 +35,11 @@ func Brokers(t testing.TB) string {
 func Fakesnow(t testing.TB) string {
 	t.Helper()
 	return Addr(t, "OFFLOAD_TEST_FAKESNOW", "export OFFLOAD_TEST_FAKESNOW=$(scripts/fakesnow.sh start | tail -n 1)")
+}
+
+// Postgres returns the DSN of a PostgreSQL 15 server from
+// OFFLOAD_TEST_POSTGRES.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	return Addr(t, "OFFLOAD_TEST_POSTGRES", "export OFFLOAD_TEST_POSTGRES=$(scripts/postgres.sh start | tail -n 1)")
 }

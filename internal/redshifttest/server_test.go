@@ -1,0 +1,123 @@
+package redshifttest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+func open(t *testing.T, s *Server, password string) *sql.DB {
+	t.Helper()
+	host, port := s.Addr()
+	user, _ := s.User()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d user=%s dbname=dev sslmode=disable connect_timeout=2", host, port, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = password
+	db := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// TestRefusesWhatRedshiftRefuses: the SQL PostgreSQL takes and Redshift
+// does not is answered 0A000; the Redshift forms work.
+func TestRefusesWhatRedshiftRefuses(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, pw := s.User()
+	db := open(t, s, pw)
+	for _, q := range []string{"CREATE TABLE w (k VARCHAR(65535) PRIMARY KEY, v BIGINT)", "CREATE TABLE src (k VARCHAR(65535), v BIGINT)",
+		"INSERT INTO src VALUES ('a', 1), ('b', 2)",
+		"MERGE INTO w USING src s ON w.k = s.k WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var n int64
+	if err := db.QueryRow("SELECT COUNT(*) FROM w WHERE v > $1", int64(0)).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("count after MERGE: %d, %v", n, err)
+	}
+	for _, q := range []string{
+		"MERGE INTO w t USING src s ON t.k = s.k WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)",
+		"MERGE INTO w USING (SELECT * FROM src) s ON w.k = s.k WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)",
+		"MERGE INTO w USING src s ON w.k = s.k WHEN MATCHED AND s.v > w.v THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)",
+		"MERGE INTO w USING src s ON w.k = s.k WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)",
+		"INSERT INTO w VALUES ('a', 3) ON CONFLICT DO NOTHING",
+		"COPY w FROM STDIN",
+	} {
+		if _, err := db.Exec(q); sqlState(err) != "0A000" {
+			t.Errorf("%s: %v, want SQLSTATE 0A000", q, err)
+		}
+	}
+}
+
+// TestLoginAndFaults: a wrong password is refused with 28P01; an
+// injected statement failure carries its SQLSTATE; an answer lost after
+// COMMIT leaves the transaction committed; refused connections refuse.
+func TestLoginAndFaults(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := open(t, s, "wrong").Ping(); err == nil {
+		t.Fatal("a wrong password logged in")
+	}
+	_, pw := s.User()
+	db := open(t, s, pw)
+	if _, err := db.Exec("CREATE TABLE t (v BIGINT)"); err != nil {
+		t.Fatal(err)
+	}
+	in := s.Inject(Fault{Kind: FaultStatementError, SQL: regexp.MustCompile(`^INSERT`), Code: "53100"})
+	if _, err := db.Exec("INSERT INTO t VALUES (1)"); sqlState(err) != "53100" || in.Hits() != 1 {
+		t.Fatalf("injected failure: %v, hits %d", err, in.Hits())
+	}
+	s.Inject(Fault{Kind: FaultAnswerLost, SQL: regexp.MustCompile(`(?i)^commit`)})
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t VALUES ($1)", int64(7)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err == nil {
+		t.Fatal("COMMIT answered although its answer was to be lost")
+	}
+	var v int64
+	if err := s.DB().QueryRow("SELECT v FROM t").Scan(&v); err != nil || v != 7 {
+		t.Fatalf("after the lost answer the table holds %d (%v), want the committed 7", v, err)
+	}
+	s.RefuseConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := open(t, s, pw).PingContext(ctx); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("ping with connections refused: %v", err)
+	}
+	if err := s.AcceptConnections(); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(t, s, pw).PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

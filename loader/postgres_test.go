@@ -1,0 +1,223 @@
+package loader
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/offload/offload/internal/deliverytest"
+	"github.com/offload/offload/internal/pgproxy"
+)
+
+// pgServer is a schema of its own on the real PostgreSQL 15 server of
+// OFFLOAD_TEST_POSTGRES (scripts/postgres.sh), reached directly and
+// through a proxy that injects faults.
+type pgServer struct {
+	cfg    *pgx.ConnConfig
+	db     *sql.DB
+	schema string
+	proxy  *pgproxy.Proxy
+}
+
+func newPgServer(t *testing.T) *pgServer {
+	t.Helper()
+	cfg, db, schema := deliverytest.PostgresSchema(t)
+	proxy, err := pgproxy.New(fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	return &pgServer{cfg: cfg, db: db, schema: schema, proxy: proxy}
+}
+
+// sink returns a postgres sink on the server's schema through the proxy,
+// its options adjusted by tune.
+func (s *pgServer) sink(t testing.TB, tune func(*PostgresOptions)) *Postgres {
+	t.Helper()
+	a := s.proxy.Addr()
+	o := PostgresOptions{Host: a.IP.String(), Port: a.Port, User: s.cfg.User, Password: s.cfg.Password,
+		Database: s.cfg.Database, Schema: s.schema, SSLMode: "disable", ApplianceID: "lt",
+		ConnectTimeout: 2 * time.Second, Logger: quietLogger()}
+	tune(&o)
+	p, err := NewPostgres(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func (s *pgServer) query(t *testing.T, q string) []string {
+	t.Helper()
+	return deliverytest.QueryStrings(t, s.db, strings.ReplaceAll(q, "PUBLIC.", s.schema+"."))
+}
+
+// check asserts the delivery contract on the server's tables.
+func (s *pgServer) check(t *testing.T, want map[string]bool, batches int) {
+	t.Helper()
+	deliverytest.CheckTables(t, s.db, s.schema+".", want, batches, true)
+}
+
+func TestPostgresLoadsEveryBatchOnce(t *testing.T) {
+	s := newPgServer(t)
+	e := testOutbox(t, 3, 40)
+	want := outboxEventIDs(t, e)
+	sink := s.sink(t, func(*PostgresOptions) {})
+	l := shipAll(t, e, fastOptions(e, sink, t.TempDir()))
+	s.check(t, want, 3)
+	if st := l.Status(); st.Loaded != 3 || st.Retries != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	checkReconcile(t, e, sink, func() { s.query(t, `DELETE FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE EVENT_ID = 'e-7'`) })
+}
+
+// TestPostgresLostCommitAnswer: the server applies a COMMIT whose answer
+// never reaches the sink; the retry finds the batch in the ledger and
+// loads nothing twice.
+func TestPostgresLostCommitAnswer(t *testing.T) {
+	s := newPgServer(t)
+	e := testOutbox(t, 2, 30)
+	want := outboxEventIDs(t, e)
+	s.proxy.LoseCommit.Store(1)
+	l := shipAll(t, e, fastOptions(e, s.sink(t, func(*PostgresOptions) {}), t.TempDir()))
+	if s.proxy.Lost() != 1 {
+		t.Fatalf("%d COMMIT answers lost, want 1", s.proxy.Lost())
+	}
+	st := l.Status()
+	if st.Retries != 1 || st.Loaded != 1 || st.AlreadyLoaded != 1 {
+		t.Fatalf("status %+v: want one retry, one batch loaded and the other found in the ledger", st)
+	}
+	s.check(t, want, 2)
+}
+
+// TestPostgresOutage: with the server unreachable the loader retries and
+// opens its circuit; once it is back the backlog drains, exactly once.
+func TestPostgresOutage(t *testing.T) {
+	s := newPgServer(t)
+	checkOutage(t, s.sink(t, func(*PostgresOptions) {}), func() { s.proxy.Refuse.Store(true); s.proxy.DropAll() },
+		func() error { s.proxy.Refuse.Store(false); return nil },
+		func(want map[string]bool) { s.check(t, want, 2) })
+}
+
+// TestPostgresSchemaMismatchParks: a transactions table that cannot take
+// the rows is a permanent error: the batch is parked with the server's
+// message, nothing of it is loaded, and it loads after the fix.
+func TestPostgresSchemaMismatchParks(t *testing.T) {
+	s := newPgServer(t)
+	checkParks(t, s.sink(t, func(*PostgresOptions) {}),
+		func() { s.query(t, `CREATE TABLE PUBLIC.OFFLOAD_TRANSACTIONS (EVENT_ID VARCHAR)`) },
+		func() { s.query(t, `DROP TABLE PUBLIC.OFFLOAD_TRANSACTIONS`) },
+		func() string {
+			if n := s.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_LOAD_LEDGER`); n[0] != "0" {
+				t.Fatalf("a parked batch has a ledger row: %v", n)
+			}
+			return s.query(t, `SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+		}, "SQLSTATE 42703", func(want map[string]bool) { s.check(t, want, 1) })
+}
+
+// TestPostgresMergeRowsKeepsDuplicatesOut: checkMergeRows on the
+// postgres sink.
+func TestPostgresMergeRowsKeepsDuplicatesOut(t *testing.T) {
+	for _, merge := range []bool{false, true} {
+		t.Run(fmt.Sprintf("merge=%v", merge), func(t *testing.T) {
+			s := newPgServer(t)
+			checkMergeRows(t, merge, func(appliance string) mergeSink {
+				return s.sink(t, func(o *PostgresOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
+			}, func() string {
+				return s.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+			})
+		})
+	}
+}
+
+// TestPostgresWindowVersions: a window loaded again with an older version
+// keeps the newer one; a newer version replaces it.
+func TestPostgresWindowVersions(t *testing.T) {
+	s := newPgServer(t)
+	sink := s.sink(t, func(*PostgresOptions) {})
+	ctx := context.Background()
+	if err := sink.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := sink.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	load := func(id string, versions ...int) {
+		t.Helper()
+		parts := sink.staging(id)[1:]
+		parts[0].rows = int64(len(versions))
+		if err := sink.createStaging(ctx, conn, parts); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range versions {
+			if _, err := conn.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %s VALUES ('s1', 'EUR', 'order_placed', 'web',
+				'2026-01-01 10:00:00+00', '2026-01-01 10:01:00+00', %d, %d, 0, 0, 1, 1, 1, %d, now(), '%s')`, parts[0].table, v, v, v, id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range sink.mergeWindows(parts[0].table) {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load("lt-1", 2, 5, 3)
+	load("lt-2", 4)
+	if got := s.query(t, `SELECT VERSION, COUNT, BATCH_ID FROM PUBLIC.OFFLOAD_WINDOWS`); strings.Join(got, ",") != "5|5|lt-1" {
+		t.Fatalf("after versions 2, 5, 3 then 4: %v", got)
+	}
+	load("lt-3", 6)
+	if got := s.query(t, `SELECT VERSION, COUNT, BATCH_ID FROM PUBLIC.OFFLOAD_WINDOWS`); strings.Join(got, ",") != "6|6|lt-3" {
+		t.Fatalf("after version 6: %v", got)
+	}
+}
+
+// TestPostgresCheck: the preflight passes on a usable schema and leaves
+// nothing behind, and names the schema a user cannot use.
+func TestPostgresCheck(t *testing.T) {
+	s := newPgServer(t)
+	for _, r := range s.sink(t, func(*PostgresOptions) {}).Check(context.Background()) {
+		if !r.OK {
+			t.Errorf("%s: %s (%s)", r.Name, r.Detail, r.Fix)
+		}
+	}
+	if left := s.query(t, `SELECT count(*) FROM information_schema.tables WHERE table_schema = '`+s.schema+`'`); left[0] != "0" {
+		t.Fatalf("the check left %s tables", left[0])
+	}
+	res := s.sink(t, func(o *PostgresOptions) { o.Schema = "no_such_schema" }).Check(context.Background())
+	last := res[len(res)-1]
+	if last.OK || !strings.Contains(last.Name, "schema no_such_schema") || last.Fix == "" || strings.Contains(last.Detail, s.cfg.Password) {
+		t.Fatalf("check of a missing schema: %+v", res)
+	}
+}
+
+// TestPostgresOptionsNameTheOption: each mistake names its option, and
+// the password never shows.
+func TestPostgresOptionsNameTheOption(t *testing.T) {
+	_, err := NewPostgres(PostgresOptions{Host: "h", Password: "pw-Secret-1", Schema: "a-b", SSLMode: "maybe", Port: 70000})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"warehouse.user", "warehouse.database", "warehouse.schema: \"a-b\"", "warehouse.sslmode", "warehouse.port"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "pw-Secret-1") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+}
