@@ -87,7 +87,7 @@ type Outbox struct {
 
 // Warehouse configures the sink the loader ships to.
 type Warehouse struct {
-	// Type is "" (no warehouse) or "snowflake".
+	// Type is "" (no warehouse), "snowflake" or "bigquery".
 	Type      string `yaml:"type"`
 	Account   string `yaml:"account"`
 	User      string `yaml:"user"`
@@ -118,6 +118,8 @@ type Warehouse struct {
 	// LoginTimeout and RequestTimeout bound the driver's own retries.
 	LoginTimeout   Duration `yaml:"login_timeout"`
 	RequestTimeout Duration `yaml:"request_timeout"`
+	// BigQuery holds the options of warehouse.type bigquery.
+	BigQuery BigQuery `yaml:"bigquery"`
 }
 
 // WarehouseTables names the warehouse tables.
@@ -314,6 +316,7 @@ func (c *Config) resolveSecrets() error {
 		{"admin.token_file", c.Admin.TokenFile, &c.Admin.Token},
 		{"warehouse.private_key_passphrase_file", c.Warehouse.PrivateKeyPassphraseFile, &c.Warehouse.PrivateKeyPassphrase},
 		{"warehouse.oauth_token_file", c.Warehouse.OAuthTokenFile, &c.Warehouse.OAuthToken},
+		{"warehouse.bigquery.credentials_file", c.Warehouse.BigQuery.CredentialsFile, &c.Warehouse.BigQuery.Credentials},
 	} {
 		if s.file == "" || *s.secret != "" {
 			continue // the environment wins over the file
@@ -566,8 +569,11 @@ func (c *Config) validateWarehouse() error {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 	w := &c.Warehouse
-	if err := oneOf("warehouse.type", w.Type, "", "snowflake"); err != nil {
+	if err := oneOf("warehouse.type", w.Type, "", "snowflake", "bigquery"); err != nil {
 		bad("%v (empty: no warehouse)", err)
+	}
+	if w.Type == "bigquery" {
+		w.BigQuery.validate(w.Tables, bad)
 	}
 	if w.Type == "snowflake" {
 		for opt, v := range map[string]string{"warehouse.account": w.Account, "warehouse.user": w.User,
