@@ -115,13 +115,13 @@ func CheckTablesOf(t testing.TB, db *sql.DB, prefix string, want map[string]bool
 			FROM PUBLIC.OFFLOAD_TRANSACTIONS),
 		r AS (
 			SELECT STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START,
-			       count(*) AS COUNT, `+amount("sum(AMOUNT)")+` AS SUM_AMOUNT, `+amount("min(AMOUNT)")+` AS MIN_AMOUNT, `+amount("max(AMOUNT)")+` AS MAX_AMOUNT
+			       count(*) AS COUNT, ` + amount("sum(AMOUNT)") + ` AS SUM_AMOUNT, ` + amount("min(AMOUNT)") + ` AS MIN_AMOUNT, ` + amount("max(AMOUNT)") + ` AS MAX_AMOUNT
 			FROM e
 			WHERE WINDOW_START + INTERVAL '1 minute' <= (SELECT max(EVENT_TIME) FROM PUBLIC.OFFLOAD_TRANSACTIONS) - INTERVAL '5 minutes'
 			GROUP BY STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START),
 		w AS (
 			SELECT STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START,
-			       sum(COUNT) AS COUNT, `+amount("sum(SUM_AMOUNT)")+` AS SUM_AMOUNT, `+amount("min(MIN_AMOUNT)")+` AS MIN_AMOUNT, `+amount("max(MAX_AMOUNT)")+` AS MAX_AMOUNT
+			       sum(COUNT) AS COUNT, ` + amount("sum(SUM_AMOUNT)") + ` AS SUM_AMOUNT, ` + amount("min(MIN_AMOUNT)") + ` AS MIN_AMOUNT, ` + amount("max(MAX_AMOUNT)") + ` AS MAX_AMOUNT
 			FROM PUBLIC.OFFLOAD_WINDOWS GROUP BY STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START)
 			(SELECT * FROM r EXCEPT SELECT * FROM w)
 			UNION ALL
