@@ -438,11 +438,39 @@ func (b *BigQuery) runJob(ctx context.Context, id string, start func(context.Con
 
 // wait waits for job and returns its error, if it failed.
 func wait(ctx context.Context, job *bigquery.Job) error {
-	st, err := job.Wait(ctx)
+	failed, err := outcome(ctx, job)
 	if err != nil {
 		return err
 	}
-	return st.Err()
+	return failed
+}
+
+// outcome waits for job to be done and returns the job's error (failed)
+// apart from an error getting there (err). The job's status decides; a
+// query job whose status shows no error but whose results are refused
+// with a 4xx failed too: the emulator's jobs.get reports every job done
+// without its error (docs/LOADER.md, "BigQuery emulator gaps"). Anything
+// else unclear is err, never failed: a commit job taken for failed
+// would be run again under the next id.
+func outcome(ctx context.Context, job *bigquery.Job) (failed, err error) {
+	_, werr := job.Wait(ctx)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	st, err := job.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Done() {
+		return nil, fmt.Errorf("job %s is not done yet", job.ID())
+	}
+	if st.Err() != nil {
+		return st.Err(), nil
+	}
+	if c := httpCode(werr); c >= 400 && c < 500 && c != http.StatusNotFound {
+		return werr, nil
+	}
+	return nil, werr
 }
 
 // maxCommitJobs bounds the commit jobs of one batch: each failed one
@@ -462,11 +490,11 @@ func (b *BigQuery) commit(ctx context.Context, x engine.Export, stgRows, stgWind
 		id := jobID(x.ID, fmt.Sprintf("commit_%d", gen))
 		j, err := b.call(ctx, func(ctx context.Context) (any, error) { return b.client.JobFromIDLocation(ctx, id, b.opts.Location) })
 		if err == nil {
-			st, err := j.(*bigquery.Job).Wait(ctx)
+			failed, err := outcome(ctx, j.(*bigquery.Job))
 			if err != nil {
 				return fmt.Errorf("commit job %s: %w", id, err)
 			}
-			if st.Err() != nil {
+			if failed != nil {
 				continue // a failed attempt's job: the next id is free
 			}
 			b.log.Info("loader: the batch's commit job ran already (its answer was lost)", "batch", x.ID, "job", id)
