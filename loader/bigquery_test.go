@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
 
 	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/bqtest"
@@ -544,5 +546,89 @@ func TestBigQueryMergeRows(t *testing.T) {
 				t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
 			}
 		})
+	}
+}
+
+// TestBigQueryCheck: every preflight check passes on the emulator and
+// leaves no table behind; with the warehouse away the first one fails
+// and says what to do.
+func TestBigQueryCheck(t *testing.T) {
+	srv := newEmulator(t)
+	sink := bqSink(t, srv, func(o *BigQueryOptions) { o.RequestTimeout = 2 * time.Second })
+	var _ Checker = sink
+	res := sink.Check(context.Background())
+	var names []string
+	for _, r := range res {
+		if !r.OK {
+			t.Errorf("%s failed: %s (%s)", r.Name, r.Detail, r.Fix)
+		}
+		names = append(names, r.Name)
+	}
+	if want := "bigquery: credentials,bigquery: dataset,bigquery: create table,bigquery: transaction (insert, merge),bigquery: round trip,bigquery: drop table"; strings.Join(names, ",") != want {
+		t.Fatalf("checks %v", names)
+	}
+	it := sink.client.Dataset(sink.opts.Dataset).Tables(context.Background())
+	if tb, err := it.Next(); err == nil {
+		t.Fatalf("table left behind: %s", tb.TableID)
+	}
+	srv.RefuseConnections()
+	res = sink.Check(context.Background())
+	if len(res) != 1 || res[0].OK || res[0].Name != "bigquery: credentials" || res[0].Detail == "" || !strings.Contains(res[0].Fix, "endpoint") {
+		t.Fatalf("with the warehouse away: %+v", res)
+	}
+}
+
+// TestBigQueryClassify: the reasons and statuses BigQuery answers with,
+// sorted into retry and park.
+func TestBigQueryClassify(t *testing.T) {
+	sink := &BigQuery{}
+	api := func(code int, reason string) error {
+		return fmt.Errorf("commit job x: %w", &googleapi.Error{Code: code, Errors: []googleapi.ErrorItem{{Reason: reason}}})
+	}
+	job := func(reason string) error { return fmt.Errorf("load: %w", &bigquery.Error{Reason: reason}) }
+	for _, c := range []struct {
+		err  error
+		want Class
+	}{
+		{api(429, "rateLimitExceeded"), Retryable},
+		{api(403, "rateLimitExceeded"), Retryable},
+		{api(500, "backendError"), Retryable},
+		{api(503, ""), Retryable},
+		{api(401, "unauthorized"), Retryable},
+		{api(400, "invalid"), Permanent},
+		{api(400, "invalidQuery"), Permanent},
+		{api(404, "notFound"), Permanent},
+		{api(403, "accessDenied"), Permanent},
+		{job("invalidQuery"), Permanent},
+		{job("backendError"), Retryable},
+		{job("jobInternalError"), Retryable},
+		{fmt.Errorf("prepare: %w", errBigQuerySchema), Permanent},
+		{&url.Error{Op: "Post", URL: "https://bigquery.googleapis.com", Err: errConnReset}, Retryable},
+		{context.DeadlineExceeded, Retryable},
+	} {
+		if got := sink.Classify(c.err); got != c.want {
+			t.Errorf("%v: class %d, want %d", c.err, got, c.want)
+		}
+	}
+}
+
+// TestBigQueryOptionsRefused: bad options are refused naming the option,
+// and a key that is not JSON is never quoted back.
+func TestBigQueryOptionsRefused(t *testing.T) {
+	for _, c := range []struct {
+		o    BigQueryOptions
+		want string
+	}{
+		{BigQueryOptions{Dataset: "d"}, "warehouse.bigquery.project"},
+		{BigQueryOptions{Project: "p"}, "warehouse.bigquery.dataset"},
+		{BigQueryOptions{Project: "p", Dataset: "d", Auth: BigQueryAuthServiceAccount}, "warehouse.bigquery.credentials_file"},
+		{BigQueryOptions{Project: "p", Dataset: "d", Auth: BigQueryAuthServiceAccount, CredentialsJSON: []byte("hunter2-private-key")}, "not JSON"},
+		{BigQueryOptions{Project: "p", Dataset: "d", Auth: BigQueryAuthNone}, "warehouse.bigquery.endpoint"},
+		{BigQueryOptions{Project: "p", Dataset: "d", Auth: "kerberos"}, "adc, service_account or none"},
+	} {
+		_, err := NewBigQuery(context.Background(), c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%+v: %v, want an error naming %q", c.o.Auth, err, c.want)
+		}
 	}
 }
