@@ -41,7 +41,7 @@ var (
 	// (a domain-scoped project is prefixed by "domain:").
 	bqProjectRE = regexp.MustCompile(`^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 	// Dataset and table names: letters, digits and underscores.
-	bqNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,1023}$`)
+	bqNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,1000}$`)
 )
 
 // validate checks the BigQuery options and the table names it shares
