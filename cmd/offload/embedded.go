@@ -249,21 +249,37 @@ func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
 // no valid event (unexpected).
 func tallyOnce(rows *sql.Rows, valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
 	defer rows.Close()
-	seen := 0
-	for rows.Next() {
-		var id string
-		var n int64
-		if err := rows.Scan(&id, &n); err != nil {
-			return 0, 0, 0, err
+	return tallyCopies(func(yield func(string, int64) bool) error {
+		for rows.Next() {
+			var id string
+			var n int64
+			if err := rows.Scan(&id, &n); err != nil {
+				return err
+			}
+			if !yield(id, n) {
+				return nil
+			}
 		}
+		return rows.Err()
+	}, valid)
+}
+
+// tallyCopies is tallyOnce over the (event id, copies) pairs each yields.
+func tallyCopies(each func(yield func(id string, n int64) bool) error, valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
+	seen := 0
+	err = each(func(id string, n int64) bool {
 		if _, ok := valid[id]; ok {
 			seen++
 			duplicated += n - 1
 		} else {
 			unexpected += n
 		}
+		return true
+	})
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	return int64(len(valid) - seen), duplicated, unexpected, rows.Err()
+	return int64(len(valid) - seen), duplicated, unexpected, nil
 }
 
 func (e *embedded) close() {
