@@ -49,9 +49,11 @@ func (w *bigQueryWarehouse) warehouse() config.Warehouse {
 	c := config.Default().Warehouse
 	c.Type = "bigquery"
 	c.BigQuery = config.BigQuery{Project: w.srv.Project(), Dataset: bigQueryDataset, Auth: config.BigQueryAuthNone, Endpoint: w.srv.Endpoint()}
-	// Short: a refused connection fails the attempt soon, and the
-	// loader's backoff and circuit take over.
-	c.RequestTimeout = config.Duration(2 * time.Second)
+	// The emulator runs a query job within its insert request (BigQuery
+	// answers at once and runs it after), and the demo's commit scripts
+	// take seconds there: long enough for them; a refused connection
+	// still hands over to the loader's backoff within it.
+	c.RequestTimeout = config.Duration(30 * time.Second)
 	return c
 }
 
