@@ -94,15 +94,7 @@ func NewBigQuery(ctx context.Context, o BigQueryOptions) (*BigQuery, error) {
 	if o.Auth == "" {
 		o.Auth = BigQueryAuthADC
 	}
-	if o.TransactionsTable == "" {
-		o.TransactionsTable = DefaultTransactionsTable
-	}
-	if o.WindowsTable == "" {
-		o.WindowsTable = DefaultWindowsTable
-	}
-	if o.LedgerTable == "" {
-		o.LedgerTable = DefaultLedgerTable
-	}
+	defaultTableNames(&o.TransactionsTable, &o.WindowsTable, &o.LedgerTable)
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = time.Minute
 	}

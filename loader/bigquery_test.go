@@ -535,13 +535,7 @@ func TestBigQueryMergeRows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			shipped := map[string]int64{}
-			for id, l := range ledger {
-				shipped[id] = l.Rows
-				if l.Rows != 20 || l.Duplicates != dups {
-					t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
-				}
-			}
+			shipped := mergedLedger(t, ledger, dups)
 			if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || (merge && len(found) != 0) {
 				t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
 			}

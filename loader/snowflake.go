@@ -77,6 +77,19 @@ const (
 	DefaultLedgerTable       = "OFFLOAD_LOAD_LEDGER"
 )
 
+// defaultTableNames fills the table names left empty with the defaults.
+func defaultTableNames(transactions, windows, ledger *string) {
+	for _, n := range []struct {
+		name *string
+		def  string
+	}{
+		{transactions, DefaultTransactionsTable}, {windows, DefaultWindowsTable}, {ledger, DefaultLedgerTable}} {
+		if *n.name == "" {
+			*n.name = n.def
+		}
+	}
+}
+
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,254}$`)
 
 // ValidIdentifier tells whether s is a plain (unquoted) Snowflake
@@ -105,15 +118,7 @@ func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
 	if o.Stage == "" {
 		o.Stage = DefaultStage
 	}
-	if o.TransactionsTable == "" {
-		o.TransactionsTable = DefaultTransactionsTable
-	}
-	if o.WindowsTable == "" {
-		o.WindowsTable = DefaultWindowsTable
-	}
-	if o.LedgerTable == "" {
-		o.LedgerTable = DefaultLedgerTable
-	}
+	defaultTableNames(&o.TransactionsTable, &o.WindowsTable, &o.LedgerTable)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -363,16 +363,25 @@ func TestMergeRowsKeepsCrossApplianceDuplicatesOut(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			shipped := map[string]int64{}
-			for id, l := range ledger {
-				shipped[id] = l.Rows
-				if l.Rows != 20 || l.Duplicates != dups {
-					t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
-				}
-			}
+			shipped := mergedLedger(t, ledger, dups)
 			if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || len(found) != 0 {
 				t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
 			}
 		})
 	}
+}
+
+// mergedLedger checks the ledger rows of the second appliance of a
+// MergeRows test (20 rows each, dups kept out) and returns its batches as
+// shipped.
+func mergedLedger(t *testing.T, ledger map[string]BatchTotals, dups int64) map[string]int64 {
+	t.Helper()
+	shipped := map[string]int64{}
+	for id, l := range ledger {
+		shipped[id] = l.Rows
+		if l.Rows != 20 || l.Duplicates != dups {
+			t.Errorf("ledger of %s: %+v, want 20 rows, %d duplicates", id, l, dups)
+		}
+	}
+	return shipped
 }

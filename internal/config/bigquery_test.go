@@ -3,7 +3,6 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -61,17 +60,6 @@ func TestBigQueryOptions(t *testing.T) {
 		{"none without endpoint", map[string]string{"warehouse.bigquery.auth": "none"}, "warehouse.bigquery.auth", "warehouse.bigquery.endpoint"},
 		{"bad endpoint", map[string]string{"warehouse.bigquery.auth": "none", "warehouse.bigquery.endpoint": "127.0.0.1:9050"}, "warehouse.bigquery.endpoint", "http(s) URL"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(writeConfig(t, withValues(t, validYAML, set(tc.set))), nil)
-			if err == nil {
-				t.Fatal("accepted a bad configuration")
-			}
-			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.allowed) {
-				t.Fatalf("error %q does not name %q with %q", err, tc.want, tc.allowed)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error leaks a secret: %q", err)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { refused(t, set(tc.set), nil, tc.want, tc.allowed) })
 	}
 }
