@@ -508,37 +508,17 @@ func TestBigQueryMergeRows(t *testing.T) {
 	for _, merge := range []bool{false, true} {
 		t.Run(fmt.Sprintf("merge=%v", merge), func(t *testing.T) {
 			srv := newEmulator(t)
-			sinkOf := func(appliance string) *BigQuery {
-				return bqSink(t, srv, func(o *BigQueryOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
-			}
-			a, b := testOutboxOf(t, "box-a", 1, 20), testOutboxOf(t, "box-b", 1, 20)
-			shipAll(t, a, fastOptions(a, sinkOf("box-a"), t.TempDir()))
-			sink := sinkOf("box-b")
-			shipAll(t, b, fastOptions(b, sink, t.TempDir()))
-			rows, err := sink.query(context.Background(), "SELECT COUNT(*), COUNT(DISTINCT `EVENT_ID`) FROM "+sink.table(DefaultTransactionsTable))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := fmt.Sprintf("%d|%d", rows[0][0], rows[0][1])
-			want, dups := "40|20", int64(0)
-			if merge {
-				want, dups = "20|20", 20
-			}
-			if got != want || sink.Duplicates() != dups {
-				t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", got, want, sink.Duplicates(), dups)
-			}
-			ledger, err := sink.Ledger(context.Background(), "box-b")
-			if err != nil {
-				t.Fatal(err)
-			}
-			held, err := sink.Held(context.Background(), "box-b")
-			if err != nil {
-				t.Fatal(err)
-			}
-			shipped := mergedLedger(t, ledger, dups)
-			if found := Reconcile(shipped, ledger, held); len(shipped) != 1 || (merge && len(found) != 0) {
-				t.Errorf("%d batches of box-b; reconcile found %v", len(shipped), found)
-			}
+			var sink *BigQuery
+			checkMergeRows(t, merge, func(appliance string) mergingSink {
+				sink = bqSink(t, srv, func(o *BigQueryOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
+				return sink
+			}, func() string {
+				rows, err := sink.query(context.Background(), "SELECT COUNT(*), COUNT(DISTINCT `EVENT_ID`) FROM "+sink.table(DefaultTransactionsTable))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fmt.Sprintf("%d|%d", rows[0][0], rows[0][1])
+			}, false)
 		})
 	}
 }
