@@ -6,6 +6,11 @@
 // connections for a while (a warehouse outage). What the emulator does
 // not model, and how the loader lives with it, is in docs/LOADER.md
 // ("BigQuery emulator gaps"); it must never be taken for BigQuery itself.
+//
+// The relay does not see everything: a resumable upload (the client
+// library's choice for a load job's file above 16 MiB) continues at the
+// URL the emulator hands out, which names the emulator's own port, so
+// RefuseConnections does not refuse it.
 package bqtest
 
 import (
