@@ -130,7 +130,7 @@ func TestPostgresMergeRowsKeepsDuplicatesOut(t *testing.T) {
 				return s.sink(t, func(o *PostgresOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
 			}, func() string {
 				return s.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
-			})
+			}, true)
 		})
 	}
 }

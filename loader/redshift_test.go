@@ -162,7 +162,7 @@ func TestRedshiftMergeRowsKeepsDuplicatesOut(t *testing.T) {
 				return rsSink(t, srv, func(o *RedshiftOptions) { o.MergeRows, o.ApplianceID = merge, appliance })
 			}, func() string {
 				return rsQuery(t, srv, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
-			})
+			}, true)
 		})
 	}
 }

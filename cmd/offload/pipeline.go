@@ -190,9 +190,9 @@ func newSink(c *config.Config, log *slog.Logger) (loader.Sink, error) {
 	case "redshift":
 		return redshiftSink(c, log)
 	case "bigquery":
-		return nil, errors.New("warehouse.type: bigquery is not built in this release; use snowflake, postgres or redshift")
+		return bigquerySink(c, log)
 	}
-	return nil, fmt.Errorf("warehouse.type: %q is not allowed; use one of snowflake, postgres, redshift", c.Warehouse.Type)
+	return nil, fmt.Errorf("warehouse.type: %q is not allowed; use one of snowflake, bigquery, postgres, redshift", c.Warehouse.Type)
 }
 
 // postgresSink builds the PostgreSQL sink from the warehouse configuration.

@@ -90,7 +90,7 @@ type Warehouse struct {
 	// Type is "" (no warehouse), "snowflake", "postgres", "redshift" or
 	// "bigquery". The connection options below serve every type that
 	// has them (docs/CONFIG.md says which); the options of one type only
-	// are in its own section (Postgres, Redshift).
+	// are in its own section (Postgres, Redshift, BigQuery).
 	Type      string `yaml:"type"`
 	Account   string `yaml:"account"`
 	User      string `yaml:"user"`
@@ -122,9 +122,10 @@ type Warehouse struct {
 	// LoginTimeout and RequestTimeout bound the driver's own retries.
 	LoginTimeout   Duration `yaml:"login_timeout"`
 	RequestTimeout Duration `yaml:"request_timeout"`
-	// Postgres and Redshift hold the options of those types only.
+	// Postgres, Redshift and BigQuery hold the options of those types only.
 	Postgres PostgresWarehouse `yaml:"postgres"`
 	Redshift RedshiftWarehouse `yaml:"redshift"`
+	BigQuery BigQuery `yaml:"bigquery"`
 }
 
 // WarehouseTables names the warehouse tables.
@@ -327,6 +328,7 @@ func (c *Config) resolveSecrets() error {
 		{"warehouse.private_key_passphrase_file", c.Warehouse.PrivateKeyPassphraseFile, &c.Warehouse.PrivateKeyPassphrase},
 		{"warehouse.oauth_token_file", c.Warehouse.OAuthTokenFile, &c.Warehouse.OAuthToken},
 		{"warehouse.redshift.s3.secret_access_key_file", c.Warehouse.Redshift.S3.SecretAccessKeyFile, &c.Warehouse.Redshift.S3.SecretAccessKey},
+		{"warehouse.bigquery.credentials_file", c.Warehouse.BigQuery.CredentialsFile, &c.Warehouse.BigQuery.Credentials},
 	} {
 		if s.file == "" || *s.secret != "" {
 			continue // the environment wins over the file
@@ -586,7 +588,7 @@ func (c *Config) validateWarehouse() error {
 	case "redshift":
 		errs = append(errs, w.validateRedshift()...)
 	case "bigquery":
-		bad("warehouse.type: bigquery is not built in this release; use snowflake, postgres or redshift")
+		w.BigQuery.validate(w.Tables, bad)
 	case "snowflake":
 		for opt, v := range map[string]string{"warehouse.account": w.Account, "warehouse.user": w.User,
 			"warehouse.database": w.Database, "warehouse.schema": w.Schema} {

@@ -161,18 +161,23 @@ func TestBadConfigs(t *testing.T) {
 		{"bad env bool", nil, []string{"OFFLOAD_KAFKA_TLS_ENABLED=perhaps"}, "kafka.tls.enabled (from OFFLOAD_KAFKA_TLS_ENABLED)", "true or false"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(writeConfig(t, withValues(t, validYAML, tc.set)), tc.env)
-			if err == nil {
-				t.Fatal("accepted a bad configuration")
-			}
-			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.allowed) {
-				t.Fatalf("error %q does not name %q with %q", err, tc.want, tc.allowed)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error leaks a secret: %q", err)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { refused(t, tc.set, tc.env, tc.want, tc.allowed) })
+	}
+}
+
+// refused checks that validYAML with set and env is refused with an
+// error naming want and allowed, and not the secret hunter2.
+func refused(t *testing.T, set map[string]string, env []string, want, allowed string) {
+	t.Helper()
+	_, err := Load(writeConfig(t, withValues(t, validYAML, set)), env)
+	if err == nil {
+		t.Fatal("accepted a bad configuration")
+	}
+	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), allowed) {
+		t.Fatalf("error %q does not name %q with %q", err, want, allowed)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error leaks a secret: %q", err)
 	}
 }
 

@@ -60,6 +60,31 @@ func QueryStrings(t testing.TB, db *sql.DB, q string) []string {
 // loaded the table.
 func CheckTables(t testing.TB, db *sql.DB, prefix string, want map[string]bool, batches int, windows bool) {
 	t.Helper()
+	CheckTablesOf(t, db, prefix, want, batches, Checks{Windows: windows, Amounts: true})
+}
+
+// Checks says what CheckTablesOf checks besides every event once and the
+// ledger's row counts.
+type Checks struct {
+	// Windows: the windows table equals a recomputation from the rows.
+	Windows bool
+	// Amounts: the amounts too (sums, minimums and maximums of the
+	// windows, the ledger's control totals). Off only for a server that
+	// cannot hold them: the BigQuery emulator loads Parquet DECIMAL
+	// values as 0 (docs/LOADER.md, "BigQuery emulator gaps").
+	Amounts bool
+}
+
+// CheckTablesOf is CheckTables with the checks c.
+func CheckTablesOf(t testing.TB, db *sql.DB, prefix string, want map[string]bool, batches int, c Checks) {
+	t.Helper()
+	windows := c.Windows
+	amount := func(expr string) string {
+		if c.Amounts {
+			return expr
+		}
+		return "0"
+	}
 	query := func(q string) []string {
 		t.Helper()
 		return QueryStrings(t, db, strings.ReplaceAll(q, "PUBLIC.", prefix))
@@ -90,13 +115,13 @@ func CheckTables(t testing.TB, db *sql.DB, prefix string, want map[string]bool, 
 			FROM PUBLIC.OFFLOAD_TRANSACTIONS),
 		r AS (
 			SELECT STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START,
-			       count(*) AS COUNT, sum(AMOUNT) AS SUM_AMOUNT, min(AMOUNT) AS MIN_AMOUNT, max(AMOUNT) AS MAX_AMOUNT
+			       count(*) AS COUNT, ` + amount("sum(AMOUNT)") + ` AS SUM_AMOUNT, ` + amount("min(AMOUNT)") + ` AS MIN_AMOUNT, ` + amount("max(AMOUNT)") + ` AS MAX_AMOUNT
 			FROM e
 			WHERE WINDOW_START + INTERVAL '1 minute' <= (SELECT max(EVENT_TIME) FROM PUBLIC.OFFLOAD_TRANSACTIONS) - INTERVAL '5 minutes'
 			GROUP BY STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START),
 		w AS (
 			SELECT STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START,
-			       sum(COUNT) AS COUNT, sum(SUM_AMOUNT) AS SUM_AMOUNT, min(MIN_AMOUNT) AS MIN_AMOUNT, max(MAX_AMOUNT) AS MAX_AMOUNT
+			       sum(COUNT) AS COUNT, ` + amount("sum(SUM_AMOUNT)") + ` AS SUM_AMOUNT, ` + amount("min(MIN_AMOUNT)") + ` AS MIN_AMOUNT, ` + amount("max(MAX_AMOUNT)") + ` AS MAX_AMOUNT
 			FROM PUBLIC.OFFLOAD_WINDOWS GROUP BY STORE_ID, CURRENCY, EVENT_TYPE, CHANNEL, WINDOW_START)
 			(SELECT * FROM r EXCEPT SELECT * FROM w)
 			UNION ALL
@@ -126,14 +151,14 @@ func CheckTables(t testing.TB, db *sql.DB, prefix string, want map[string]bool, 
 		}
 		var have []string
 		var in int64
-		for _, c := range totals {
-			have = append(have, fmt.Sprintf("%s|%d|%s", c.Currency, c.Rows, c.Amount))
-			in += c.Rows
+		for _, ct := range totals {
+			have = append(have, fmt.Sprintf("%s|%d|%s", ct.Currency, ct.Rows, amount(ct.Amount)))
+			in += ct.Rows
 		}
 		if fmt.Sprint(in) != parts[1] {
 			t.Errorf("batch %s: the ledger says %s rows went in, its control totals count %d", parts[0], parts[1], in)
 		}
-		rows := query(fmt.Sprintf(`SELECT coalesce(CURRENCY, ''), count(*), CAST(CAST(sum(AMOUNT) AS DECIMAL(38,4)) AS VARCHAR)
+		rows := query(fmt.Sprintf(`SELECT coalesce(CURRENCY, ''), count(*), `+amount("CAST(CAST(sum(AMOUNT) AS DECIMAL(38,4)) AS VARCHAR)")+`
 			FROM PUBLIC.OFFLOAD_TRANSACTIONS WHERE BATCH_ID = '%s' GROUP BY 1 ORDER BY 1`, parts[0]))
 		sort.Strings(have)
 		if strings.Join(have, ",") != strings.Join(rows, ",") {
