@@ -125,7 +125,7 @@ type Warehouse struct {
 	// Postgres, Redshift and BigQuery hold the options of those types only.
 	Postgres PostgresWarehouse `yaml:"postgres"`
 	Redshift RedshiftWarehouse `yaml:"redshift"`
-	BigQuery BigQuery `yaml:"bigquery"`
+	BigQuery BigQuery          `yaml:"bigquery"`
 }
 
 // WarehouseTables names the warehouse tables.
