@@ -153,7 +153,7 @@ func TestBadConfigs(t *testing.T) {
 		{"redshift key without secret", map[string]string{"warehouse.type": "redshift", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.redshift.s3.bucket": "b-1", "warehouse.redshift.s3.region": "eu-west-1", "warehouse.redshift.s3.access_key_id": "AKIA"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.redshift.s3.access_key_id", "set both"},
 		{"redshift bad role", map[string]string{"warehouse.type": "redshift", "warehouse.host": "h", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s", "warehouse.redshift.s3.bucket": "b-1", "warehouse.redshift.s3.region": "eu-west-1", "warehouse.redshift.iam_role": "offload"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "warehouse.redshift.iam_role", "IAM role ARN"},
 		{"inline s3 secret", map[string]string{"warehouse.redshift.s3.secret_access_key": "hunter2"}, nil, "warehouse.redshift.s3.secret_access_key", "secrets are not read"},
-		{"bigquery", map[string]string{"warehouse.type": "bigquery"}, nil, "warehouse.type", "not built in this release"},
+		{"bigquery without a project", map[string]string{"warehouse.type": "bigquery"}, nil, "warehouse.bigquery.project", "required with warehouse.type bigquery"},
 		{"bad loader order", map[string]string{"loader.order": "random"}, nil, "loader.order", "oldest, newest"},
 		{"bad shipping window", map[string]string{"loader.shipping_windows": "['1am-5am']"}, nil, "loader.shipping_windows", "is not HH:MM"},
 		{"retry max below base", map[string]string{"loader.retry_base": "10s", "loader.retry_max": "1s"}, nil, "loader.retry_base", "retry_base <= retry_max"},
