@@ -117,13 +117,13 @@ func (e *Engine) migratePart(ctx context.Context, seq int64, g v1Group) (partRec
 		` (FORMAT parquet, COMPRESSION zstd)`, g.batch); err != nil {
 		return partRecord{}, fmt.Errorf("cannot write part %s: %w", path, err)
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := fsyncPath(tmp); err != nil {
 		return partRecord{}, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return partRecord{}, err
 	}
-	if err := syncDir(e.partsDir()); err != nil {
+	if err := fsyncPath(e.partsDir()); err != nil {
 		return partRecord{}, err
 	}
 	p := partRecord{seq: seq, file: partFile{Rows: g.rows}}
@@ -159,17 +159,4 @@ func (e *Engine) migratePart(ctx context.Context, seq int64, g v1Group) (partRec
 		p.oldest = oldest.Time.UTC()
 	}
 	return p, nil
-}
-
-// syncFile fsyncs the file at path.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

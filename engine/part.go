@@ -101,7 +101,7 @@ func writePart(path string, rows []outRow, items []byte) (partFile, error) {
 	if err != nil {
 		return partFile{}, errors.Join(fmt.Errorf("cannot write part %s: %w (check free space in the outbox directory)", path, err), removeIfExists(tmp))
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := fsyncPath(filepath.Dir(path)); err != nil {
 		return partFile{}, errors.Join(fmt.Errorf("cannot write part %s: %w", path, err), removeIfExists(path))
 	}
 	return pf, nil
@@ -197,9 +197,10 @@ func checkPartRow(r *outRow) error {
 	return nil
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// fsyncPath fsyncs the file or directory at path: a directory's to make a
+// rename in it durable.
+func fsyncPath(path string) error {
+	d, err := os.Open(path)
 	if err != nil {
 		return err
 	}
