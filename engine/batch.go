@@ -338,15 +338,18 @@ func (e *Engine) commit(b *batch) error {
 		err = perr
 	}
 	if err != nil {
-		if b.part != nil {
-			// Not named by any committed transaction: the next Open would
-			// delete it too.
-			_ = os.Remove(partPath(e.partsDir(), b.part.seq))
-		}
 		err = fmt.Errorf("engine: micro-batch of %d records not committed (nothing of it was kept): %w", b.records, err)
 		if lerr := e.load(ctx); lerr != nil {
+			// The part stays: a COMMIT can fail after DuckDB logged it
+			// (a checkpoint inside it failing), and only the next Open
+			// knows whether a committed transaction names the part
+			// (sweepParts).
 			e.broken = fmt.Errorf("%w; reloading the state then failed: %v: restart offload, which rebuilds it from DuckDB", err, lerr)
 			return e.broken
+		}
+		if b.part != nil && b.part.seq >= e.nextPartSeq {
+			// The reloaded state does not name it: not committed.
+			_ = os.Remove(partPath(e.partsDir(), b.part.seq))
 		}
 		return err
 	}

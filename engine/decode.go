@@ -9,9 +9,9 @@ import (
 )
 
 // decodeWorkers is how many goroutines decode a micro-batch's records.
-// Decoding is most of a micro-batch's CPU and each record decodes on its
-// own, so on a box with two or more cores a micro-batch decodes while the
-// last part and transaction are still being written (docs/PERFORMANCE.md).
+// Decoding is the largest part of a micro-batch's CPU and each record
+// decodes on its own, so on a box with two or more cores both decode
+// (docs/PERFORMANCE.md).
 var decodeWorkers = min(runtime.GOMAXPROCS(0), 2)
 
 // minParallelDecode is the fewest records worth decoding on more than one

@@ -43,9 +43,9 @@
 // name, fsync'd, renamed and its directory fsync'd, so a file under a
 // part's name is complete. Sealing an outbox batch gives its parts the
 // batch id; ExportBatch checks each against its SHA-256 and hands the
-// loader one file: the part itself (a hard link) or the parts compacted
-// by DuckDB. A damaged part is never shipped: the batch is parked and the
-// part quarantined. Parts of shipped batches are deleted after the grace
+// loader copies of the parts as they are, or, when they average under
+// 1 MiB, the parts compacted by DuckDB into one file. A damaged part is
+// never shipped: the batch is parked and the part quarantined. Parts of shipped batches are deleted after the grace
 // period. RowsSQL shows the parts as one relation for inspection.
 //
 // # Tables
@@ -63,8 +63,9 @@
 //	outbox_batches   sealed batches: id, ranges, sizes, state
 //	dlq              dead letters
 //
-// The column lists are in schema.go; the DDL is created when missing and a
-// database of another schema version is refused.
+// The column lists are in schema.go; the DDL is created when missing, a
+// database of schema version 1 is upgraded in place (migrate.go), and one
+// of another version is refused.
 //
 // # Dedupe
 //

@@ -45,7 +45,7 @@ func (e *Engine) writeBatchPart(b *batch, seq int64) error {
 	}
 	f, err := writePart(partPath(e.partsDir(), seq), b.rows, b.items)
 	if err != nil {
-		return fmt.Errorf("cannot write the outbox part: %w", err)
+		return err
 	}
 	p := &partRecord{seq: seq, file: f}
 	var sums currencySums

@@ -122,6 +122,12 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 		if err != nil {
 			return Export{}, fmt.Errorf("engine: cannot compact the parts of batch %s into %s: %w", id, file, err)
 		}
+		// DuckDB read the parts again: the compacted file is good only if
+		// they still check now.
+		if err := e.checkParts(bi, parts); err != nil {
+			_ = os.Remove(file)
+			return Export{}, err
+		}
 		x.RowsFiles, x.Checksums[file] = []string{file}, sum
 	} else {
 		for _, p := range parts {
@@ -144,7 +150,7 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 	for _, f := range x.Files() {
 		st, err := os.Stat(f)
 		if err != nil {
-			return Export{}, err
+			return Export{}, fmt.Errorf("engine: cannot export batch %s: %w", id, err)
 		}
 		x.FileBytes += st.Size()
 	}
