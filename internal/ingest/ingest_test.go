@@ -39,6 +39,9 @@ func TestIngestKfake(t *testing.T) {
 	// Records produced while running arrive too.
 	l.produce(t, p, "orders", 7500, 500)
 	waitUntil(t, 10*time.Second, "the WAL to hold the late records", func() bool { return walRecords(w) == l.total() })
+	// The counters move just after the append that made the records
+	// durable returns: wait for them too, or the read races the last one.
+	waitUntil(t, 5*time.Second, "the stats to count the late records", func() bool { return r.in.Stats().Records >= uint64(l.total()) })
 	s := r.in.Stats()
 	r.stop(t)
 
