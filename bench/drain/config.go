@@ -21,8 +21,7 @@ const SealAge = "2s"
 type applianceConfig struct {
 	dataDir, topic, adminAddr string
 	brokers                   []string
-	account                   string
-	warehousePort             int
+	warehouse                 string // the warehouse section (snowtest.Server.WarehouseYAML)
 }
 
 // write writes the configuration as YAML to path (mode 0600).
@@ -41,18 +40,9 @@ kafka:
   group: %s
 outbox:
   seal_age: %s
-warehouse:
-  type: snowflake
-  account: %s
-  user: OFFLOAD
-  database: OFFLOAD_DB
-  schema: PUBLIC
-  host: 127.0.0.1
-  port: %d
-  protocol: http
 admin:
   listen: %s
-`, q(c.dataDir), strings.Join(brokers, ", "), q(c.topic), q(c.topic), SealAge, q(c.account), c.warehousePort, q(c.adminAddr))
+`, q(c.dataDir), strings.Join(brokers, ", "), q(c.topic), q(c.topic), SealAge, q(c.adminAddr)) + c.warehouse
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		return fmt.Errorf("cannot write the appliance's configuration: %w", err)
 	}

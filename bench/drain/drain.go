@@ -204,7 +204,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	cfg := filepath.Join(o.Dir, "offload.yaml")
 	if err := (applianceConfig{dataDir: filepath.Join(o.Dir, "data"), topic: res.Topic, adminAddr: addr, brokers: o.Brokers,
-		account: srv.Account(), warehousePort: srv.Port()}).write(cfg); err != nil {
+		warehouse: srv.WarehouseYAML("OFFLOAD")}).write(cfg); err != nil {
 		return res, err
 	}
 	fmt.Fprintf(o.Progress, "drain: filled in %.1f s; starting %s run --config %s\n", res.FillSeconds, o.Binary, cfg)

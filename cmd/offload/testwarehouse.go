@@ -94,23 +94,8 @@ func (w *snowflakeTest) configure(c *config.Warehouse) {
 		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(5 * time.Second)}
 }
 
-func (w *snowflakeTest) yaml() string { return snowflakeYAML(w.Account(), w.Port()) }
-
-// snowflakeYAML is the warehouse section of the Snowflake-protocol test
-// server with account at port.
-func snowflakeYAML(account string, port int) string {
-	return fmt.Sprintf(`warehouse:
-  type: snowflake
-  account: %s
-  user: OFFLOAD
-  database: OFFLOAD_DB
-  schema: PUBLIC
-  host: 127.0.0.1
-  port: %d
-  protocol: http
-  login_timeout: 2s
-  request_timeout: 5s
-`, account, port)
+func (w *snowflakeTest) yaml() string {
+	return w.WarehouseYAML("OFFLOAD") + "  login_timeout: 2s\n  request_timeout: 5s\n"
 }
 
 func (w *snowflakeTest) env() []string { return []string{"OFFLOAD_WAREHOUSE_PASSWORD=" + w.password} }

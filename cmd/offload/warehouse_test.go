@@ -36,18 +36,7 @@ func newWarehouse(t *testing.T) *snowtest.Server {
 // and batches sealed every second. The password comes from the
 // environment (warehouseEnv).
 func warehouseYAML(srv *snowtest.Server) string {
-	return fmt.Sprintf(`warehouse:
-  type: snowflake
-  account: %s
-  user: OFFLOAD
-  database: OFFLOAD_DB
-  schema: PUBLIC
-  host: 127.0.0.1
-  port: %d
-  protocol: http
-  login_timeout: 1s
-  request_timeout: 2s
-`, srv.Account(), srv.Port()) + fastLoads
+	return srv.WarehouseYAML("OFFLOAD") + "  login_timeout: 1s\n  request_timeout: 2s\n" + fastLoads
 }
 
 // fastLoads has batches sealed every second and fast retries.

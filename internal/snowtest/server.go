@@ -171,6 +171,23 @@ func (s *Server) Port() int { return s.port }
 // Account is the account name logins must use.
 func (s *Server) Account() string { return s.opts.Account }
 
+// WarehouseYAML is the warehouse section of an offload configuration file
+// that points at this server as user, with OFFLOAD_DB.PUBLIC for the
+// tables and no password (it goes through the environment). Options of
+// the section may be appended, indented by two spaces.
+func (s *Server) WarehouseYAML(user string) string {
+	return fmt.Sprintf(`warehouse:
+  type: snowflake
+  account: %s
+  user: %s
+  database: OFFLOAD_DB
+  schema: PUBLIC
+  host: 127.0.0.1
+  port: %d
+  protocol: http
+`, s.Account(), user, s.Port())
+}
+
 // AddUser registers a user, replacing one of the same name.
 func (s *Server) AddUser(u User) {
 	s.mu.Lock()
