@@ -166,6 +166,20 @@ func (h *harness) drain() int {
 	}
 }
 
+// sealOne seals the open outbox batch and returns it, the one sealed
+// batch the outbox must then hold.
+func (h *harness) sealOne() BatchInfo {
+	h.t.Helper()
+	if err := h.e.SealNow(); err != nil {
+		h.t.Fatal(err)
+	}
+	bs, err := h.e.SealedBatches()
+	if err != nil || len(bs) != 1 {
+		h.t.Fatalf("sealed batches %+v, %v; want one", bs, err)
+	}
+	return bs[0]
+}
+
 // rows runs q on the engine's database and renders each row as one line
 // of space-separated values.
 func (h *harness) rows(q string, args ...any) []string {

@@ -29,13 +29,7 @@ func TestExportAndShip(t *testing.T) {
 		ev("d", "s2", "5", at(10*time.Minute)), // closes the first minute's windows
 	)
 	h.drain()
-	if err := h.e.SealNow(); err != nil {
-		t.Fatal(err)
-	}
-	bs, err := h.e.SealedBatches()
-	if err != nil || len(bs) != 1 {
-		t.Fatalf("%v %+v", err, bs)
-	}
+	bs := []BatchInfo{h.sealOne()}
 	id := bs[0].ID
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -141,14 +135,7 @@ func TestExportChecksums(t *testing.T) {
 	h := newHarness(t, nil)
 	h.add("orders", 0, ev("a", "s1", "10.25", at(0)), ev("b", "s2", "5", at(10*time.Minute)))
 	h.drain()
-	if err := h.e.SealNow(); err != nil {
-		t.Fatal(err)
-	}
-	bs, err := h.e.SealedBatches()
-	if err != nil || len(bs) != 1 {
-		t.Fatalf("%v %+v", err, bs)
-	}
-	x, err := h.e.ExportBatch(context.Background(), bs[0].ID, t.TempDir())
+	x, err := h.e.ExportBatch(context.Background(), h.sealOne().ID, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,21 +178,15 @@ func TestExportCompactsSmallParts(t *testing.T) {
 		h.add("orders", 0, ev(fmt.Sprint("e", i), "s1", "1.5", at(time.Duration(i)*time.Second)))
 	}
 	h.drain()
-	if err := h.e.SealNow(); err != nil {
-		t.Fatal(err)
-	}
-	bs, err := h.e.SealedBatches()
-	if err != nil || len(bs) != 1 {
-		t.Fatalf("%v %+v", err, bs)
-	}
+	b := h.sealOne()
 	if n := h.count(`SELECT count(*) FROM outbox_parts`); n != 4 {
 		t.Fatalf("%d parts, want 4 micro-batches' worth", n)
 	}
-	x, err := h.e.ExportBatch(context.Background(), bs[0].ID, t.TempDir())
+	x, err := h.e.ExportBatch(context.Background(), b.ID, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(x.RowsFiles) != 1 || !strings.HasSuffix(x.RowsFiles[0], bs[0].ID+".rows.parquet") {
+	if len(x.RowsFiles) != 1 || !strings.HasSuffix(x.RowsFiles[0], b.ID+".rows.parquet") {
 		t.Fatalf("rows files %v, want one compacted file", x.RowsFiles)
 	}
 	got := h.rows(`SELECT count(*), count(DISTINCT event_id), CAST(sum(amount) AS VARCHAR) FROM read_parquet(?)`, x.RowsFiles[0])
@@ -224,10 +205,7 @@ func TestExportRefusesDamagedParts(t *testing.T) {
 	h := newHarness(t, nil)
 	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s1", "2", at(time.Second)))
 	h.drain()
-	if err := h.e.SealNow(); err != nil {
-		t.Fatal(err)
-	}
-	bs, _ := h.e.SealedBatches()
+	b := h.sealOne()
 	part := filepath.Join(h.dir, PartsDir, "0000000000000001.parquet")
 	data, err := os.ReadFile(part)
 	if err != nil {
@@ -238,7 +216,7 @@ func TestExportRefusesDamagedParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	_, err = h.e.ExportBatch(context.Background(), bs[0].ID, dir)
+	_, err = h.e.ExportBatch(context.Background(), b.ID, dir)
 	var pd *PartsDamagedError
 	if !errors.As(err, &pd) || len(pd.Parts) != 1 || pd.Parts[0].Path != part || pd.Parts[0].Got == pd.Parts[0].Want ||
 		!strings.Contains(err.Error(), "orders/0 offsets 0-1") {
@@ -250,7 +228,7 @@ func TestExportRefusesDamagedParts(t *testing.T) {
 	if err := os.Remove(part); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = h.e.ExportBatch(context.Background(), bs[0].ID, dir); !errors.As(err, &pd) || !errors.Is(pd.Parts[0].Err, fs.ErrNotExist) {
+	if _, err = h.e.ExportBatch(context.Background(), b.ID, dir); !errors.As(err, &pd) || !errors.Is(pd.Parts[0].Err, fs.ErrNotExist) {
 		t.Fatalf("export of a missing part: %v", err)
 	}
 }
