@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -284,7 +283,7 @@ func BenchmarkExportBatch(b *testing.B) {
 		b.Fatalf("%v %+v", err, bs)
 	}
 	out := b.TempDir()
-	cpu0 := processCPU()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	start := time.Now()
 	x, err := e.ExportBatch(context.Background(), bs[0].ID, out)
@@ -294,15 +293,6 @@ func BenchmarkExportBatch(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(x.Rows)/elapsed.Seconds(), "rows/s")
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-us/event")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/event")
 	b.ReportMetric(float64(x.FileBytes)/float64(x.Rows), "file-B/row")
-}
-
-// processCPU returns the CPU time this process has used, user and system.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
