@@ -427,16 +427,7 @@ func TestBigQueryOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for l.Status().State != StateOpen && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	st := l.Status()
-	cancel()
-	<-done
+	st := runUntilOpen(l)
 	if st.State != StateOpen || st.LastError == "" || st.Retries < 3 || st.Loaded != 0 {
 		t.Fatalf("with the warehouse away: %+v", st)
 	}
