@@ -157,7 +157,8 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 	return x, nil
 }
 
-// copyFile copies src to dst, replacing dst. On Linux the kernel copies
+// copyFile copies src to dst, replacing dst, through a temporary name so
+// that dst appears only complete. On Linux the kernel copies
 // (copy_file_range), so a part costs the appliance next to no CPU. A copy,
 // not a link: a file damaged after the export is set aside and exported
 // again from its part, which it does not share.
@@ -167,15 +168,22 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.Create(dst)
+	tmp := dst + ".tmp"
+	out, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	return out.Close()
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
 }
 
 // DamagedPart is an outbox part whose file no longer matches the checksum

@@ -598,7 +598,8 @@ func (h *harness) diskFull(sc *chaosScenario, noTmpfs string) error {
 	}
 	// The report keeps the start of the line (who met the full disk) and
 	// the error itself, which a long path may push past the cut.
-	if i := strings.Index(line, enospc); i+len(enospc) > 300 {
+	// DuckDB writes the error capitalised ("No space left on device").
+	if i := strings.Index(strings.ToLower(line), enospc); i+len(enospc) > 300 {
 		line = truncate(line[:i+len(enospc)], 120) + " … " + line[i:i+len(enospc)]
 	}
 	sc.Detail = fmt.Sprintf("filled %d MiB; the daemon reported: %s", filled>>20, truncate(line, 300))
