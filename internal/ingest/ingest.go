@@ -36,6 +36,15 @@ const (
 	// logEvery is the least interval between two log lines about the same
 	// recurring problem (an unreachable broker, a failing partition).
 	logEvery = 30 * time.Second
+	// topicIDEvery is the least interval between two metadata requests
+	// checking the topic ID of a topic whose fetches fail with
+	// UNKNOWN_TOPIC_ID (topicid.go).
+	topicIDEvery = 5 * time.Second
+	// errorPause is how long the loop waits after a poll that brought
+	// errors and no record: franz-go answers a fetch the broker refuses
+	// (a deleted topic's UNKNOWN_TOPIC_ID) at once, and polling again
+	// straight away spun hundreds of thousands of times a minute.
+	errorPause = 200 * time.Millisecond
 )
 
 // Ingest consumes Kafka records into the WAL. Create it with New, run it
@@ -75,6 +84,12 @@ type Ingest struct {
 	// succeeded yet.
 	pending map[wal.TopicPartition]kgo.EpochOffset
 	parts   map[wal.TopicPartition]*partState
+	// topicIDs is each fetched topic's Kafka topic ID; recreations the
+	// last change of each topic whose ID changed (topicid.go).
+	topicIDs    map[string][16]byte
+	recreations []TopicRecreation
+	recreated   atomic.Uint64
+	idChecks    *logLimiter // spaces the metadata requests of checkTopicID
 }
 
 type partState struct {
@@ -112,6 +127,10 @@ type Stats struct {
 	// Partitions describes the partitions currently assigned, sorted by
 	// topic and partition.
 	Partitions []PartitionStats
+	// TopicRecreations counts topics fetched under a new topic ID;
+	// Recreated holds the last such change of each topic, by topic.
+	TopicRecreations uint64
+	Recreated        []TopicRecreation
 }
 
 // PartitionStats describes one assigned partition.
@@ -153,6 +172,9 @@ func New(opts Options) (*Ingest, error) {
 		limit:   newLogLimiter(logEvery),
 		pending: map[wal.TopicPartition]kgo.EpochOffset{},
 		parts:   map[wal.TopicPartition]*partState{},
+
+		topicIDs: map[string][16]byte{},
+		idChecks: newLogLimiter(topicIDEvery),
 	}
 	secure, err := SecurityOpts(opts.TLS, opts.SASL)
 	if err != nil {
@@ -232,6 +254,12 @@ func (in *Ingest) Run(ctx context.Context) error {
 		// Only now, with the batch durable and its offsets committed,
 		// may a blocked rebalance revoke partitions.
 		in.cl.AllowRebalance()
+		if fetches.NumRecords() == 0 && len(fetches.Errors()) > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(errorPause):
+			}
+		}
 	}
 	in.stop(runErr)
 	return runErr
@@ -337,6 +365,8 @@ func (in *Ingest) Stats() Stats {
 		}
 		s.Partitions = append(s.Partitions, ps)
 	}
+	s.TopicRecreations = in.recreated.Load()
+	s.Recreated = slices.SortedFunc(slices.Values(in.recreations), func(a, b TopicRecreation) int { return strings.Compare(a.Topic, b.Topic) })
 	in.mu.Unlock()
 	slices.SortFunc(s.Partitions, func(a, b PartitionStats) int {
 		return wal.TopicPartition{Topic: a.Topic, Partition: a.Partition}.Compare(wal.TopicPartition{Topic: b.Topic, Partition: b.Partition})
@@ -400,6 +430,7 @@ type batch struct {
 // It returns an error only for a failed append.
 func (in *Ingest) process(fetches kgo.Fetches) error {
 	fetches.EachError(in.fetchError)
+	in.noteTopicIDs(fetches)
 	var batches []*batch
 	byTP := map[wal.TopicPartition]*batch{}
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
