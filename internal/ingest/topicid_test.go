@@ -2,49 +2,79 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
 
 // TestTopicRecreationDetected deletes the consumed topic and creates it
-// again under the same name while ingest runs: the new topic ID is
-// detected, counted, listed in the stats with the WAL's high water at that
-// moment, and logged once as an error that says what happens to the new
-// topic's records; the failing fetches under the old ID do not spin.
+// again under the same name while ingest runs (on kfake): see
+// testTopicRecreation.
 func TestTopicRecreationDetected(t *testing.T) {
-	brokers := newCluster(t, kfake.SeedTopics(1, "orders"))
+	testTopicRecreation(t, newCluster(t), "orders", "g1")
+}
+
+// TestIntegrationRealKafkaRecreatedTopic does the same on a real Apache
+// Kafka broker (scripts/kafka-broker.sh).
+func TestIntegrationRealKafkaRecreatedTopic(t *testing.T) {
+	suffix := time.Now().UnixNano()
+	testTopicRecreation(t, strings.Split(testenv.Brokers(t), ","), fmt.Sprintf("ingest-recreated-%d", suffix),
+		fmt.Sprintf("ingest-recreated-%d", suffix))
+}
+
+// testTopicRecreation: the new topic ID is detected, counted, listed in
+// the stats with the WAL's high water at that moment, and logged once as
+// an error that says what happens to the new topic's records; the failing
+// fetches under the old ID do not spin.
+func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
+	p := newProducer(t, brokers)
+	adm := kadm.NewClient(p)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteTopics(ctx, topic)
+		_, _ = adm.DeleteGroups(ctx, group)
+	})
 	w := openWAL(t, t.TempDir())
 	defer w.Close()
-	l := newLedger()
-	p := newProducer(t, brokers)
-	l.produce(t, p, "orders", 0, 100)
-	opts := baseOptions(t, brokers, w, "g1", "orders")
+	newLedger().produce(t, p, topic, 0, 100)
+	opts := baseOptions(t, brokers, w, group, topic)
 	log, buf := testLogger(t)
 	opts.Logger = log
 	r := start(t, opts)
-	waitUntil(t, 20*time.Second, "the WAL to hold the first topic's records", func() bool { return walRecords(w) == 100 })
+	waitUntil(t, 60*time.Second, "the WAL to hold the first topic's records", func() bool { return walRecords(w) == 100 })
 	if s := r.in.Stats(); s.TopicRecreations != 0 || len(s.Recreated) != 0 {
 		t.Fatalf("a recreation before any: %+v", s)
 	}
 
-	adm := kadm.NewClient(p)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := adm.DeleteTopic(ctx, "orders"); err != nil {
+	if _, err := adm.DeleteTopic(ctx, topic); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
-		t.Fatal(err)
+	// A real broker takes a moment to forget the topic.
+	for {
+		_, err := adm.CreateTopic(ctx, 1, 1, nil, topic)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("create topic %s again: %v", topic, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	// A new producer: p holds the deleted topic's ID.
-	newLedger().produce(t, newProducer(t, brokers), "orders", 1000, 150)
-	waitUntil(t, 30*time.Second, "the recreation to be counted", func() bool { return r.in.Stats().TopicRecreations == 1 })
+	newLedger().produce(t, newProducer(t, brokers), topic, 1000, 150)
+	waitUntil(t, 60*time.Second, "the recreation to be counted", func() bool { return r.in.Stats().TopicRecreations == 1 })
 	// The fetches under the old ID fail at once; the loop waits between
 	// such polls instead of spinning.
 	before := r.in.Stats().FetchErrors
@@ -57,11 +87,11 @@ func TestTopicRecreationDetected(t *testing.T) {
 		t.Fatalf("recreated topics %+v, want one", s.Recreated)
 	}
 	rc := s.Recreated[0]
-	if rc.Topic != "orders" || rc.ID == rc.PreviousID || len(rc.ID) != 32 || len(rc.PreviousID) != 32 ||
+	if rc.Topic != topic || rc.ID == rc.PreviousID || len(rc.ID) != 32 || len(rc.PreviousID) != 32 ||
 		rc.HighWaters[0] != 99 || rc.At.IsZero() {
-		t.Fatalf("recreation %+v, want orders under a new ID with partition 0's high water 99", rc)
+		t.Fatalf("recreation %+v, want %s under a new ID with partition 0's high water 99", rc, topic)
 	}
-	if hw := w.HighWater(wal.TopicPartition{Topic: "orders", Partition: 0}); hw < 99 {
+	if hw := w.HighWater(wal.TopicPartition{Topic: topic, Partition: 0}); hw < 99 {
 		t.Fatalf("WAL high water %d", hw)
 	}
 	if out := buf.String(); !containsAll(out, "level=ERROR", "deleted and created again", "previous_id="+rc.PreviousID,
