@@ -72,16 +72,20 @@ func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	recreated := time.Now()
 	// A new producer: p holds the deleted topic's ID.
 	newLedger().produce(t, newProducer(t, brokers), topic, 1000, 150)
 	waitUntil(t, 60*time.Second, "the recreation to be counted", func() bool { return r.in.Stats().TopicRecreations == 1 })
+	detected := time.Since(recreated)
 	// The fetches under the old ID fail at once; the loop waits between
 	// such polls instead of spinning.
 	before := r.in.Stats().FetchErrors
 	time.Sleep(2 * time.Second)
-	if n := r.in.Stats().FetchErrors - before; n > uint64(2*(2*time.Second/errorPause)) {
+	n := r.in.Stats().FetchErrors - before
+	if n > uint64(2*(2*time.Second/errorPause)) {
 		t.Fatalf("%d fetch errors in 2s: the loop spins on the failing fetches", n)
 	}
+	t.Logf("recreation detected %s after the topic was created again; %d fetch errors in the 2s after", detected.Round(time.Millisecond), n)
 	s := r.in.Stats()
 	if len(s.Recreated) != 1 {
 		t.Fatalf("recreated topics %+v, want one", s.Recreated)
