@@ -84,12 +84,14 @@ type Ingest struct {
 	// succeeded yet.
 	pending map[wal.TopicPartition]kgo.EpochOffset
 	parts   map[wal.TopicPartition]*partState
-	// topicIDs is each fetched topic's Kafka topic ID; recreations the
-	// last change of each topic whose ID changed (topicid.go).
-	topicIDs    map[string][16]byte
+	// recreations is the last change of each topic whose topic ID
+	// changed (topicid.go).
 	recreations []TopicRecreation
 	recreated   atomic.Uint64
 	idChecks    *logLimiter // spaces the metadata requests of checkTopicID
+	// checkIDs are the topics assigned since the last poll: their topic
+	// ID is checked against the WAL's before records are taken.
+	checkIDs map[string]bool
 }
 
 type partState struct {
@@ -167,14 +169,13 @@ func New(opts Options) (*Ingest, error) {
 		fetchMax = DefaultFetchMaxBytes
 	}
 	in := &Ingest{
-		opts:    opts,
-		log:     opts.Logger.With("component", "ingest"),
-		limit:   newLogLimiter(logEvery),
-		pending: map[wal.TopicPartition]kgo.EpochOffset{},
-		parts:   map[wal.TopicPartition]*partState{},
-
-		topicIDs: map[string][16]byte{},
+		opts:     opts,
+		log:      opts.Logger.With("component", "ingest"),
+		limit:    newLogLimiter(logEvery),
+		pending:  map[wal.TopicPartition]kgo.EpochOffset{},
+		parts:    map[wal.TopicPartition]*partState{},
 		idChecks: newLogLimiter(topicIDEvery),
+		checkIDs: map[string]bool{},
 	}
 	secure, err := SecurityOpts(opts.TLS, opts.SASL)
 	if err != nil {
@@ -430,7 +431,7 @@ type batch struct {
 // It returns an error only for a failed append.
 func (in *Ingest) process(fetches kgo.Fetches) error {
 	fetches.EachError(in.fetchError)
-	in.noteTopicIDs(fetches)
+	ids := in.noteTopicIDs(fetches)
 	var batches []*batch
 	byTP := map[wal.TopicPartition]*batch{}
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -499,6 +500,17 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 		in.pending[b.tp] = kgo.EpochOffset{Epoch: b.last.LeaderEpoch, Offset: b.last.Offset + 1}
 	}
 	in.mu.Unlock()
+	// A partition's first append gives it WAL state: record its topic ID
+	// now rather than at its next fetch.
+	appended := map[string]bool{}
+	for _, b := range batches {
+		if b.err == nil && b.res.Appended > 0 && !appended[b.tp.Topic] {
+			appended[b.tp.Topic] = true
+			if id, ok := ids[b.tp.Topic]; ok {
+				in.noteTopicID(b.tp.Topic, id)
+			}
+		}
+	}
 	for _, b := range batches {
 		if b.err == nil && b.res.Duplicates > 0 {
 			// Fetching starts after the WAL's high water, so Kafka
@@ -631,6 +643,9 @@ func (in *Ingest) onAssigned(_ context.Context, _ *kgo.Client, assigned map[stri
 			}
 			n++
 		}
+	}
+	for t := range assigned {
+		in.checkIDs[t] = true
 	}
 	in.mu.Unlock()
 	in.assigned.Store(true)

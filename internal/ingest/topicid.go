@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/wal"
 )
 
 // TopicRecreation is a topic seen under a new Kafka topic ID: deleted and
@@ -30,12 +32,24 @@ type TopicRecreation struct {
 	HighWaters map[int32]int64
 }
 
-// noteTopicIDs records the topic ID of every topic in fetches. A topic
-// whose fetches fail with UNKNOWN_TOPIC_ID may have been deleted and
-// created again: franz-go keeps fetching it under the ID it knew, so its
-// current ID is asked of Kafka's metadata (at most every topicIDEvery per
-// topic) and a change reported.
-func (in *Ingest) noteTopicIDs(fetches kgo.Fetches) {
+// noteTopicIDs compares the topic ID of every topic in fetches with the
+// one the WAL recorded for its partitions, reports a change and records
+// the ID (see noteTopicID), and returns the IDs it saw by topic. The
+// topics just assigned are checked against Kafka's metadata (a topic
+// recreated while offload was stopped may bring no record above the
+// WAL's high water to tell). A topic whose fetches fail with
+// UNKNOWN_TOPIC_ID may have been deleted and created again: franz-go
+// keeps fetching it under the ID it knew, so its current ID is asked of
+// the metadata too (at most every topicIDEvery per topic).
+func (in *Ingest) noteTopicIDs(fetches kgo.Fetches) map[string][16]byte {
+	ids := map[string][16]byte{}
+	in.mu.Lock()
+	assigned := in.checkIDs
+	in.checkIDs = map[string]bool{}
+	in.mu.Unlock()
+	for topic := range assigned {
+		in.checkTopicID(topic)
+	}
 	unknown := map[string]bool{}
 	for _, f := range fetches {
 		for _, t := range f.Topics {
@@ -49,15 +63,19 @@ func (in *Ingest) noteTopicIDs(fetches kgo.Fetches) {
 				}
 			}
 			if answered && t.TopicID != ([16]byte{}) {
-				in.noteTopicID(t.Topic, t.TopicID)
+				ids[t.Topic] = t.TopicID
 			}
 		}
+	}
+	for topic, id := range ids {
+		in.noteTopicID(topic, id)
 	}
 	for topic := range unknown {
 		if ok, _ := in.idChecks.allow(topic); ok {
 			in.checkTopicID(topic)
 		}
 	}
+	return ids
 }
 
 // checkTopicID asks Kafka's metadata for topic's ID and notes it.
@@ -74,32 +92,45 @@ func (in *Ingest) checkTopicID(topic string) {
 	}
 }
 
-// noteTopicID records topic's id; a change is logged and counted.
+// noteTopicID compares id with the topic ID the WAL recorded for topic's
+// assigned partitions (in a previous run too), reports a different one
+// once (log, counter, Stats) and records id for the partitions the WAL
+// holds (those without state get it at a later call, after their first
+// append).
 func (in *Ingest) noteTopicID(topic string, id [16]byte) {
 	in.mu.Lock()
-	prev, known := in.topicIDs[topic]
-	if known && prev == id {
-		in.mu.Unlock()
-		return
+	var tps []wal.TopicPartition
+	for tp := range in.parts {
+		if tp.Topic == topic {
+			tps = append(tps, tp)
+		}
 	}
-	in.topicIDs[topic] = id
-	if !known {
-		in.mu.Unlock()
+	in.mu.Unlock()
+	var prev [16]byte
+	changed := false
+	hws := map[int32]int64{}
+	for _, tp := range tps {
+		hws[tp.Partition] = in.opts.WAL.HighWater(tp)
+		if stored, ok := in.opts.WAL.TopicID(tp); ok && stored != ([16]byte{}) && stored != id {
+			prev, changed = stored, true
+		}
+		if err := in.opts.WAL.SetTopicID(tp, id); err != nil {
+			in.warnEvery("topic id "+tp.String(), "ingest: cannot record the partition's topic ID in the WAL; trying again at the next fetch",
+				"partition", tp.String(), "err", err)
+		}
+	}
+	if !changed {
 		return
 	}
 	r := TopicRecreation{Topic: topic, PreviousID: hex.EncodeToString(prev[:]), ID: hex.EncodeToString(id[:]),
-		At: time.Now(), HighWaters: map[int32]int64{}}
-	for tp := range in.parts {
-		if tp.Topic == topic {
-			r.HighWaters[tp.Partition] = in.opts.WAL.HighWater(tp)
-		}
-	}
+		At: time.Now(), HighWaters: hws}
+	in.mu.Lock()
 	in.recreations = append(slices.DeleteFunc(in.recreations, func(o TopicRecreation) bool { return o.Topic == topic }), r)
 	in.mu.Unlock()
 	in.recreated.Add(1)
-	in.log.Error("ingest: the topic was deleted and created again (new topic ID): its new records are not consumed until "+
-		"offload restarts, and then those at or below the WAL's high water are taken for re-deliveries and dropped "+
-		"(docs/OPERATIONS.md, A recreated topic)",
+	in.log.Error("ingest: the topic was deleted and created again (new topic ID): its records at or below the WAL's "+
+		"high water are taken for re-deliveries of the old topic and not loaded, and while offload runs on it the new "+
+		"topic is not consumed: restart offload (docs/OPERATIONS.md, A recreated topic)",
 		"topic", topic, "previous_id", r.PreviousID, "id", r.ID, "wal_high_waters", highWaters(r.HighWaters))
 }
 

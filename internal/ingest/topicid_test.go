@@ -31,21 +31,15 @@ func TestIntegrationRealKafkaRecreatedTopic(t *testing.T) {
 // testTopicRecreation: the new topic ID is detected, counted, listed in
 // the stats with the WAL's high water at that moment, and logged once as
 // an error that says what happens to the new topic's records; the failing
-// fetches under the old ID do not spin.
+// fetches under the old ID do not spin. The WAL keeps the ID: a restart
+// does not report the same change again, and a topic recreated while
+// ingest is stopped is reported at the start.
 func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
 	p := newProducer(t, brokers)
 	adm := kadm.NewClient(p)
+	createTestTopic(t, adm, topic, group, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = adm.DeleteTopics(ctx, topic)
-		_, _ = adm.DeleteGroups(ctx, group)
-	})
 	w := openWAL(t, t.TempDir())
 	defer w.Close()
 	newLedger().produce(t, p, topic, 0, 100)
@@ -58,23 +52,29 @@ func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
 		t.Fatalf("a recreation before any: %+v", s)
 	}
 
-	if _, err := adm.DeleteTopic(ctx, topic); err != nil {
-		t.Fatal(err)
-	}
-	// A real broker takes a moment to forget the topic.
-	for {
-		_, err := adm.CreateTopic(ctx, 1, 1, nil, topic)
-		if err == nil {
-			break
+	// recreate deletes the topic, creates it again and produces 150
+	// records to it.
+	recreate := func() {
+		t.Helper()
+		if _, err := adm.DeleteTopic(ctx, topic); err != nil {
+			t.Fatal(err)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("create topic %s again: %v", topic, err)
+		// A real broker takes a moment to forget the topic.
+		for {
+			_, err := adm.CreateTopic(ctx, 1, 1, nil, topic)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("create topic %s again: %v", topic, err)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
+		// A new producer: p holds the deleted topic's ID.
+		newLedger().produce(t, newProducer(t, brokers), topic, 1000, 150)
 	}
+	recreate()
 	recreated := time.Now()
-	// A new producer: p holds the deleted topic's ID.
-	newLedger().produce(t, newProducer(t, brokers), topic, 1000, 150)
 	waitUntil(t, 60*time.Second, "the recreation to be counted", func() bool { return r.in.Stats().TopicRecreations == 1 })
 	detected := time.Since(recreated)
 	// The fetches under the old ID fail at once; the loop waits between
@@ -101,5 +101,24 @@ func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
 	if out := buf.String(); !containsAll(out, "level=ERROR", "deleted and created again", "previous_id="+rc.PreviousID,
 		"id="+rc.ID, `wal_high_waters="0=99"`) || strings.Count(out, "deleted and created again") != 1 {
 		t.Fatalf("the log does not report the recreation once:\n%s", out)
+	}
+	r.stop(t)
+
+	// The WAL recorded the new ID: a restart does not report it again.
+	r = start(t, opts)
+	waitUntil(t, 60*time.Second, "the restarted ingest to fetch", func() bool { return walRecords(w) > 100 })
+	time.Sleep(time.Second)
+	if s := r.in.Stats(); s.TopicRecreations != 0 {
+		t.Fatalf("the restart reported the recreation again: %+v", s.Recreated)
+	}
+	r.stop(t)
+
+	// Recreated while offload is stopped: the start reports it, against
+	// the ID the WAL recorded.
+	recreate()
+	r = start(t, opts)
+	waitUntil(t, 60*time.Second, "the recreation while stopped to be counted", func() bool { return r.in.Stats().TopicRecreations == 1 })
+	if rc2 := r.in.Stats().Recreated[0]; rc2.PreviousID != rc.ID || rc2.ID == rc.ID {
+		t.Fatalf("recreation while stopped: %+v, want the previous ID %s", rc2, rc.ID)
 	}
 }
