@@ -71,6 +71,10 @@ type Engine struct {
 	stats   Stats // snapshot after the last commit
 
 	alive atomic.Int64 // Unix nanoseconds of Run's last loop iteration
+	// started is closed once Run's first micro-batch has ended (see
+	// Started); startedOnce closes it.
+	started     chan struct{}
+	startedOnce sync.Once
 
 	// hook, in tests, is called at named points inside the micro-batch
 	// transaction; an error it returns fails the transaction there.
@@ -106,7 +110,7 @@ func Open(opts Options) (*Engine, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, log: opts.Logger, path: filepath.Join(opts.Dir, DBFile)}
+	e := &Engine{opts: opts, log: opts.Logger, path: filepath.Join(opts.Dir, DBFile), started: make(chan struct{})}
 	var err error
 	if e.decoders, err = newDecoderSets(opts.Topics, decodeWorkers); err != nil {
 		return nil, err
@@ -246,6 +250,7 @@ func (e *Engine) applyTables() {
 // error of a micro-batch that failed (the state in DuckDB is intact: a
 // restart resumes from the last commit).
 func (e *Engine) Run(ctx context.Context) error {
+	defer e.endStart()
 	poll := e.opts.Interval / 10
 	poll = max(poll, 5*time.Millisecond)
 	poll = min(poll, 100*time.Millisecond)
@@ -271,6 +276,7 @@ func (e *Engine) Run(ctx context.Context) error {
 				}
 				return err
 			}
+			e.endStart()
 			busy = n > 0
 			continue
 		}
@@ -290,6 +296,16 @@ func (e *Engine) Alive() time.Time {
 	}
 	return time.Time{}
 }
+
+// Started returns a channel that is closed once Run's first micro-batch
+// has committed, or Run has returned. That micro-batch redoes the one a
+// crash rolled back and may be the longest of all: it belongs to the
+// start-up, which the daemon reports to systemd only once it is over
+// (docs/OPERATIONS.md, The watchdog).
+func (e *Engine) Started() <-chan struct{} { return e.started }
+
+// endStart closes the Started channel, once.
+func (e *Engine) endStart() { e.startedOnce.Do(func() { close(e.started) }) }
 
 // backlog returns the number of records in the WAL past the committed
 // cursor.

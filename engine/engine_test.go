@@ -503,6 +503,53 @@ func TestRunStopsWithContext(t *testing.T) {
 	}
 }
 
+// TestStartedAfterFirstMicroBatch: Started stays open until Run's first
+// micro-batch has committed (the start-up, systemd's start timeout's to
+// bound), then closes; the micro-batch's records are consumed by then.
+func TestStartedAfterFirstMicroBatch(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Interval = time.Hour })
+	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s1", "1", at(0)))
+	select {
+	case <-h.e.Started():
+		t.Fatal("Started is closed before Run")
+	default:
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.e.Run(ctx) }()
+	select {
+	case <-h.e.Started():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Started is still open 30s after Run began")
+	}
+	if st := h.e.Stats(); st.Accepted != 2 {
+		t.Fatalf("Started closed before the first micro-batch committed: accepted %d, want 2", st.Accepted)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestStartedWhenRunFails: a Run that returns at once (its engine closed)
+// closes Started too, so no one waits for a start that cannot come.
+func TestStartedWhenRunFails(t *testing.T) {
+	h := newHarness(t, nil)
+	e := h.e
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.e = nil
+	if err := e.Run(context.Background()); err != nil {
+		t.Fatalf("Run on a closed engine: %v", err)
+	}
+	select {
+	case <-e.Started():
+	default:
+		t.Fatal("Started is open after Run returned")
+	}
+}
+
 func windowOpts(size time.Duration) window.Options { return window.Options{Size: size} }
 
 // TestRunIdlesOverMissingRecords: when the offsets between the cursor and

@@ -148,6 +148,17 @@ func (m Model) walQuarantine(st styles) []string {
 		" in " + w.QuarantineDir}
 }
 
+// recreatedTopics draws a line per consumed topic that was deleted and
+// created again (a new topic ID), none when there is none.
+func (m Model) recreatedTopics(st styles) []string {
+	var lines []string
+	for _, r := range m.status.Kafka.RecreatedTopics {
+		lines = append(lines, m.label(st, "Kafka")+st.warn.Render(fmt.Sprintf("topic %s recreated (new topic ID) at %s",
+			r.Topic, r.At.UTC().Format("15:04:05 UTC")))+" · see the log")
+	}
+	return lines
+}
+
 // lagPanel draws the partitions' lag in columns, sorted and filtered, in
 // at most height lines.
 func (m Model) lagPanel(st styles, height int) []string {

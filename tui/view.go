@@ -58,6 +58,7 @@ func (m Model) dashboard(st styles, height int) []string {
 	lines = append(lines, m.loader(st)...)
 	lines = append(lines, m.windows(st), m.dlq(st))
 	lines = append(lines, m.walQuarantine(st)...)
+	lines = append(lines, m.recreatedTopics(st)...)
 	rest := height - len(lines)
 	parked := m.parkedPanel(st, 0)
 	if n := len(parked); n > 1 {

@@ -10,6 +10,8 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/exp/golden"
 	"github.com/muesli/termenv"
+
+	"github.com/offload/offload/internal/admin"
 )
 
 // feed feeds msgs to m in order, dropping the commands.
@@ -187,6 +189,25 @@ func TestWALQuarantineLine(t *testing.T) {
 	v := feed(healthy, statusMsg{status: st}).View()
 	if !strings.Contains(v, "WAL     quarantined: 3 entries (120 records) in /var/lib/offload/quarantine") {
 		t.Fatalf("no quarantine line:\n%s", v)
+	}
+	if n := strings.Count(v, "\n") + 1; n > 24 {
+		t.Errorf("the view is %d lines, more than the terminal's 24", n)
+	}
+}
+
+// TestRecreatedTopicLine: the dashboard shows a consumed topic that was
+// deleted and created again, and has no such line otherwise.
+func TestRecreatedTopicLine(t *testing.T) {
+	healthy := views(t, termenv.Ascii, 80, 24)["healthy"]
+	if v := healthy.View(); strings.Contains(v, "recreated") {
+		t.Fatalf("a recreated-topic line without a recreated topic:\n%s", v)
+	}
+	st := loadStatus(t, "healthy")
+	st.Kafka.RecreatedTopics = []admin.RecreatedTopic{{Topic: "orders", PreviousID: "91ac", ID: "a02c",
+		At: time.Date(2026, 11, 27, 8, 14, 57, 0, time.UTC), HighWaters: map[int32]int64{0: 99}}}
+	v := feed(healthy, statusMsg{status: st}).View()
+	if !strings.Contains(v, "Kafka   topic orders recreated (new topic ID) at 08:14:57 UTC · see the log") {
+		t.Fatalf("no recreated-topic line:\n%s", v)
 	}
 	if n := strings.Count(v, "\n") + 1; n > 24 {
 		t.Errorf("the view is %d lines, more than the terminal's 24", n)

@@ -48,14 +48,24 @@
 // # Meta value
 //
 // One per partition, written in the same Pebble batch as every append and
-// truncation of that partition, so it always agrees with the entries:
+// truncation of that partition, so it always agrees with the entries, and
+// on its own (synced) when ingest records the partition's Kafka topic ID.
+// Version 2 (written since offload records topic IDs):
 //
-//	0   1  format version, always 1
+//	0   1  format version, 2
 //	1   8  high water: highest offset ever made durable (int64, -1 if none)
 //	9   8  live bytes: key + value bytes of the entries still held (uint64)
 //	17  8  live entries (uint64)
 //	25  8  live records (uint64)
-//	33  4  CRC32-Castagnoli of bytes [0, 33)
+//	33  16 Kafka topic ID of the records (all zero: not known yet)
+//	49  4  CRC32-Castagnoli of bytes [0, 49)
+//
+// Version 1 has no topic ID: bytes 33 to 37 are the CRC32-Castagnoli of
+// bytes [0, 33). Both are read; the upgrade is in place and needs no
+// step: a version 1 meta is written as version 2 at its partition's next
+// append, truncation or topic ID. A binary older than version 2 refuses a
+// WAL that holds one ("unknown format version 2"): downgrading needs the
+// WAL drained first (docs/OPERATIONS.md, Upgrade).
 //
 // The high water survives truncation: a re-fetch after a crash between the
 // WAL fsync and the Kafka offset commit is dropped on append even when the
@@ -63,9 +73,10 @@
 //
 // # Constants that never change
 //
-// The key prefixes 0x01 and 0x02, the format version byte 1, the CRC
-// polynomial (Castagnoli) and every field width above. A new layout gets a
-// new version byte and a reader for both.
+// The key prefixes 0x01 and 0x02, the entry's format version byte 1, the
+// CRC polynomial (Castagnoli) and every field width above. A new layout
+// gets a new version byte and a reader for both, as the meta's version 2
+// did.
 //
 // # Corruption
 //

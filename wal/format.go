@@ -12,11 +12,18 @@ const (
 	prefixEntry byte = 0x01
 	prefixMeta  byte = 0x02
 
+	// formatVersion is the entry value's version byte.
 	formatVersion byte = 1
+	// metaVersion is the version byte written in meta values: 2 added the
+	// topic ID. Meta values of version 1 are still read (and written as
+	// version 2 at the partition's next append or truncation).
+	metaVersion   byte = 2
+	metaVersionV1 byte = 1
 
 	entryHeaderLen  = 25
 	recordHeaderLen = 8
-	metaLen         = 37
+	metaLenV1       = 37
+	metaLen         = 53
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -293,15 +300,19 @@ type partitionMeta struct {
 	bytes     uint64
 	entries   uint64
 	records   uint64
+	// topicID is the Kafka topic ID the partition's records came from;
+	// zero when not known (a version 1 meta, or none recorded yet).
+	topicID [16]byte
 }
 
 func encodeMeta(m partitionMeta) []byte {
 	b := make([]byte, 0, metaLen)
-	b = append(b, formatVersion)
+	b = append(b, metaVersion)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.highWater))
 	b = binary.BigEndian.AppendUint64(b, m.bytes)
 	b = binary.BigEndian.AppendUint64(b, m.entries)
 	b = binary.BigEndian.AppendUint64(b, m.records)
+	b = append(b, m.topicID[:]...)
 	return binary.BigEndian.AppendUint32(b, checksum(b))
 }
 
@@ -310,19 +321,32 @@ func decodeMeta(tp TopicPartition, v []byte) (partitionMeta, error) {
 		return partitionMeta{}, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
 			FirstOffset: -1, Record: -1, Pos: pos, Reason: "partition meta: " + reason}
 	}
-	if len(v) != metaLen {
-		return fail(0, fmt.Sprintf("value is %d bytes, want %d", len(v), metaLen))
+	if len(v) == 0 {
+		return fail(0, "value is empty")
 	}
-	if checksum(v[:33]) != binary.BigEndian.Uint32(v[33:]) {
-		return fail(33, "checksum mismatch")
-	}
-	if v[0] != formatVersion {
+	var want int
+	switch v[0] {
+	case metaVersion:
+		want = metaLen
+	case metaVersionV1:
+		want = metaLenV1
+	default:
 		return fail(0, fmt.Sprintf("unknown format version %d", v[0]))
 	}
-	return partitionMeta{
+	if len(v) != want {
+		return fail(0, fmt.Sprintf("value is %d bytes, want %d", len(v), want))
+	}
+	if checksum(v[:want-4]) != binary.BigEndian.Uint32(v[want-4:]) {
+		return fail(want-4, "checksum mismatch")
+	}
+	m := partitionMeta{
 		highWater: int64(binary.BigEndian.Uint64(v[1:])),
 		bytes:     binary.BigEndian.Uint64(v[9:]),
 		entries:   binary.BigEndian.Uint64(v[17:]),
 		records:   binary.BigEndian.Uint64(v[25:]),
-	}, nil
+	}
+	if v[0] == metaVersion {
+		copy(m.topicID[:], v[33:49])
+	}
+	return m, nil
 }

@@ -514,7 +514,7 @@ func (s *repairScan) partition(tp TopicPartition) error {
 	oldMeta, metaOK := s.meta(tp)
 	kept := partitionMeta{highWater: -1}
 	if metaOK {
-		kept.highWater = oldMeta.highWater
+		kept.highWater, kept.topicID = oldMeta.highWater, oldMeta.topicID
 	}
 	var moved partitionMeta // entries and records moved, where known
 	unknown := false        // something was moved whose record count is not known

@@ -386,6 +386,60 @@ func (w *WAL) Append(tp TopicPartition, recs []Record) (AppendResult, error) {
 	return res, nil
 }
 
+// TopicID returns the Kafka topic ID recorded for tp's records, and false
+// when the WAL holds no state for tp. The ID is zero when none was
+// recorded (a WAL written before the meta's version 2, or SetTopicID not
+// called since the partition's first append).
+func (w *WAL) TopicID(tp TopicPartition) ([16]byte, bool) {
+	w.mu.Lock()
+	p, ok := w.parts[tp]
+	w.mu.Unlock()
+	if !ok {
+		return [16]byte{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.meta.topicID, true
+}
+
+// SetTopicID records id as the Kafka topic ID of tp's records, durably,
+// so that a topic deleted and created again under the same name is told
+// apart after a restart. It does nothing for a partition the WAL holds no
+// state for (its first append comes first).
+func (w *WAL) SetTopicID(tp TopicPartition, id [16]byte) error {
+	if w.opts.ReadOnly {
+		return fmt.Errorf("wal: cannot record the topic ID of %s: the WAL is open read-only", tp)
+	}
+	if !w.use() {
+		return ErrClosed
+	}
+	defer w.done()
+	if err := w.failure(); err != nil {
+		return fmt.Errorf("wal: cannot record the topic ID of %s: stopped after a fatal error: %w", tp, err)
+	}
+	w.mu.Lock()
+	p, ok := w.parts[tp]
+	w.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.meta.topicID == id {
+		return nil
+	}
+	m := p.meta
+	m.topicID = id
+	if err := w.db.Set(metaKey(tp), encodeMeta(m), pebble.Sync); err != nil {
+		return fmt.Errorf("wal: cannot record the topic ID of %s: %w", tp, err)
+	}
+	if err := w.failure(); err != nil {
+		return fmt.Errorf("wal: cannot record the topic ID of %s: %w", tp, err)
+	}
+	p.meta = m
+	return nil
+}
+
 // HighWater returns the highest offset of tp made durable, or -1.
 func (w *WAL) HighWater(tp TopicPartition) int64 {
 	w.mu.Lock()

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/offload/offload/internal/admin"
 )
 
 // TestDemoHeadless runs `offload demo --no-tui --json` for a few seconds:
@@ -40,5 +44,65 @@ func TestDemoHeadless(t *testing.T) {
 				t.Fatalf("summary: %+v", s)
 			}
 		})
+	}
+}
+
+// TestDemoWarehouseDownState takes the demo's warehouse down through the
+// dashboard's action while events flow: the status document (and so the
+// dashboard's header) says warehouse_unavailable within the loader's first
+// retries and keeps saying it, whatever the loader is doing (retrying,
+// circuit open, probing, idle between batches), until the warehouse is
+// back; then it says ok again and every valid event is loaded exactly
+// once. It runs once per in-process warehouse type.
+func TestDemoWarehouseDownState(t *testing.T) {
+	for _, warehouse := range []string{"snowflake", "redshift"} {
+		t.Run(warehouse, func(t *testing.T) {
+			d, err := startDemo(t.TempDir(), 300, warehouse)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.close()
+			base := "http://" + d.adminAddr
+			waitDemoState(t, base, "ok", func(st admin.Status) bool { return st.Loader.Loaded > 0 }, 60*time.Second)
+
+			if code, body := adminRequest(t, "POST", base+"/api/v1/demo/warehouse/down", d.token); code != http.StatusOK {
+				t.Fatalf("warehouse down: %d %s", code, body)
+			}
+			waitDemoState(t, base, "warehouse_unavailable", nil, 30*time.Second)
+			loaderStates := holdUnavailable(t, base, 8*time.Second)
+			t.Logf("loader states seen while the warehouse was down: %v", loaderStates)
+			if header := strings.SplitN(dashboardView(t, base), "\n", 2)[0]; !strings.Contains(header, "warehouse_unavailable") {
+				t.Fatalf("the dashboard's header with the warehouse down: %q", header)
+			}
+
+			if code, body := adminRequest(t, "POST", base+"/api/v1/demo/warehouse/up", d.token); code != http.StatusOK {
+				t.Fatalf("warehouse up: %d %s", code, body)
+			}
+			waitDemoState(t, base, "ok", nil, 60*time.Second)
+			sum, err := d.finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sum.ExactlyOnce || sum.Loaded != sum.Valid {
+				t.Fatalf("summary after the outage: %+v", sum)
+			}
+		})
+	}
+}
+
+// waitDemoState polls the status at base until its state is want (and
+// extra, when given, holds), or fails the test after timeout.
+func waitDemoState(t *testing.T, base, want string, extra func(admin.Status) bool, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := pollStatus(t, base)
+		if st.State == want && (extra == nil || extra(st)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status did not say %s within %s: state %s, loader %+v", want, timeout, st.State, st.Loader)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -210,8 +210,14 @@ func daemon(ctx context.Context, c *config.Config, log *slog.Logger, rl reloader
 		loaderStage = startStage(ld.Run, stopIngest)
 	}
 
-	// Recovered (WAL, engine state, outbox) and consuming: tell systemd,
-	// then keep it told.
+	// Recovered (WAL, engine state, outbox, the engine's first
+	// micro-batch, which redoes what a crash rolled back) and consuming:
+	// tell systemd, then keep it told. Until then systemd's start timeout
+	// bounds the start, not the watchdog (docs/OPERATIONS.md).
+	select {
+	case <-eng.Started():
+	case <-ctx.Done():
+	}
 	if err := notify.Ready(); err != nil {
 		log.Warn("systemd: READY=1 not sent", "err", err)
 	}

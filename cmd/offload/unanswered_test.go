@@ -62,6 +62,22 @@ func metricValue(t *testing.T, base, name string) float64 {
 	return v
 }
 
+// holdUnavailable polls the status at base for d, failing the test
+// unless every poll says warehouse_unavailable with the loader's reason;
+// it returns the loader states seen meanwhile.
+func holdUnavailable(t *testing.T, base string, d time.Duration) map[string]bool {
+	t.Helper()
+	states := map[string]bool{}
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		st := pollStatus(t, base)
+		states[st.Loader.State] = true
+		if st.State != "warehouse_unavailable" || st.Loader.Message == "" {
+			t.Fatalf("with the warehouse away: state %s, loader %+v", st.State, st.Loader)
+		}
+	}
+	return states
+}
+
 // TestHungWarehouseShows: a warehouse that holds a load's COPY without
 // answering shows in the status (warehouse_unavailable, "warehouse not
 // answering for ..."), on the dashboard and in the metric before the
@@ -133,14 +149,7 @@ func TestHungWarehouseShows(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Retries, the open circuit and its probes: unavailable all along.
-	states := map[string]bool{}
-	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		st := pollStatus(t, base)
-		states[st.Loader.State] = true
-		if st.State != "warehouse_unavailable" || st.Loader.Message == "" {
-			t.Fatalf("with the warehouse refusing connections: state %s, loader %+v", st.State, st.Loader)
-		}
-	}
+	states := holdUnavailable(t, base, 4*time.Second)
 	t.Logf("loader states seen while the warehouse refused connections: %v", states)
 	if err := srv.AcceptConnections(); err != nil {
 		t.Fatal(err)

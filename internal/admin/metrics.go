@@ -125,6 +125,7 @@ var (
 	dIngestBytes       = desc("offload_ingest_bytes_total", "Bytes (key + value) of those records.")
 	dIngestDuplicates  = desc("offload_ingest_duplicates_total", "Re-fetched records dropped because the WAL held them already.")
 	dIngestFetchErrors = desc("offload_ingest_fetch_errors_total", "Failed fetches.")
+	dTopicRecreations  = desc("offload_kafka_topic_recreations_total", "Consumed topics seen under a new topic ID (deleted and created again).")
 	dIngestCommitErrs  = desc("offload_ingest_commit_errors_total", "Failed offset commits (retried).")
 	dIngestPaused      = desc("offload_ingest_paused", "1 while fetching is paused for the disk budget.")
 	dIngestPauses      = desc("offload_ingest_pauses_total", "Times fetching was paused for the budget.")
@@ -168,7 +169,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
 	dOutboxQuarantined,
 }
 
@@ -197,6 +198,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dIngestBytes, float64(in.Bytes))
 		counter(dIngestDuplicates, float64(in.Duplicates))
 		counter(dIngestFetchErrors, float64(in.FetchErrors))
+		counter(dTopicRecreations, float64(in.TopicRecreations))
 		counter(dIngestCommitErrs, float64(in.CommitErrors))
 		gauge(dIngestPaused, b2f(in.Paused))
 		counter(dIngestPauses, float64(in.Pauses))

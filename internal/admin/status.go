@@ -102,6 +102,19 @@ type KafkaStatus struct {
 	Paused     bool              `json:"paused_for_budget"`
 	Records    uint64            `json:"records"`
 	Partitions []PartitionStatus `json:"partitions"`
+	// RecreatedTopics lists the topics seen under a new topic ID since
+	// the start, the last change of each (docs/API.md).
+	RecreatedTopics []RecreatedTopic `json:"recreated_topics"`
+}
+
+// RecreatedTopic is a consumed topic deleted and created again under the
+// same name.
+type RecreatedTopic struct {
+	Topic      string          `json:"topic"`
+	PreviousID string          `json:"previous_topic_id"`
+	ID         string          `json:"topic_id"`
+	At         time.Time       `json:"at"`
+	HighWaters map[int32]int64 `json:"wal_high_waters"`
 }
 
 // PartitionStatus is one assigned partition.
@@ -229,7 +242,7 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 	for _, b := range s.ParkedBatches {
 		st.Outbox.ParkedBatches = append(st.Outbox.ParkedBatches, ParkedBatch{ID: b.ID, Rows: b.Rows, SealedAt: b.FirstSealedAt, Error: b.Error})
 	}
-	st.Kafka.Partitions = []PartitionStatus{}
+	st.Kafka.Partitions, st.Kafka.RecreatedTopics = []PartitionStatus{}, []RecreatedTopic{}
 	var ingested, loaded float64
 	if in := s.Ingest; in != nil {
 		st.Kafka.Ready, st.Kafka.Paused, st.Kafka.Records = s.Ready, in.Paused, in.Records
@@ -237,6 +250,10 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 		for _, p := range in.Partitions {
 			st.Kafka.Partitions = append(st.Kafka.Partitions, PartitionStatus{Topic: p.Topic, Partition: p.Partition,
 				Committed: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag})
+		}
+		for _, r := range in.Recreated {
+			st.Kafka.RecreatedTopics = append(st.Kafka.RecreatedTopics, RecreatedTopic{Topic: r.Topic,
+				PreviousID: r.PreviousID, ID: r.ID, At: r.At, HighWaters: r.HighWaters})
 		}
 	}
 	if l := s.Loader; l != nil {

@@ -301,3 +301,20 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// createTestTopic creates topic with partitions partitions (replication 1)
+// through adm; the topic and group are deleted when the test ends.
+func createTestTopic(t testing.TB, adm *kadm.Client, topic, group string, partitions int32) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := adm.CreateTopic(ctx, partitions, 1, nil, topic); err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteTopics(ctx, topic)
+		_, _ = adm.DeleteGroups(ctx, group)
+	})
+}

@@ -36,6 +36,15 @@ const (
 	// logEvery is the least interval between two log lines about the same
 	// recurring problem (an unreachable broker, a failing partition).
 	logEvery = 30 * time.Second
+	// topicIDEvery is the least interval between two metadata requests
+	// checking the topic ID of a topic whose fetches fail with
+	// UNKNOWN_TOPIC_ID (topicid.go).
+	topicIDEvery = 5 * time.Second
+	// errorPause is how long the loop waits after a poll that brought
+	// errors and no record: franz-go answers a fetch the broker refuses
+	// (a deleted topic's UNKNOWN_TOPIC_ID) at once, and polling again
+	// straight away spun hundreds of thousands of times a minute.
+	errorPause = 200 * time.Millisecond
 )
 
 // Ingest consumes Kafka records into the WAL. Create it with New, run it
@@ -75,6 +84,14 @@ type Ingest struct {
 	// succeeded yet.
 	pending map[wal.TopicPartition]kgo.EpochOffset
 	parts   map[wal.TopicPartition]*partState
+	// recreations is the last change of each topic whose topic ID
+	// changed (topicid.go).
+	recreations []TopicRecreation
+	recreated   atomic.Uint64
+	idChecks    *logLimiter // spaces the metadata requests of checkTopicID
+	// checkIDs are the topics assigned since the last poll: their topic
+	// ID is checked against the WAL's before records are taken.
+	checkIDs map[string]bool
 }
 
 type partState struct {
@@ -112,6 +129,10 @@ type Stats struct {
 	// Partitions describes the partitions currently assigned, sorted by
 	// topic and partition.
 	Partitions []PartitionStats
+	// TopicRecreations counts topics fetched under a new topic ID;
+	// Recreated holds the last such change of each topic, by topic.
+	TopicRecreations uint64
+	Recreated        []TopicRecreation
 }
 
 // PartitionStats describes one assigned partition.
@@ -148,11 +169,13 @@ func New(opts Options) (*Ingest, error) {
 		fetchMax = DefaultFetchMaxBytes
 	}
 	in := &Ingest{
-		opts:    opts,
-		log:     opts.Logger.With("component", "ingest"),
-		limit:   newLogLimiter(logEvery),
-		pending: map[wal.TopicPartition]kgo.EpochOffset{},
-		parts:   map[wal.TopicPartition]*partState{},
+		opts:     opts,
+		log:      opts.Logger.With("component", "ingest"),
+		limit:    newLogLimiter(logEvery),
+		pending:  map[wal.TopicPartition]kgo.EpochOffset{},
+		parts:    map[wal.TopicPartition]*partState{},
+		idChecks: newLogLimiter(topicIDEvery),
+		checkIDs: map[string]bool{},
 	}
 	secure, err := SecurityOpts(opts.TLS, opts.SASL)
 	if err != nil {
@@ -232,6 +255,12 @@ func (in *Ingest) Run(ctx context.Context) error {
 		// Only now, with the batch durable and its offsets committed,
 		// may a blocked rebalance revoke partitions.
 		in.cl.AllowRebalance()
+		if fetches.NumRecords() == 0 && len(fetches.Errors()) > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(errorPause):
+			}
+		}
 	}
 	in.stop(runErr)
 	return runErr
@@ -337,6 +366,8 @@ func (in *Ingest) Stats() Stats {
 		}
 		s.Partitions = append(s.Partitions, ps)
 	}
+	s.TopicRecreations = in.recreated.Load()
+	s.Recreated = slices.SortedFunc(slices.Values(in.recreations), func(a, b TopicRecreation) int { return strings.Compare(a.Topic, b.Topic) })
 	in.mu.Unlock()
 	slices.SortFunc(s.Partitions, func(a, b PartitionStats) int {
 		return wal.TopicPartition{Topic: a.Topic, Partition: a.Partition}.Compare(wal.TopicPartition{Topic: b.Topic, Partition: b.Partition})
@@ -400,6 +431,7 @@ type batch struct {
 // It returns an error only for a failed append.
 func (in *Ingest) process(fetches kgo.Fetches) error {
 	fetches.EachError(in.fetchError)
+	ids := in.noteTopicIDs(fetches)
 	var batches []*batch
 	byTP := map[wal.TopicPartition]*batch{}
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -468,6 +500,17 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 		in.pending[b.tp] = kgo.EpochOffset{Epoch: b.last.LeaderEpoch, Offset: b.last.Offset + 1}
 	}
 	in.mu.Unlock()
+	// A partition's first append gives it WAL state: record its topic ID
+	// now rather than at its next fetch.
+	appended := map[string]bool{}
+	for _, b := range batches {
+		if b.err == nil && b.res.Appended > 0 && !appended[b.tp.Topic] {
+			appended[b.tp.Topic] = true
+			if id, ok := ids[b.tp.Topic]; ok {
+				in.noteTopicID(b.tp.Topic, id)
+			}
+		}
+	}
 	for _, b := range batches {
 		if b.err == nil && b.res.Duplicates > 0 {
 			// Fetching starts after the WAL's high water, so Kafka
@@ -600,6 +643,9 @@ func (in *Ingest) onAssigned(_ context.Context, _ *kgo.Client, assigned map[stri
 			}
 			n++
 		}
+	}
+	for t := range assigned {
+		in.checkIDs[t] = true
 	}
 	in.mu.Unlock()
 	in.assigned.Store(true)

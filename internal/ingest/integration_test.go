@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -35,18 +34,7 @@ func testRealKafka(t *testing.T, brokers []string, static bool) {
 	topic, group := fmt.Sprintf("ingest-it-%d", suffix), fmt.Sprintf("ingest-it-%d", suffix)
 
 	p := newProducer(t, brokers)
-	adm := kadm.NewClient(p)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := adm.CreateTopic(ctx, 6, 1, nil, topic); err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = adm.DeleteTopics(ctx, topic)
-		_, _ = adm.DeleteGroups(ctx, group)
-	})
+	createTestTopic(t, kadm.NewClient(p), topic, group, 6)
 
 	w := openWAL(t, t.TempDir())
 	defer w.Close()
