@@ -209,31 +209,9 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 	default:
 		panic(fmt.Sprintf("BUG: engine: decoder verdict %d", res.Verdict))
 	}
-	if ev.EventID != "" {
-		k := keyOf(ev.EventID)
-		_, dup := b.seen[k]
-		if !dup {
-			var err error
-			if dup, err = e.keys.contains(k, b.horizon); err != nil && b.err == nil {
-				b.err = err // commit refuses the batch
-			}
-		}
-		if dup {
-			b.delta[cDeduplicated]++
-			return outDuplicate, ""
-		}
-		if b.seen == nil {
-			b.seen = map[dedupeKey]struct{}{}
-		}
-		b.seen[k] = struct{}{}
-		if us := ev.EventTime.UnixMicro(); us >= b.horizon {
-			b.keys = append(b.keys, keyTime{k, us})
-		} else {
-			b.delta[cDedupeTooOld]++
-		}
-		if ns := ev.EventTime.UnixNano(); ns > b.dedupeMax {
-			b.dedupeMax = ns
-		}
+	if ev.EventID != "" && e.duplicate(b, ev.EventID, ev.EventTime) {
+		b.delta[cDeduplicated]++
+		return outDuplicate, ""
 	}
 	switch e.windows.Add(ev) {
 	case window.Late:
@@ -255,6 +233,37 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 	}
 	b.rows = append(b.rows, row)
 	return outAccepted, ""
+}
+
+// duplicate reports whether the event id was seen before: in this
+// micro-batch, or in the key store at or after the batch's horizon. If
+// not, the id is noted for the micro-batch, and its key recorded at commit
+// unless it is older than the horizon.
+func (e *Engine) duplicate(b *batch, id string, t time.Time) bool {
+	k := keyOf(id)
+	if _, dup := b.seen[k]; dup {
+		return true
+	}
+	dup, err := e.keys.contains(k, b.horizon)
+	if err != nil && b.err == nil {
+		b.err = err // commit refuses the batch
+	}
+	if dup {
+		return true
+	}
+	if b.seen == nil {
+		b.seen = map[dedupeKey]struct{}{}
+	}
+	b.seen[k] = struct{}{}
+	if us := t.UnixMicro(); us >= b.horizon {
+		b.keys = append(b.keys, keyTime{k, us})
+	} else {
+		b.delta[cDedupeTooOld]++
+	}
+	if ns := t.UnixNano(); ns > b.dedupeMax {
+		b.dedupeMax = ns
+	}
+	return false
 }
 
 // reject dead-letters a record. The raw bytes are kept with anything that

@@ -1,6 +1,11 @@
 package engine
 
-import "math/bits"
+import (
+	"fmt"
+	"math/bits"
+	"syscall"
+	"unsafe"
+)
 
 // bloomBlockWords is a block of a blockedBloom: 512 bits, one cache line,
 // so a lookup touches one line of memory.
@@ -16,24 +21,43 @@ const bloomProbes = 8
 // keys are already uniform 128-bit hashes: the high half picks the block,
 // the low half the bits in it, so nothing is hashed again. It never
 // answers "absent" for a key added to it.
+//
+// Its memory is mapped outside the Go heap and returned by free: the
+// filters are most of the engine's memory, and on the heap they would
+// raise the garbage collector's target by as much again.
 type blockedBloom struct {
+	mem   []byte
 	words []uint64
 }
 
-// newBlockedBloom returns a filter of about bytes bytes (at least one block).
-func newBlockedBloom(bytes int64) *blockedBloom {
+// newBlockedBloom returns a filter of about bytes bytes (at least one
+// block), zeroed; the kernel backs its pages as they are first written.
+func newBlockedBloom(bytes int64) (*blockedBloom, error) {
 	blocks := max(bytes/(8*bloomBlockWords), 1)
-	return &blockedBloom{words: make([]uint64, blocks*bloomBlockWords)}
+	mem, err := syscall.Mmap(-1, 0, int(blocks*8*bloomBlockWords), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("cannot map %d bytes for a dedupe filter: %w (lower engine.dedupe_memory)", blocks*8*bloomBlockWords, err)
+	}
+	return &blockedBloom{mem: mem, words: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), blocks*bloomBlockWords)}, nil
 }
 
-// block returns the first word of k's block.
-func (f *blockedBloom) block(k dedupeKey) int {
+// free returns the filter's memory; the filter is unusable after.
+func (f *blockedBloom) free() {
+	if f.mem != nil {
+		_ = syscall.Munmap(f.mem)
+		f.mem, f.words = nil, nil
+	}
+}
+
+// block returns k's block.
+func (f *blockedBloom) block(k dedupeKey) []uint64 {
 	hi, _ := bits.Mul64(k.hi(), uint64(len(f.words)/bloomBlockWords))
-	return int(hi) * bloomBlockWords
+	i := int(hi) * bloomBlockWords
+	return f.words[i : i+bloomBlockWords : i+bloomBlockWords]
 }
 
 func (f *blockedBloom) add(k dedupeKey) {
-	b := f.words[f.block(k) : f.block(k)+bloomBlockWords : f.block(k)+bloomBlockWords]
+	b := f.block(k)
 	x := k.lo()
 	for range bloomProbes {
 		x = x*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019
@@ -43,7 +67,7 @@ func (f *blockedBloom) add(k dedupeKey) {
 }
 
 func (f *blockedBloom) mayContain(k dedupeKey) bool {
-	b := f.words[f.block(k) : f.block(k)+bloomBlockWords : f.block(k)+bloomBlockWords]
+	b := f.block(k)
 	x := k.lo()
 	for range bloomProbes {
 		x = x*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019

@@ -125,7 +125,10 @@ func (s *keyStore) rebuild() error {
 		}
 		start := decodeUS(kb[1:9])
 		if cur == nil || cur.start != start {
-			cur = s.slice(start)
+			if cur, err = s.slice(start); err != nil {
+				_ = it.Close()
+				return err
+			}
 		}
 		var k dedupeKey
 		copy(k[:], kb[9:])
@@ -147,14 +150,18 @@ func keysKey(start int64, k dedupeKey) []byte {
 }
 
 // slice returns the slice starting at start, created if missing.
-func (s *keyStore) slice(start int64) *keySlice {
+func (s *keyStore) slice(start int64) (*keySlice, error) {
 	i, ok := slices.BinarySearchFunc(s.slices, start, func(sl *keySlice, t int64) int { return cmpInt(sl.start, t) })
 	if ok {
-		return s.slices[i]
+		return s.slices[i], nil
 	}
-	sl := &keySlice{start: start, maxUS: math.MinInt64, filter: newBlockedBloom(s.filterBytes)}
+	f, err := newBlockedBloom(s.filterBytes)
+	if err != nil {
+		return nil, err
+	}
+	sl := &keySlice{start: start, maxUS: math.MinInt64, filter: f}
 	s.slices = slices.Insert(s.slices, i, sl)
-	return sl
+	return sl, nil
 }
 
 func cmpInt(a, b int64) int {
@@ -266,10 +273,17 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	s.diskBytes.Store(int64(s.db.Metrics().DiskSpaceUsage()))
 	if len(gone) > 0 {
 		s.slices = slices.DeleteFunc(s.slices, func(sl *keySlice) bool { return slices.Contains(gone, sl) })
+		for _, sl := range gone {
+			sl.filter.free()
+		}
 	}
 	s.forgetBelow(h)
 	for _, kt := range keys {
-		s.remember(s.slice(floorDiv(kt.us, s.sliceLen)*s.sliceLen), kt.k, kt.us)
+		sl, err := s.slice(floorDiv(kt.us, s.sliceLen) * s.sliceLen)
+		if err != nil {
+			return err
+		}
+		s.remember(sl, kt.k, kt.us)
 	}
 	return nil
 }
@@ -317,6 +331,10 @@ func (s *keyStore) memory() int64 {
 }
 
 func (s *keyStore) close() error {
+	for _, sl := range s.slices {
+		sl.filter.free()
+	}
+	s.slices = nil
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("cannot close the dedupe key store %s: %w", s.dir, err)
 	}

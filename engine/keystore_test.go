@@ -98,7 +98,11 @@ func (h *harness) checkDedupeKeysHaveRows() {
 // false positive rate is within what dedupeBitsPerKey promises.
 func TestBlockedBloom(t *testing.T) {
 	const n = 200_000
-	f := newBlockedBloom(n * dedupeBitsPerKey / 8)
+	f, err := newBlockedBloom(n * dedupeBitsPerKey / 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.free()
 	for i := range n {
 		f.add(keyOf(fmt.Sprint("in-", i)))
 	}
