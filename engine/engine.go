@@ -423,8 +423,10 @@ type Stats struct {
 	DedupeTooOld int64
 	DedupeKeys   int64 // keys held now
 	// DedupeHeld is the event time the remembered keys span: from the
-	// oldest minute held to the newest event, at most DedupeWindow.
-	DedupeHeld time.Duration
+	// oldest minute held to the newest event, at most DedupeWindow (the
+	// configured window, for comparison).
+	DedupeHeld   time.Duration
+	DedupeWindow time.Duration
 	// DedupeFilterBytes is the memory of the key store's Bloom filters.
 	DedupeFilterBytes int64
 	// DedupeFilterHits counts event ids some filter may hold,
@@ -525,7 +527,7 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 		RecordsIn: c[cRecordsIn], Accepted: c[cAccepted], Rejected: c[cRejected],
 		RejectedByCode: map[string]int64{}, Filtered: c[cFiltered], FilteredByRule: map[string]int64{},
 		Deduplicated: c[cDeduplicated], DedupeExpired: c[cDedupeExpired],
-		DedupeTooOld: c[cDedupeTooOld], DedupeKeys: e.keys.held, DedupeHeld: e.dedupeHeld(),
+		DedupeTooOld: c[cDedupeTooOld], DedupeKeys: e.keys.held, DedupeHeld: e.dedupeHeld(), DedupeWindow: e.opts.DedupeWindow,
 		DedupeFilterBytes: e.keys.memory(), DedupeFilterHits: e.keys.filterHits.Load(),
 		DedupeDiskLookups: e.keys.lookups.Load(), DedupeFalsePositives: e.keys.falsePositives.Load(),
 		Late: c[cLate], TooLate: c[cTooLate], NoBaseAmount: c[cNoBaseAmount],
