@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // KeysDir is the folder under Options.Dir that holds the remembered dedupe
@@ -21,6 +24,15 @@ const (
 	keysPrefixKey  = 'k' // 'k' | slice start (8) | key (16) → event time µs (8)
 	keysPrefixMeta = 'm' // 'm' "seq" → last part seq whose keys are held (8)
 	keysKeyLen     = 1 + 8 + 16
+)
+
+// The key store's Pebble sizes: a key is written once and compacted
+// within its slice until the slice leaves the window. Bigger memtables
+// and a bigger base level mean fewer, larger compactions
+// (docs/PERFORMANCE.md, "Dedupe").
+const (
+	keysMemTableSize  = 32 << 20
+	keysLBaseMaxBytes = 256 << 20
 )
 
 var keysMetaSeq = []byte{keysPrefixMeta, 's', 'e', 'q'}
@@ -83,6 +95,15 @@ func openKeyStore(dir string, window, memory int64, log *slog.Logger) (*keyStore
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             keysLogger{s, log},
+		MemTableSize:       keysMemTableSize,
+		LBaseMaxBytes:      keysLBaseMaxBytes,
+	}
+	// The keys are uniform hashes: compressing them gains nothing and
+	// costs CPU at every flush and compaction (docs/PERFORMANCE.md,
+	// "Dedupe").
+	opts.EnsureDefaults()
+	for i := range opts.Levels {
+		opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -230,10 +251,16 @@ func (s *keyStore) expired(h int64) int64 {
 
 // commit durably adds keys (each at or after h), raises the horizon to h,
 // deletes the slices wholly below it and records seq, in one synced
-// Pebble batch; only then does it change the filters. An error leaves
-// the store's memory behind its disk: the engine must stop, and the next
-// Open rebuilds it.
+// Pebble batch; only then does it change the filters. It sorts keys. An
+// error leaves the store's memory behind its disk: the engine must stop,
+// and the next Open rebuilds it.
 func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
+	// In key order: the memtable's skiplist inserts a sorted run next to
+	// the previous key instead of searching from its head for each
+	// (docs/PERFORMANCE.md, "Dedupe").
+	slices.SortFunc(keys, func(a, b keyTime) int {
+		return cmp.Or(cmpInt(floorDiv(a.us, s.sliceLen), floorDiv(b.us, s.sliceLen)), bytes.Compare(a.k[:], b.k[:]))
+	})
 	wb := s.db.NewBatch()
 	defer wb.Close()
 	val := make([]byte, 8)
