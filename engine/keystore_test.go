@@ -4,13 +4,20 @@ import (
 	"context"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/offload/offload/wal"
 )
 
 // liveKeys lists the keys db holds at or after horizon, as "hex µs",
@@ -119,5 +126,75 @@ func TestBlockedBloom(t *testing.T) {
 	}
 	if rate := float64(fp) / n; rate > 0.002 {
 		t.Fatalf("false positive rate %.4f at %d bits a key, want <= 0.002", rate, dedupeBitsPerKey)
+	}
+}
+
+// TestKeysStoredAfterCommitFailure fails the key store's write after the
+// micro-batch's DuckDB commit: the engine stops, and the next Open stores
+// the keys from the committed part, so the result equals an undisturbed
+// run's and the ids stay remembered.
+func TestKeysStoredAfterCommitFailure(t *testing.T) {
+	recs := []string{ev("a", "s1", "1", at(0)), ev("b", "s2", "2", at(time.Minute))}
+	ref := newHarness(t, nil)
+	ref.add("orders", 0, recs...)
+	ref.drain()
+	want := ref.keys()
+
+	h := newHarness(t, nil)
+	h.add("orders", 0, recs...)
+	injected := errors.New("injected failure")
+	h.e.hook = func(p string) error {
+		if p == "keys" {
+			return injected
+		}
+		return nil
+	}
+	if _, err := h.e.Step(); !errors.Is(err, injected) {
+		t.Fatalf("step returned %v", err)
+	}
+	if _, err := h.e.Step(); !errors.Is(err, injected) {
+		t.Fatalf("a stopped engine's next step returned %v", err)
+	}
+	if got := len(h.keys()); got != 0 {
+		t.Fatalf("%d keys stored by the failed write", got)
+	}
+	h.reopen()
+	if got := h.keys(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("keys after reopening: %v, want %v", got, want)
+	}
+	h.add("orders", 1, recs...)
+	h.drain()
+	if st := h.e.Stats(); st.Deduplicated != 2 || st.Accepted != 2 {
+		t.Fatalf("after reopening: %d deduplicated, %d accepted, want 2 and 2", st.Deduplicated, st.Accepted)
+	}
+	h.checkDedupeKeysHaveRows()
+}
+
+// TestKeyStoreAheadIsRefused: a key store that holds the keys of parts the
+// database does not know (a database moved aside or restored under it)
+// would hold keys without their rows; Open refuses it and names it.
+func TestKeyStoreAheadIsRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add("orders", 0, ev("a", "s1", "1", at(0)))
+	h.drain()
+	h.close()
+	for _, f := range []string{DBFile, DBFile + ".wal"} {
+		if err := os.RemoveAll(filepath.Join(h.dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := wal.Open(filepath.Join(h.dir, "wal"), wal.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	o := h.options()
+	o.WAL = w
+	e, err := Open(o)
+	if err == nil {
+		_ = e.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(h.dir, KeysDir)) || !strings.Contains(err.Error(), "aside") {
+		t.Fatalf("Open over a key store ahead of the database: %v", err)
 	}
 }
