@@ -84,12 +84,7 @@ func BenchmarkEngine(b *testing.B) {
 	dir := b.TempDir()
 	w, bytes := benchWAL(b, dir, b.N)
 	defer w.Close()
-	opts := Options{
-		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
-		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
-		Logger: quietLogger(), Now: func() time.Time { return testNow },
-	}
-	e, err := Open(opts)
+	e, err := Open(benchOptions(dir, w))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -173,6 +168,16 @@ func BenchmarkEngine(b *testing.B) {
 	}
 }
 
+// benchOptions are the engine options of the benchmarks: the defaults,
+// one-minute windows, the test clock.
+func benchOptions(dir string, w *wal.WAL) Options {
+	return Options{
+		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
+		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
+		Logger: quietLogger(), Now: func() time.Time { return testNow },
+	}
+}
+
 // rss returns the resident set size of this process, from /proc.
 func rss() uint64 {
 	f, err := os.Open("/proc/self/status")
@@ -200,11 +205,7 @@ func BenchmarkProcess(b *testing.B) {
 	dir := b.TempDir()
 	w, bytes := benchWAL(b, dir, b.N)
 	defer w.Close()
-	e, err := Open(Options{
-		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
-		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
-		Logger: quietLogger(), Now: func() time.Time { return testNow },
-	})
+	e, err := Open(benchOptions(dir, w))
 	if err != nil {
 		b.Fatal(err)
 	}

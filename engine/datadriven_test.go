@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -85,12 +86,7 @@ func TestDataDriven(t *testing.T) {
 					}
 					var point string
 					td.ScanArgs(t, "fail", &point)
-					h.e.hook = func(p string) error {
-						if p == point {
-							return fmt.Errorf("injected")
-						}
-						return nil
-					}
+					h.failAt(point, errors.New("injected"))
 					defer func() { h.e.hook = nil }()
 					_, err := h.e.Step()
 					return fmt.Sprintf("error: %v\n", err)

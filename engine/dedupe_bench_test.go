@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/offload/offload/engine/window"
 	"github.com/offload/offload/wal"
 )
 
@@ -45,11 +44,7 @@ func BenchmarkDedupeDay(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer w.Close()
-	opts := Options{
-		Dir: dir, ApplianceID: "bench", WAL: w, Topics: testTopics(),
-		Window: window.Options{Size: time.Minute, Lateness: 5 * time.Minute},
-		Logger: quietLogger(), Now: func() time.Time { return testNow },
-	}
+	opts := benchOptions(dir, w)
 	e, err := Open(opts)
 	if err != nil {
 		b.Fatal(err)

@@ -202,10 +202,7 @@ func TestDedupeExactWhenFiltersSaturate(t *testing.T) {
 	h.reopen() // the filters are rebuilt from the disk at their configured size
 	h.add("orders", 1, ev("m1-7", "s1", "1", at(time.Minute)), ev("fresh2", "s1", "1", at(0)))
 	h.drain()
-	if st := h.e.Stats(); st.Accepted != 221 || st.Deduplicated != 3 {
-		t.Fatalf("after restart: accepted %d dedup %d, want 221 3", st.Accepted, st.Deduplicated)
-	}
-	h.checkDedupeKeysHaveRows()
+	h.checkDedupe(221, 3)
 }
 
 func TestWindowsEmitAndReemit(t *testing.T) {
@@ -378,12 +375,7 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 			h.drain()
 			h.add("orders", 0, recs[2:]...)
 			injected := errors.New("injected failure")
-			h.e.hook = func(p string) error {
-				if p == point {
-					return injected
-				}
-				return nil
-			}
+			h.failAt(point, injected)
 			if _, err := h.e.Step(); !errors.Is(err, injected) {
 				t.Fatalf("step returned %v", err)
 			}

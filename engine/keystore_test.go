@@ -88,10 +88,30 @@ func checkKeysHaveRows(t testing.TB, keys []string, db *sql.DB, dir string) {
 	}
 }
 
+// failAt makes the engine's hook point fail with err (nil: no failure).
+func (h *harness) failAt(point string, err error) {
+	h.e.hook = func(p string) error {
+		if p == point {
+			return err
+		}
+		return nil
+	}
+}
+
 // keys returns the harness engine's live keys.
 func (h *harness) keys() []string {
 	h.t.Helper()
 	return liveKeys(h.t, h.e.keys.db, h.e.keys.horizon)
+}
+
+// checkDedupe asserts the accepted and deduplicated counts, and that every
+// live key has its row.
+func (h *harness) checkDedupe(accepted, deduplicated int64) {
+	h.t.Helper()
+	if st := h.e.Stats(); st.Accepted != accepted || st.Deduplicated != deduplicated {
+		h.t.Fatalf("%d accepted, %d deduplicated; want %d and %d", st.Accepted, st.Deduplicated, accepted, deduplicated)
+	}
+	h.checkDedupeKeysHaveRows()
 }
 
 // checkDedupeKeysHaveRows asserts that every live dedupe key is the hash
@@ -143,12 +163,7 @@ func TestKeysStoredAfterCommitFailure(t *testing.T) {
 	h := newHarness(t, nil)
 	h.add("orders", 0, recs...)
 	injected := errors.New("injected failure")
-	h.e.hook = func(p string) error {
-		if p == "keys" {
-			return injected
-		}
-		return nil
-	}
+	h.failAt("keys", injected)
 	if _, err := h.e.Step(); !errors.Is(err, injected) {
 		t.Fatalf("step returned %v", err)
 	}
@@ -164,10 +179,7 @@ func TestKeysStoredAfterCommitFailure(t *testing.T) {
 	}
 	h.add("orders", 1, recs...)
 	h.drain()
-	if st := h.e.Stats(); st.Deduplicated != 2 || st.Accepted != 2 {
-		t.Fatalf("after reopening: %d deduplicated, %d accepted, want 2 and 2", st.Deduplicated, st.Accepted)
-	}
-	h.checkDedupeKeysHaveRows()
+	h.checkDedupe(2, 2)
 }
 
 // TestKeyStoreAheadIsRefused: a key store that holds the keys of parts the
