@@ -159,7 +159,8 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: cannot truncate the WAL below the committed cursor: %w", err)
 	}
 	e.snapshotStats(0, 0)
-	e.log.Info("engine: opened", "path", e.path, "dedupe_keys", e.keys.held, "dedupe_slices", len(e.keys.slices), "windows", e.windows.Len(),
+	e.log.Info("engine: opened", "path", e.path, "dedupe_keys", e.keys.held, "dedupe_slices", len(e.keys.slices),
+		"dedupe_window_holds_up_to_events_per_s", int64(opts.DedupeRate()), "windows", e.windows.Len(),
 		"open_rows", e.open.rows, "sealed_batches_pending", e.sealed.batches)
 	return e, nil
 }
