@@ -31,8 +31,9 @@ const (
 // and a bigger base level mean fewer, larger compactions
 // (docs/PERFORMANCE.md, "Dedupe").
 const (
-	keysMemTableSize  = 32 << 20
-	keysLBaseMaxBytes = 256 << 20
+	keysMemTableSize   = 32 << 20
+	keysLBaseMaxBytes  = 256 << 20
+	keysTargetFileSize = 64 << 20
 )
 
 var keysMetaSeq = []byte{keysPrefixMeta, 's', 'e', 'q'}
@@ -97,10 +98,17 @@ func openKeyStore(dir string, window, memory int64, log *slog.Logger) (*keyStore
 		Logger:             keysLogger{s, log},
 		MemTableSize:       keysMemTableSize,
 		LBaseMaxBytes:      keysLBaseMaxBytes,
+		// Fewer, larger L0 compactions: each one merges the flushes into
+		// the current slice, whatever their count.
+		L0CompactionThreshold: 16,
+		L0StopWritesThreshold: 64,
 	}
 	// The keys are uniform hashes: compressing them gains nothing and
 	// costs CPU at every flush and compaction (docs/PERFORMANCE.md,
 	// "Dedupe").
+	for i := range opts.TargetFileSizes {
+		opts.TargetFileSizes[i] = keysTargetFileSize
+	}
 	opts.EnsureDefaults()
 	for i := range opts.Levels {
 		opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
