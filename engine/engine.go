@@ -102,8 +102,9 @@ type pending struct {
 
 // Open opens or creates the engine's DuckDB database in opts.Dir, creates
 // the schema if missing, opens the dedupe key store, loads the cursor,
-// windows and counters, and truncates the WAL below the committed cursor (records the
-// engine has consumed are no longer needed: DESIGN.md, contract 6).
+// windows and counters, and truncates the WAL below the committed cursor
+// (records the engine has consumed are no longer needed: DESIGN.md,
+// contract 6).
 func Open(opts Options) (*Engine, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
@@ -186,11 +187,12 @@ func (e *Engine) Close() error {
 	e.closed = true
 	errConn := e.conn.Close()
 	errDB := e.db.Close()
-	if err := e.keys.close(); err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
+	errKeys := e.keys.close()
 	if err := errors.Join(errConn, errDB); err != nil {
-		return fmt.Errorf("engine: cannot close %s: %w", e.path, err)
+		return fmt.Errorf("engine: cannot close %s: %w", e.path, errors.Join(err, errKeys))
+	}
+	if errKeys != nil {
+		return fmt.Errorf("engine: %w", errKeys)
 	}
 	return nil
 }
