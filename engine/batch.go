@@ -60,20 +60,20 @@ type batch struct {
 	items []byte // arena holding every row's items JSON
 	dlq   []dlqRow
 	keys  []keyTime // dedupe keys to record
-	// tooOld holds the ids of the micro-batch's events older than the
-	// dedupe horizon: not remembered, but a copy within the micro-batch
-	// is still a duplicate.
-	tooOld map[dedupeKey]struct{}
-	delta  map[string]int64
+	// seen holds the ids of the micro-batch's accepted events, those older
+	// than the horizon too: the key store holds them only once the
+	// micro-batch has committed, and a copy within it is a duplicate.
+	seen  map[dedupeKey]struct{}
+	delta map[string]int64
 
 	emitted []window.Emitted
 	changed []*window.Window
 	purged  []window.WindowID
 
 	dedupeMax int64 // Unix ns
-	// deleteBelow, when set, deletes the dedupe rows older than the new
-	// horizon (expired or evicted).
-	deleteBelow bool
+	// horizon is the dedupe horizon (µs) this batch runs at: keys older
+	// are neither matched nor recorded.
+	horizon int64
 
 	nextDLQID int64
 	// replay is set for a DLQ replay: rejects update their dead-letter
@@ -86,6 +86,9 @@ type batch struct {
 	// part is the clean rows' part file, written before the transaction
 	// that records it; nil when the batch accepted no row.
 	part *partRecord
+	// err is why the batch cannot commit (the dedupe key store could not
+	// be read); the micro-batch is redone.
+	err error
 }
 
 type keyTime struct {
@@ -132,20 +135,22 @@ func (e *Engine) newBatch() *batch {
 		offsets:   map[wal.TopicPartition]offsetRange{},
 		delta:     map[string]int64{},
 		dedupeMax: e.dedupeMax,
+		horizon:   e.keys.horizon,
 		nextDLQID: e.nextDLQID,
 	}
 }
 
 // process decodes the batch's records and decides each one's fate, then
 // closes the micro-batch (windows, dedupe bounds, sealing). It changes the
-// window set and the dedupe index; commit reloads both if the transaction
-// fails.
+// window set, which commit reloads if the transaction fails; the dedupe
+// key store changes only after the commit.
 func (e *Engine) process(b *batch) {
 	b.now = e.opts.Now()
 	// Sized up front: a row is a few hundred bytes, and growing the slice
 	// as rows arrive cost a tenth of a micro-batch in copying.
 	b.rows = make([]outRow, 0, b.records)
 	b.keys = make([]keyTime, 0, b.records)
+	b.seen = make(map[dedupeKey]struct{}, b.records)
 	e.expireDedupe(b)
 	e.decoded = e.decodeBatch(b, e.decoded)
 	i := 0
@@ -204,31 +209,9 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 	default:
 		panic(fmt.Sprintf("BUG: engine: decoder verdict %d", res.Verdict))
 	}
-	if ev.EventID != "" {
-		k := keyOf(ev.EventID)
-		dup := e.dedupe.contains(k)
-		if !dup && len(b.tooOld) > 0 {
-			_, dup = b.tooOld[k]
-		}
-		if dup {
-			b.delta[cDeduplicated]++
-			return outDuplicate, ""
-		}
-		// Remembered at once, so a copy later in the micro-batch is a
-		// duplicate too; a failed commit reloads the index.
-		if us := ev.EventTime.UnixMicro(); us >= e.dedupe.horizon {
-			e.dedupe.add(k, us)
-			b.keys = append(b.keys, keyTime{k, us})
-		} else {
-			if b.tooOld == nil {
-				b.tooOld = map[dedupeKey]struct{}{}
-			}
-			b.tooOld[k] = struct{}{}
-			b.delta[cDedupeTooOld]++
-		}
-		if ns := ev.EventTime.UnixNano(); ns > b.dedupeMax {
-			b.dedupeMax = ns
-		}
+	if ev.EventID != "" && e.duplicate(b, ev.EventID, ev.EventTime) {
+		b.delta[cDeduplicated]++
+		return outDuplicate, ""
 	}
 	switch e.windows.Add(ev) {
 	case window.Late:
@@ -252,6 +235,37 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 	return outAccepted, ""
 }
 
+// duplicate reports whether the event id was seen before: in this
+// micro-batch, or in the key store at or after the batch's horizon. If
+// not, the id is noted for the micro-batch, and its key recorded at commit
+// unless it is older than the horizon.
+func (e *Engine) duplicate(b *batch, id string, t time.Time) bool {
+	k := keyOf(id)
+	if _, dup := b.seen[k]; dup {
+		return true
+	}
+	dup, err := e.keys.contains(k, b.horizon)
+	if err != nil && b.err == nil {
+		b.err = err // commit refuses the batch
+	}
+	if dup {
+		return true
+	}
+	if b.seen == nil {
+		b.seen = map[dedupeKey]struct{}{}
+	}
+	b.seen[k] = struct{}{}
+	if us := t.UnixMicro(); us >= b.horizon {
+		b.keys = append(b.keys, keyTime{k, us})
+	} else {
+		b.delta[cDedupeTooOld]++
+	}
+	if ns := t.UnixNano(); ns > b.dedupeMax {
+		b.dedupeMax = ns
+	}
+	return false
+}
+
 // reject dead-letters a record. The raw bytes are kept with anything that
 // looks like a card number masked.
 func (e *Engine) reject(b *batch, src source, raw []byte, rej event.Reject) {
@@ -272,15 +286,14 @@ func (e *Engine) expireDedupe(b *batch) {
 		return
 	}
 	h := bucketOf(floorDiv(e.dedupeMax-int64(e.opts.DedupeWindow), 1000))
-	if h > e.dedupe.horizon {
-		b.delta[cDedupeExpired] += e.dedupe.forgetBelow(h)
-		b.deleteBelow = true
+	if h > b.horizon {
+		b.delta[cDedupeExpired] += e.keys.expired(h)
+		b.horizon = h
 	}
 }
 
-// finish closes the micro-batch: advances the windows, evicts the oldest
-// dedupe keys past DedupeMaxKeys, and decides whether the open outbox
-// batch is sealed.
+// finish closes the micro-batch: advances the windows and decides whether
+// the open outbox batch is sealed.
 func (e *Engine) finish(b *batch, forceSeal bool) {
 	before := e.windows.Overflows()
 	b.emitted, _ = e.windows.Advance()
@@ -289,12 +302,6 @@ func (e *Engine) finish(b *batch, forceSeal bool) {
 	b.delta[cWindowsEmitted] += int64(len(b.emitted))
 	if n := e.windows.Overflows() - before; n > 0 {
 		b.delta[cWindowOverflows] += n
-	}
-
-	if e.dedupe.len() > e.opts.DedupeMaxKeys {
-		h := e.dedupe.evictionHorizon(e.opts.DedupeMaxKeys)
-		b.delta[cDedupeEvicted] += e.dedupe.forgetBelow(h)
-		b.deleteBelow = true
 	}
 
 	o := openBatch{ranges: make(map[wal.TopicPartition]offsetRange, len(e.open.ranges)+len(b.offsets)),
@@ -330,6 +337,13 @@ func (e *Engine) finish(b *batch, forceSeal bool) {
 // index are reloaded from it.
 func (e *Engine) commit(b *batch) error {
 	ctx := context.Background()
+	if b.err != nil {
+		if lerr := e.load(ctx); lerr != nil {
+			e.broken = fmt.Errorf("engine: %w; reloading the state then failed: %v: restart offload, which rebuilds it from DuckDB", b.err, lerr)
+			return e.broken
+		}
+		return fmt.Errorf("engine: micro-batch of %d records not committed (nothing of it was kept): %w", b.records, b.err)
+	}
 	// The part is written while the transaction's other writes run; the
 	// transaction waits for it before it records it and commits.
 	part := e.startPart(b, e.nextPartSeq)
@@ -354,6 +368,26 @@ func (e *Engine) commit(b *batch) error {
 		return err
 	}
 	e.advance(b)
+	return e.commitKeys(b)
+}
+
+// commitKeys writes the committed batch's dedupe keys and horizon to the
+// key store. The rows that carry the keys are committed already, so a
+// failure here leaves keys missing, never a key without its row: the
+// engine stops, and the next Open replays the missing keys from the parts
+// (catchUpKeys).
+func (e *Engine) commitKeys(b *batch) error {
+	if len(b.keys) == 0 && b.horizon <= e.keys.horizon && e.nextPartSeq-1 == e.keys.seq {
+		return nil
+	}
+	err := e.at("keys")
+	if err == nil {
+		err = e.keys.commit(b.keys, b.horizon, e.nextPartSeq-1)
+	}
+	if err != nil {
+		e.broken = fmt.Errorf("engine: micro-batch committed, but its dedupe keys were not stored: %w: restart offload, which stores them from the batch's part", err)
+		return e.broken
+	}
 	return nil
 }
 
@@ -400,28 +434,8 @@ func (e *Engine) write(ctx context.Context, b *batch, part *partWrite) error {
 	if err := e.at("begin"); err != nil {
 		return err
 	}
-	// Dedupe keys: only those still above the horizon (eviction may have
-	// forgotten some of this very batch).
-	h := e.dedupe.horizon
-	keys := b.keys[:0:0]
-	for _, kt := range b.keys {
-		if kt.us >= h {
-			keys = append(keys, kt)
-		}
-	}
-	if err := e.appendRows("", "dedupe", 3, len(keys), func(i int, a []driver.Value) {
-		a[0], a[1], a[2] = keys[i].k.hi(), keys[i].k.lo(), time.UnixMicro(keys[i].us).UTC()
-	}); err != nil {
-		return err
-	}
-	if b.deleteBelow {
-		if _, err := e.conn.ExecContext(ctx, `DELETE FROM dedupe WHERE event_time < make_timestamp(?::BIGINT)`, h); err != nil {
-			return fmt.Errorf("cannot forget dedupe keys: %w", err)
-		}
-	}
-	if err := e.at("dedupe"); err != nil {
-		return err
-	}
+	// The dedupe keys are not written here: the key store takes them
+	// after COMMIT (commitKeys).
 	if err := part.wait(); err != nil {
 		return err
 	}
@@ -600,8 +614,8 @@ func (e *Engine) writeState(ctx context.Context, b *batch) error {
 	if b.dedupeMax != 0 {
 		dedupeMax = b.dedupeMax
 	}
-	if e.dedupe.horizon != math.MinInt64 {
-		horizon = e.dedupe.horizon
+	if b.horizon != math.MinInt64 {
+		horizon = b.horizon
 	}
 	if !b.open.since.IsZero() {
 		since = b.open.since

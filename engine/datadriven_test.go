@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -15,7 +16,7 @@ import (
 // TestDataDriven runs the engine over the scripts in testdata/ (regenerate
 // the expected output with -rewrite). Commands:
 //
-//	open [window=1m] [lateness=5m] [dedupe-window=24h] [max-keys=N] [batch=N] [seal-rows=N]
+//	open [window=1m] [lateness=5m] [dedupe-window=24h] [batch=N] [seal-rows=N]
 //	  (re)opens the engine with these options over the same WAL and
 //	  DuckDB file; the first command of a file must be open.
 //	append [topic=orders] [partition=0]
@@ -23,9 +24,13 @@ import (
 //	  "ev id=ID store=S amount=A time=HH:MM:SS[.fff] [type=T] [customer=C]
 //	  [currency=C] [channel=C]" builds a canonical JSON event on
 //	  2024-05-01; any other line is taken as the raw record.
-//	step | drain
+//	step [fail=POINT] | drain
 //	  runs one micro-batch / micro-batches until the WAL is drained;
-//	  prints the records consumed.
+//	  prints the records consumed. With fail, the hook point POINT fails
+//	  (keys: after the DuckDB commit, before the dedupe key store).
+//	keys
+//	  prints the dedupe key store: its slices (start, keys), the keys
+//	  held at or after the horizon and the event time they span.
 //	restart
 //	  closes and reopens the engine with the same options.
 //	seal
@@ -76,7 +81,23 @@ func TestDataDriven(t *testing.T) {
 					first := h.add(topic, int32(partition), recs...)
 					return fmt.Sprintf("offsets %d-%d\n", first, first+int64(len(recs))-1)
 				case "step":
-					return fmt.Sprintf("consumed %d\n", h.step())
+					if !td.HasArg("fail") {
+						return fmt.Sprintf("consumed %d\n", h.step())
+					}
+					var point string
+					td.ScanArgs(t, "fail", &point)
+					h.failAt(point, errors.New("injected"))
+					defer func() { h.e.hook = nil }()
+					_, err := h.e.Step()
+					return fmt.Sprintf("error: %v\n", err)
+				case "keys":
+					var out []string
+					for _, sl := range h.e.keys.slices {
+						out = append(out, fmt.Sprintf("slice %s keys=%d", time.UnixMicro(sl.start).UTC().Format("15:04"), sl.keys))
+					}
+					st := h.e.Stats()
+					out = append(out, fmt.Sprintf("held=%d span=%s live=%d", st.DedupeKeys, st.DedupeHeld, len(h.keys())))
+					return lines(out)
 				case "drain":
 					return fmt.Sprintf("consumed %d\n", h.drain())
 				case "restart":
@@ -172,9 +193,6 @@ func ddOptions(t *testing.T, td *datadriven.TestData) func(*Options) {
 		case "dedupe-window":
 			d := dur(v)
 			set = append(set, func(o *Options) { o.DedupeWindow = d })
-		case "max-keys":
-			n := num(v)
-			set = append(set, func(o *Options) { o.DedupeMaxKeys = n })
 		case "batch":
 			n := num(v)
 			set = append(set, func(o *Options) { o.BatchRecords = int(n) })

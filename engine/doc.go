@@ -20,10 +20,11 @@
 // under Options.Dir/parts, fsync'd with its directory. Then ONE DuckDB
 // transaction records the part (its number, rows, bytes, SHA-256 and
 // control totals) with everything else the micro-batch changes: the dead
-// letters, the dedupe keys, the window state and the emitted windows, the
-// counters, the engine state and the new cursor. Only after COMMIT does
-// the engine truncate the WAL below the cursor. A crash at any moment
-// therefore leaves either all of a micro-batch or none of it: a part that
+// letters, the window state and the emitted windows, the counters, the
+// engine state (the dedupe horizon among it) and the new cursor. Only
+// after COMMIT are its dedupe keys stored ("Dedupe") and the WAL
+// truncated below the cursor. A crash at any moment therefore leaves
+// either all of a micro-batch or none of it: a part that
 // no committed transaction names is deleted at the next Open, which then
 // reloads the state from DuckDB and reads the WAL again from the committed
 // cursor. Micro-batches are cut by WAL position, never by the clock, so
@@ -55,7 +56,6 @@
 //	                 outbox batch's ranges and sizes, the next dead-letter id
 //	engine_counters  persisted counters (Stats): records_in, accepted,
 //	                 rejected.CODE, filtered.RULE, deduplicated, late, ...
-//	dedupe           remembered event ids (128-bit hash, event time)
 //	windows          open windows: aggregates and the customer sketch
 //	outbox_parts     the parts: number, rows, bytes, SHA-256, control totals,
 //	                 oldest ingest time; batch_id NULL while the batch is open
@@ -64,8 +64,9 @@
 //	dlq              dead letters
 //
 // The column lists are in schema.go; the DDL is created when missing, a
-// database of schema version 1 is upgraded in place (migrate.go), and one
-// of another version is refused.
+// database of schema version 1 or 2 is upgraded in place (migrate.go:
+// version 2's dedupe table moves into the key store), and one of another
+// version is refused.
 //
 // # Dedupe
 //
@@ -75,15 +76,44 @@
 // horizon, rounded down to the minute. An event older than the horizon is
 // still accepted (it cannot be told from a duplicate whose key was
 // forgotten), but its id is not remembered, and it is counted
-// (dedupe_too_old). At most Options.DedupeMaxKeys ids are held: past it the
-// oldest event-time minutes are forgotten and counted (dedupe_evicted).
-// Forgotten keys are deleted from the dedupe table in the same
-// transaction, so the table stays bounded on disk.
+// (dedupe_too_old). Keys leave only by the horizon (dedupe_expired):
+// nothing evicts them.
 //
-// The dedupe table is the durable truth; an in-memory index (about 50 bytes
-// a key) mirrors it, loaded at Open, so a micro-batch only appends keys and
-// never queries the table. A key is written in the same transaction that
-// records the part holding its row, so no key exists without its row.
+// The keys are in the key store (keystore.go), a Pebble database under
+// Options.Dir/dedupe, not in DuckDB: at 1,000 events a second a day is
+// 86.4M keys, too many for memory and for point lookups in a DuckDB table
+// (docs/PERFORMANCE.md, "Dedupe"). Its layout, which may never change:
+//
+//	'k' | slice start | key   →  event time
+//	 1      8 bytes     16        8 bytes     (times in Unix µs, big-endian
+//	                                           with the sign bit flipped, so
+//	                                           byte order is time order)
+//	'm' "seq"               →  part number  (8 bytes, big-endian)
+//
+// A slice is a span of event time, a quarter of the window in whole
+// minutes (6h for 24h). A key below the horizon no longer counts, and a
+// slice whose newest key is below it is deleted by one DeleteRange. Each
+// slice has a blocked Bloom filter (bloom.go) in memory, all of them
+// within Options.DedupeMemory: a lookup probes the filter of each live
+// slice (at most window/slice + 2 = 6), newest first, and reads Pebble
+// only on a filter hit, so a fresh id almost never costs a disk read and
+// a filter hit is confirmed, never taken on trust: no id is wrongly taken
+// for a duplicate. Past Options.DedupeRate events a second the filters
+// fill and more fresh ids cost a read; nothing is forgotten or missed.
+// Within a micro-batch, the ids seen so far are in a map: its keys reach
+// the store only after the commit.
+//
+// A key is never durable without its row (docs/ARCHITECTURE.md, contract
+// 2): a micro-batch's keys are written in one synced Pebble batch after
+// its DuckDB transaction has committed, with 'm' "seq" set to the number
+// of the last part whose keys the store holds. A failure there stops the
+// engine (the keys are missing, the rows are not). Open brings the store
+// up to the database: it reads the keys of each committed part numbered
+// above seq back from the part (every accepted row with its event id and
+// time) and stores them, so a committed row always has its key; a store
+// whose seq is above the database's last part (a database restored under
+// it) is refused. Open rebuilds the filters by one scan of the store; the
+// keys themselves are never loaded into memory.
 //
 // Dedupe state is per appliance: the same event id reaching two appliances
 // of one consumer group (after a partition moves) is not caught here.
@@ -128,6 +158,7 @@
 //
 // DuckDB runs with Options.MemoryLimit and Options.Threads. On the Go side a
 // micro-batch holds at most BatchRecords records and their rows; the open
-// windows and the dedupe index are bounded by the window options and
-// DedupeMaxKeys.
+// windows are bounded by the window options and the dedupe filters by
+// DedupeMemory (mapped outside the Go heap); Pebble's cache and memtables
+// of the key store add a few MiB.
 package engine

@@ -47,12 +47,15 @@ type Engine struct {
 	decoders []decoderSet // one per decoding goroutine (decode.go)
 	decoded  []decoded    // the last micro-batch's decodings, reused
 
+	// keys are the remembered dedupe keys (keystore.go), written after
+	// each micro-batch's transaction has committed.
+	keys *keyStore
+
 	// State mirrored from DuckDB, rebuilt by load. Changed in memory only
 	// after the transaction that persists it has committed, except the
-	// window set and the dedupe index, which a failed transaction reloads.
+	// window set, which a failed transaction reloads.
 	cursor    wal.Cursor
 	windows   *window.Set
-	dedupe    *dedupeIndex
 	dedupeMax int64 // highest event time of a deduplicated-in event, Unix ns; 0 if none
 	counters  map[string]int64
 	open      openBatch
@@ -102,9 +105,10 @@ type pending struct {
 }
 
 // Open opens or creates the engine's DuckDB database in opts.Dir, creates
-// the schema if missing, loads the cursor, windows, dedupe keys and
-// counters, and truncates the WAL below the committed cursor (records the
-// engine has consumed are no longer needed: DESIGN.md, contract 6).
+// the schema if missing, opens the dedupe key store, loads the cursor,
+// windows and counters, and truncates the WAL below the committed cursor
+// (records the engine has consumed are no longer needed: DESIGN.md,
+// contract 6).
 func Open(opts Options) (*Engine, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
@@ -118,20 +122,27 @@ func Open(opts Options) (*Engine, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("engine: cannot create the data directory %s: %w", opts.Dir, err)
 	}
-	// checkpoint_threshold: DuckDB's default (16 MB of its own WAL) makes
-	// nearly every micro-batch a checkpoint that rewrites the last,
-	// partial row group of the dedupe table; 256 MB made the engine ~30%
-	// faster (docs/PERFORMANCE.md). DuckDB's WAL counts in DiskBytes, and a
+	// checkpoint_threshold: DuckDB's default (16 MB of its own WAL) made
+	// nearly every micro-batch a checkpoint that rewrote the last, partial
+	// row group of a growing table; 256 MB made the engine ~30% faster
+	// (docs/PERFORMANCE.md). DuckDB's WAL counts in DiskBytes, and a
 	// restart after a crash replays at most that much.
 	dsn := fmt.Sprintf("%s?memory_limit=%dKiB&threads=%d&checkpoint_threshold=256MB", e.path, opts.MemoryLimit>>10, opts.Threads)
 	connector, err := duckdb.NewConnector(dsn, nil)
 	if err != nil {
 		return nil, fmt.Errorf("engine: cannot open %s: %w", e.path, err)
 	}
+	// The key store first: upgrading a schema 2 database moves its
+	// dedupe table into it.
+	if e.keys, err = openKeyStore(filepath.Join(opts.Dir, KeysDir), int64(opts.DedupeWindow/time.Microsecond),
+		opts.DedupeMemory, opts.Logger); err != nil {
+		return nil, err
+	}
 	e.db = sql.OpenDB(connector)
 	ctx := context.Background()
 	if e.conn, err = e.db.Conn(ctx); err != nil {
 		_ = e.db.Close()
+		_ = e.keys.close()
 		return nil, fmt.Errorf("engine: cannot connect to %s: %w", e.path, err)
 	}
 	if err := e.createSchema(ctx); err != nil {
@@ -153,7 +164,8 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: cannot truncate the WAL below the committed cursor: %w", err)
 	}
 	e.snapshotStats(0, 0)
-	e.log.Info("engine: opened", "path", e.path, "dedupe_keys", e.dedupe.len(), "windows", e.windows.Len(),
+	e.log.Info("engine: opened", "path", e.path, "dedupe_keys", e.keys.held, "dedupe_slices", len(e.keys.slices),
+		"dedupe_window_holds_up_to_events_per_s", int64(opts.DedupeRate()), "windows", e.windows.Len(),
 		"open_rows", e.open.rows, "sealed_batches_pending", e.sealed.batches)
 	return e, nil
 }
@@ -165,6 +177,7 @@ func (e *Engine) closeDB() {
 		_ = e.conn.Close()
 	}
 	_ = e.db.Close()
+	_ = e.keys.close()
 }
 
 // Close closes the DuckDB database after the micro-batch in flight, if
@@ -178,8 +191,12 @@ func (e *Engine) Close() error {
 	e.closed = true
 	errConn := e.conn.Close()
 	errDB := e.db.Close()
+	errKeys := e.keys.close()
 	if err := errors.Join(errConn, errDB); err != nil {
-		return fmt.Errorf("engine: cannot close %s: %w", e.path, err)
+		return fmt.Errorf("engine: cannot close %s: %w", e.path, errors.Join(err, errKeys))
+	}
+	if errKeys != nil {
+		return fmt.Errorf("engine: %w", errKeys)
 	}
 	return nil
 }
@@ -391,10 +408,11 @@ func (e *Engine) Step() (int, error) {
 }
 
 // DiskBytes returns the size of the DuckDB database file, its
-// write-ahead log and the outbox's parts: what the data directory's byte
-// budget counts for the engine, the outbox and the DLQ.
+// write-ahead log, the outbox's parts and the dedupe key store: what the
+// data directory's byte budget counts for the engine, the outbox and the
+// DLQ.
 func (e *Engine) DiskBytes() int64 {
-	n := e.partsBytes.Load()
+	n := e.partsBytes.Load() + e.keys.diskBytes.Load()
 	for _, p := range []string{e.path, e.path + ".wal"} {
 		if st, err := os.Stat(p); err == nil {
 			n += st.Size()
@@ -416,14 +434,26 @@ type Stats struct {
 	// FilteredByRule splits Filtered by the name of the filter rule.
 	FilteredByRule map[string]int64
 	Deduplicated   int64 // accepted records dropped as duplicates
-	// DedupeEvicted counts keys forgotten because more than DedupeMaxKeys
-	// were held; DedupeExpired those forgotten by the dedupe window.
-	DedupeEvicted int64
+	// DedupeExpired counts keys forgotten by the dedupe window, the only
+	// way a key is forgotten.
 	DedupeExpired int64
 	// DedupeTooOld counts events older than the dedupe horizon: kept, but
 	// their ids are not remembered (doc.go, "Dedupe").
 	DedupeTooOld int64
 	DedupeKeys   int64 // keys held now
+	// DedupeHeld is the event time the remembered keys span: from the
+	// oldest minute held to the newest event, at most DedupeWindow (the
+	// configured window, for comparison).
+	DedupeHeld   time.Duration
+	DedupeWindow time.Duration
+	// DedupeFilterBytes is the memory of the key store's Bloom filters.
+	DedupeFilterBytes int64
+	// DedupeFilterHits counts event ids some filter may hold,
+	// DedupeDiskLookups the key store reads they cost, and
+	// DedupeFalsePositives the reads that found no live key.
+	DedupeFilterHits     int64
+	DedupeDiskLookups    int64
+	DedupeFalsePositives int64
 	// Late and TooLate count events after the watermark (window.Late,
 	// window.TooLate); both are in the outbox rows.
 	Late, TooLate int64
@@ -465,7 +495,6 @@ const (
 	cFiltered        = "filtered"
 	cFilteredPrefix  = "filtered."
 	cDeduplicated    = "deduplicated"
-	cDedupeEvicted   = "dedupe_evicted"
 	cDedupeExpired   = "dedupe_expired"
 	cDedupeTooOld    = "dedupe_too_old"
 	cLate            = "late"
@@ -516,8 +545,10 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 	s := Stats{
 		RecordsIn: c[cRecordsIn], Accepted: c[cAccepted], Rejected: c[cRejected],
 		RejectedByCode: map[string]int64{}, Filtered: c[cFiltered], FilteredByRule: map[string]int64{},
-		Deduplicated: c[cDeduplicated], DedupeEvicted: c[cDedupeEvicted], DedupeExpired: c[cDedupeExpired],
-		DedupeTooOld: c[cDedupeTooOld], DedupeKeys: e.dedupe.len(),
+		Deduplicated: c[cDeduplicated], DedupeExpired: c[cDedupeExpired],
+		DedupeTooOld: c[cDedupeTooOld], DedupeKeys: e.keys.held, DedupeHeld: e.dedupeHeld(), DedupeWindow: e.opts.DedupeWindow,
+		DedupeFilterBytes: e.keys.memory(), DedupeFilterHits: e.keys.filterHits.Load(),
+		DedupeDiskLookups: e.keys.lookups.Load(), DedupeFalsePositives: e.keys.falsePositives.Load(),
 		Late: c[cLate], TooLate: c[cTooLate], NoBaseAmount: c[cNoBaseAmount],
 		WindowsEmitted: c[cWindowsEmitted], WindowOverflows: c[cWindowOverflows], Windows: e.windows.Len(),
 		BatchesSealed:           c[cBatchesSealed],
@@ -544,6 +575,15 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 	}
 	e.stats = s
 	e.statsMu.Unlock()
+}
+
+// dedupeHeld is the event time the remembered keys span. Callers hold mu.
+func (e *Engine) dedupeHeld() time.Duration {
+	oldest, ok := e.keys.oldest()
+	if !ok || e.dedupeMax == 0 {
+		return 0
+	}
+	return max(time.Duration(e.dedupeMax-oldest*1000), 0)
 }
 
 // sortedPartitions returns the keys of m in (topic, partition) order.

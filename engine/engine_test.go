@@ -87,25 +87,25 @@ func TestAppenderInTransaction(t *testing.T) {
 	if _, err := e.conn.ExecContext(ctx, `BEGIN TRANSACTION`); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.appendRows("", "dedupe", 3, 5000, func(i int, a []driver.Value) {
-		a[0], a[1], a[2] = uint64(i), uint64(i), t0
+	if err := e.appendRows("", "engine_counters", 2, 5000, func(i int, a []driver.Value) {
+		a[0], a[1] = fmt.Sprint("c", i), int64(i)
 	}); err != nil {
 		t.Fatal(err)
 	}
 	var inTx int
-	if err := e.conn.QueryRowContext(ctx, `SELECT count(*) FROM dedupe`).Scan(&inTx); err != nil {
+	if err := e.conn.QueryRowContext(ctx, `SELECT count(*) FROM engine_counters`).Scan(&inTx); err != nil {
 		t.Fatal(err)
 	}
 	if inTx != 5000 {
 		t.Fatalf("inside the transaction %d rows, want 5000", inTx)
 	}
-	if h.count(`SELECT count(*) FROM dedupe`) != 0 {
+	if h.count(`SELECT count(*) FROM engine_counters`) != 0 {
 		t.Fatal("appended rows visible to another connection before COMMIT")
 	}
 	if _, err := e.conn.ExecContext(ctx, `ROLLBACK`); err != nil {
 		t.Fatal(err)
 	}
-	if h.count(`SELECT count(*) FROM dedupe`) != 0 {
+	if h.count(`SELECT count(*) FROM engine_counters`) != 0 {
 		t.Fatal("appended rows survived ROLLBACK")
 	}
 }
@@ -127,18 +127,6 @@ func TestDuplicatesAcrossBatchesAndRestart(t *testing.T) {
 		t.Fatalf("stats: dedup %d accepted %d in %d keys %d", st.Deduplicated, st.Accepted, st.RecordsIn, st.DedupeKeys)
 	}
 	h.checkDedupeKeysHaveRows()
-}
-
-// checkDedupeKeysHaveRows asserts that every dedupe key is the hash of
-// an event id in outbox_rows.
-func (h *harness) checkDedupeKeysHaveRows() {
-	h.t.Helper()
-	orphans := h.count(`SELECT count(*) FROM dedupe d WHERE NOT EXISTS (SELECT 1 FROM outbox_rows r
-		WHERE ('0x' || substr(sha256(r.event_id), 1, 16))::UBIGINT = d.hash_hi
-		AND ('0x' || substr(sha256(r.event_id), 17, 16))::UBIGINT = d.hash_lo)`)
-	if orphans != 0 {
-		h.t.Fatalf("%d dedupe keys without their outbox row", orphans)
-	}
 }
 
 func TestKeyMatchesSQL(t *testing.T) {
@@ -176,36 +164,45 @@ func TestDedupeExpiryByEventTime(t *testing.T) {
 		t.Fatalf("rows: %v", got)
 	}
 	// "a" came back below the horizon: kept but not remembered.
-	if got := h.count(`SELECT count(*) FROM dedupe`); got != 2 {
+	if got := len(h.keys()); got != 2 {
 		t.Fatalf("%d dedupe keys, want 2 (b, c)", got)
 	}
 	h.checkDedupeKeysHaveRows()
 }
 
-func TestDedupeMaxKeysEvictsOldest(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.DedupeMaxKeys = 5 })
+// TestDedupeExactWhenFiltersSaturate shrinks the key store's filters to
+// one block a slice, so nearly every id is a filter hit: each must then
+// be answered by the disk, and exactly; after a restart the filters are
+// rebuilt from the disk.
+func TestDedupeExactWhenFiltersSaturate(t *testing.T) {
+	h := newHarness(t, nil)
+	// One block a slice for the slices to come (there are none yet).
+	h.e.keys.filterBytes = 64
 	var recs []string
 	for m := 0; m < 4; m++ {
-		for i := 0; i < 2; i++ {
+		for i := 0; i < 50; i++ {
 			recs = append(recs, ev(fmt.Sprintf("m%d-%d", m, i), "s1", "1", at(time.Duration(m)*time.Minute)))
 		}
 	}
 	h.add("orders", 0, recs...)
 	h.drain()
-	// 8 keys in 4 minutes, at most 5: the two oldest minutes go.
-	st := h.e.Stats()
-	if st.DedupeEvicted != 4 || st.DedupeKeys != 4 {
-		t.Fatalf("evicted %d keys %d", st.DedupeEvicted, st.DedupeKeys)
+	again := []string{ev("m0-0", "s1", "1", at(0)), ev("m3-49", "s1", "1", at(3*time.Minute))}
+	for i := 0; i < 20; i++ {
+		again = append(again, ev(fmt.Sprint("fresh-", i), "s1", "1", at(0)))
 	}
-	if got := h.count(`SELECT count(*) FROM dedupe`); got != 4 {
-		t.Fatalf("%d dedupe rows, want 4", got)
-	}
-	h.reopen()
-	h.add("orders", 0, ev("m0-0", "s1", "1", at(0)), ev("m3-0", "s1", "1", at(3*time.Minute)))
+	h.add("orders", 0, again...)
 	h.drain()
-	if st := h.e.Stats(); st.Deduplicated != 1 || st.DedupeTooOld != 1 {
-		t.Fatalf("after evictions: dedup %d too old %d", st.Deduplicated, st.DedupeTooOld)
+	st := h.e.Stats()
+	if st.Accepted != 220 || st.Deduplicated != 2 || st.DedupeKeys != 220 {
+		t.Fatalf("accepted %d dedup %d keys %d, want 220 2 220", st.Accepted, st.Deduplicated, st.DedupeKeys)
 	}
+	if st.DedupeFalsePositives == 0 || st.DedupeDiskLookups < st.DedupeFalsePositives+2 {
+		t.Fatalf("saturated filters: %d lookups, %d false positives", st.DedupeDiskLookups, st.DedupeFalsePositives)
+	}
+	h.reopen() // the filters are rebuilt from the disk at their configured size
+	h.add("orders", 1, ev("m1-7", "s1", "1", at(time.Minute)), ev("fresh2", "s1", "1", at(0)))
+	h.drain()
+	h.checkDedupe(221, 3)
 }
 
 func TestWindowsEmitAndReemit(t *testing.T) {
@@ -346,7 +343,7 @@ func TestSealNowAndAge(t *testing.T) {
 // then gives exactly what a run without the failure gives.
 func TestRollbackLeavesNoTrace(t *testing.T) {
 	recs := []string{ev("a", "s1", "1", at(0)), `not json`, ev("b", "s2", "2", at(10*time.Minute)), ev("a", "s1", "1", at(0))}
-	tables := []string{"dedupe", "outbox_rows", "outbox_parts", "outbox_windows", "windows", "dlq", "engine_cursor", "engine_counters", "engine_state", "outbox_batches"}
+	tables := []string{"outbox_rows", "outbox_parts", "outbox_windows", "windows", "dlq", "engine_cursor", "engine_counters", "engine_state", "outbox_batches"}
 	dump := func(h *harness) map[string][]string {
 		out := map[string][]string{}
 		for _, tbl := range tables {
@@ -360,6 +357,7 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 		for _, ent := range ents {
 			out["part files"] = append(out["part files"], ent.Name())
 		}
+		out["dedupe keys"] = h.keys()
 		return out
 	}
 	ref := newHarness(t, func(o *Options) { o.Seal.Rows = 2 })
@@ -370,19 +368,14 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 	ref.drain()
 	want := dump(ref)
 
-	for _, point := range []string{"part", "begin", "dedupe", "rows", "dlq", "windows", "state", "commit"} {
+	for _, point := range []string{"part", "begin", "rows", "dlq", "windows", "state", "commit"} {
 		t.Run(point, func(t *testing.T) {
 			h := newHarness(t, func(o *Options) { o.Seal.Rows = 2 })
 			h.add("orders", 0, recs[:2]...)
 			h.drain()
 			h.add("orders", 0, recs[2:]...)
 			injected := errors.New("injected failure")
-			h.e.hook = func(p string) error {
-				if p == point {
-					return injected
-				}
-				return nil
-			}
+			h.failAt(point, injected)
 			if _, err := h.e.Step(); !errors.Is(err, injected) {
 				t.Fatalf("step returned %v", err)
 			}

@@ -14,14 +14,84 @@ import (
 // version, is left to createSchema.
 func (e *Engine) migrate(ctx context.Context) error {
 	var v int
-	if err := e.conn.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != 1 {
+	if err := e.conn.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil {
 		return nil
 	}
-	if err := e.migrateV1(ctx); err != nil {
-		return fmt.Errorf("engine: cannot upgrade %s from schema version 1 (nothing of it changed; the offload that wrote it still runs on it): %w", e.path, err)
+	if v == 1 {
+		if err := e.migrateV1(ctx); err != nil {
+			return fmt.Errorf("engine: cannot upgrade %s from schema version 1 (nothing of it changed; the offload that wrote it still runs on it): %w", e.path, err)
+		}
+		v = 2
+	}
+	if v == 2 {
+		if err := e.migrateV2(ctx); err != nil {
+			return fmt.Errorf("engine: cannot upgrade %s from schema version 2 (nothing of it changed; the offload that wrote it still runs on it): %w", e.path, err)
+		}
 	}
 	return nil
 }
+
+// migrateV2 moves a version 2 database's dedupe table into the key store:
+// the keys are written and synced first, with the seq of the database's
+// last part, then one transaction drops the table and sets version 3. A
+// crash before the commit leaves version 2 as it was, and the next start
+// writes the same keys again.
+func (e *Engine) migrateV2(ctx context.Context) error {
+	var nextPart int64
+	if err := e.conn.QueryRowContext(ctx, `SELECT coalesce(max(next_part_seq), 1) FROM engine_state`).Scan(&nextPart); err != nil {
+		return err
+	}
+	rows, err := e.conn.QueryContext(ctx, `SELECT hash_hi, hash_lo, epoch_us(event_time) FROM dedupe`)
+	if err != nil {
+		return err
+	}
+	var keys []keyTime
+	var n int
+	for rows.Next() {
+		var hi, lo uint64
+		var us int64
+		if err := rows.Scan(&hi, &lo, &us); err != nil {
+			rows.Close()
+			return err
+		}
+		keys = append(keys, keyTime{keyFromParts(hi, lo), us})
+		if len(keys) == migrateKeysChunk {
+			// The seq moves only with the last chunk: a crash in
+			// between leaves the store behind the database, never ahead.
+			if err := e.keys.commit(keys, e.keys.horizon, e.keys.seq); err != nil {
+				rows.Close()
+				return err
+			}
+			n += len(keys)
+			keys = keys[:0]
+		}
+	}
+	if err := closeRows(rows); err != nil {
+		return err
+	}
+	if err := e.keys.commit(keys, e.keys.horizon, nextPart-1); err != nil {
+		return err
+	}
+	n += len(keys)
+	err = e.inTx(ctx, func() error {
+		for _, q := range []string{`DROP TABLE dedupe`, `UPDATE schema_version SET version = 3`} {
+			if _, err := e.conn.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", strings.Fields(q)[0], err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.log.Info("engine: upgraded the database from schema version 2: the dedupe keys are in the key store now",
+		"path", e.path, "keys", n, "store", e.keys.dir)
+	return nil
+}
+
+// migrateKeysChunk is how many keys migrateV2 writes to the key store at a
+// time.
+const migrateKeysChunk = 1 << 20
 
 // v1Group is the clean rows of one outbox batch in a version 1 database
 // (batch NULL: the open batch).

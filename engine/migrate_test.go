@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -60,10 +61,7 @@ func TestMigrateFromSchemaV1(t *testing.T) {
 	}
 	h.close()
 
-	db, err := sql.Open("duckdb", filepath.Join(h.dir, DBFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := downgradeToV2(t, h.dir)
 	for _, q := range []string{
 		v1OutboxRows,
 		with + `INSERT INTO outbox_rows SELECT * FROM outbox_rows`,
@@ -101,7 +99,78 @@ func TestMigrateFromSchemaV1(t *testing.T) {
 	if got := h.rows(`SELECT seq, rows FROM outbox_parts WHERE seq = 3`); !reflect.DeepEqual(got, []string{"3 1"}) {
 		t.Fatalf("the next micro-batch's part: %v", got)
 	}
-	if v := h.count(`SELECT version FROM schema_version`); v != 2 {
+	if v := h.count(`SELECT version FROM schema_version`); v != schemaVersion {
 		t.Fatalf("schema version %d", v)
 	}
+	if st := h.e.Stats(); st.Deduplicated != 0 || st.DedupeKeys != 6 {
+		t.Fatalf("dedupe after the upgrade: %d deduplicated, %d keys, want 0 and 6", st.Deduplicated, st.DedupeKeys)
+	}
+}
+
+// downgradeToV2 turns the closed engine's database in dir into what schema
+// version 2 kept (the dedupe keys in a dedupe table, no key store) and
+// returns it open.
+func downgradeToV2(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("duckdb", filepath.Join(dir, DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := storedKeys(t, db, dir)
+	for _, q := range []string{
+		`CREATE TABLE dedupe (hash_hi UBIGINT NOT NULL, hash_lo UBIGINT NOT NULL, event_time TIMESTAMP NOT NULL)`,
+		`UPDATE schema_version SET version = 2`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, k := range keys {
+		var hexKey string
+		var us int64
+		if _, err := fmt.Sscan(k, &hexKey, &us); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO dedupe VALUES (('0x' || ?)::UBIGINT, ('0x' || ?)::UBIGINT, make_timestamp(?::BIGINT))`,
+			hexKey[:16], hexKey[16:], us); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, KeysDir)); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestMigrateFromSchemaV2 turns a database into what schema version 2
+// kept (the keys in DuckDB's dedupe table) and opens it: the keys move to
+// the key store, the table goes, and the ids are still caught after the
+// upgrade and after a restart.
+func TestMigrateFromSchemaV2(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s2", "5", at(time.Minute)))
+	h.drain()
+	h.close()
+	if err := downgradeToV2(t, h.dir).Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.open()
+	if v := h.count(`SELECT version FROM schema_version`); v != schemaVersion {
+		t.Fatalf("schema version %d", v)
+	}
+	if n := h.count(`SELECT count(*) FROM information_schema.tables WHERE table_name = 'dedupe'`); n != 0 {
+		t.Fatal("the dedupe table is still there")
+	}
+	if got := len(h.keys()); got != 2 || h.e.keys.seq != 1 {
+		t.Fatalf("key store: %d keys, seq %d, want 2 and 1", got, h.e.keys.seq)
+	}
+	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("c", "s1", "2", at(0)))
+	h.drain()
+	h.reopen()
+	h.add("orders", 0, ev("b", "s2", "5", at(time.Minute)))
+	h.drain()
+	if st := h.e.Stats(); st.Deduplicated != 2 || st.Accepted != 3 || st.DedupeKeys != 3 {
+		t.Fatalf("after the upgrade: %d deduplicated, %d accepted, %d keys, want 2 3 3", st.Deduplicated, st.Accepted, st.DedupeKeys)
+	}
+	h.checkDedupeKeysHaveRows()
 }

@@ -3,7 +3,7 @@ package engine
 // schemaVersion is the version of the DDL below. A database created by
 // another version is refused at Open: migrations are added with the version
 // that needs them.
-const schemaVersion = 2
+const schemaVersion = 3
 
 // schemaDDL creates the engine's tables (doc.go explains each). Column
 // order matters: the engine appends rows positionally with the DuckDB
@@ -35,11 +35,6 @@ var schemaDDL = []string{
 	`CREATE TABLE IF NOT EXISTS engine_counters (
 	name  VARCHAR PRIMARY KEY,
 	value BIGINT NOT NULL
-)`,
-	`CREATE TABLE IF NOT EXISTS dedupe (
-	hash_hi    UBIGINT   NOT NULL,
-	hash_lo    UBIGINT   NOT NULL,
-	event_time TIMESTAMP NOT NULL
 )`,
 	`CREATE TABLE IF NOT EXISTS outbox_parts (
 	seq           BIGINT PRIMARY KEY,

@@ -118,10 +118,14 @@ func (e *Engine) appendRows(catalog, table string, ncol, n int, row func(i int, 
 }
 
 // load reads the engine's state from DuckDB into memory: the cursor,
-// counters, windows, dedupe keys and the open batch.
+// counters, windows, dedupe horizon and the open batch; then it stores the
+// dedupe keys of committed micro-batches the key store lacks.
 func (e *Engine) load(ctx context.Context) error {
 	if err := e.loadState(ctx); err != nil {
 		return fmt.Errorf("engine: cannot load the engine state from %s: %w", e.path, err)
+	}
+	if err := e.catchUpKeys(ctx); err != nil {
+		return fmt.Errorf("engine: cannot bring the dedupe key store %s up to the database %s: %w", e.keys.dir, e.path, err)
 	}
 	return nil
 }
@@ -230,27 +234,10 @@ func (e *Engine) loadState(ctx context.Context) error {
 	}
 	set.Restore(ws, maxEvent)
 
-	// Dedupe keys.
+	// Dedupe horizon: the key store holds its keys (keystore.go).
 	horizon := int64(math.MinInt64)
 	if horizonN.Valid {
 		horizon = horizonN.Int64
-	}
-	idx := newDedupeIndex(horizon)
-	rows, err = q.QueryContext(ctx, `SELECT hash_hi, hash_lo, epoch_us(event_time) FROM dedupe`)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var hi, lo uint64
-		var us int64
-		if err := rows.Scan(&hi, &lo, &us); err != nil {
-			rows.Close()
-			return err
-		}
-		idx.add(keyFromParts(hi, lo), us)
-	}
-	if err := closeRows(rows); err != nil {
-		return err
 	}
 
 	// Open batch.
@@ -269,7 +256,8 @@ func (e *Engine) loadState(ctx context.Context) error {
 		return err
 	}
 
-	e.cursor, e.counters, e.windows, e.dedupe = cursor, counters, set, idx
+	e.keys.forgetBelow(horizon)
+	e.cursor, e.counters, e.windows = cursor, counters, set
 	e.dedupeMax = 0
 	if dedupeMaxNS.Valid {
 		e.dedupeMax = dedupeMaxNS.Int64

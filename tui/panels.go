@@ -113,6 +113,18 @@ func (m Model) windows(st styles) string {
 	return m.label(st, "windows") + count(e.WindowsEmitted) + " emitted · watermark " + watermark
 }
 
+// dedupe draws the event time the remembered ids span against the
+// configured window ("holds 23h59m of 24h"), and the filters' account.
+func (m Model) dedupe(st styles) string {
+	d := m.status.Engine.Dedupe
+	line := m.label(st, "dedupe") + "holds " + age(d.HeldSeconds) + " of " + age(d.WindowSeconds) +
+		" · " + count(d.Keys) + " ids · filters " + bytesIEC(float64(d.FilterBytes))
+	if d.DiskLookups > 0 {
+		line += " · " + count(d.DiskLookups) + " disk reads, " + count(d.FalsePositives) + " false positives"
+	}
+	return line
+}
+
 // dlq draws the dead-letter count and the most frequent reject reasons.
 func (m Model) dlq(st styles) string {
 	type reason struct {

@@ -140,6 +140,12 @@ var (
 	dEngineRejected    = desc("offload_engine_rejected_total", "Records dead-lettered, by reason code.", "code")
 	dEngineFiltered    = desc("offload_engine_filtered_total", "Records dropped by filter rules, by rule.", "rule")
 	dEngineDedup       = desc("offload_engine_deduplicated_total", "Duplicates dropped.")
+	dDedupeKeys        = desc("offload_engine_dedupe_keys", "Event ids remembered in the dedupe key store.")
+	dDedupeHeld        = desc("offload_engine_dedupe_held_seconds", "Event time the remembered ids span (at most engine.dedupe_window).")
+	dDedupeFilterBytes = desc("offload_engine_dedupe_filter_bytes", "Memory of the dedupe key store's Bloom filters.")
+	dDedupeFilterHits  = desc("offload_engine_dedupe_filter_hits_total", "Event ids a dedupe filter may hold (since start).")
+	dDedupeLookups     = desc("offload_engine_dedupe_disk_lookups_total", "Dedupe key store reads confirming a filter hit (since start).")
+	dDedupeFalsePos    = desc("offload_engine_dedupe_false_positives_total", "Dedupe key store reads that found no remembered id (since start).")
 	dEngineLate        = desc("offload_engine_late_events_total", "Events behind the watermark.", "kind")
 	dEngineWindows     = desc("offload_engine_windows_emitted_total", "Window rows emitted.")
 	dEngineBacklog     = desc("offload_engine_backlog_records", "WAL records waiting for the engine.")
@@ -169,7 +175,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dDedupeKeys, dDedupeHeld, dDedupeFilterBytes, dDedupeFilterHits, dDedupeLookups, dDedupeFalsePos, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
 	dOutboxQuarantined,
 }
 
@@ -223,6 +229,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dEngineFiltered, float64(v), rule)
 	}
 	counter(dEngineDedup, float64(e.Deduplicated))
+	gauge(dDedupeKeys, float64(e.DedupeKeys))
+	gauge(dDedupeHeld, e.DedupeHeld.Seconds())
+	gauge(dDedupeFilterBytes, float64(e.DedupeFilterBytes))
+	counter(dDedupeFilterHits, float64(e.DedupeFilterHits))
+	counter(dDedupeLookups, float64(e.DedupeDiskLookups))
+	counter(dDedupeFalsePos, float64(e.DedupeFalsePositives))
 	counter(dEngineLate, float64(e.Late), "late")
 	counter(dEngineLate, float64(e.TooLate), "too_late")
 	counter(dEngineWindows, float64(e.WindowsEmitted))

@@ -145,11 +145,25 @@ type EngineStatus struct {
 	RejectedByCode map[string]int64 `json:"rejected_by_code"`
 	Filtered       int64            `json:"filtered"`
 	Deduplicated   int64            `json:"deduplicated"`
+	Dedupe         DedupeStatus     `json:"dedupe"`
 	Late           int64            `json:"late"`
 	TooLate        int64            `json:"too_late"`
 	WindowsEmitted int64            `json:"windows_emitted"`
 	Watermark      *time.Time       `json:"watermark"`
 	MaxEventTime   *time.Time       `json:"max_event_time"`
+}
+
+// DedupeStatus describes the engine's remembered event ids: how much event
+// time they span against the configured window, and how the filters in
+// front of the on-disk keys do.
+type DedupeStatus struct {
+	Keys           int64   `json:"keys"`
+	HeldSeconds    float64 `json:"held_seconds"`
+	WindowSeconds  float64 `json:"window_seconds"`
+	FilterBytes    int64   `json:"filter_bytes"`
+	FilterHits     int64   `json:"filter_hits"`
+	DiskLookups    int64   `json:"disk_lookups"`
+	FalsePositives int64   `json:"false_positives"`
 }
 
 // OutboxStatus describes what waits for the warehouse.
@@ -230,6 +244,9 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 			QuarantinedRecords: m.src.WALQuarantine.Records, QuarantineDir: m.src.WALQuarantine.Dir},
 		Engine: EngineStatus{BacklogRecords: s.Backlog, RecordsIn: e.RecordsIn, Accepted: e.Accepted, Rejected: e.Rejected,
 			RejectedByCode: e.RejectedByCode, Filtered: e.Filtered, Deduplicated: e.Deduplicated, Late: e.Late, TooLate: e.TooLate,
+			Dedupe: DedupeStatus{Keys: e.DedupeKeys, HeldSeconds: e.DedupeHeld.Seconds(), WindowSeconds: e.DedupeWindow.Seconds(),
+				FilterBytes: e.DedupeFilterBytes, FilterHits: e.DedupeFilterHits, DiskLookups: e.DedupeDiskLookups,
+				FalsePositives: e.DedupeFalsePositives},
 			WindowsEmitted: e.WindowsEmitted, Watermark: timePtr(e.Watermark), MaxEventTime: timePtr(e.MaxEventTime)},
 		Outbox: OutboxStatus{Rows: e.OutboxRowsPending, Bytes: e.OutboxBytesPending, SealedBatches: s.Sealed,
 			ParkedBatches: []ParkedBatch{}, OldestUnshippedSeconds: s.OldestUnshipped.Seconds()},

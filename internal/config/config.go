@@ -60,8 +60,12 @@ type Engine struct {
 	MemoryLimit  ByteSize `yaml:"memory_limit"`
 	Threads      int      `yaml:"threads"`
 	// DedupeWindow is how long, in event time, an event id is remembered.
-	DedupeWindow  Duration `yaml:"dedupe_window"`
-	DedupeMaxKeys int      `yaml:"dedupe_max_keys"`
+	DedupeWindow Duration `yaml:"dedupe_window"`
+	// DedupeMemory bounds the dedupe key store's filters (the keys are on
+	// disk); it holds DedupeWindow up to a rate docs/CONFIG.md gives.
+	DedupeMemory ByteSize `yaml:"dedupe_memory"`
+	// DedupeMaxKeys is refused: DedupeMemory replaced it.
+	DedupeMaxKeys int `yaml:"dedupe_max_keys"`
 	// Window is the tumbling window size; Lateness how far behind the
 	// newest event time a window still waits, and then still corrects.
 	Window   Duration `yaml:"window"`
@@ -258,15 +262,15 @@ func Default() Config {
 		},
 		WAL: WAL{MemtableSize: 32 << 20},
 		Engine: Engine{
-			Interval:      Duration(time.Second),
-			BatchRecords:  50000,
-			MemoryLimit:   512 << 20,
-			Threads:       2,
-			DedupeWindow:  Duration(24 * time.Hour),
-			DedupeMaxKeys: 5_000_000,
-			Window:        Duration(time.Minute),
-			Lateness:      Duration(5 * time.Minute),
-			BaseCurrency:  "EUR",
+			Interval:     Duration(time.Second),
+			BatchRecords: 50000,
+			MemoryLimit:  512 << 20,
+			Threads:      2,
+			DedupeWindow: Duration(24 * time.Hour),
+			DedupeMemory: 256 << 20,
+			Window:       Duration(time.Minute),
+			Lateness:     Duration(5 * time.Minute),
+			BaseCurrency: "EUR",
 		},
 		Outbox: Outbox{SealRows: 1_000_000, SealBytes: 128 << 20, SealAge: Duration(5 * time.Minute)},
 		Warehouse: Warehouse{
@@ -517,8 +521,11 @@ func (c *Config) validateEngine() error {
 	if e.DedupeWindow < Duration(time.Minute) {
 		bad("engine.dedupe_window: %s is too short; use at least 1m", e.DedupeWindow)
 	}
-	if e.DedupeMaxKeys < 1000 {
-		bad("engine.dedupe_max_keys: %d is too small; use at least 1000", e.DedupeMaxKeys)
+	if e.DedupeMemory < 1<<20 {
+		bad("engine.dedupe_memory: %s is too small; use at least 1MiB (256MiB holds 24h at 1,000 events/s)", e.DedupeMemory)
+	}
+	if e.DedupeMaxKeys != 0 {
+		bad("engine.dedupe_max_keys: no longer used (the dedupe keys are on disk and never evicted); remove it and size engine.dedupe_memory instead (256MiB holds 24h at 1,000 events/s, docs/CONFIG.md)")
 	}
 	if e.Window < Duration(time.Second) || e.Window > Duration(24*time.Hour) || time.Duration(24*time.Hour)%e.Window.D() != 0 {
 		bad("engine.window: %s must divide a day and lie between 1s and 24h (e.g. 1m, 5m, 1h)", e.Window)

@@ -126,6 +126,8 @@ func TestBadConfigs(t *testing.T) {
 		{"bad base currency", map[string]string{"engine.base_currency": "euro"}, nil, "engine.base_currency", "ISO-4217"},
 		{"missing rates file", map[string]string{"engine.rates_file": "/nonexistent/rates.csv"}, nil, "engine.rates_file", "/nonexistent/rates.csv"},
 		{"tiny engine memory", map[string]string{"engine.memory_limit": "1MiB"}, nil, "engine.memory_limit", "64MiB"},
+		{"tiny dedupe memory", map[string]string{"engine.dedupe_memory": "64KiB"}, nil, "engine.dedupe_memory", "1MiB"},
+		{"dedupe max keys", map[string]string{"engine.dedupe_max_keys": "5000000"}, nil, "engine.dedupe_max_keys", "engine.dedupe_memory"},
 		{"zero batch records", map[string]string{"engine.batch_records": "0"}, nil, "engine.batch_records", "1 to 10000000"},
 		{"inline hash key", map[string]string{"engine.hash_key": "hunter2hunter2hunter2"}, nil, "engine.hash_key", "secrets are not read"},
 		{"short hash key", nil, []string{"OFFLOAD_ENGINE_HASH_KEY=hunter2"}, "engine.hash_key_file", "at least 16 bytes"},

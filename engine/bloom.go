@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"fmt"
+	"math/bits"
+	"syscall"
+	"unsafe"
+)
+
+// bloomBlockWords is a block of a blockedBloom: 512 bits, one cache line,
+// so a lookup touches one line of memory.
+const bloomBlockWords = 8
+
+// bloomProbes is the number of bits a key sets in its block. With a key
+// every 16 to 32 bits of filter, 8 probes keep the false positive rate
+// between about 0.1 % and 0.01 % (docs/PERFORMANCE.md, "Dedupe").
+const bloomProbes = 8
+
+// blockedBloom is a blocked Bloom filter (Putze, Sanders, Singler, "Cache-,
+// Hash- and Space-Efficient Bloom Filters", 2007) over dedupe keys. The
+// keys are already uniform 128-bit hashes: the high half picks the block,
+// the low half the bits in it, so nothing is hashed again. It never
+// answers "absent" for a key added to it.
+//
+// Its memory is mapped outside the Go heap and returned by free: the
+// filters are most of the engine's memory, and on the heap they would
+// raise the garbage collector's target by as much again.
+type blockedBloom struct {
+	mem   []byte
+	words []uint64
+}
+
+// newBlockedBloom returns a filter of about bytes bytes (at least one
+// block), zeroed; the kernel backs its pages as they are first written.
+func newBlockedBloom(bytes int64) (*blockedBloom, error) {
+	blocks := max(bytes/(8*bloomBlockWords), 1)
+	mem, err := syscall.Mmap(-1, 0, int(blocks*8*bloomBlockWords), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("cannot map %d bytes for a dedupe filter: %w (lower engine.dedupe_memory)", blocks*8*bloomBlockWords, err)
+	}
+	return &blockedBloom{mem: mem, words: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), blocks*bloomBlockWords)}, nil
+}
+
+// free returns the filter's memory; the filter is unusable after.
+func (f *blockedBloom) free() {
+	if f.mem != nil {
+		_ = syscall.Munmap(f.mem)
+		f.mem, f.words = nil, nil
+	}
+}
+
+// block returns k's block.
+func (f *blockedBloom) block(k dedupeKey) []uint64 {
+	hi, _ := bits.Mul64(k.hi(), uint64(len(f.words)/bloomBlockWords))
+	i := int(hi) * bloomBlockWords
+	return f.words[i : i+bloomBlockWords : i+bloomBlockWords]
+}
+
+func (f *blockedBloom) add(k dedupeKey) {
+	b := f.block(k)
+	x := k.lo()
+	for range bloomProbes {
+		x = x*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019
+		p := x >> 55 // 9 bits: one of the block's 512
+		b[p>>6] |= 1 << (p & 63)
+	}
+}
+
+func (f *blockedBloom) mayContain(k dedupeKey) bool {
+	b := f.block(k)
+	x := k.lo()
+	for range bloomProbes {
+		x = x*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019
+		p := x >> 55
+		if b[p>>6]&(1<<(p&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// bytes is the filter's memory.
+func (f *blockedBloom) bytes() int64 { return int64(len(f.words)) * 8 }

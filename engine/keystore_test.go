@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/offload/offload/wal"
+)
+
+// liveKeys lists the keys db holds at or after horizon, as "hex µs",
+// sorted: the key store's logical content.
+func liveKeys(t testing.TB, db *pebble.DB, horizon int64) []string {
+	t.Helper()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixKey}, UpperBound: []byte{keysPrefixKey + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for it.First(); it.Valid(); it.Next() {
+		if us := decodeUS(it.Value()); us >= horizon {
+			out = append(out, fmt.Sprintf("%s %d", hex.EncodeToString(it.Key()[9:]), us))
+		}
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// storedKeys reads the key store of a closed engine in dir: its live keys
+// at the horizon the database records.
+func storedKeys(t testing.TB, db *sql.DB, dir string) []string {
+	t.Helper()
+	var h sql.NullInt64
+	if err := db.QueryRowContext(context.Background(), `SELECT max(dedupe_horizon_ns) FROM engine_state`).Scan(&h); err != nil {
+		t.Fatal(err)
+	}
+	horizon := int64(math.MinInt64)
+	if h.Valid {
+		horizon = h.Int64
+	}
+	ks, err := pebble.Open(filepath.Join(dir, KeysDir), &pebble.Options{ReadOnly: true, Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	return liveKeys(t, ks, horizon)
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)         {}
+func (quietPebble) Errorf(string, ...any)        {}
+func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+
+// checkKeysHaveRows fails unless every live key is the key of an event id
+// among the clean rows (contract 2: no key without its row).
+func checkKeysHaveRows(t testing.TB, keys []string, db *sql.DB, dir string) {
+	t.Helper()
+	ids := queryLines(t, db, withRows(t, db, dir, `SELECT DISTINCT event_id FROM outbox_rows`))
+	have := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		k := keyOf(id)
+		have[hex.EncodeToString(k[:])] = true
+	}
+	orphans := 0
+	for _, k := range keys {
+		if !have[k[:32]] {
+			orphans++
+		}
+	}
+	if orphans != 0 {
+		t.Fatalf("%s: %d of %d dedupe keys without their outbox row", dir, orphans, len(keys))
+	}
+}
+
+// failAt makes the engine's hook point fail with err (nil: no failure).
+func (h *harness) failAt(point string, err error) {
+	h.e.hook = func(p string) error {
+		if p == point {
+			return err
+		}
+		return nil
+	}
+}
+
+// keys returns the harness engine's live keys.
+func (h *harness) keys() []string {
+	h.t.Helper()
+	return liveKeys(h.t, h.e.keys.db, h.e.keys.horizon)
+}
+
+// checkDedupe asserts the accepted and deduplicated counts, and that every
+// live key has its row.
+func (h *harness) checkDedupe(accepted, deduplicated int64) {
+	h.t.Helper()
+	if st := h.e.Stats(); st.Accepted != accepted || st.Deduplicated != deduplicated {
+		h.t.Fatalf("%d accepted, %d deduplicated; want %d and %d", st.Accepted, st.Deduplicated, accepted, deduplicated)
+	}
+	h.checkDedupeKeysHaveRows()
+}
+
+// checkDedupeKeysHaveRows asserts that every live dedupe key is the hash
+// of an event id in outbox_rows.
+func (h *harness) checkDedupeKeysHaveRows() {
+	h.t.Helper()
+	checkKeysHaveRows(h.t, h.keys(), h.e.db, h.dir)
+}
+
+// TestBlockedBloom: a key added is always found, and at 16 bits a key the
+// false positive rate is within what dedupeBitsPerKey promises.
+func TestBlockedBloom(t *testing.T) {
+	const n = 200_000
+	f, err := newBlockedBloom(n * dedupeBitsPerKey / 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.free()
+	for i := range n {
+		f.add(keyOf(fmt.Sprint("in-", i)))
+	}
+	for i := range n {
+		if !f.mayContain(keyOf(fmt.Sprint("in-", i))) {
+			t.Fatalf("key %d added but not found", i)
+		}
+	}
+	fp := 0
+	for i := range n {
+		if f.mayContain(keyOf(fmt.Sprint("out-", i))) {
+			fp++
+		}
+	}
+	if rate := float64(fp) / n; rate > 0.002 {
+		t.Fatalf("false positive rate %.4f at %d bits a key, want <= 0.002", rate, dedupeBitsPerKey)
+	}
+}
+
+// TestKeysStoredAfterCommitFailure fails the key store's write after the
+// micro-batch's DuckDB commit: the engine stops, and the next Open stores
+// the keys from the committed part, so the result equals an undisturbed
+// run's and the ids stay remembered.
+func TestKeysStoredAfterCommitFailure(t *testing.T) {
+	recs := []string{ev("a", "s1", "1", at(0)), ev("b", "s2", "2", at(time.Minute))}
+	ref := newHarness(t, nil)
+	ref.add("orders", 0, recs...)
+	ref.drain()
+	want := ref.keys()
+
+	h := newHarness(t, nil)
+	h.add("orders", 0, recs...)
+	injected := errors.New("injected failure")
+	h.failAt("keys", injected)
+	if _, err := h.e.Step(); !errors.Is(err, injected) {
+		t.Fatalf("step returned %v", err)
+	}
+	if _, err := h.e.Step(); !errors.Is(err, injected) {
+		t.Fatalf("a stopped engine's next step returned %v", err)
+	}
+	if got := len(h.keys()); got != 0 {
+		t.Fatalf("%d keys stored by the failed write", got)
+	}
+	h.reopen()
+	if got := h.keys(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("keys after reopening: %v, want %v", got, want)
+	}
+	h.add("orders", 1, recs...)
+	h.drain()
+	h.checkDedupe(2, 2)
+}
+
+// TestKeyStoreAheadIsRefused: a key store that holds the keys of parts the
+// database does not know (a database moved aside or restored under it)
+// would hold keys without their rows; Open refuses it and names it.
+func TestKeyStoreAheadIsRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add("orders", 0, ev("a", "s1", "1", at(0)))
+	h.drain()
+	h.close()
+	for _, f := range []string{DBFile, DBFile + ".wal"} {
+		if err := os.RemoveAll(filepath.Join(h.dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := wal.Open(filepath.Join(h.dir, "wal"), wal.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	o := h.options()
+	o.WAL = w
+	e, err := Open(o)
+	if err == nil {
+		_ = e.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(h.dir, KeysDir)) || !strings.Contains(err.Error(), "aside") {
+		t.Fatalf("Open over a key store ahead of the database: %v", err)
+	}
+}
