@@ -29,6 +29,9 @@ type partFile struct {
 // partPageBuffer is the size of parquet-go's page buffers. With its
 // default (256 KiB), and customer_email_hash DELTA_LENGTH_BYTE_ARRAY rather
 // than PLAIN, that column's hex compressed to 61 bytes a row instead of 35.
+// customer_email_hash is dictionary-encoded: a customer's hash repeats
+// in a micro-batch as often as the customer orders, and the dictionary
+// stores it once (docs/PERFORMANCE.md, "Parquet writer").
 const partPageBuffer = 1 << 20
 
 // maxPartDecimal bounds the units an amount may have in a part: the
@@ -46,7 +49,7 @@ type partRow struct {
 	EventType         string    `parquet:"event_type,dict"`
 	StoreID           *string   `parquet:"store_id,optional,dict"`
 	CustomerID        *string   `parquet:"customer_id,optional"`
-	CustomerEmailHash *string   `parquet:"customer_email_hash,optional,plain"`
+	CustomerEmailHash *string   `parquet:"customer_email_hash,optional,dict"`
 	Amount            int64     `parquet:"amount,decimal(4:18)"`
 	Currency          *string   `parquet:"currency,optional,dict"`
 	PaymentMethod     *string   `parquet:"payment_method,optional,dict"`
@@ -70,11 +73,12 @@ type partRow struct {
 // new encoder, tables and all, per part).
 var partCodec = &zstd.Codec{Level: zstd.SpeedDefault}
 
-// hashCodec compresses customer_email_hash. The hex of an HMAC holds no
-// repeats for zstd's match finder, only 4 bits of entropy a character:
-// deflate's Huffman coding alone makes it as small (0.52 of its bytes
-// against zstd's 0.51) at an eighth of the CPU (docs/PERFORMANCE.md,
-// "Parquet writer"). Every reader of Parquet the sinks use reads GZIP.
+// hashCodec compresses customer_email_hash. Its dictionary holds each
+// hash once, and the hex of an HMAC holds no repeats for zstd's match
+// finder, only 4 bits of entropy a character: deflate's Huffman coding
+// alone makes it as small (0.52 of its bytes against zstd's 0.51) at an
+// eighth of the CPU (docs/PERFORMANCE.md, "Parquet writer"). Every reader
+// of Parquet the sinks use reads GZIP.
 var hashCodec = &gzip.Codec{Level: gzip.HuffmanOnly}
 
 // partSchema is partRow's schema with customer_email_hash compressed by
