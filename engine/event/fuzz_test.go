@@ -60,15 +60,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	cfg := fuzzConfig(f)
-	d, err := NewDecoder(cfg)
-	if err != nil {
-		f.Fatal(err)
-	}
-	parsed, err := NewDecoder(cfg)
-	if err != nil {
-		f.Fatal(err)
-	}
-	parsed.noScan = true
+	d, parsed := decoderPair(f, cfg)
 	var ev, want Event
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		res := d.Decode(raw, &ev)
@@ -140,6 +132,21 @@ func FuzzMapping(f *testing.F) {
 		checkSameDecode(t, raw, res, &ev, parsed.Decode(raw, &want), &want)
 		checkResult(t, d.Decode(raw, &ev), &ev, cfg, raw) // reused state
 	})
+}
+
+// decoderPair returns two decoders for cfg: d with the record scan and
+// parsed with fastjson's path alone, to compare them.
+func decoderPair(t testing.TB, cfg Config) (d, parsed *Decoder) {
+	t.Helper()
+	d, err := NewDecoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed, err = NewDecoder(cfg); err != nil {
+		t.Fatal(err)
+	}
+	parsed.noScan = true
+	return d, parsed
 }
 
 // checkSameDecode fails unless the record scan's decoding of raw (res, ev)

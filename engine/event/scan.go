@@ -46,22 +46,11 @@ func (d *Decoder) scanObject(raw []byte, i int, t *pathTree, stamps []uint32, n 
 		return i + 1, true
 	}
 	for {
-		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] != '"' {
+		k, next, ok := scanKey(raw, i)
+		if !ok || next >= len(raw) {
 			return i, false
 		}
-		k, next, ok := scanString(raw, i+1)
-		if !ok {
-			return i, false
-		}
-		i = skipSpace(raw, next)
-		if i >= len(raw) || raw[i] != ':' {
-			return i, false
-		}
-		i = skipSpace(raw, i+1)
-		if i >= len(raw) {
-			return i, false
-		}
+		i = next
 		c := t.child(n, k)
 		switch {
 		case c < 0:
@@ -152,18 +141,11 @@ func skipValue(raw []byte, i, depth int) (int, bool) {
 		for {
 			i = skipSpace(raw, i)
 			if end == '}' {
-				if i >= len(raw) || raw[i] != '"' {
-					return i, false
-				}
-				_, next, ok := scanString(raw, i+1)
+				_, next, ok := scanKey(raw, i)
 				if !ok {
 					return i, false
 				}
-				i = skipSpace(raw, next)
-				if i >= len(raw) || raw[i] != ':' {
-					return i, false
-				}
-				i = skipSpace(raw, i+1)
+				i = next
 			}
 			next, ok := skipValue(raw, i, depth+1)
 			if !ok {
@@ -190,6 +172,25 @@ func skipValue(raw []byte, i, depth int) (int, bool) {
 		return i + len("null"), hasLiteral(raw, i, "null")
 	}
 	return scanNumber(raw, i)
+}
+
+// scanKey scans an object member's key and colon from raw[i] (white
+// space before either allowed) and returns the key and the index of the
+// value's first byte.
+func scanKey(raw []byte, i int) ([]byte, int, bool) {
+	i = skipSpace(raw, i)
+	if i >= len(raw) || raw[i] != '"' {
+		return nil, i, false
+	}
+	k, next, ok := scanString(raw, i+1)
+	if !ok {
+		return nil, i, false
+	}
+	i = skipSpace(raw, next)
+	if i >= len(raw) || raw[i] != ':' {
+		return nil, i, false
+	}
+	return k, skipSpace(raw, i+1), true
 }
 
 // scanString returns the string whose text starts at raw[i] (just past

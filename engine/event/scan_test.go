@@ -14,15 +14,7 @@ func TestScanTakesTheCommonRecords(t *testing.T) {
 		if renamed {
 			cfg.Fields = renamedFields
 		}
-		d, err := NewDecoder(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parsed, err := NewDecoder(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parsed.noScan = true
+		d, parsed := decoderPair(t, cfg)
 		var ev, want Event
 		for _, raw := range benchRecords(50, renamed) {
 			if !d.scanRecord(raw) {
@@ -40,16 +32,7 @@ func TestScanTakesTheCommonRecords(t *testing.T) {
 // TestScanGivesUp lists records the scan leaves to fastjson, each
 // decoded as fastjson's path decodes it.
 func TestScanGivesUp(t *testing.T) {
-	cfg := fuzzConfig(t)
-	d, err := NewDecoder(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := NewDecoder(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed.noScan = true
+	d, parsed := decoderPair(t, fuzzConfig(t))
 	base := `"event_type":"order_placed","store_id":"s-1","amount":"1.00","currency":"EUR","event_time":"2024-05-01T12:00:00Z"`
 	for _, raw := range []string{
 		`{"event_id":"e\"1",` + base + `}`,             // a backslash
