@@ -48,6 +48,8 @@ type Decoder struct {
 	stampItem []uint32
 	gen       uint32
 	walkErr   Reject
+	scanned   [][3]rawVal // the item slots of scanItems
+	noScan    bool        // tests: always parse with fastjson
 
 	rej     Reject
 	itemIdx int  // index of the item being cleaned, for reasons; -1 outside items
@@ -79,8 +81,8 @@ var kindNames = [...]string{"absent", "string", "number", "boolean", "object", "
 // rawVal is one mapped source value before cleaning.
 type rawVal struct {
 	kind valKind
-	b    []byte          // vString, vNumber: the text (JSON strings unescaped)
-	jv   *fastjson.Value // vArray
+	b    []byte          // vString, vNumber: the text (JSON strings unescaped); vArray from the record scan: the array's text
+	jv   *fastjson.Value // vArray from fastjson's parse
 }
 
 type compiledRule struct {
@@ -174,6 +176,10 @@ func (d *Decoder) decode(raw []byte) bool {
 	if !d.m.json {
 		return d.decodeCSV(raw)
 	}
+	if !d.noScan && d.scanRecord(raw) {
+		return true
+	}
+	d.slots = [numTop]rawVal{} // what the scan filled before it gave up
 	v, err := d.parser.ParseBytes(raw)
 	if err != nil {
 		return d.failRecord(CodeInvalidJSON, "%s", sanitizeText([]byte(err.Error()), 300))
@@ -682,6 +688,16 @@ func (d *Decoder) items(ev *Event) bool {
 	case vString:
 		return d.compactItems(ev, bytes.TrimSpace(rv.b))
 	case vArray:
+		if rv.jv == nil { // the record scan's text
+			if ok, done := d.scanItems(ev, rv.b); done {
+				return ok
+			}
+			v, err := d.parser.ParseBytes(rv.b)
+			if err != nil {
+				panic(fmt.Sprintf("BUG: event: items the record scan checked do not parse: %v", err))
+			}
+			rv.jv = v
+		}
 	default:
 		return d.wrongType(fItems, rv)
 	}

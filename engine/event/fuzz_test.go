@@ -1,6 +1,8 @@
 package event
 
 import (
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,13 +60,12 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	cfg := fuzzConfig(f)
-	d, err := NewDecoder(cfg)
-	if err != nil {
-		f.Fatal(err)
-	}
-	var ev Event
+	d, parsed := decoderPair(f, cfg)
+	var ev, want Event
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		checkResult(t, d.Decode(raw, &ev), &ev, cfg, raw)
+		res := d.Decode(raw, &ev)
+		checkResult(t, res, &ev, cfg, raw)
+		checkSameDecode(t, raw, res, &ev, parsed.Decode(raw, &want), &want)
 	})
 }
 
@@ -123,10 +124,47 @@ func FuzzMapping(f *testing.F) {
 			}
 			return
 		}
-		var ev Event
-		checkResult(t, d.Decode(raw, &ev), &ev, cfg, raw)
+		var ev, want Event
+		res := d.Decode(raw, &ev)
+		checkResult(t, res, &ev, cfg, raw)
+		parsed, _ := NewDecoder(cfg)
+		parsed.noScan = true
+		checkSameDecode(t, raw, res, &ev, parsed.Decode(raw, &want), &want)
 		checkResult(t, d.Decode(raw, &ev), &ev, cfg, raw) // reused state
 	})
+}
+
+// decoderPair returns two decoders for cfg: d with the record scan and
+// parsed with fastjson's path alone, to compare them.
+func decoderPair(t testing.TB, cfg Config) (d, parsed *Decoder) {
+	t.Helper()
+	d, err := NewDecoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed, err = NewDecoder(cfg); err != nil {
+		t.Fatal(err)
+	}
+	parsed.noScan = true
+	return d, parsed
+}
+
+// checkSameDecode fails unless the record scan's decoding of raw (res, ev)
+// is the fastjson path's (wantRes, want): the same verdict, reason and
+// event, field by field.
+func checkSameDecode(t *testing.T, raw []byte, res Result, ev *Event, wantRes Result, want *Event) {
+	t.Helper()
+	if res != wantRes {
+		t.Fatalf("%q: record scan gives %+v, fastjson's parse %+v", raw, res, wantRes)
+	}
+	if res.Verdict != Accepted {
+		return
+	}
+	a, b := *ev, *want
+	a.Items, b.Items = nil, nil
+	if !reflect.DeepEqual(a, b) || !slices.Equal(ev.Items, want.Items) {
+		t.Fatalf("%q: record scan gives\n%+v\nfastjson's parse\n%+v", raw, *ev, *want)
+	}
 }
 
 func errString(err error) string {
