@@ -352,13 +352,9 @@ func bench(dir string, k embeddedKafka, events int, rate float64, schema string,
 
 	// Latencies from each row's lineage: Kafka timestamp → WAL durable
 	// (ingest_time), and → the commit of its load (the ledger's loaded_at).
-	q := func(expr string) (p50, p99, p999 float64) {
-		_ = e.warehouse.DB().QueryRow(`SELECT quantile_cont(`+expr+`, 0.5), quantile_cont(`+expr+`, 0.99), quantile_cont(`+expr+`, 0.999)
-			FROM PUBLIC.OFFLOAD_TRANSACTIONS t JOIN PUBLIC.OFFLOAD_LOAD_LEDGER l USING (BATCH_ID)`).Scan(&p50, &p99, &p999)
-		return
+	if res.Latencies, err = e.warehouse.latencies(); err != nil {
+		return res, err
 	}
-	res.P50DurableMs, res.P99DurableMs, res.P999DurableMs = q(`epoch_ms(t.INGEST_TIME) - epoch_ms(t.KAFKA_TIME)`)
-	res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs = q(`epoch_ms(l.LOADED_AT) - epoch_ms(t.KAFKA_TIME)`)
 
 	if err := e.stop(); err != nil {
 		return res, err
