@@ -156,6 +156,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		if *schema != gen.SchemaCanonical {
 			return usageError{fmt.Errorf("--schema %s: --profile drain runs the canonical schema only (the appliance runs with the default mapping)", *schema)}
 		}
+		if *warehouse != "snowflake" {
+			return usageError{fmt.Errorf("--warehouse %s: --profile drain ships to the Snowflake-protocol test server only (bench/drain); use --profile inprocess or --chaos for the other warehouses", *warehouse)}
+		}
 		bin := os.Getenv("OFFLOAD_BIN")
 		if bin == "" {
 			self, err := os.Executable()

@@ -631,15 +631,18 @@ func (h *harness) slowDisk(sc *chaosScenario) error {
 	return h.kill(sc, nil)
 }
 
-// drain waits until the warehouse holds every valid event of the run and
-// the engine has dead-lettered every malformed record, restarting a
-// daemon that stopped by itself.
+// drain waits until the warehouse holds every valid event of the run,
+// the engine has dead-lettered every malformed record and the loader has
+// taken every sealed batch for shipped (a load whose commit the
+// warehouse shows may not have been answered yet: stopped then, the
+// appliance would not know it shipped, and reconcile would say so),
+// restarting a daemon that stopped by itself.
 func (h *harness) drain(valid, malformed int) error {
 	deadline := time.Now().Add(10 * time.Minute)
 	for time.Now().Before(deadline) {
 		_, _ = h.d.restartIfExited()
 		_, loaded := h.srv.loaded()
-		if st, ok := h.status(); ok && loaded >= int64(valid) && st.DLQ.Rows >= int64(malformed) {
+		if st, ok := h.status(); ok && loaded >= int64(valid) && st.DLQ.Rows >= int64(malformed) && st.Outbox.SealedBatches == 0 {
 			return nil
 		}
 		time.Sleep(250 * time.Millisecond)
