@@ -130,7 +130,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	kills := fs.Int("kills", 50, "with --chaos: SIGKILLs of the daemon, at least")
 	brokerRestart := fs.String("broker-restart", "", "with --chaos: shell command that restarts the broker keeping its data, e.g. 'scripts/kafka-broker.sh restart'")
 	seed := fs.Uint64("seed", 0, "with --chaos: random seed (0: from the clock); the report names it")
-	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testWarehouseTypes)
+	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testWarehouseTypes+"; with --chaos also postgres (its server's DSN in "+postgresDSNEnv+")")
 	scenarios := fs.String("scenarios", "", "with --chaos: comma-separated scenarios to run (default: all)")
 	tmpfsMiB := fs.Int64("tmpfs-mib", 1024, "with --chaos: size of the tmpfs mounted for the data directory (needs root; the disk-full scenario fills it); 0 skips that scenario")
 	if err := parseFlags(fs, args); err != nil {
