@@ -130,7 +130,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	kills := fs.Int("kills", 50, "with --chaos: SIGKILLs of the daemon, at least")
 	brokerRestart := fs.String("broker-restart", "", "with --chaos: shell command that restarts the broker keeping its data, e.g. 'scripts/kafka-broker.sh restart'")
 	seed := fs.Uint64("seed", 0, "with --chaos: random seed (0: from the clock); the report names it")
-	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testWarehouseTypes)
+	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testWarehouseTypes+"; with --chaos also postgres (its server's DSN in "+postgresDSNEnv+")")
 	scenarios := fs.String("scenarios", "", "with --chaos: comma-separated scenarios to run (default: all)")
 	tmpfsMiB := fs.Int64("tmpfs-mib", 1024, "with --chaos: size of the tmpfs mounted for the data directory (needs root; the disk-full scenario fills it); 0 skips that scenario")
 	if err := parseFlags(fs, args); err != nil {
@@ -155,6 +155,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		}
 		if *schema != gen.SchemaCanonical {
 			return usageError{fmt.Errorf("--schema %s: --profile drain runs the canonical schema only (the appliance runs with the default mapping)", *schema)}
+		}
+		if *warehouse != "snowflake" {
+			return usageError{fmt.Errorf("--warehouse %s: --profile drain ships to the Snowflake-protocol test server only (bench/drain); use --profile inprocess or --chaos for the other warehouses", *warehouse)}
 		}
 		bin := os.Getenv("OFFLOAD_BIN")
 		if bin == "" {
@@ -352,13 +355,9 @@ func bench(dir string, k embeddedKafka, events int, rate float64, schema string,
 
 	// Latencies from each row's lineage: Kafka timestamp → WAL durable
 	// (ingest_time), and → the commit of its load (the ledger's loaded_at).
-	q := func(expr string) (p50, p99, p999 float64) {
-		_ = e.warehouse.DB().QueryRow(`SELECT quantile_cont(`+expr+`, 0.5), quantile_cont(`+expr+`, 0.99), quantile_cont(`+expr+`, 0.999)
-			FROM PUBLIC.OFFLOAD_TRANSACTIONS t JOIN PUBLIC.OFFLOAD_LOAD_LEDGER l USING (BATCH_ID)`).Scan(&p50, &p99, &p999)
-		return
+	if res.Latencies, err = e.warehouse.latencies(); err != nil {
+		return res, err
 	}
-	res.P50DurableMs, res.P99DurableMs, res.P999DurableMs = q(`epoch_ms(t.INGEST_TIME) - epoch_ms(t.KAFKA_TIME)`)
-	res.P50WarehouseMs, res.P99WarehouseMs, res.P999WarehouseMs = q(`epoch_ms(l.LOADED_AT) - epoch_ms(t.KAFKA_TIME)`)
 
 	if err := e.stop(); err != nil {
 		return res, err

@@ -82,6 +82,15 @@ func TestBenchInProcessRedshift(t *testing.T) {
 	}
 }
 
+// TestBenchInProcessBigQuery: the benchmark shipping to the BigQuery
+// emulator, latencies measured with BigQuery's SQL.
+func TestBenchInProcessBigQuery(t *testing.T) {
+	res := runBenchJSON(t, "--events", "5000", "--partitions", "2", "--warehouse", "bigquery")
+	if res["warehouse"] != "bigquery" || res["events"].(float64) < 5000 {
+		t.Fatalf("result %v", res)
+	}
+}
+
 // TestBenchRealBroker: against the real Kafka broker, in CSV, and the
 // generator alone (`offload bench gen`).
 func TestBenchRealBroker(t *testing.T) {
@@ -118,6 +127,8 @@ func TestBenchProfileUsage(t *testing.T) {
 		{[]string{"--profile", "drain", "--brokers", "127.0.0.1:1", "--schema", "csv"}, "--schema csv"},
 		{[]string{"--profile", "drain", "--brokers", "127.0.0.1:1", "--steady", "-1s"}, "--steady must not be negative"},
 		{[]string{"--profile", "inprocess", "--chaos"}, "--profile does not go with"},
+		{[]string{"--profile", "drain", "--brokers", "127.0.0.1:1", "--warehouse", "bigquery"}, "--warehouse bigquery: --profile drain ships to the Snowflake-protocol test server only"},
+		{[]string{"--warehouse", "teradata"}, `--warehouse "teradata": use snowflake, redshift or bigquery`},
 	} {
 		code, _, stderr := runCLI(append([]string{"bench"}, c.args...)...)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {

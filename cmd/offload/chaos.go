@@ -20,7 +20,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/admin"
@@ -544,8 +543,7 @@ func (h *harness) diskBudget(sc *chaosScenario) error {
 
 // loadedRows counts the rows in the warehouse.
 func (h *harness) loadedRows() int64 {
-	var n int64
-	_ = h.srv.DB().QueryRow(`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`).Scan(&n)
+	n, _ := h.srv.loaded()
 	return n
 }
 
@@ -633,16 +631,18 @@ func (h *harness) slowDisk(sc *chaosScenario) error {
 	return h.kill(sc, nil)
 }
 
-// drain waits until the warehouse holds every valid event of the run and
-// the engine has dead-lettered every malformed record, restarting a
-// daemon that stopped by itself.
+// drain waits until the warehouse holds every valid event of the run,
+// the engine has dead-lettered every malformed record and the loader has
+// taken every sealed batch for shipped (a load whose commit the
+// warehouse shows may not have been answered yet: stopped then, the
+// appliance would not know it shipped, and reconcile would say so),
+// restarting a daemon that stopped by itself.
 func (h *harness) drain(valid, malformed int) error {
 	deadline := time.Now().Add(10 * time.Minute)
 	for time.Now().Before(deadline) {
 		_, _ = h.d.restartIfExited()
-		var loaded int64
-		_ = h.srv.DB().QueryRow(`SELECT count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`).Scan(&loaded)
-		if st, ok := h.status(); ok && loaded >= int64(valid) && st.DLQ.Rows >= int64(malformed) {
+		_, loaded := h.srv.loaded()
+		if st, ok := h.status(); ok && loaded >= int64(valid) && st.DLQ.Rows >= int64(malformed) && st.Outbox.SealedBatches == 0 {
 			return nil
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -655,11 +655,7 @@ var eventIDInRaw = regexp.MustCompile(`"event_id":"([^"]+)"`)
 
 // tally counts the warehouse's rows and the DLQ against what was produced.
 func (h *harness) tally(valid, malformed map[string]struct{}) error {
-	rows, err := h.srv.DB().Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY 1`)
-	if err != nil {
-		return err
-	}
-	lost, duplicated, unexpected, err := check.TallyOnce(rows, valid)
+	lost, duplicated, unexpected, err := h.srv.tally(valid)
 	if err != nil {
 		return err
 	}

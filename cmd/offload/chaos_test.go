@@ -95,19 +95,21 @@ func chaosBroker(t *testing.T, dir string) (brokers, kafkaEnv, script string) {
 
 // TestChaosWarehouses runs the harness's kill and outage scenarios, a
 // short run, against the other sinks: the redshift sink on the
-// Redshift-dialect test server, and the postgres sink on the real
-// PostgreSQL server (through a proxy that makes the outage).
+// Redshift-dialect test server, the bigquery sink on the BigQuery
+// emulator (at 100 events/s: its loads are slow, docs/LOADER.md), and
+// the postgres sink on the real PostgreSQL server (through a proxy that
+// makes the outage).
 func TestChaosWarehouses(t *testing.T) {
 	dir := t.TempDir()
 	brokers, _, _ := chaosBroker(t, dir)
-	for _, typ := range []string{"redshift", "postgres"} {
+	for typ, rate := range map[string]string{"redshift": "500", "bigquery": "100", "postgres": "500"} {
 		t.Run(typ, func(t *testing.T) {
 			var env []string
 			if typ == "postgres" {
 				env = []string{postgresDSNEnv + "=" + testenv.Postgres(t)}
 			}
 			r, b, _ := runChaosBench(t, env, "--warehouse", typ, "--scenarios", "kills,warehouse-outage",
-				"--kills", "3", "--partitions", "2", "--rate", "500", "--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
+				"--kills", "3", "--partitions", "2", "--rate", rate, "--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
 			if !r.OK || r.Kills < 3 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedRows != 0 || !r.ReconcileOK ||
 				r.Valid == 0 || r.Loaded != r.Valid || len(r.Scenarios) != 2 {
 				t.Fatalf("chaos run failed: %s", b)

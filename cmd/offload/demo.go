@@ -164,7 +164,7 @@ func (d *demo) finish() (demoSummary, error) {
 	return demoSummary{Produced: g.Produced, Valid: g.Valid, Duplicates: g.Duplicates, Malformed: g.Malformed,
 		Loaded: v.Loaded, Deduplicated: st.Engine.Deduplicated, DeadLettered: st.Engine.Rejected, Windows: v.Windows,
 		ExactlyOnce: v.ExactlyOnce, Missing: v.Missing, Extra: v.Extra,
-		DataDir: d.dir, WarehouseFile: d.warehouseFile(), Log: d.logPath}, nil
+		DataDir: d.dir, WarehouseFile: d.warehouse.file(), Log: d.logPath}, nil
 }
 
 func (d *demo) close() {
@@ -187,7 +187,7 @@ func printDemoSummary(w io.Writer, s demoSummary) {
   windows              %d
   exactly once         %s
   data directory       %s
-  warehouse (DuckDB)   %s
+  warehouse file       %s
   log                  %s
 `, s.Produced, s.Valid, s.Duplicates, s.Malformed, s.Loaded, s.Deduplicated, s.DeadLettered, s.Windows, verdict,
 		s.DataDir, s.WarehouseFile, s.Log)

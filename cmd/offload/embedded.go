@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
@@ -143,8 +142,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func (e *embedded) warehouseFile() string { return filepath.Join(e.dir, "warehouse.duckdb") }
-
 func (e *embedded) warehouseUp() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -174,17 +171,11 @@ func (e *embedded) status() admin.Status {
 	return st
 }
 
-func (e *embedded) count(q string) int64 {
-	var n int64
-	_ = e.warehouse.DB().QueryRow(q).Scan(&n)
-	return n
-}
-
 // waitLoaded waits (bounded) until the warehouse holds n distinct events.
 func (e *embedded) waitLoaded(n int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if e.count(`SELECT count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`) >= int64(n) {
+		if _, events := e.warehouse.loaded(); events >= int64(n) {
 			return true
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -210,13 +201,9 @@ type verified struct {
 // verify checks that the warehouse holds each valid event exactly once and
 // nothing else.
 func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
-	v := verified{Loaded: e.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS`),
-		Windows: e.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_WINDOWS`)}
-	rows, err := e.warehouse.DB().Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY 1`)
-	if err != nil {
-		return v, err
-	}
-	missing, duplicated, unexpected, err := check.TallyOnce(rows, valid)
+	v := verified{Windows: e.warehouse.windows()}
+	v.Loaded, _ = e.warehouse.loaded()
+	missing, duplicated, unexpected, err := e.warehouse.tally(valid)
 	if err != nil {
 		return v, err
 	}

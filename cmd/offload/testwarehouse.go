@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/pgproxy"
 	"github.com/offload/offload/internal/redshifttest"
@@ -18,10 +19,11 @@ import (
 )
 
 // testWarehouse is a warehouse the demo, the in-process benchmark and the
-// fault harness run against: a test server over DuckDB run in-process, or
-// (postgres, the fault harness only) a database of its own on a real
-// PostgreSQL server behind a proxy. Its tables are PUBLIC.OFFLOAD_*, and
-// it can refuse connections (an outage).
+// fault harness run against: a test server run in-process (over DuckDB,
+// or the BigQuery emulator), or (postgres, the fault harness only) a
+// database of its own on a real PostgreSQL server behind a proxy. Its
+// tables are OFFLOAD_* (in PUBLIC, or BigQuery's dataset), it can refuse
+// connections (an outage), and its checks read it all the same.
 type testWarehouse interface {
 	// configure sets the warehouse options that ship to it, secrets
 	// included.
@@ -30,14 +32,31 @@ type testWarehouse interface {
 	// variables with its secrets.
 	yaml() string
 	env() []string
-	DB() *sql.DB
+	// file is where it keeps its data ("" on a server of its own).
+	file() string
+	warehouseTables
 	RefuseConnections()
 	AcceptConnections() error
 	Close() error
 }
 
+// warehouseTables reads what the checks need from a test warehouse's
+// tables, during an outage too (past the switch that refuses the
+// appliance's connections).
+type warehouseTables interface {
+	// loaded counts the transactions table's rows and distinct events
+	// (zeros while it does not exist yet).
+	loaded() (rows, events int64)
+	// windows counts the windows table's rows (0 while it does not exist).
+	windows() int64
+	// tally is check.TallyOnce over the transactions table's event ids.
+	tally(valid map[string]struct{}) (missing, duplicated, unexpected int64, err error)
+	// latencies measures check.Latencies over every row.
+	latencies() (check.Latencies, error)
+}
+
 // testWarehouseTypes are the warehouse types that run in-process.
-const testWarehouseTypes = "snowflake or redshift"
+const testWarehouseTypes = "snowflake, redshift or bigquery"
 
 // postgresDSNEnv names the PostgreSQL server the fault harness's postgres
 // warehouse runs on (an environment variable: the DSN holds a password).
@@ -49,25 +68,33 @@ const postgresDSNEnv = "OFFLOAD_BENCH_POSTGRES_DSN"
 func newTestWarehouse(typ, dir string, withPostgres bool) (testWarehouse, error) {
 	switch typ {
 	case "snowflake":
-		srv, err := snowtest.New(snowtest.Options{Path: filepath.Join(dir, "warehouse.duckdb"), Dir: filepath.Join(dir, "warehouse-stage")})
+		path := filepath.Join(dir, "warehouse.duckdb")
+		srv, err := snowtest.New(snowtest.Options{Path: path, Dir: filepath.Join(dir, "warehouse-stage")})
 		if err != nil {
 			return nil, fmt.Errorf("warehouse: %w", err)
 		}
-		w := &snowflakeTest{Server: srv, password: randomHex(12)}
+		w := &snowflakeTest{Server: srv, sqlTables: sqlTables{srv.DB()}, password: randomHex(12), path: path}
 		srv.AddUser(snowtest.User{Name: "OFFLOAD", Password: w.password})
 		return w, nil
 	case "redshift":
-		srv, err := redshifttest.New(redshifttest.Options{Path: filepath.Join(dir, "warehouse.duckdb"), User: "offload", Password: randomHex(12)})
+		path := filepath.Join(dir, "warehouse.duckdb")
+		srv, err := redshifttest.New(redshifttest.Options{Path: path, User: "offload", Password: randomHex(12)})
 		if err != nil {
 			return nil, fmt.Errorf("warehouse: %w", err)
 		}
-		w := &redshiftTest{srv}
+		w := &redshiftTest{Server: srv, sqlTables: sqlTables{srv.DB()}, path: path}
 		if err := srv.CreateBucket(redshiftTestBucket); err != nil {
 			_ = srv.Close()
 			return nil, fmt.Errorf("warehouse: %w", err)
 		}
 		if _, err := srv.DB().Exec("CREATE SCHEMA IF NOT EXISTS PUBLIC"); err != nil {
 			_ = srv.Close()
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+		return w, nil
+	case "bigquery":
+		w, err := newBigQueryTest(dir)
+		if err != nil {
 			return nil, fmt.Errorf("warehouse: %w", err)
 		}
 		return w, nil
@@ -83,7 +110,9 @@ func newTestWarehouse(typ, dir string, withPostgres bool) (testWarehouse, error)
 // snowflakeTest is the Snowflake-protocol test server.
 type snowflakeTest struct {
 	*snowtest.Server
+	sqlTables
 	password string
+	path     string
 }
 
 func (w *snowflakeTest) configure(c *config.Warehouse) {
@@ -100,11 +129,19 @@ func (w *snowflakeTest) yaml() string {
 
 func (w *snowflakeTest) env() []string { return []string{"OFFLOAD_WAREHOUSE_PASSWORD=" + w.password} }
 
+func (w *snowflakeTest) file() string { return w.path }
+
 // redshiftTestBucket is the fake S3 bucket batches are staged in.
 const redshiftTestBucket = "offload-stage"
 
 // redshiftTest is the Redshift-dialect test server with its fake S3.
-type redshiftTest struct{ *redshifttest.Server }
+type redshiftTest struct {
+	*redshifttest.Server
+	sqlTables
+	path string
+}
+
+func (w *redshiftTest) file() string { return w.path }
 
 func (w *redshiftTest) configure(c *config.Warehouse) {
 	host, port := w.Addr()
@@ -160,7 +197,8 @@ func defaultTables() config.WarehouseTables {
 // postgresTest is a database of its own on a real PostgreSQL server,
 // reached by the daemon through a proxy that makes the outages.
 type postgresTest struct {
-	admin, db *sql.DB
+	sqlTables // its db: the server itself, past the proxy
+	admin     *sql.DB
 	cfg       *pgx.ConnConfig // the server, the database the test's own
 	proxy     *pgproxy.Proxy
 }
@@ -222,7 +260,8 @@ func (w *postgresTest) env() []string {
 	return []string{"OFFLOAD_WAREHOUSE_PASSWORD=" + w.cfg.Password}
 }
 
-func (w *postgresTest) DB() *sql.DB { return w.db }
+// file is empty: the data is the server's.
+func (w *postgresTest) file() string { return "" }
 
 func (w *postgresTest) RefuseConnections() {
 	w.proxy.Refuse.Store(true)

@@ -125,6 +125,12 @@ func (s *Server) Project() string { return s.project }
 // Endpoint is the URL clients use (option.WithEndpoint): the relay's.
 func (s *Server) Endpoint() string { return fmt.Sprintf("http://127.0.0.1:%d", s.port) }
 
+// DirectEndpoint is the emulator's own URL, past the relay, which
+// RefuseConnections does not refuse: for a check that reads the tables
+// during an outage, as the SQL test servers' checks read their database
+// directly.
+func (s *Server) DirectEndpoint() string { return "http://" + s.emuAddr }
+
 // relay accepts connections on ln and pipes each to the emulator until
 // ln closes.
 func (s *Server) relay(ln net.Listener) {

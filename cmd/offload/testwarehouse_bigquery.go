@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+
+	"github.com/offload/offload/bench/check"
+	"github.com/offload/offload/internal/bqtest"
+	"github.com/offload/offload/internal/config"
+)
+
+// bigQueryTest is the BigQuery emulator (internal/bqtest) as a test
+// warehouse, with a client of its own for the checks. The client talks to
+// the emulator past its relay, so the checks read during an outage too.
+type bigQueryTest struct {
+	srv    *bqtest.Server
+	client *bigquery.Client
+	path   string
+}
+
+// bigQueryDataset is the test warehouse's dataset.
+const bigQueryDataset = "offload"
+
+// bigQueryReadTimeout bounds one of the checks' queries: the client
+// retries a failed request until its context ends.
+const bigQueryReadTimeout = time.Minute
+
+// newBigQueryTest starts the emulator with its data in dir.
+func newBigQueryTest(dir string) (*bigQueryTest, error) {
+	w := &bigQueryTest{path: filepath.Join(dir, "warehouse-bigquery.sqlite")}
+	srv, err := bqtest.Start(bqtest.Options{Project: "offload-demo", Path: w.path})
+	if err != nil {
+		return nil, err
+	}
+	w.srv = srv
+	if w.client, err = bigquery.NewClient(context.Background(), srv.Project(), option.WithEndpoint(srv.DirectEndpoint()), option.WithoutAuthentication()); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("cannot create a client of the BigQuery emulator: %w", err)
+	}
+	return w, nil
+}
+
+// bigQueryRequestTimeout is the sink's request timeout on the emulator,
+// which runs a query job within its insert request (BigQuery answers at
+// once and runs it after): its commit scripts take seconds there. A
+// refused connection still hands over to the loader's backoff within it.
+const bigQueryRequestTimeout = 30 * time.Second
+
+func (w *bigQueryTest) configure(c *config.Warehouse) {
+	*c = config.Warehouse{Type: "bigquery", Tables: defaultTables(),
+		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(bigQueryRequestTimeout),
+		BigQuery: config.BigQuery{Project: w.srv.Project(), Dataset: bigQueryDataset, Auth: config.BigQueryAuthNone, Endpoint: w.srv.Endpoint()}}
+}
+
+func (w *bigQueryTest) yaml() string {
+	return fmt.Sprintf(`warehouse:
+  type: bigquery
+  login_timeout: 2s
+  request_timeout: %s
+  bigquery:
+    project: %s
+    dataset: %s
+    auth: %s
+    endpoint: %s
+`, bigQueryRequestTimeout, w.srv.Project(), bigQueryDataset, config.BigQueryAuthNone, w.srv.Endpoint())
+}
+
+// env seals the fault harness's batches every 5 s rather than every
+// second: the emulator takes no credentials, but its every job costs
+// more than the one before (docs/LOADER.md, "BigQuery emulator gaps"),
+// so fewer, larger loads keep a run's drain within minutes.
+func (w *bigQueryTest) env() []string { return []string{"OFFLOAD_OUTBOX_SEAL_AGE=5s"} }
+
+func (w *bigQueryTest) file() string { return w.path }
+
+func (w *bigQueryTest) RefuseConnections() { w.srv.RefuseConnections() }
+
+func (w *bigQueryTest) AcceptConnections() error { return w.srv.AcceptConnections() }
+
+// Close stops the client, then the emulator.
+func (w *bigQueryTest) Close() error {
+	_ = w.client.Close()
+	return w.srv.Close()
+}
+
+func (w *bigQueryTest) table(name string) string {
+	return "`" + w.srv.Project() + "." + bigQueryDataset + "." + name + "`"
+}
+
+// query runs q and yields its rows until yield returns false.
+func (w *bigQueryTest) query(q string, yield func([]bigquery.Value) bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), bigQueryReadTimeout)
+	defer cancel()
+	it, err := w.client.Query(q).Read(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		var row []bigquery.Value
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !yield(row) {
+			return nil
+		}
+	}
+}
+
+// ints runs q, a query of one row of integers, into dst (zeros on
+// failure, e.g. while the tables do not exist yet).
+func (w *bigQueryTest) ints(q string, dst ...*int64) {
+	_ = w.query(q, func(row []bigquery.Value) bool {
+		for i := range min(len(row), len(dst)) {
+			*dst[i], _ = row[i].(int64)
+		}
+		return false
+	})
+}
+
+func (w *bigQueryTest) loaded() (rows, events int64) {
+	w.ints("SELECT COUNT(*), COUNT(DISTINCT `EVENT_ID`) FROM "+w.table("OFFLOAD_TRANSACTIONS"), &rows, &events)
+	return rows, events
+}
+
+func (w *bigQueryTest) windows() (n int64) {
+	w.ints("SELECT COUNT(*) FROM "+w.table("OFFLOAD_WINDOWS"), &n)
+	return n
+}
+
+func (w *bigQueryTest) tally(valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
+	return check.TallyCopies(func(yield func(string, int64) bool) error {
+		return w.query("SELECT `EVENT_ID`, COUNT(*) FROM "+w.table("OFFLOAD_TRANSACTIONS")+" GROUP BY 1", func(row []bigquery.Value) bool {
+			id, _ := row[0].(string)
+			n, _ := row[1].(int64)
+			return yield(id, n)
+		})
+	}, valid)
+}
+
+// latencies computes check.Latencies with BigQuery's PERCENTILE_CONT,
+// an analytic function there (one row of the window over all is enough).
+func (w *bigQueryTest) latencies() (check.Latencies, error) {
+	var l check.Latencies
+	pct := func(col string) string {
+		return fmt.Sprintf("PERCENTILE_CONT(%[1]s, 0.5) OVER (), PERCENTILE_CONT(%[1]s, 0.99) OVER (), PERCENTILE_CONT(%[1]s, 0.999) OVER ()", col)
+	}
+	q := "SELECT " + pct("durable") + ", " + pct("warehouse") + ` FROM (
+		SELECT TIMESTAMP_DIFF(t.INGEST_TIME, t.KAFKA_TIME, MILLISECOND) AS durable, TIMESTAMP_DIFF(l.LOADED_AT, t.KAFKA_TIME, MILLISECOND) AS warehouse
+		FROM ` + w.table("OFFLOAD_TRANSACTIONS") + " t JOIN " + w.table("OFFLOAD_LOAD_LEDGER") + " l ON t.BATCH_ID = l.BATCH_ID) LIMIT 1"
+	dst := []*float64{&l.P50DurableMs, &l.P99DurableMs, &l.P999DurableMs, &l.P50WarehouseMs, &l.P99WarehouseMs, &l.P999WarehouseMs}
+	var bad error
+	err := w.query(q, func(row []bigquery.Value) bool {
+		for i := range dst {
+			f, ok := row[i].(float64)
+			if !ok {
+				bad = fmt.Errorf("a latency percentile is %T %v, not a number", row[i], row[i])
+				return false
+			}
+			*dst[i] = f
+		}
+		return false
+	})
+	if err = errors.Join(err, bad); err != nil {
+		return l, fmt.Errorf("cannot measure latencies in the warehouse: %w", err)
+	}
+	return l, nil
+}
