@@ -136,9 +136,12 @@ func decodeKey(k []byte) (prefix byte, tp TopicPartition, firstOffset int64, ok 
 	return prefix, tp, firstOffset, true
 }
 
-// validTopic reports whether a topic name can be used in a key.
-func validTopic(t string) bool {
-	if t == "" || len(t) > 249 {
+// ValidTopic reports whether t is a legal Kafka topic name: 1-249
+// characters of a-z A-Z 0-9 . _ - and not "." or "..", Kafka's own rule.
+// Only such names can be part of a WAL key; ingest checks its topics and
+// group instance id (which Kafka validates by the same rule) with it.
+func ValidTopic(t string) bool {
+	if t == "" || len(t) > 249 || t == "." || t == ".." {
 		return false
 	}
 	for i := 0; i < len(t); i++ {
