@@ -37,8 +37,9 @@ CHAOS_KILLS ?= 200
 chaos: ## a long fault-harness run: offload bench --chaos with $(CHAOS_KILLS) kills, report in chaos.json (docs/RELIABILITY.md)
 	bash scripts/chaos.sh $(CHAOS_KILLS)
 
-lint: ## go vet and gofmt
+lint: ## go vet, staticcheck (pinned in go.mod as a tool) and gofmt
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 run-local: ## start the local Kafka broker and run the appliance against it

@@ -107,8 +107,8 @@ type pending struct {
 // Open opens or creates the engine's DuckDB database in opts.Dir, creates
 // the schema if missing, opens the dedupe key store, loads the cursor,
 // windows and counters, and truncates the WAL below the committed cursor
-// (records the engine has consumed are no longer needed: DESIGN.md,
-// contract 6).
+// (records the engine has consumed are no longer needed: docs/ARCHITECTURE.md,
+// "Engine: from the WAL to the outbox").
 func Open(opts Options) (*Engine, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {

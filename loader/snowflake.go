@@ -156,9 +156,11 @@ func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
 	cfg := &gosnowflake.Config{
 		Account: o.Account, User: o.User, Role: o.Role, Database: o.Database, Schema: o.Schema, Warehouse: o.Warehouse,
 		Host: o.Host, Port: o.Port, Protocol: o.Protocol,
-		LoginTimeout: o.LoginTimeout, RequestTimeout: o.RequestTimeout, ClientTimeout: o.ClientTimeout,
-		DisableTelemetry: true,
-		Params:           map[string]*string{},
+		// gosnowflake v1.19.1 deprecates its timeouts and DisableTelemetry
+		// without a replacement; they are still the only way to set them.
+		//lint:ignore SA1019 deprecated without a replacement in gosnowflake v1.19.1
+		LoginTimeout: o.LoginTimeout, RequestTimeout: o.RequestTimeout, ClientTimeout: o.ClientTimeout, DisableTelemetry: true,
+		Params: map[string]*string{},
 	}
 	switch o.Auth {
 	case AuthPassword:

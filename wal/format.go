@@ -20,10 +20,50 @@ const (
 	metaVersion   byte = 2
 	metaVersionV1 byte = 1
 
-	entryHeaderLen  = 25
-	recordHeaderLen = 8
-	metaLenV1       = 37
-	metaLen         = 53
+	// crcLen is the width of every CRC32-Castagnoli in the format.
+	crcLen = 4
+)
+
+// Entry header fields: byte positions inside an entry value (doc.go,
+// "Entry value").
+const (
+	entryVersionAt    = 0
+	entryAppendTimeAt = 1
+	entryLastOffsetAt = 9
+	entryCountAt      = 17
+	entryCRCAt        = 21 // covers bytes [0, entryCRCAt)
+	entryHeaderLen    = entryCRCAt + crcLen
+)
+
+// Record fields: byte positions inside a record's header, then inside its
+// body (doc.go, "Entry value").
+const (
+	recordLenAt     = 0
+	recordCRCAt     = 4 // covers the body
+	recordHeaderLen = recordCRCAt + crcLen
+
+	bodyOffsetAt    = 0
+	bodyTimestampAt = 8
+	bodyKeyLenAt    = 16
+	// bodyMinLen is a body with a null key and an empty value: the
+	// fixed fields and a one-byte key length.
+	bodyMinLen = bodyKeyLenAt + 1
+)
+
+// Meta fields: byte positions inside a meta value (doc.go, "Meta value").
+// Version 1 ends with its CRC where version 2's topic ID starts.
+const (
+	metaVersionAt   = 0
+	metaHighWaterAt = 1
+	metaBytesAt     = 9
+	metaEntriesAt   = 17
+	metaRecordsAt   = 25
+	metaTopicIDAt   = 33
+	metaCRCAt       = 49 // covers bytes [0, metaCRCAt)
+	metaLen         = metaCRCAt + crcLen
+
+	metaCRCAtV1 = metaTopicIDAt // covers bytes [0, metaCRCAtV1)
+	metaLenV1   = metaCRCAtV1 + crcLen
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -136,9 +176,12 @@ func decodeKey(k []byte) (prefix byte, tp TopicPartition, firstOffset int64, ok 
 	return prefix, tp, firstOffset, true
 }
 
-// validTopic reports whether a topic name can be used in a key.
-func validTopic(t string) bool {
-	if t == "" || len(t) > 249 {
+// ValidTopic reports whether t is a legal Kafka topic name: 1-249
+// characters of a-z A-Z 0-9 . _ - and not "." or "..", Kafka's own rule.
+// Only such names can be part of a WAL key; ingest checks its topics and
+// group instance id (which Kafka validates by the same rule) with it.
+func ValidTopic(t string) bool {
+	if t == "" || len(t) > 249 || t == "." || t == ".." {
 		return false
 	}
 	for i := 0; i < len(t); i++ {
@@ -167,7 +210,7 @@ func keyField(r *Record) uint64 {
 }
 
 func bodyLen(r *Record) int {
-	return 16 + uvarintLen(keyField(r)) + len(r.Key) + len(r.Value)
+	return bodyKeyLenAt + uvarintLen(keyField(r)) + len(r.Key) + len(r.Value)
 }
 
 func uvarintLen(x uint64) int {
@@ -214,9 +257,9 @@ type entryHeader struct {
 // entryHeaderLen bytes, without checking them.
 func parseHeader(v []byte) entryHeader {
 	return entryHeader{
-		appendTime: int64(binary.BigEndian.Uint64(v[1:])),
-		lastOffset: int64(binary.BigEndian.Uint64(v[9:])),
-		count:      int(binary.BigEndian.Uint32(v[17:])),
+		appendTime: int64(binary.BigEndian.Uint64(v[entryAppendTimeAt:])),
+		lastOffset: int64(binary.BigEndian.Uint64(v[entryLastOffsetAt:])),
+		count:      int(binary.BigEndian.Uint32(v[entryCountAt:])),
 	}
 }
 
@@ -232,15 +275,15 @@ func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record)
 	if len(v) < entryHeaderLen {
 		return fail(-1, 0, "entry value is %d bytes, shorter than its %d-byte header", len(v), entryHeaderLen)
 	}
-	if got, want := checksum(v[:21]), binary.BigEndian.Uint32(v[21:]); got != want {
-		return fail(-1, 21, "header checksum mismatch (stored %08x, computed %08x)", want, got)
+	if got, want := checksum(v[:entryCRCAt]), binary.BigEndian.Uint32(v[entryCRCAt:]); got != want {
+		return fail(-1, entryCRCAt, "header checksum mismatch (stored %08x, computed %08x)", want, got)
 	}
-	if v[0] != formatVersion {
-		return fail(-1, 0, "unknown format version %d", v[0])
+	if v[entryVersionAt] != formatVersion {
+		return fail(-1, entryVersionAt, "unknown format version %d", v[entryVersionAt])
 	}
 	h := parseHeader(v)
 	if h.count == 0 {
-		return fail(-1, 17, "entry holds no records")
+		return fail(-1, entryCountAt, "entry holds no records")
 	}
 	pos := entryHeaderLen
 	prev := int64(-1)
@@ -248,17 +291,17 @@ func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record)
 		if len(v)-pos < recordHeaderLen {
 			return fail(i, pos, "value ends inside the header of record %d of %d", i, h.count)
 		}
-		l := int(binary.BigEndian.Uint32(v[pos:]))
-		sum := binary.BigEndian.Uint32(v[pos+4:])
+		l := int(binary.BigEndian.Uint32(v[pos+recordLenAt:]))
+		sum := binary.BigEndian.Uint32(v[pos+recordCRCAt:])
 		bpos := pos + recordHeaderLen
-		if l < 17 || l > len(v)-bpos {
+		if l < bodyMinLen || l > len(v)-bpos {
 			return fail(i, pos, "record length %d does not fit the %d bytes left", l, len(v)-bpos)
 		}
 		body := v[bpos : bpos+l]
 		if got := checksum(body); got != sum {
 			return fail(i, bpos, "record checksum mismatch (stored %08x, computed %08x)", sum, got)
 		}
-		off := int64(binary.BigEndian.Uint64(body))
+		off := int64(binary.BigEndian.Uint64(body[bodyOffsetAt:]))
 		switch {
 		case i == 0 && off != firstOffset:
 			return fail(i, bpos, "first record has offset %d, key says %d", off, firstOffset)
@@ -266,15 +309,15 @@ func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record)
 			return fail(i, bpos, "offset %d does not follow %d", off, prev)
 		}
 		prev = off
-		kf, n := binary.Uvarint(body[16:])
+		kf, n := binary.Uvarint(body[bodyKeyLenAt:])
 		// n must be the minimal encoding's length: the format has one
 		// encoding per entry, so an accepted value re-encodes to itself.
-		if n <= 0 || n != uvarintLen(kf) || kf > uint64(l-16-n+1) {
-			return fail(i, bpos+16, "bad key length")
+		if n <= 0 || n != uvarintLen(kf) || kf > uint64(l-bodyKeyLenAt-n+1) {
+			return fail(i, bpos+bodyKeyLenAt, "bad key length")
 		}
 		if recs != nil {
-			r := Record{Offset: off, Timestamp: int64(binary.BigEndian.Uint64(body[8:]))}
-			kstart := 16 + n
+			r := Record{Offset: off, Timestamp: int64(binary.BigEndian.Uint64(body[bodyTimestampAt:]))}
+			kstart := bodyKeyLenAt + n
 			vstart := kstart
 			if kf > 0 {
 				vstart += int(kf - 1)
@@ -286,7 +329,7 @@ func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record)
 		pos = bpos + l
 	}
 	if prev != h.lastOffset {
-		return fail(-1, 9, "header says last offset %d, records end at %d", h.lastOffset, prev)
+		return fail(-1, entryLastOffsetAt, "header says last offset %d, records end at %d", h.lastOffset, prev)
 	}
 	if pos != len(v) {
 		return fail(h.count, pos, "%d unexpected bytes after the last record", len(v)-pos)
@@ -325,28 +368,29 @@ func decodeMeta(tp TopicPartition, v []byte) (partitionMeta, error) {
 		return fail(0, "value is empty")
 	}
 	var want int
-	switch v[0] {
+	switch v[metaVersionAt] {
 	case metaVersion:
 		want = metaLen
 	case metaVersionV1:
 		want = metaLenV1
 	default:
-		return fail(0, fmt.Sprintf("unknown format version %d", v[0]))
+		return fail(metaVersionAt, fmt.Sprintf("unknown format version %d", v[metaVersionAt]))
 	}
 	if len(v) != want {
 		return fail(0, fmt.Sprintf("value is %d bytes, want %d", len(v), want))
 	}
-	if checksum(v[:want-4]) != binary.BigEndian.Uint32(v[want-4:]) {
-		return fail(want-4, "checksum mismatch")
+	crcAt := want - crcLen
+	if checksum(v[:crcAt]) != binary.BigEndian.Uint32(v[crcAt:]) {
+		return fail(crcAt, "checksum mismatch")
 	}
 	m := partitionMeta{
-		highWater: int64(binary.BigEndian.Uint64(v[1:])),
-		bytes:     binary.BigEndian.Uint64(v[9:]),
-		entries:   binary.BigEndian.Uint64(v[17:]),
-		records:   binary.BigEndian.Uint64(v[25:]),
+		highWater: int64(binary.BigEndian.Uint64(v[metaHighWaterAt:])),
+		bytes:     binary.BigEndian.Uint64(v[metaBytesAt:]),
+		entries:   binary.BigEndian.Uint64(v[metaEntriesAt:]),
+		records:   binary.BigEndian.Uint64(v[metaRecordsAt:]),
 	}
-	if v[0] == metaVersion {
-		copy(m.topicID[:], v[33:49])
+	if v[metaVersionAt] == metaVersion {
+		copy(m.topicID[:], v[metaTopicIDAt:metaCRCAt])
 	}
 	return m, nil
 }

@@ -719,7 +719,7 @@ func (s *repairScan) probe(tp TopicPartition, bad int64) (next int64, ok bool) {
 // decodeHeader decodes a damaged entry's header when its checksum holds,
 // for the record count the report gives.
 func decodeHeader(v []byte) (entryHeader, bool) {
-	if len(v) < entryHeaderLen || checksum(v[:21]) != binary.BigEndian.Uint32(v[21:]) || v[0] != formatVersion {
+	if len(v) < entryHeaderLen || checksum(v[:entryCRCAt]) != binary.BigEndian.Uint32(v[entryCRCAt:]) || v[entryVersionAt] != formatVersion {
 		return entryHeader{}, false
 	}
 	return parseHeader(v), true

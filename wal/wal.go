@@ -313,7 +313,7 @@ type AppendResult struct {
 // between the WAL fsync and the offset commit). Append returns only after
 // the batch is fsync'd; concurrent appends share one fsync.
 func (w *WAL) Append(tp TopicPartition, recs []Record) (AppendResult, error) {
-	if !validTopic(tp.Topic) || tp.Partition < 0 {
+	if !ValidTopic(tp.Topic) || tp.Partition < 0 {
 		return AppendResult{}, fmt.Errorf("wal: cannot append to %q partition %d: invalid topic or partition", tp.Topic, tp.Partition)
 	}
 	if len(recs) > 0 && recs[0].Offset < 0 {

@@ -2,8 +2,9 @@ package event
 
 import "time"
 
-// Event is the canonical transaction event (docs: DESIGN.md "Canonical
-// event"), cleaned, validated, masked and enriched.
+// Event is the canonical transaction event (docs/ARCHITECTURE.md, "Engine:
+// from the WAL to the outbox"; its fields are listed in docs/CONFIG.md,
+// "Topics"), cleaned, validated, masked and enriched.
 //
 // Its strings are immutable and stay valid after later Decode calls (they
 // may share a backing block with other events' strings). Items is the one

@@ -456,6 +456,8 @@ func TestOptionsInvalid(t *testing.T) {
 		{"broker bad port", func(o *Options) { o.Brokers = []string{"localhost:99999"} }, "kafka.brokers"},
 		{"no topics", func(o *Options) { o.Topics = nil }, "kafka.topics"},
 		{"bad topic", func(o *Options) { o.Topics = []string{"orders/eu"} }, "kafka.topics"},
+		{"dot topic", func(o *Options) { o.Topics = []string{".."} }, "kafka.topics"},
+		{"dot instance id", func(o *Options) { o.InstanceID = "." }, "kafka.client_id"},
 		{"duplicate topic", func(o *Options) { o.Topics = []string{"a", "a"} }, "kafka.topics"},
 		{"no group", func(o *Options) { o.Group = " " }, "kafka.group"},
 		{"bad instance id", func(o *Options) { o.InstanceID = "edge 01" }, "kafka.client_id"},

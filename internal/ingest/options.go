@@ -138,7 +138,7 @@ func (o *Options) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, t := range o.Topics {
-		if !validTopic(t) {
+		if !wal.ValidTopic(t) {
 			return fmt.Errorf("ingest: kafka.topics: %q is not a valid Kafka topic name (1-249 characters of a-z A-Z 0-9 . _ -)", t)
 		}
 		if seen[t] {
@@ -149,7 +149,7 @@ func (o *Options) validate() error {
 	if strings.TrimSpace(o.Group) == "" {
 		return errors.New("ingest: kafka.group: a consumer group name is required")
 	}
-	if o.InstanceID != "" && !validTopic(o.InstanceID) {
+	if o.InstanceID != "" && !wal.ValidTopic(o.InstanceID) {
 		return fmt.Errorf("ingest: kafka.client_id: %q cannot serve as the group instance id (1-249 characters of a-z A-Z 0-9 . _ -)", o.InstanceID)
 	}
 	if o.SessionTimeout < 0 || o.SessionTimeout > 0 && o.SessionTimeout < time.Second {
@@ -171,19 +171,6 @@ func (o *Options) validate() error {
 		return errors.New("ingest: Options.WAL is nil: BUG: the WAL must be opened before ingest")
 	}
 	return nil
-}
-
-func validTopic(t string) bool {
-	if t == "" || len(t) > 249 || t == "." || t == ".." {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // SecurityOpts returns the franz-go options for TLS and SASL (none when

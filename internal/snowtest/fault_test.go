@@ -51,6 +51,7 @@ func TestFaultHTTPStatusRetriedByDriver(t *testing.T) {
 	t.Parallel() // the driver sleeps 1-3 s before retrying
 	srv := newServer(t, snowtest.Options{})
 	cfg := srv.Config("loader")
+	//lint:ignore SA1019 deprecated without a replacement in gosnowflake v1.19.1
 	cfg.RequestTimeout = 0
 	db := open(t, cfg)
 	exec(t, db, "CREATE TABLE t (id INT)")
@@ -197,6 +198,7 @@ func TestFaultCommitResponseLostRetriedByDriver(t *testing.T) {
 	t.Parallel() // the driver sleeps 1-3 s before retrying
 	srv := newServer(t, snowtest.Options{})
 	cfg := srv.Config("loader")
+	//lint:ignore SA1019 deprecated without a replacement in gosnowflake v1.19.1
 	cfg.RequestTimeout = 0
 	db := open(t, cfg)
 	exec(t, db, "CREATE TABLE t (id INT)")
@@ -228,6 +230,7 @@ func TestFaultDropConnection(t *testing.T) {
 func TestFaultLogin(t *testing.T) {
 	srv := newServer(t, snowtest.Options{})
 	cfg := srv.Config("loader")
+	//lint:ignore SA1019 deprecated without a replacement in gosnowflake v1.19.1
 	cfg.LoginTimeout = time.Second
 	f := srv.Inject(snowtest.Fault{Kind: snowtest.FaultHTTPStatus, Endpoint: snowtest.EndpointLogin, Status: 503, Times: 100})
 	db := open(t, cfg)

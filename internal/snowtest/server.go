@@ -207,18 +207,18 @@ func (s *Server) Config(user string) *gosnowflake.Config {
 	u := s.users[strings.ToUpper(user)]
 	s.mu.Unlock()
 	cfg := &gosnowflake.Config{
-		Account:          s.opts.Account,
-		User:             user,
-		Host:             "127.0.0.1",
-		Port:             s.port,
-		Protocol:         "http",
-		Database:         "OFFLOAD_DB",
-		Schema:           "PUBLIC",
-		Warehouse:        "OFFLOAD_WH",
-		RequestTimeout:   time.Second,
-		LoginTimeout:     5 * time.Second,
-		ClientTimeout:    30 * time.Second,
-		DisableTelemetry: true,
+		Account:   s.opts.Account,
+		User:      user,
+		Host:      "127.0.0.1",
+		Port:      s.port,
+		Protocol:  "http",
+		Database:  "OFFLOAD_DB",
+		Schema:    "PUBLIC",
+		Warehouse: "OFFLOAD_WH",
+		// gosnowflake v1.19.1 deprecates its timeouts and DisableTelemetry
+		// without a replacement; they are still the only way to set them.
+		//lint:ignore SA1019 deprecated without a replacement in gosnowflake v1.19.1
+		RequestTimeout: time.Second, LoginTimeout: 5 * time.Second, ClientTimeout: 30 * time.Second, DisableTelemetry: true,
 	}
 	switch {
 	case u.Password != "":

@@ -328,10 +328,7 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 // unescape returns the value of a Snowflake string literal, which allows
 // backslash escapes that DuckDB does not.
 func unescape(lit string) string {
-	s := lit[1:]
-	if strings.HasSuffix(s, "'") {
-		s = s[:len(s)-1]
-	}
+	s := strings.TrimSuffix(lit[1:], "'")
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
