@@ -6,6 +6,8 @@ import (
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/offload/offload/internal/admin"
 )
 
 // The operator's keys and the actions they send.
@@ -89,7 +91,7 @@ func (m Model) act(action, path string) (tea.Model, tea.Cmd) {
 	m.message, m.messageBad = action+"…", false
 	client := m.client
 	return m, func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), admin.RequestTimeout)
 		defer cancel()
 		res, err := client.Post(ctx, path)
 		return actionResultMsg{action: action, result: res, err: err}

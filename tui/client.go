@@ -1,149 +1,17 @@
 package tui
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/offload/offload/internal/admin"
 )
 
-// Client is how the dashboard talks to the appliance.
+// Client is how the dashboard talks to the appliance: *admin.Client for
+// a real one.
 type Client interface {
 	// Status fetches GET /api/v1/status.
 	Status(ctx context.Context) (admin.Status, error)
 	// Post sends an action (a path such as /api/v1/loader/pause) and
 	// returns the appliance's result message.
 	Post(ctx context.Context, path string) (string, error)
-}
-
-// ErrNoToken is returned for an action when no token was given.
-var ErrNoToken = errors.New("actions need the admin token: pass --token or set OFFLOAD_ADMIN_TOKEN")
-
-// requestTimeout bounds every request, so a hung appliance shows as
-// disconnected instead of freezing the dashboard.
-const requestTimeout = 3 * time.Second
-
-// HTTPClient is the Client of a real appliance.
-type HTTPClient struct {
-	base  string
-	token string
-	http  *http.Client
-}
-
-// NewHTTPClient returns a client for the admin API at addr (for example
-// http://127.0.0.1:7070). The token may be empty: status then goes
-// without it (enough on a loopback address) and actions are refused.
-func NewHTTPClient(addr, token string) *HTTPClient {
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	return &HTTPClient{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{Timeout: requestTimeout}}
-}
-
-// Status implements Client.
-func (c *HTTPClient) Status(ctx context.Context) (admin.Status, error) {
-	var st admin.Status
-	resp, err := c.do(ctx, http.MethodGet, "/api/v1/status")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, answerError(resp)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("cannot decode status: %w", err)
-	}
-	return st, nil
-}
-
-// Metrics fetches GET /metrics and returns the values of the unlabelled
-// samples named (process_cpu_seconds_total, say); a name the appliance
-// does not export is absent from the map.
-func (c *HTTPClient) Metrics(ctx context.Context, names ...string) (map[string]float64, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, answerError(resp)
-	}
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
-	}
-	got := make(map[string]float64, len(names))
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !want[name] {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read metric %s: %w", name, err)
-		}
-		got[name] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("cannot read /metrics: %w", err)
-	}
-	return got, nil
-}
-
-// Post implements Client.
-func (c *HTTPClient) Post(ctx context.Context, path string) (string, error) {
-	if c.token == "" {
-		return "", ErrNoToken
-	}
-	resp, err := c.do(ctx, http.MethodPost, path)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", answerError(resp)
-	}
-	var body struct {
-		Result string `json:"result"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return "", fmt.Errorf("cannot decode the answer to %s: %w", path, err)
-	}
-	return body.Result, nil
-}
-
-func (c *HTTPClient) do(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	return c.http.Do(req)
-}
-
-// answerError turns an error answer ({"error": "..."} or plain text) into
-// an error naming the HTTP status.
-func answerError(resp *http.Response) error {
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	var body struct {
-		Error string `json:"error"`
-	}
-	msg := strings.TrimSpace(string(raw))
-	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
-		msg = body.Error
-	}
-	return fmt.Errorf("%s: %s", resp.Status, msg)
 }

@@ -168,7 +168,7 @@ func (m Model) refresh() (tea.Model, tea.Cmd) {
 func (m Model) fetch() tea.Cmd {
 	client := m.client
 	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), admin.RequestTimeout)
 		defer cancel()
 		st, err := client.Status(ctx)
 		return statusMsg{status: st, err: err}

@@ -9,6 +9,8 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
+
+	"github.com/offload/offload/internal/admin"
 )
 
 // Config is what the dashboard runs with.
@@ -33,7 +35,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if Plain(cfg.Getenv) {
 		r.SetColorProfile(termenv.Ascii)
 	}
-	m := New(Options{Client: NewHTTPClient(cfg.Addr, cfg.Token), Addr: cfg.Addr, Interval: cfg.Interval, Renderer: r})
+	m := New(Options{Client: admin.NewClient(cfg.Addr, cfg.Token), Addr: cfg.Addr, Interval: cfg.Interval, Renderer: r})
 	opts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithInput(cfg.In), tea.WithOutput(cfg.Out)}
 	if cfg.Getenv("TERM") != "dumb" {
 		opts = append(opts, tea.WithAltScreen())

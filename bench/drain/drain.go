@@ -17,7 +17,6 @@ import (
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/snowtest"
-	"github.com/offload/offload/tui"
 )
 
 // Options configures a run. Zero values take the defaults in brackets.
@@ -213,7 +212,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	defer a.kill() // on every early return; a no-op after stop
-	w := watcher{a: a, addr: addr, client: tui.NewHTTPClient(addr, "")}
+	w := watcher{a: a, addr: addr, client: admin.NewClient(addr, "")}
 
 	var prof profiler
 	if o.CPUProfile != "" {
@@ -263,7 +262,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 type watcher struct {
 	a      *appliance
 	addr   string // the admin API, host:port
-	client *tui.HTTPClient
+	client *admin.Client
 }
 
 // until polls the status until cond holds, for at most drainTimeout.

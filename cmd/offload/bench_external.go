@@ -15,7 +15,6 @@ import (
 	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
-	"github.com/offload/offload/tui"
 )
 
 // externalBench measures an appliance that runs on its own (a systemd
@@ -100,7 +99,7 @@ func (x externalBench) run(events int, rate float64, schema string, progress io.
 }
 
 // client is the appliance's admin API.
-func (x externalBench) client() *tui.HTTPClient { return tui.NewHTTPClient(x.appliance, x.token) }
+func (x externalBench) client() *admin.Client { return admin.NewClient(x.appliance, x.token) }
 
 func (x externalBench) status() (admin.Status, error) {
 	st, err := x.client().Status(context.Background())

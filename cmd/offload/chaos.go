@@ -25,7 +25,6 @@ import (
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/snowtest"
-	"github.com/offload/offload/tui"
 	"github.com/offload/offload/wal"
 )
 
@@ -112,7 +111,7 @@ type harness struct {
 	admin   string
 	res     chaosResult
 	g       *gen.Generator
-	client  *tui.HTTPClient // the daemon's admin API
+	client  *admin.Client // the daemon's admin API
 }
 
 func runChaos(o chaosOptions) (chaosResult, error) {
@@ -144,7 +143,7 @@ func runChaos(o chaosOptions) (chaosResult, error) {
 	if h.admin, err = freeAddr(); err != nil {
 		return h.res, err
 	}
-	h.client = tui.NewHTTPClient(h.admin, "")
+	h.client = admin.NewClient(h.admin, "")
 	if err := h.writeConfig(topic); err != nil {
 		return h.res, err
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
-	"github.com/offload/offload/tui"
 )
 
 // embedded is the appliance run in-process with what it talks to: a Kafka
@@ -167,7 +166,7 @@ func (e *embedded) setWarehouse(up bool) error {
 
 // status reads the pipeline's status document (zero on failure).
 func (e *embedded) status() admin.Status {
-	st, _ := tui.NewHTTPClient(e.adminAddr, "").Status(context.Background())
+	st, _ := admin.NewClient(e.adminAddr, "").Status(context.Background())
 	return st
 }
 

@@ -24,7 +24,7 @@ func pollStatus(t *testing.T, base string) admin.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := tui.NewHTTPClient(base, "").Status(ctx)
+	st, err := admin.NewClient(base, "").Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func dashboardView(t *testing.T, base string) string {
 	t.Helper()
 	r := lipgloss.NewRenderer(io.Discard)
 	r.SetColorProfile(termenv.Ascii)
-	m := tui.New(tui.Options{Client: tui.NewHTTPClient(base, ""), Addr: base, Interval: time.Second, Renderer: r})
+	m := tui.New(tui.Options{Client: admin.NewClient(base, ""), Addr: base, Interval: time.Second, Renderer: r})
 	// Init batches the first poll with the clock; the poll comes first.
 	batch, ok := m.Init()().(tea.BatchMsg)
 	if !ok || len(batch) == 0 {

@@ -1,4 +1,4 @@
-package tui
+package admin
 
 import (
 	"context"
@@ -16,7 +16,8 @@ import (
 
 const testToken = "s3cret-token-0123456789"
 
-// appliance serves the admin API's status and actions like internal/admin:
+// appliance serves the status and actions as the admin server does (the
+// status documents are the dashboard's golden ones, tui/testdata):
 // actions need the bearer token, status is open.
 func appliance(t *testing.T, statusFile string) *httptest.Server {
 	t.Helper()
@@ -42,10 +43,10 @@ func appliance(t *testing.T, statusFile string) *httptest.Server {
 	return srv
 }
 
-func TestHTTPClientStatus(t *testing.T) {
-	for file, demo := range map[string]bool{"testdata/healthy.json": false, "testdata/demo.json": true} {
+func TestClientStatus(t *testing.T) {
+	for file, demo := range map[string]bool{"../../tui/testdata/healthy.json": false, "../../tui/testdata/demo.json": true} {
 		srv := appliance(t, file)
-		st, err := NewHTTPClient(srv.URL, "").Status(context.Background())
+		st, err := NewClient(srv.URL, "").Status(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,15 +59,15 @@ func TestHTTPClientStatus(t *testing.T) {
 	}
 }
 
-func TestHTTPClientActions(t *testing.T) {
-	srv := appliance(t, "testdata/parked.json")
+func TestClientActions(t *testing.T) {
+	srv := appliance(t, "../../tui/testdata/parked.json")
 	addr := strings.TrimPrefix(srv.URL, "http://") // a bare host:port works too
-	res, err := NewHTTPClient(addr, testToken).Post(context.Background(), "/api/v1/batches/b1/retry")
+	res, err := NewClient(addr, testToken).Post(context.Background(), "/api/v1/batches/b1/retry")
 	if err != nil || res != "b1 queued for the loader again" {
 		t.Errorf("retry = %q, %v", res, err)
 	}
 
-	_, err = NewHTTPClient(srv.URL, "wrong-token-0123456789").Post(context.Background(), "/api/v1/batches/b1/retry")
+	_, err = NewClient(srv.URL, "wrong-token-0123456789").Post(context.Background(), "/api/v1/batches/b1/retry")
 	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "bearer token is required") {
 		t.Errorf("wrong token: %v", err)
 	}
@@ -74,22 +75,22 @@ func TestHTTPClientActions(t *testing.T) {
 		t.Errorf("the error shows the token: %v", err)
 	}
 
-	if _, err := NewHTTPClient(srv.URL, "").Post(context.Background(), "/api/v1/loader/pause"); !errors.Is(err, ErrNoToken) {
+	if _, err := NewClient(srv.URL, "").Post(context.Background(), "/api/v1/loader/pause"); !errors.Is(err, ErrNoToken) {
 		t.Errorf("without a token: %v, want ErrNoToken", err)
 	}
 }
 
-func TestHTTPClientDown(t *testing.T) {
-	srv := appliance(t, "testdata/healthy.json")
+func TestClientDown(t *testing.T) {
+	srv := appliance(t, "../../tui/testdata/healthy.json")
 	srv.Close()
-	if _, err := NewHTTPClient(srv.URL, testToken).Status(context.Background()); err == nil || strings.Contains(err.Error(), testToken) {
+	if _, err := NewClient(srv.URL, testToken).Status(context.Background()); err == nil || strings.Contains(err.Error(), testToken) {
 		t.Errorf("status from a stopped appliance: %v", err)
 	}
 }
 
-// TestHTTPClientMetrics reads a real Prometheus exposition (client_golang,
+// TestClientMetrics reads a real Prometheus exposition (client_golang,
 // as internal/admin serves it): unlabelled samples by name, nothing else.
-func TestHTTPClientMetrics(t *testing.T) {
+func TestClientMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "offload_test_backlog_records"})
@@ -101,7 +102,7 @@ func TestHTTPClientMetrics(t *testing.T) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	m, err := NewHTTPClient(srv.URL, "").Metrics(context.Background(),
+	m, err := NewClient(srv.URL, "").Metrics(context.Background(),
 		"process_cpu_seconds_total", "offload_test_backlog_records", "offload_test_lag", "offload_not_exported")
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func TestHTTPClientMetrics(t *testing.T) {
 	if cpu, ok := m["process_cpu_seconds_total"]; !ok || cpu < 0 || m["offload_test_backlog_records"] != 1234.5 || len(m) != 2 {
 		t.Errorf("metrics = %v, want the process's CPU seconds and the backlog only", m)
 	}
-	if _, err := NewHTTPClient(srv.URL+"/missing", "").Metrics(context.Background(), "x"); err == nil {
+	if _, err := NewClient(srv.URL+"/missing", "").Metrics(context.Background(), "x"); err == nil {
 		t.Errorf("no error for a 404")
 	}
 }
