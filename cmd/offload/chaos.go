@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/offload/offload/bench/gen"
+	"github.com/offload/offload/bench/slowfs"
 	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
@@ -94,10 +95,6 @@ type chaosResult struct {
 	OK                bool     `json:"ok"`
 	Errors            []string `json:"errors,omitempty"`
 }
-
-// chaosFsyncDelay is the variable the slow-disk scenario sets: the daemon
-// then delays every fsync of its WAL by that long (see slowFS).
-const chaosFsyncDelay = "OFFLOAD_FAULT_FSYNC_DELAY"
 
 // harness runs a chaos run: the daemon under supervision, the warehouse,
 // the producer and the scenarios.
@@ -611,7 +608,7 @@ func (h *harness) diskFull(sc *chaosScenario, noTmpfs string) error {
 // slowDisk restarts the daemon with every WAL fsync delayed by 25 ms,
 // kills it twice meanwhile, then goes back to the normal disk.
 func (h *harness) slowDisk(sc *chaosScenario) error {
-	slow := []string{chaosFsyncDelay + "=25ms"}
+	slow := []string{slowfs.FsyncDelayEnv + "=25ms"}
 	mark := h.d.logSize()
 	if err := h.kill(sc, slow); err != nil {
 		return err

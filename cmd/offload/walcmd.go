@@ -8,12 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/offload/offload/bench/slowfs"
 	"github.com/offload/offload/engine/event"
 	"github.com/offload/offload/wal"
 )
@@ -300,3 +304,7 @@ func writeOutput(path string, stdout io.Writer, write func(io.Writer) error) err
 	}
 	return err
 }
+
+// walFS is the WAL's file system, slow when the fault harness asks
+// (slowfs.FromEnv).
+func walFS(log *slog.Logger) (vfs.FS, error) { return slowfs.FromEnv(log) }

@@ -1,4 +1,8 @@
-package main
+// Package slowfs is the slow disk of offload's fault harness
+// (bench/harness, docs/RELIABILITY.md): a Pebble file system whose every
+// fsync of a file it opened for writing waits a set time first. `offload
+// run` puts its WAL on one when FsyncDelayEnv is set.
+package slowfs
 
 import (
 	"fmt"
@@ -9,21 +13,29 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// walFS is the WAL's file system: the operating system's, or, when
-// OFFLOAD_FAULT_FSYNC_DELAY is set (the slow-disk fault of
-// `offload bench --chaos`), one whose every fsync waits that long first.
-func walFS(log *slog.Logger) (vfs.FS, error) {
-	v := os.Getenv(chaosFsyncDelay)
+// FsyncDelayEnv is the variable the harness's slow-disk scenario sets
+// (a duration such as 25ms) on the daemon it starts.
+const FsyncDelayEnv = "OFFLOAD_FAULT_FSYNC_DELAY"
+
+// FromEnv returns the WAL's file system: the operating system's, or, when
+// FsyncDelayEnv is set, one whose every fsync waits that long first,
+// which it logs as a warning.
+func FromEnv(log *slog.Logger) (vfs.FS, error) {
+	v := os.Getenv(FsyncDelayEnv)
 	if v == "" {
 		return vfs.Default, nil
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		return nil, fmt.Errorf("%s=%q: want a duration such as 20ms", chaosFsyncDelay, v)
+		return nil, fmt.Errorf("%s=%q: want a duration such as 20ms", FsyncDelayEnv, v)
 	}
-	log.Warn("fault injection: every WAL fsync delayed", "delay", d, "variable", chaosFsyncDelay)
-	return slowFS{FS: vfs.Default, delay: d}, nil
+	log.Warn("fault injection: every WAL fsync delayed", "delay", d, "variable", FsyncDelayEnv)
+	return New(vfs.Default, d), nil
 }
+
+// New returns fs with every fsync of the files it opens for writing
+// delayed by delay.
+func New(fs vfs.FS, delay time.Duration) vfs.FS { return slowFS{FS: fs, delay: delay} }
 
 // slowFS delays every fsync of the files it opens for writing.
 type slowFS struct {
