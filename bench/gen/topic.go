@@ -11,6 +11,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// CreateTopicOn creates topic with partitions partitions on brokers
+// unless it exists.
+func CreateTopicOn(brokers []string, topic string, partitions int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("cannot create a Kafka client for %v: %w", brokers, err)
+	}
+	defer cl.Close()
+	return CreateTopic(cl, topic, partitions)
+}
+
 // CreateTopic creates topic with partitions partitions through cl unless
 // it exists.
 func CreateTopic(cl *kgo.Client, topic string, partitions int) error {

@@ -15,92 +15,21 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/offload/offload/bench/check"
 	"github.com/offload/offload/bench/drain"
 	"github.com/offload/offload/bench/gen"
-	"github.com/offload/offload/engine/event"
-	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/bench/harness"
+	"github.com/offload/offload/bench/rig"
+	"github.com/offload/offload/bench/stack"
+	"github.com/offload/offload/bench/testwarehouse"
 	"github.com/offload/offload/internal/ingest"
 )
 
-// errNotLoaded is produceUntilLoaded's answer when the run's events were
-// not all loaded within benchTimeout.
-var errNotLoaded = errors.New("bench: the run was not loaded in time")
-
-// benchTimeout bounds how long a bench waits for its events to be loaded.
-const benchTimeout = 30 * time.Minute
-
-// produceUntilLoaded runs g into cl in the background and, every interval,
-// asks loaded whether the run has reached the warehouse, telling it
-// whether the generator has finished. It returns when loaded says yes,
-// with the time the generator finished; errNotLoaded after benchTimeout.
-func produceUntilLoaded(ctx context.Context, g *gen.Generator, cl *kgo.Client, interval time.Duration, loaded func(produced bool) bool) (time.Time, error) {
-	genDone := make(chan error, 1)
-	go func() {
-		_, err := g.Run(ctx, cl)
-		genDone <- err
-	}()
-	var produced time.Time
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	deadline := time.Now().Add(benchTimeout)
-	for {
-		select {
-		case err := <-genDone:
-			if err != nil {
-				return produced, err
-			}
-			produced, genDone = time.Now(), nil
-		case <-tick.C:
-		}
-		if loaded(!produced.IsZero()) {
-			return produced, nil
-		}
-		if time.Now().After(deadline) {
-			return produced, errNotLoaded
-		}
-	}
-}
-
-// benchResult is what `offload bench` reports (--json FILE).
-type benchResult struct {
-	Profile                  string  `json:"profile"`
-	Events                   int64   `json:"events"`
-	ValidEvents              int64   `json:"valid_events"`
-	Partitions               int     `json:"partitions"`
-	Schema                   string  `json:"schema"`
-	Warehouse                string  `json:"warehouse"` // the test warehouse's type
-	Seconds                  float64 `json:"seconds"`
-	EventsPerSec             float64 `json:"events_per_sec"`
-	ProduceEventsPerSec      float64 `json:"produce_events_per_sec"`
-	IngestEventsPerSec       float64 `json:"ingest_events_per_sec"`
-	EngineEventsPerSec       float64 `json:"engine_events_per_sec"`
-	LoaderRowsPerSec         float64 `json:"loader_rows_per_sec"`
-	BareConsumerEventsPerSec float64 `json:"bare_consumer_events_per_sec"`
-	Ratio                    float64 `json:"ratio"`
-	check.Latencies
-	PeakRSSBytes      int64   `json:"peak_rss_bytes"`
-	CPUSeconds        float64 `json:"cpu_seconds"`
-	Loads             int64   `json:"loads"`
-	RawBytes          int64   `json:"raw_bytes"`
-	BytesShipped      int64   `json:"bytes_shipped"`
-	BytesShippedRatio float64 `json:"bytes_shipped_ratio"`
-	Deduplicated      int64   `json:"deduplicated"`
-	DeadLettered      int64   `json:"dead_lettered"`
-	ExactlyOnce       bool    `json:"exactly_once"`
-	Missing           int64   `json:"missing"`
-	Extra             int64   `json:"extra"`
-}
-
-// Profiles of `offload bench` (docs/PERFORMANCE.md).
-const (
-	profileDrain     = "drain"     // the appliance as its own process drains a filled topic (bench/drain)
-	profileInprocess = "inprocess" // everything in this process: the demo-like quick run
-	profileExternal  = "external"  // an appliance that runs on its own (--appliance)
-)
+// profileDrain is the main profile of `offload bench`
+// (docs/PERFORMANCE.md): the appliance as its own process drains a
+// filled topic (bench/drain). bench/rig runs the others.
+const profileDrain = "drain"
 
 // runBench runs a profile of the benchmark: the drain (the default with
 // --brokers) or the in-process run (without); or measures a running
@@ -130,7 +59,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	kills := fs.Int("kills", 50, "with --chaos: SIGKILLs of the daemon, at least")
 	brokerRestart := fs.String("broker-restart", "", "with --chaos: shell command that restarts the broker keeping its data, e.g. 'scripts/kafka-broker.sh restart'")
 	seed := fs.Uint64("seed", 0, "with --chaos: random seed (0: from the clock); the report names it")
-	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testWarehouseTypes+"; with --chaos also postgres (its server's DSN in "+postgresDSNEnv+")")
+	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testwarehouse.Types+"; with --chaos also postgres (its server's DSN in "+testwarehouse.PostgresDSNEnv+")")
 	scenarios := fs.String("scenarios", "", "with --chaos: comma-separated scenarios to run (default: all)")
 	tmpfsMiB := fs.Int64("tmpfs-mib", 1024, "with --chaos: size of the tmpfs mounted for the data directory (needs root; the disk-full scenario fills it); 0 skips that scenario")
 	if err := parseFlags(fs, args); err != nil {
@@ -145,8 +74,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	case *profile == "" && *brokers != "":
 		*profile = profileDrain
 	case *profile == "":
-		*profile = profileInprocess
-	case *profile != profileDrain && *profile != profileInprocess:
+		*profile = rig.ProfileInProcess
+	case *profile != profileDrain && *profile != rig.ProfileInProcess:
 		return usageError{fmt.Errorf("--profile %q: want drain or inprocess", *profile)}
 	}
 	if *profile == profileDrain && *appliance == "" && !*chaos {
@@ -173,21 +102,24 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return runDrainBench(o, stdout, *jsonOut)
 	}
 	if *appliance != "" {
-		x := externalBench{appliance: *appliance, topic: *topic, tables: *tables, token: os.Getenv("OFFLOAD_ADMIN_TOKEN"),
-			warehouseDSN: os.Getenv("OFFLOAD_BENCH_WAREHOUSE_DSN")}
-		if *brokers == "" || x.topic == "" || x.warehouseDSN == "" {
+		x := rig.External{Appliance: *appliance, Topic: *topic, Tables: *tables, Token: os.Getenv("OFFLOAD_ADMIN_TOKEN"),
+			WarehouseDSN: os.Getenv("OFFLOAD_BENCH_WAREHOUSE_DSN")}
+		if *brokers == "" || x.Topic == "" || x.WarehouseDSN == "" {
 			return usageError{errors.New("--appliance needs --brokers, --topic and the warehouse's gosnowflake DSN in OFFLOAD_BENCH_WAREHOUSE_DSN")}
 		}
-		x.brokers = strings.Split(*brokers, ",")
-		res, err := x.run(*events, *rate, *schema, stderr)
+		x.Brokers = strings.Split(*brokers, ",")
+		res, err := x.Run(*events, *rate, *schema, stderr)
 		if err != nil {
 			return err
 		}
 		return reportBench(stdout, res, *jsonOut)
 	}
-	k := embeddedKafka{partitions: *partitions, warehouse: *warehouse}
+	if err := testwarehouse.Check(*warehouse, *chaos); err != nil {
+		return usageError{err}
+	}
+	k := stack.Options{Partitions: *partitions, Warehouse: *warehouse}
 	if *brokers != "" {
-		k.brokers, k.topic = strings.Split(*brokers, ","), fmt.Sprintf("offload-bench-%d", time.Now().UnixNano())
+		k.Brokers, k.Topic = strings.Split(*brokers, ","), fmt.Sprintf("offload-bench-%d", time.Now().UnixNano())
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -215,27 +147,32 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		if *kills < 1 {
 			return usageError{errors.New("--kills must be at least 1")}
 		}
-		o := chaosOptions{brokers: strings.Split(*brokers, ","), brokerRestart: *brokerRestart, kills: *kills,
-			partitions: *partitions, rate: *rate, dir: *dir, seed: *seed, tmpfsSize: *tmpfsMiB << 20, warehouse: *warehouse, progress: stderr}
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("cannot find the offload binary to run: %w", err)
+		}
+		o := harness.Options{Binary: self, Brokers: strings.Split(*brokers, ","), BrokerRestart: *brokerRestart, Kills: *kills,
+			Partitions: *partitions, Rate: *rate, Dir: *dir, Seed: *seed, TmpfsSize: *tmpfsMiB << 20, Warehouse: *warehouse,
+			Progress: stderr, DeadLetters: deadLetters}
 		if *scenarios != "" {
-			o.scenarios = map[string]bool{}
+			o.Scenarios = map[string]bool{}
 			for _, name := range strings.Split(*scenarios, ",") {
-				o.scenarios[strings.TrimSpace(name)] = true
+				o.Scenarios[strings.TrimSpace(name)] = true
 			}
 		}
-		if o.rate == 0 {
-			o.rate = 1000
+		if o.Rate == 0 {
+			o.Rate = 1000
 		}
-		if o.seed == 0 {
-			o.seed = uint64(time.Now().UnixNano())
+		if o.Seed == 0 {
+			o.Seed = uint64(time.Now().UnixNano())
 		}
 		fmt.Fprintf(stderr, "offload bench --chaos: %d kills, %d partitions, rate %s, seed %d, data in %s\n",
-			o.kills, o.partitions, rateText(o.rate), o.seed, o.dir)
-		res, err := runChaos(o)
+			o.Kills, o.Partitions, rateText(o.Rate), o.Seed, o.Dir)
+		res, err := harness.Run(o)
 		if err != nil {
 			return err
 		}
-		printChaos(stdout, res)
+		harness.WriteReport(stdout, res)
 		if err := writeJSON(*jsonOut, res); err != nil {
 			return err
 		}
@@ -245,7 +182,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(stderr, "offload bench: %d events, %d partitions, rate %s, data in %s\n", *events, *partitions, rateText(*rate), *dir)
-	res, err := bench(*dir, k, *events, *rate, *schema, stderr)
+	res, err := rig.InProcess(rig.InProcessOptions{Dir: *dir, Stack: k, Events: *events, Rate: *rate, Schema: *schema, Progress: stderr}, startRig)
 	if err != nil {
 		return err
 	}
@@ -254,7 +191,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 
 // reportBench prints the table, writes the JSON file if asked, and fails
 // the command when delivery was not exactly once.
-func reportBench(stdout io.Writer, res benchResult, jsonOut string) error {
+func reportBench(stdout io.Writer, res rig.Result, jsonOut string) error {
 	printBench(stdout, res)
 	if err := writeJSON(jsonOut, res); err != nil {
 		return err
@@ -284,101 +221,7 @@ func rateText(r float64) string {
 	return strconv.FormatFloat(r, 'f', 0, 64) + "/s"
 }
 
-func bench(dir string, k embeddedKafka, events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
-	res := benchResult{Profile: profileInprocess, Partitions: k.partitions, Schema: schema, Warehouse: k.warehouse}
-	e, err := startEmbedded(dir, k, false, func(c *config.Config) {
-		c.ApplianceID = "bench"
-		c.Outbox.SealAge = config.Duration(2 * time.Second)
-		c.Topics = map[string]event.Config{k.topicOr("orders"): {Mapping: gen.Mapping(schema)}}
-	})
-	if err != nil {
-		return res, err
-	}
-	defer e.close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerBatchMaxBytes(4<<20))
-	if err != nil {
-		return res, err
-	}
-	defer cl.Close()
-	startOffsets, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), e.topic)
-	if err != nil {
-		return res, err
-	}
-	g := gen.New(gen.Options{Topic: e.topic, Count: events, Rate: rate, Schema: schema, Seed: uint64(time.Now().UnixNano()), Batch: 2000})
-
-	start := time.Now()
-	// Stages: when each reached the end of the run's data.
-	var ingested, consumed time.Time
-	produced, err := produceUntilLoaded(context.Background(), g, cl, 100*time.Millisecond, func(produced bool) bool {
-		if !produced {
-			return false
-		}
-		st := e.status()
-		sum := g.Summary()
-		if ingested.IsZero() && int64(st.Kafka.Records) >= sum.Produced {
-			ingested = time.Now()
-		}
-		if consumed.IsZero() && st.Engine.RecordsIn >= sum.Produced {
-			consumed = time.Now()
-		}
-		return st.Loader != nil && st.Loader.Rows >= sum.Valid && !consumed.IsZero() && !ingested.IsZero()
-	})
-	if errors.Is(err, errNotLoaded) {
-		return res, fmt.Errorf("bench: not delivered within 30 minutes (log: %s)", e.logPath)
-	}
-	if err != nil {
-		return res, err
-	}
-	loaded := time.Now()
-	st := e.status()
-	sum := g.Summary()
-	fmt.Fprintf(progress, "offload bench: delivered in %s; measuring latencies and the bare consumer\n", loaded.Sub(start).Round(time.Millisecond))
-
-	res.Events, res.ValidEvents = sum.Produced, sum.Valid
-	res.Seconds = loaded.Sub(start).Seconds()
-	res.EventsPerSec = float64(sum.Produced) / res.Seconds
-	res.ProduceEventsPerSec = float64(sum.Produced) / produced.Sub(start).Seconds()
-	res.IngestEventsPerSec = float64(sum.Produced) / ingested.Sub(start).Seconds()
-	res.EngineEventsPerSec = float64(sum.Produced) / consumed.Sub(start).Seconds()
-	res.LoaderRowsPerSec = float64(sum.Valid) / res.Seconds
-	res.Deduplicated, res.DeadLettered = st.Engine.Deduplicated, st.Engine.Rejected
-	res.RawBytes = sum.Bytes
-	if st.Loader != nil {
-		res.Loads, res.BytesShipped = st.Loader.Loaded, st.Loader.BytesShipped
-		res.BytesShippedRatio = float64(res.BytesShipped) / float64(res.RawBytes)
-	}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		res.CPUSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-		res.PeakRSSBytes = ru.Maxrss << 10
-	}
-
-	// Latencies from each row's lineage: Kafka timestamp → WAL durable
-	// (ingest_time), and → the commit of its load (the ledger's loaded_at).
-	if res.Latencies, err = e.warehouse.latencies(); err != nil {
-		return res, err
-	}
-
-	if err := e.stop(); err != nil {
-		return res, err
-	}
-	v, err := e.verify(g.ValidIDs())
-	if err != nil {
-		return res, err
-	}
-	res.ExactlyOnce, res.Missing, res.Extra = v.ExactlyOnce, v.Missing, v.Extra
-
-	// The bare consumer: the same topic from the start, read and dropped.
-	bare, err := bareConsumerFrom(e.brokers, e.topic, startOffsets, sum.Produced)
-	if err != nil {
-		return res, err
-	}
-	res.BareConsumerEventsPerSec = bare
-	res.Ratio = res.EventsPerSec / bare
-	return res, nil
-}
-
-func printBench(w io.Writer, r benchResult) {
+func printBench(w io.Writer, r rig.Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	row := func(name, value string) { fmt.Fprintf(tw, "%s\t%s\t\n", name, value) }
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }

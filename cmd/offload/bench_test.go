@@ -12,6 +12,8 @@ import (
 
 	"github.com/snowflakedb/gosnowflake"
 
+	"github.com/offload/offload/bench/gen"
+	"github.com/offload/offload/bench/rig"
 	"github.com/offload/offload/internal/testenv"
 )
 
@@ -143,7 +145,7 @@ func TestBenchProfileUsage(t *testing.T) {
 func TestBenchRunningAppliance(t *testing.T) {
 	brokers := testenv.Brokers(t)
 	topic := fmt.Sprintf("bench-appliance-%d", time.Now().UnixNano())
-	if err := createTopic(strings.Split(brokers, ","), topic, 3); err != nil {
+	if err := gen.CreateTopicOn(strings.Split(brokers, ","), topic, 3); err != nil {
 		t.Fatal(err)
 	}
 	srv := newWarehouse(t)
@@ -165,7 +167,7 @@ func TestBenchRunningAppliance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res benchResult
+	var res rig.Result
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/offload/offload/bench/harness"
+	"github.com/offload/offload/bench/testwarehouse"
 	"github.com/offload/offload/internal/testenv"
 )
 
@@ -41,7 +43,7 @@ func TestChaos(t *testing.T) {
 	if r.KillMoments["loading"] == 0 {
 		t.Errorf("no kill landed while a batch was loading: %v", r.KillMoments)
 	}
-	ran := map[string]chaosScenario{}
+	ran := map[string]harness.Scenario{}
 	for _, s := range r.Scenarios {
 		ran[s.Name] = s
 	}
@@ -106,7 +108,7 @@ func TestChaosWarehouses(t *testing.T) {
 		t.Run(typ, func(t *testing.T) {
 			var env []string
 			if typ == "postgres" {
-				env = []string{postgresDSNEnv + "=" + testenv.Postgres(t)}
+				env = []string{testwarehouse.PostgresDSNEnv + "=" + testenv.Postgres(t)}
 			}
 			r, b, _ := runChaosBench(t, env, "--warehouse", typ, "--scenarios", "kills,warehouse-outage",
 				"--kills", "3", "--partitions", "2", "--rate", rate, "--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
@@ -121,7 +123,7 @@ func TestChaosWarehouses(t *testing.T) {
 // runChaosBench runs offload bench --chaos with args (and env added to
 // the environment), fails the test if it fails, and returns its result,
 // that result's JSON and its report.
-func runChaosBench(t *testing.T, env []string, args ...string) (chaosResult, []byte, string) {
+func runChaosBench(t *testing.T, env []string, args ...string) (harness.Result, []byte, string) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "chaos.json")
 	cmd := exec.Command(offloadBin, append([]string{"bench", "--chaos", "--json", out}, args...)...)
@@ -137,7 +139,7 @@ func runChaosBench(t *testing.T, env []string, args ...string) (chaosResult, []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r chaosResult
+	var r harness.Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}

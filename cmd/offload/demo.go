@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/offload/offload/bench/gen"
+	"github.com/offload/offload/bench/stack"
+	"github.com/offload/offload/bench/testwarehouse"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/tui"
 )
@@ -46,12 +48,15 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	rate := fs.Float64("rate", 500, "events per second from the load generator")
 	dir := fs.String("dir", "", "data directory (default: a new directory under the system's temporary directory)")
-	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse: "+testWarehouseTypes)
+	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse: "+testwarehouse.Types)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *noTUI && *duration == 0 {
 		return usageError{errors.New("--no-tui needs --duration (e.g. --duration 30s)")}
+	}
+	if err := testwarehouse.Check(*warehouse, false); err != nil {
+		return usageError{err}
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "offload-demo-")
@@ -80,11 +85,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	defer d.close()
 	if !*asJSON {
-		fmt.Fprintf(stderr, "offload demo: data in %s, admin endpoint http://%s, log %s\n", *dir, d.adminAddr, d.logPath)
+		fmt.Fprintf(stderr, "offload demo: data in %s, admin endpoint http://%s, log %s\n", *dir, d.adminAddr, d.LogPath)
 	}
 	if *noTUI {
 		<-ctx.Done()
-	} else if err := tui.Run(ctx, tui.Config{Addr: "http://" + d.adminAddr, Token: d.token, Interval: time.Second,
+	} else if err := tui.Run(ctx, tui.Config{Addr: "http://" + d.adminAddr, Token: d.Token, Interval: time.Second,
 		In: os.Stdin, Out: stdout, Getenv: os.Getenv}); err != nil {
 		fmt.Fprintf(stderr, "offload demo: dashboard: %v\n", err)
 	}
@@ -113,7 +118,7 @@ type demo struct {
 }
 
 func startDemo(dir string, rate float64, warehouse string) (*demo, error) {
-	e, err := startEmbedded(dir, embeddedKafka{partitions: 3, warehouse: warehouse}, true, func(c *config.Config) {
+	e, err := startEmbedded(dir, stack.Options{Partitions: 3, Warehouse: warehouse}, true, func(c *config.Config) {
 		c.ApplianceID = "demo"
 		// Short windows and lateness so windows close, and late events
 		// correct them, within a minute's demo.
@@ -125,7 +130,7 @@ func startDemo(dir string, rate float64, warehouse string) (*demo, error) {
 		return nil, err
 	}
 	d := &demo{embedded: e}
-	if d.client, err = kgo.NewClient(kgo.SeedBrokers(e.brokers...)); err != nil {
+	if d.client, err = kgo.NewClient(kgo.SeedBrokers(e.Brokers...)); err != nil {
 		d.close()
 		return nil, err
 	}
@@ -147,31 +152,31 @@ func (d *demo) finish() (demoSummary, error) {
 	if err := <-d.genDone; err != nil {
 		return demoSummary{}, err
 	}
-	if err := d.setWarehouse(true); err != nil {
+	if err := d.SetWarehouse(true); err != nil {
 		return demoSummary{}, err
 	}
 	g := d.gen.Summary()
 	valid := d.gen.ValidIDs()
-	d.waitLoaded(len(valid), 90*time.Second)
-	st := d.status()
-	if err := d.stop(); err != nil {
+	d.WaitLoaded(len(valid), 90*time.Second)
+	st := d.Status()
+	if err := d.Stop(); err != nil {
 		return demoSummary{}, err
 	}
-	v, err := d.verify(valid)
+	v, err := d.Verify(valid)
 	if err != nil {
 		return demoSummary{}, err
 	}
 	return demoSummary{Produced: g.Produced, Valid: g.Valid, Duplicates: g.Duplicates, Malformed: g.Malformed,
 		Loaded: v.Loaded, Deduplicated: st.Engine.Deduplicated, DeadLettered: st.Engine.Rejected, Windows: v.Windows,
 		ExactlyOnce: v.ExactlyOnce, Missing: v.Missing, Extra: v.Extra,
-		DataDir: d.dir, WarehouseFile: d.warehouse.file(), Log: d.logPath}, nil
+		DataDir: d.Dir, WarehouseFile: d.Warehouse.File(), Log: d.LogPath}, nil
 }
 
 func (d *demo) close() {
 	if d.client != nil {
 		d.client.Close()
 	}
-	d.embedded.close()
+	d.embedded.Close()
 }
 
 func printDemoSummary(w io.Writer, s demoSummary) {

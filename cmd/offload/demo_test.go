@@ -65,7 +65,7 @@ func TestDemoWarehouseDownState(t *testing.T) {
 			base := "http://" + d.adminAddr
 			waitDemoState(t, base, "ok", func(st admin.Status) bool { return st.Loader.Loaded > 0 }, 60*time.Second)
 
-			if code, body := adminRequest(t, "POST", base+"/api/v1/demo/warehouse/down", d.token); code != http.StatusOK {
+			if code, body := adminRequest(t, "POST", base+"/api/v1/demo/warehouse/down", d.Token); code != http.StatusOK {
 				t.Fatalf("warehouse down: %d %s", code, body)
 			}
 			waitDemoState(t, base, "warehouse_unavailable", nil, 30*time.Second)
@@ -75,7 +75,7 @@ func TestDemoWarehouseDownState(t *testing.T) {
 				t.Fatalf("the dashboard's header with the warehouse down: %q", header)
 			}
 
-			if code, body := adminRequest(t, "POST", base+"/api/v1/demo/warehouse/up", d.token); code != http.StatusOK {
+			if code, body := adminRequest(t, "POST", base+"/api/v1/demo/warehouse/up", d.Token); code != http.StatusOK {
 				t.Fatalf("warehouse up: %d %s", code, body)
 			}
 			waitDemoState(t, base, "ok", nil, 60*time.Second)

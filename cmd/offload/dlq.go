@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -40,17 +41,38 @@ func openEngineOffline(name string, args []string, stderr io.Writer, extra func(
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	eng, w, err := openOffline(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return eng, w, fs, nil
+}
+
+// openOffline opens the WAL and the engine of the stopped appliance c
+// configures.
+func openOffline(c *config.Config) (*engine.Engine, *wal.WAL, error) {
 	log := quietLogger()
 	w, err := wal.Open(walDir(c.DataDir), wal.Options{Logger: log})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
+		return nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
 	}
 	eng, err := openEngine(c, w, log)
 	if err != nil {
 		_ = w.Close()
-		return nil, nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
+		return nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
 	}
-	return eng, w, fs, nil
+	return eng, w, nil
+}
+
+// deadLetters lists every dead letter of the stopped appliance c
+// configures: the fault harness's tally (bench/harness).
+func deadLetters(c *config.Config) ([]engine.DLQEntry, error) {
+	eng, w, err := openOffline(c)
+	if err != nil {
+		return nil, err
+	}
+	defer closeOffline(eng, w)
+	return eng.DLQList(engine.DLQFilter{Limit: math.MaxInt32})
 }
 
 // dlqFilterFlags adds the dlq commands' selection flags.

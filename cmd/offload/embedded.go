@@ -2,227 +2,103 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/offload/offload/bench/gen"
+	"github.com/offload/offload/bench/rig"
+	"github.com/offload/offload/bench/stack"
 	"github.com/offload/offload/internal/admin"
 	"github.com/offload/offload/internal/config"
 )
 
-// embedded is the appliance run in-process with what it talks to: a Kafka
-// (in-process unless brokers are given) and a test server as its
-// warehouse (testWarehouse). `offload demo` and `offload bench` run on it.
+// embedded is the appliance run in-process on a bench/stack (its Kafka
+// and test warehouse). `offload demo` and `offload bench --profile
+// inprocess` run on it.
 type embedded struct {
-	dir, logPath, adminAddr, token string
-	topic                          string
-	brokers                        []string
-	kafka                          *kfake.Cluster // nil with external brokers
-	warehouse                      testWarehouse
-	daemonStop                     context.CancelFunc
-	daemonDone                     chan error
-	logFile                        *os.File
+	*stack.Stack
+	adminAddr  string
+	daemonStop context.CancelFunc
+	daemonDone chan error
 
-	mu sync.Mutex
-	up bool // the warehouse accepts connections
+	stopOnce sync.Once
+	stopErr  error
 }
 
-// embeddedKafka says which Kafka the embedded appliance consumes: an
-// in-process one when brokers is empty, else topic (created when
-// missing) on those brokers; and its warehouse type (testWarehouse,
-// snowflake when empty).
-type embeddedKafka struct {
-	brokers    []string
-	topic      string
-	partitions int
-	warehouse  string
-}
-
-// startEmbedded starts Kafka (unless external), the warehouse and the
-// daemon, logging to dir/offload.log; tune adjusts the configuration;
-// demo adds the dashboard's warehouse switch.
-func startEmbedded(dir string, k embeddedKafka, demo bool, tune func(*config.Config)) (*embedded, error) {
-	e := &embedded{dir: dir, logPath: filepath.Join(dir, "offload.log"), up: true, topic: k.topic, brokers: k.brokers}
-	if e.topic == "" {
-		e.topic = "orders"
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			e.close()
-		}
-	}()
-	var err error
-	if e.logFile, err = os.Create(e.logPath); err != nil {
+// startEmbedded starts a stack and the daemon on it; tune adjusts the
+// configuration; demo adds the dashboard's warehouse switch.
+func startEmbedded(dir string, o stack.Options, demo bool, tune func(*config.Config)) (*embedded, error) {
+	s, err := stack.Start(dir, o)
+	if err != nil {
 		return nil, err
 	}
-	if len(e.brokers) == 0 {
-		if e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(k.partitions), e.topic)); err != nil {
-			return nil, fmt.Errorf("in-process Kafka: %w", err)
-		}
-		e.brokers = e.kafka.ListenAddrs()
-	} else if err := createTopic(e.brokers, e.topic, k.partitions); err != nil {
+	e, err := runEmbedded(s, demo, tune)
+	if err != nil {
+		s.Close()
 		return nil, err
 	}
-	typ := k.warehouse
-	if typ == "" {
-		typ = "snowflake"
-	}
-	if e.warehouse, err = newTestWarehouse(typ, dir, false); err != nil {
-		return nil, err
-	}
-	e.token = randomHex(16)
-
-	c := config.Default()
-	c.ApplianceID, c.DataDir, c.DiskBudget = "embedded", filepath.Join(dir, "data"), 4<<30
-	c.ShutdownGrace = config.Duration(10 * time.Second)
-	c.Kafka.Brokers, c.Kafka.Topics, c.Kafka.Group = e.brokers, []string{e.topic}, "offload-embedded-"+e.topic
-	c.Kafka.SessionTimeout = config.Duration(6 * time.Second)
-	c.Engine.Interval = config.Duration(250 * time.Millisecond)
-	e.warehouse.configure(&c.Warehouse)
-	c.Loader.RetryBase, c.Loader.RetryMax = config.Duration(200*time.Millisecond), config.Duration(3*time.Second)
-	c.Loader.BreakerCooldown = config.Duration(3 * time.Second)
-	c.Admin = config.Admin{Listen: "127.0.0.1:0", Token: config.Secret(e.token)}
-	tune(&c)
-	c.EnsureDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("BUG: the embedded configuration: %w", err)
-	}
-
-	log, level := newLogger(c.Log, e.logFile)
-	started := make(chan string, 1)
-	dctx, dstop := context.WithCancel(context.Background())
-	e.daemonStop, e.daemonDone = dstop, make(chan error, 1)
-	ext := daemonExtras{started: func(a string) { started <- a }}
-	if demo {
-		ext.demo = &admin.DemoHooks{WarehouseUp: e.warehouseUp, SetWarehouse: e.setWarehouse}
-	}
-	go func() { e.daemonDone <- daemon(dctx, &c, log, reloader{level: level}, ext) }()
-	select {
-	case e.adminAddr = <-started:
-	case err := <-e.daemonDone:
-		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, e.logPath)
-	case <-time.After(60 * time.Second):
-		return nil, fmt.Errorf("the pipeline did not start within 60s (log: %s)", e.logPath)
-	}
-	ok = true
 	return e, nil
 }
 
-func (k embeddedKafka) topicOr(def string) string {
-	if k.topic == "" {
-		return def
-	}
-	return k.topic
-}
-
-// createTopic creates topic with partitions partitions on brokers unless
-// it exists.
-func createTopic(brokers []string, topic string, partitions int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// startRig starts the appliance for the in-process benchmark (bench/rig).
+func startRig(dir string, o stack.Options, tune func(*config.Config)) (*stack.Stack, rig.Appliance, error) {
+	e, err := startEmbedded(dir, o, false, tune)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer cl.Close()
-	return gen.CreateTopic(cl, topic, partitions)
+	return e.Stack, e, nil
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func (e *embedded) warehouseUp() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.up
-}
-
-func (e *embedded) setWarehouse(up bool) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if up == e.up {
-		return nil
+// runEmbedded starts the daemon in-process on the started stack s,
+// logging to its log file, and waits (bounded) until its admin endpoint
+// listens.
+func runEmbedded(s *stack.Stack, demo bool, tune func(*config.Config)) (*embedded, error) {
+	c, err := s.Config(tune)
+	if err != nil {
+		return nil, err
 	}
-	if up {
-		if err := e.warehouse.AcceptConnections(); err != nil {
-			return err
-		}
-	} else {
-		e.warehouse.RefuseConnections()
+	log, level := newLogger(c.Log, s.Log)
+	started := make(chan string, 1)
+	dctx, dstop := context.WithCancel(context.Background())
+	e := &embedded{Stack: s, daemonStop: dstop, daemonDone: make(chan error, 1)}
+	ext := daemonExtras{started: func(a string) { started <- a }}
+	if demo {
+		ext.demo = s.DemoHooks()
 	}
-	e.up = up
-	return nil
+	go func() { e.daemonDone <- daemon(dctx, c, log, reloader{level: level}, ext) }()
+	select {
+	case e.adminAddr = <-started:
+	case err := <-e.daemonDone:
+		dstop()
+		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, s.LogPath)
+	case <-time.After(60 * time.Second):
+		dstop()
+		<-e.daemonDone
+		return nil, fmt.Errorf("the pipeline did not start within 60s (log: %s)", s.LogPath)
+	}
+	return e, nil
 }
 
-// status reads the pipeline's status document (zero on failure).
-func (e *embedded) status() admin.Status {
+// Status reads the pipeline's status document (zero on failure).
+func (e *embedded) Status() admin.Status {
 	st, _ := admin.NewClient(e.adminAddr, "").Status(context.Background())
 	return st
 }
 
-// waitLoaded waits (bounded) until the warehouse holds n distinct events.
-// It asks less and less often, up to every 2 s: each question is a query
-// job, and on the BigQuery emulator every job makes the next ones, the
-// loader's commits among them, slower (docs/LOADER.md, "BigQuery emulator
-// gaps").
-func (e *embedded) waitLoaded(n int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for pause := 100 * time.Millisecond; time.Now().Before(deadline); pause = min(2*pause, 2*time.Second) {
-		if _, events := e.warehouse.loaded(); events >= int64(n) {
-			return true
+// Stop stops the pipeline (a SIGTERM's drain); once stopped, it returns
+// how the first stop ended.
+func (e *embedded) Stop() error {
+	e.stopOnce.Do(func() {
+		e.daemonStop()
+		if err := <-e.daemonDone; err != nil {
+			e.stopErr = fmt.Errorf("the pipeline stopped on an error: %w (log: %s)", err, e.LogPath)
 		}
-		time.Sleep(pause)
-	}
-	return false
+	})
+	return e.stopErr
 }
 
-// stop stops the pipeline (a SIGTERM's drain).
-func (e *embedded) stop() error {
-	e.daemonStop()
-	if err := <-e.daemonDone; err != nil {
-		return fmt.Errorf("the pipeline stopped on an error: %w (log: %s)", err, e.logPath)
-	}
-	return nil
-}
-
-// verified is the warehouse checked against the valid events produced.
-type verified struct {
-	Loaded, Windows, Missing, Extra int64
-	ExactlyOnce                     bool
-}
-
-// verify checks that the warehouse holds each valid event exactly once and
-// nothing else.
-func (e *embedded) verify(valid map[string]struct{}) (verified, error) {
-	v := verified{Windows: e.warehouse.windows()}
-	v.Loaded, _ = e.warehouse.loaded()
-	missing, duplicated, unexpected, err := e.warehouse.tally(valid)
-	if err != nil {
-		return v, err
-	}
-	v.Missing, v.Extra = missing, duplicated+unexpected
-	v.ExactlyOnce = v.Missing == 0 && v.Extra == 0 && v.Loaded == int64(len(valid))
-	return v, nil
-}
-
-func (e *embedded) close() {
-	if e.warehouse != nil {
-		_ = e.warehouse.Close()
-	}
-	if e.kafka != nil {
-		e.kafka.Close()
-	}
-	if e.logFile != nil {
-		_ = e.logFile.Close()
-	}
+// Close stops the pipeline if it still runs, then the stack.
+func (e *embedded) Close() {
+	_ = e.Stop()
+	e.Stack.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload/offload/bench/testwarehouse"
 	"github.com/offload/offload/internal/deliverytest"
 )
 
@@ -17,7 +18,7 @@ func TestEndToEndToPostgres(t *testing.T) {
 	cfg, db, schema := deliverytest.PostgresSchema(t)
 	brokers, cl := kfakeTopic(t, "shop", 2)
 	conf := testConfig(t, t.TempDir(), brokers, "shop",
-		postgresYAML(cfg.Host, int(cfg.Port), cfg.User, cfg.Database, schema)+strings.Replace(fastLoads, "  seal_age: 1s\n", "  seal_age: 1s\n  seal_rows: 500\n", 1))
+		testwarehouse.PostgresYAML(cfg.Host, int(cfg.Port), cfg.User, cfg.Database, schema)+strings.Replace(fastLoads, "  seal_age: 1s\n", "  seal_age: 1s\n  seal_rows: 500\n", 1))
 	env := "OFFLOAD_WAREHOUSE_PASSWORD=" + cfg.Password
 	d := startDaemon(t, conf, env)
 	d.waitLog(t, "partitions assigned", 30*time.Second)

@@ -1,4 +1,4 @@
-package main
+package rig
 
 import (
 	"context"
@@ -17,42 +17,47 @@ import (
 	"github.com/offload/offload/internal/admin"
 )
 
-// externalBench measures an appliance that runs on its own (a systemd
+// External measures an appliance that runs on its own (a systemd
 // service, say): the generator produces to the topic it consumes, the
 // appliance's admin API tells when the rows are loaded and how much memory
 // and CPU it used, and its warehouse (reached with a gosnowflake DSN)
 // gives the latencies and the exactly-once check for this run's events.
-type externalBench struct {
-	brokers      []string
-	topic        string
-	appliance    string // admin URL
-	token        string
-	warehouseDSN string
-	tables       string // schema-qualified prefix of the warehouse tables, e.g. "ANALYTICS.OFFLOAD."
+type External struct {
+	Brokers []string
+	Topic   string
+	// Appliance is its admin URL; Token the admin API's token, if any.
+	Appliance    string
+	Token        string
+	WarehouseDSN string
+	// Tables is the schema-qualified prefix of the warehouse tables, e.g.
+	// "ANALYTICS.OFFLOAD.".
+	Tables string
 }
 
-func (x externalBench) run(events int, rate float64, schema string, progress io.Writer) (benchResult, error) {
-	res := benchResult{Profile: profileExternal, Schema: schema}
+// Run produces events at rate (0: unlimited) in schema and measures
+// their way through the appliance, progress going to progress.
+func (x External) Run(events int, rate float64, schema string, progress io.Writer) (Result, error) {
+	res := Result{Profile: ProfileExternal, Schema: schema}
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(x.brokers...), kgo.ProducerBatchMaxBytes(4<<20))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(x.Brokers...), kgo.ProducerBatchMaxBytes(4<<20))
 	if err != nil {
 		return res, err
 	}
 	defer cl.Close()
-	start, err := kadm.NewClient(cl).ListEndOffsets(ctx, x.topic)
+	start, err := kadm.NewClient(cl).ListEndOffsets(ctx, x.Topic)
 	if err != nil {
-		return res, fmt.Errorf("bench: topic %s: %w", x.topic, err)
+		return res, fmt.Errorf("bench: topic %s: %w", x.Topic, err)
 	}
 	before, err := x.status()
 	if err != nil {
 		return res, err
 	}
 	if before.Loader == nil {
-		return res, fmt.Errorf("bench: the appliance at %s has no warehouse configured", x.appliance)
+		return res, fmt.Errorf("bench: the appliance at %s has no warehouse configured", x.Appliance)
 	}
 	cpu0, _ := x.processMetrics()
-	g := gen.New(gen.Options{Topic: x.topic, Count: events, Rate: rate, Schema: schema, Seed: uint64(time.Now().UnixNano()), Batch: 2000})
-	fmt.Fprintf(progress, "offload bench: producing %d events to %s (event ids evt-%s-*), watching %s\n", events, x.topic, g.RunID(), x.appliance)
+	g := gen.New(gen.Options{Topic: x.Topic, Count: events, Rate: rate, Schema: schema, Seed: uint64(time.Now().UnixNano()), Batch: 2000})
+	fmt.Fprintf(progress, "offload bench: producing %d events to %s (event ids evt-%s-*), watching %s\n", events, x.Topic, g.RunID(), x.Appliance)
 	began := time.Now()
 	var peakRSS float64
 	produced, err := produceUntilLoaded(ctx, g, cl, 200*time.Millisecond, func(produced bool) bool {
@@ -90,7 +95,7 @@ func (x externalBench) run(events int, rate float64, schema string, progress io.
 	if err := x.checkWarehouse(g, &res); err != nil {
 		return res, err
 	}
-	bare, err := bareConsumerFrom(x.brokers, x.topic, start, sum.Produced)
+	bare, err := bareConsumerFrom(x.Brokers, x.Topic, start, sum.Produced)
 	if err != nil {
 		return res, err
 	}
@@ -99,9 +104,9 @@ func (x externalBench) run(events int, rate float64, schema string, progress io.
 }
 
 // client is the appliance's admin API.
-func (x externalBench) client() *admin.Client { return admin.NewClient(x.appliance, x.token) }
+func (x External) client() *admin.Client { return admin.NewClient(x.Appliance, x.Token) }
 
-func (x externalBench) status() (admin.Status, error) {
+func (x External) status() (admin.Status, error) {
 	st, err := x.client().Status(context.Background())
 	if err != nil {
 		return st, fmt.Errorf("bench: the appliance's admin API: %w", err)
@@ -111,25 +116,25 @@ func (x externalBench) status() (admin.Status, error) {
 
 // processMetrics reads the appliance's CPU seconds and resident memory
 // from /metrics (zero when it does not answer).
-func (x externalBench) processMetrics() (cpu, rss float64) {
+func (x External) processMetrics() (cpu, rss float64) {
 	m, _ := x.client().Metrics(context.Background(), "process_cpu_seconds_total", "process_resident_memory_bytes")
 	return m["process_cpu_seconds_total"], m["process_resident_memory_bytes"]
 }
 
 // checkWarehouse takes this run's rows from the warehouse: latencies from
 // their lineage and the exactly-once check against the generator.
-func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error {
-	cfg, err := gosnowflake.ParseDSN(x.warehouseDSN)
+func (x External) checkWarehouse(g *gen.Generator, res *Result) error {
+	cfg, err := gosnowflake.ParseDSN(x.WarehouseDSN)
 	if err != nil {
 		return fmt.Errorf("bench: --warehouse-dsn: %w", err)
 	}
 	db := sql.OpenDB(gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg))
 	defer db.Close()
 	like := "evt-" + g.RunID() + "-%"
-	if res.Latencies, err = check.RunLatencies(db, x.tables, like); err != nil {
+	if res.Latencies, err = check.RunLatencies(db, x.Tables, like); err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
-	rows, err := db.Query(`SELECT EVENT_ID, COUNT(*) FROM `+x.tables+`OFFLOAD_TRANSACTIONS WHERE EVENT_ID LIKE ? GROUP BY EVENT_ID`, like)
+	rows, err := db.Query(`SELECT EVENT_ID, COUNT(*) FROM `+x.Tables+`OFFLOAD_TRANSACTIONS WHERE EVENT_ID LIKE ? GROUP BY EVENT_ID`, like)
 	if err != nil {
 		return fmt.Errorf("bench: the warehouse: %w", err)
 	}
@@ -140,28 +145,4 @@ func (x externalBench) checkWarehouse(g *gen.Generator, res *benchResult) error 
 	res.Missing, res.Extra = missing, duplicated+unexpected
 	res.ExactlyOnce = res.Missing == 0 && res.Extra == 0
 	return nil
-}
-
-// bareConsumerFrom reads n records of topic from the offsets in start with
-// franz-go and drops them, returning records per second.
-func bareConsumerFrom(brokers []string, topic string, start kadm.ListedOffsets, n int64) (float64, error) {
-	offsets := map[string]map[int32]kgo.Offset{topic: {}}
-	start.Each(func(o kadm.ListedOffset) { offsets[topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(offsets), kgo.FetchMaxBytes(64<<20))
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	began := time.Now()
-	var got int64
-	for got < n {
-		f := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("bench: the bare consumer read %d of %d records", got, n)
-		}
-		got += int64(f.NumRecords())
-	}
-	return float64(got) / time.Since(began).Seconds(), nil
 }

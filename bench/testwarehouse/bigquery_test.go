@@ -1,19 +1,22 @@
-package main
+package testwarehouse
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/loader"
 )
 
-// TestBigQueryTestWarehouse: the emulator as a test warehouse takes the
-// configuration it hands out (valid, every preflight check passing),
+// TestBigQuery: the emulator as a test warehouse takes the
+// configuration it hands out (valid, every preflight check of the
+// BigQuery sink built from it passing),
 // refuses and accepts the appliance's connections while its checks read
 // through the outage, and its checks count rows, events, and the events
 // missing, duplicated and unexpected, and measure latencies.
-func TestBigQueryTestWarehouse(t *testing.T) {
-	w, err := newTestWarehouse("bigquery", t.TempDir(), false)
+func TestBigQuery(t *testing.T) {
+	w, err := New("bigquery", t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,14 +27,19 @@ func TestBigQueryTestWarehouse(t *testing.T) {
 	}()
 	c := config.Default()
 	c.ApplianceID, c.DataDir = "embedded", t.TempDir()
-	w.configure(&c.Warehouse)
+	w.Configure(&c.Warehouse)
 	c.Kafka.Topics = []string{"orders"}
 	c.EnsureDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sink, err := bigquerySink(&c, quietLogger())
+	bq := w.(*bigQuery)
+	sink, err := loader.NewBigQuery(ctx, loader.BigQueryOptions{Project: c.Warehouse.BigQuery.Project,
+		Dataset: c.Warehouse.BigQuery.Dataset, Auth: c.Warehouse.BigQuery.Auth, Endpoint: c.Warehouse.BigQuery.Endpoint,
+		TransactionsTable: c.Warehouse.Tables.Transactions, WindowsTable: c.Warehouse.Tables.Windows,
+		LedgerTable: c.Warehouse.Tables.Ledger, ApplianceID: c.ApplianceID,
+		RequestTimeout: c.Warehouse.RequestTimeout.D(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +59,6 @@ func TestBigQueryTestWarehouse(t *testing.T) {
 	if err := sink.Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}
-	bq := w.(*bigQueryTest)
 	// Kafka → durable 10, 20, 30, 40 ms; → loaded 100, 200, 300, 400 ms.
 	for _, q := range []string{"INSERT INTO " + bq.table("OFFLOAD_TRANSACTIONS") + " (`EVENT_ID`, `BATCH_ID`, `KAFKA_TIME`, `INGEST_TIME`) VALUES " +
 		"('e-1', 'b', TIMESTAMP '2026-01-01 00:00:00.300', TIMESTAMP '2026-01-01 00:00:00.310'), " +
@@ -71,17 +78,17 @@ func TestBigQueryTestWarehouse(t *testing.T) {
 	if checks() {
 		t.Fatal("the preflight passed while the warehouse refused connections")
 	}
-	if rows, events := w.loaded(); rows != 4 || events != 3 {
+	if rows, events := w.Loaded(); rows != 4 || events != 3 {
 		t.Fatalf("loaded %d rows, %d events during the outage; want 4, 3", rows, events)
 	}
-	if n := w.windows(); n != 0 {
+	if n := w.Windows(); n != 0 {
 		t.Fatalf("%d windows, want 0", n)
 	}
-	missing, duplicated, unexpected, err := w.tally(map[string]struct{}{"e-1": {}, "e-2": {}, "e-3": {}})
+	missing, duplicated, unexpected, err := w.Tally(map[string]struct{}{"e-1": {}, "e-2": {}, "e-3": {}})
 	if err != nil || missing != 1 || duplicated != 1 || unexpected != 1 {
 		t.Fatalf("tally: missing %d, duplicated %d, unexpected %d, %v; want 1, 1, 1", missing, duplicated, unexpected, err)
 	}
-	l, err := w.latencies()
+	l, err := w.Latencies()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package testwarehouse
 
 import (
 	"context"
@@ -16,10 +16,10 @@ import (
 	"github.com/offload/offload/internal/config"
 )
 
-// bigQueryTest is the BigQuery emulator (internal/bqtest) as a test
+// bigQuery is the BigQuery emulator (internal/bqtest) as a test
 // warehouse, with a client of its own for the checks. The client talks to
 // the emulator past its relay, so the checks read during an outage too.
-type bigQueryTest struct {
+type bigQuery struct {
 	srv    *bqtest.Server
 	client *bigquery.Client
 	path   string
@@ -32,9 +32,9 @@ const bigQueryDataset = "offload"
 // retries a failed request until its context ends.
 const bigQueryReadTimeout = time.Minute
 
-// newBigQueryTest starts the emulator with its data in dir.
-func newBigQueryTest(dir string) (*bigQueryTest, error) {
-	w := &bigQueryTest{path: filepath.Join(dir, "warehouse-bigquery.sqlite")}
+// newBigQuery starts the emulator with its data in dir.
+func newBigQuery(dir string) (*bigQuery, error) {
+	w := &bigQuery{path: filepath.Join(dir, "warehouse-bigquery.sqlite")}
 	srv, err := bqtest.Start(bqtest.Options{Project: "offload-demo", Path: w.path})
 	if err != nil {
 		return nil, err
@@ -55,13 +55,13 @@ func newBigQueryTest(dir string) (*bigQueryTest, error) {
 // retried adds jobs and slows the next one further.
 const bigQueryRequestTimeout = 2 * time.Minute
 
-func (w *bigQueryTest) configure(c *config.Warehouse) {
+func (w *bigQuery) Configure(c *config.Warehouse) {
 	*c = config.Warehouse{Type: "bigquery", Tables: defaultTables(),
 		LoginTimeout: config.Duration(2 * time.Second), RequestTimeout: config.Duration(bigQueryRequestTimeout),
 		BigQuery: config.BigQuery{Project: w.srv.Project(), Dataset: bigQueryDataset, Auth: config.BigQueryAuthNone, Endpoint: w.srv.Endpoint()}}
 }
 
-func (w *bigQueryTest) yaml() string {
+func (w *bigQuery) YAML() string {
 	return fmt.Sprintf(`warehouse:
   type: bigquery
   login_timeout: 2s
@@ -74,30 +74,30 @@ func (w *bigQueryTest) yaml() string {
 `, bigQueryRequestTimeout, w.srv.Project(), bigQueryDataset, config.BigQueryAuthNone, w.srv.Endpoint())
 }
 
-// env seals the fault harness's batches every 5 s rather than every
+// Env seals the fault harness's batches every 5 s rather than every
 // second: the emulator takes no credentials, but its every job costs
 // more than the one before (docs/LOADER.md, "BigQuery emulator gaps"),
 // so fewer, larger loads keep a run's drain within minutes.
-func (w *bigQueryTest) env() []string { return []string{"OFFLOAD_OUTBOX_SEAL_AGE=5s"} }
+func (w *bigQuery) Env() []string { return []string{"OFFLOAD_OUTBOX_SEAL_AGE=5s"} }
 
-func (w *bigQueryTest) file() string { return w.path }
+func (w *bigQuery) File() string { return w.path }
 
-func (w *bigQueryTest) RefuseConnections() { w.srv.RefuseConnections() }
+func (w *bigQuery) RefuseConnections() { w.srv.RefuseConnections() }
 
-func (w *bigQueryTest) AcceptConnections() error { return w.srv.AcceptConnections() }
+func (w *bigQuery) AcceptConnections() error { return w.srv.AcceptConnections() }
 
 // Close stops the client, then the emulator.
-func (w *bigQueryTest) Close() error {
+func (w *bigQuery) Close() error {
 	_ = w.client.Close()
 	return w.srv.Close()
 }
 
-func (w *bigQueryTest) table(name string) string {
+func (w *bigQuery) table(name string) string {
 	return "`" + w.srv.Project() + "." + bigQueryDataset + "." + name + "`"
 }
 
 // query runs q and yields its rows until yield returns false.
-func (w *bigQueryTest) query(q string, yield func([]bigquery.Value) bool) error {
+func (w *bigQuery) query(q string, yield func([]bigquery.Value) bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), bigQueryReadTimeout)
 	defer cancel()
 	it, err := w.client.Query(q).Read(ctx)
@@ -121,7 +121,7 @@ func (w *bigQueryTest) query(q string, yield func([]bigquery.Value) bool) error 
 
 // ints runs q, a query of one row of integers, into dst (zeros on
 // failure, e.g. while the tables do not exist yet).
-func (w *bigQueryTest) ints(q string, dst ...*int64) {
+func (w *bigQuery) ints(q string, dst ...*int64) {
 	_ = w.query(q, func(row []bigquery.Value) bool {
 		for i := range min(len(row), len(dst)) {
 			*dst[i], _ = row[i].(int64)
@@ -130,17 +130,17 @@ func (w *bigQueryTest) ints(q string, dst ...*int64) {
 	})
 }
 
-func (w *bigQueryTest) loaded() (rows, events int64) {
+func (w *bigQuery) Loaded() (rows, events int64) {
 	w.ints("SELECT COUNT(*), COUNT(DISTINCT `EVENT_ID`) FROM "+w.table("OFFLOAD_TRANSACTIONS"), &rows, &events)
 	return rows, events
 }
 
-func (w *bigQueryTest) windows() (n int64) {
+func (w *bigQuery) Windows() (n int64) {
 	w.ints("SELECT COUNT(*) FROM "+w.table("OFFLOAD_WINDOWS"), &n)
 	return n
 }
 
-func (w *bigQueryTest) tally(valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
+func (w *bigQuery) Tally(valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
 	return check.TallyCopies(func(yield func(string, int64) bool) error {
 		return w.query("SELECT `EVENT_ID`, COUNT(*) FROM "+w.table("OFFLOAD_TRANSACTIONS")+" GROUP BY 1", func(row []bigquery.Value) bool {
 			id, _ := row[0].(string)
@@ -150,9 +150,9 @@ func (w *bigQueryTest) tally(valid map[string]struct{}) (missing, duplicated, un
 	}, valid)
 }
 
-// latencies computes check.Latencies with BigQuery's PERCENTILE_CONT,
+// Latencies computes check.Latencies with BigQuery's PERCENTILE_CONT,
 // an analytic function there (one row of the window over all is enough).
-func (w *bigQueryTest) latencies() (check.Latencies, error) {
+func (w *bigQuery) Latencies() (check.Latencies, error) {
 	var l check.Latencies
 	pct := func(col string) string {
 		return fmt.Sprintf("PERCENTILE_CONT(%[1]s, 0.5) OVER (), PERCENTILE_CONT(%[1]s, 0.99) OVER (), PERCENTILE_CONT(%[1]s, 0.999) OVER ()", col)

@@ -1,4 +1,4 @@
-package main
+package testwarehouse
 
 import (
 	"database/sql"
@@ -25,17 +25,17 @@ func (s sqlTables) count(q string, dst ...*int64) {
 	}
 }
 
-func (s sqlTables) loaded() (rows, events int64) {
+func (s sqlTables) Loaded() (rows, events int64) {
 	s.count(`SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`, &rows, &events)
 	return rows, events
 }
 
-func (s sqlTables) windows() (n int64) {
+func (s sqlTables) Windows() (n int64) {
 	s.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_WINDOWS`, &n)
 	return n
 }
 
-func (s sqlTables) tally(valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
+func (s sqlTables) Tally(valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
 	rows, err := s.db.Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY 1`)
 	if err != nil {
 		return 0, 0, 0, err
@@ -43,9 +43,9 @@ func (s sqlTables) tally(valid map[string]struct{}) (missing, duplicated, unexpe
 	return check.TallyOnce(rows, valid)
 }
 
-// latencies runs check.RunLatencies over every row (a test warehouse
+// Latencies runs check.RunLatencies over every row (a test warehouse
 // holds one run's): DuckDB's SQL, so the in-process servers' only; the
 // postgres warehouse serves the fault harness, which measures none.
-func (s sqlTables) latencies() (check.Latencies, error) {
+func (s sqlTables) Latencies() (check.Latencies, error) {
 	return check.RunLatencies(s.db, "PUBLIC.", "%")
 }
