@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -177,30 +176,8 @@ func Run(o Options) (Result, error) {
 		return h.res, err
 	}
 	defer cl.Close()
-	batch := max(1, int(o.Rate/4)) // a quarter second of events
-	h.g = gen.New(gen.Options{Topic: topic, Rate: o.Rate, Count: batch, Seed: o.Seed,
-		RunID: "chaos" + strconv.FormatUint(o.Seed%(1<<32), 36)})
-	stopProducing := make(chan struct{})
-	produced := make(chan error, 1)
-	go func() {
-		// One quarter-second batch at a time, each produced in full (the
-		// client retries through broker restarts), so every event the
-		// generator remembers did reach Kafka.
-		start := time.Now()
-		for k := 0; ; k++ {
-			select {
-			case <-stopProducing:
-				produced <- nil
-				return
-			default:
-			}
-			time.Sleep(time.Until(start.Add(time.Duration(float64(k*batch) / o.Rate * float64(time.Second)))))
-			if _, err := h.g.Run(context.Background(), cl); err != nil {
-				produced <- err
-				return
-			}
-		}
-	}()
+	stopProducing := h.produce(cl, topic)
+	defer func() { _ = stopProducing() }()
 
 	if err := h.d.start(nil); err != nil {
 		return h.res, err
@@ -237,8 +214,7 @@ func Run(o Options) (Result, error) {
 		h.res.Scenarios = append(h.res.Scenarios, sc)
 	}
 
-	close(stopProducing)
-	if err := <-produced; err != nil {
+	if err := stopProducing(); err != nil {
 		return h.res, err
 	}
 	stopped := time.Now()

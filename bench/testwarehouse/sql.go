@@ -25,16 +25,19 @@ func (s sqlTables) count(q string, dst ...*int64) {
 	}
 }
 
+// Loaded implements Tables.
 func (s sqlTables) Loaded() (rows, events int64) {
 	s.count(`SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`, &rows, &events)
 	return rows, events
 }
 
+// Windows implements Tables.
 func (s sqlTables) Windows() (n int64) {
 	s.count(`SELECT count(*) FROM PUBLIC.OFFLOAD_WINDOWS`, &n)
 	return n
 }
 
+// Tally implements Tables.
 func (s sqlTables) Tally(valid map[string]struct{}) (missing, duplicated, unexpected int64, err error) {
 	rows, err := s.db.Query(`SELECT EVENT_ID, count(*) FROM PUBLIC.OFFLOAD_TRANSACTIONS GROUP BY 1`)
 	if err != nil {
