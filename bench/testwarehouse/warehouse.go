@@ -62,10 +62,11 @@ const PostgresDSNEnv = "OFFLOAD_BENCH_POSTGRES_DSN"
 // TypeError is Check's error: a warehouse type the caller cannot run,
 // which the commands report as a bad --warehouse.
 type TypeError struct {
-	Type   string
+	Type   string // the type asked for
 	reason string
 }
 
+// Error says what is wrong and which types can run.
 func (e *TypeError) Error() string { return e.reason }
 
 // Check says whether New can start warehouse type typ: one of Types, or,
