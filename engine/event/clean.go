@@ -39,13 +39,7 @@ func (d *Decoder) clean(ev *Event) bool {
 	if ev.CustomerID, ok = d.str(fCustomerID, d.slots[fCustomerID], true); !ok {
 		return false
 	}
-	if !d.email(ev) {
-		return false
-	}
-	if !d.amount(ev) {
-		return false
-	}
-	if !d.currency(ev) {
+	if !d.email(ev) || !d.amount(ev) || !d.currency(ev) {
 		return false
 	}
 	if ev.PaymentMethod, ok = d.str(fPaymentMethod, d.slots[fPaymentMethod], false); !ok {
@@ -57,13 +51,7 @@ func (d *Decoder) clean(ev *Event) bool {
 	if ev.Channel, ok = d.alias(fChannel, channelAliases, CodeBadChannel, "web, app, pos or an alias"); !ok {
 		return false
 	}
-	if !d.country(ev) {
-		return false
-	}
-	if !d.items(ev) {
-		return false
-	}
-	if !d.eventTime(ev) {
+	if !d.country(ev) || !d.items(ev) || !d.eventTime(ev) {
 		return false
 	}
 	if d.hasAmt && ev.Currency == "" {
@@ -99,20 +87,26 @@ func scanText(b []byte) (digits int, at, ctl bool) {
 	return
 }
 
+// text returns the trimmed text of a string or number value: empty for an
+// absent or empty value, ok false (the record rejected) for another JSON
+// type.
+func (d *Decoder) text(f field, rv rawVal) (b []byte, ok bool) {
+	switch rv.kind {
+	case vAbsent:
+		return nil, true
+	case vString, vNumber:
+		return bytes.TrimSpace(rv.b), true
+	}
+	return nil, d.wrongType(f, rv)
+}
+
 // str cleans a kept string field: trimmed, bounded, no control characters,
 // e-mail addresses and card numbers masked. ident marks identifier fields,
 // whose card numbers get a keyed token so the ids stay distinct.
 func (d *Decoder) str(f field, rv rawVal, ident bool) (string, bool) {
-	switch rv.kind {
-	case vAbsent:
-		return "", true
-	case vString, vNumber:
-	default:
-		return "", d.wrongType(f, rv)
-	}
-	b := bytes.TrimSpace(rv.b)
-	if len(b) == 0 {
-		return "", true
+	b, ok := d.text(f, rv)
+	if !ok || len(b) == 0 {
+		return "", ok
 	}
 	if len(b) > maxFieldBytes {
 		return "", d.fail(CodeFieldTooLong, f, "%d bytes; the limit is %d", len(b), maxFieldBytes)
@@ -137,17 +131,9 @@ func (d *Decoder) str(f field, rv rawVal, ident bool) (string, bool) {
 
 // alias cleans an event type or channel through its alias table.
 func (d *Decoder) alias(f field, table map[string]string, code, allowed string) (string, bool) {
-	rv := d.slots[f]
-	switch rv.kind {
-	case vAbsent:
-		return "", true
-	case vString, vNumber:
-	default:
-		return "", d.wrongType(f, rv)
-	}
-	b := bytes.TrimSpace(rv.b)
-	if len(b) == 0 {
-		return "", true
+	b, ok := d.text(f, d.slots[f])
+	if !ok || len(b) == 0 {
+		return "", ok
 	}
 	if v, ok := table[string(b)]; ok && v == string(b) {
 		return v, true // already canonical: the common case
@@ -208,47 +194,33 @@ func (d *Decoder) decimal(f field, rv rawVal, syntax, precision, rng string) (v 
 }
 
 func (d *Decoder) currency(ev *Event) bool {
-	d.curIdx = 0
-	rv := d.slots[fCurrency]
-	switch rv.kind {
-	case vAbsent:
-		return true
-	case vString, vNumber:
-	default:
-		return d.wrongType(fCurrency, rv)
+	i, ok := d.isoCode(fCurrency, currencyOf, CodeUnknownCurrency, "ISO 4217 currency")
+	if i > 0 {
+		ev.Currency = currencyCode[i-1]
 	}
-	b := bytes.TrimSpace(rv.b)
-	if len(b) == 0 {
-		return true
-	}
-	i := currencyOf(b)
-	if i == 0 {
-		return d.fail(CodeUnknownCurrency, fCurrency, "%s is not an ISO 4217 currency code", sanitize(b, 64))
-	}
-	ev.Currency = currencyCode[i-1]
 	d.curIdx = i
-	return true
+	return ok
 }
 
 func (d *Decoder) country(ev *Event) bool {
-	rv := d.slots[fCountry]
-	switch rv.kind {
-	case vAbsent:
-		return true
-	case vString, vNumber:
-	default:
-		return d.wrongType(fCountry, rv)
+	i, ok := d.isoCode(fCountry, countryOf, CodeBadCountry, "ISO 3166-1 alpha-2 country")
+	if i > 0 {
+		ev.Country = countryCode[i-1]
 	}
-	b := bytes.TrimSpace(rv.b)
-	if len(b) == 0 {
-		return true
+	return ok
+}
+
+// isoCode looks the value of field f up in an ISO code table: i is its
+// 1-based index there, 0 for an absent or empty value or a rejected one.
+func (d *Decoder) isoCode(f field, lookup func([]byte) int, code, table string) (i int, ok bool) {
+	b, ok := d.text(f, d.slots[f])
+	if !ok || len(b) == 0 {
+		return 0, ok
 	}
-	i := countryOf(b)
-	if i == 0 {
-		return d.fail(CodeBadCountry, fCountry, "%s is not an ISO 3166-1 alpha-2 country code", sanitize(b, 64))
+	if i = lookup(b); i == 0 {
+		return 0, d.fail(code, f, "%s is not an %s code", sanitize(b, 64), table)
 	}
-	ev.Country = countryCode[i-1]
-	return true
+	return i, true
 }
 
 func (d *Decoder) items(ev *Event) bool {

@@ -300,17 +300,9 @@ func validEmail(b []byte) bool {
 }
 
 func (d *Decoder) email(ev *Event) bool {
-	rv := d.slots[fCustomerEmail]
-	switch rv.kind {
-	case vAbsent:
-		return true
-	case vString, vNumber:
-	default:
-		return d.wrongType(fCustomerEmail, rv)
-	}
-	b := bytes.TrimSpace(rv.b)
-	if len(b) == 0 {
-		return true
+	b, ok := d.text(fCustomerEmail, d.slots[fCustomerEmail])
+	if !ok || len(b) == 0 {
+		return ok
 	}
 	if !validEmail(b) {
 		// The value is personal data: never echoed.
@@ -322,17 +314,9 @@ func (d *Decoder) email(ev *Event) bool {
 }
 
 func (d *Decoder) card(ev *Event) bool {
-	rv := d.slots[fCardNumber]
-	switch rv.kind {
-	case vAbsent:
-		return true
-	case vString, vNumber:
-	default:
-		return d.wrongType(fCardNumber, rv)
-	}
-	b := bytes.TrimSpace(rv.b)
-	if len(b) == 0 {
-		return true
+	b, ok := d.text(fCardNumber, d.slots[fCardNumber])
+	if !ok || len(b) == 0 {
+		return ok
 	}
 	digits, _, _ := scanText(b)
 	if digits == 0 || digits > panMaxDigits {
