@@ -185,30 +185,16 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 }
 
 // partition copies tp's entries that check, moves the others, and writes
-// a meta that agrees with what was copied and keeps the high water. With
-// the meta unreadable, the high water is the last offset of the highest
-// entry, kept or moved, whose header checks; where that entry's last
-// offset is not known the high water may come out lower than it was, and
-// the report says so.
+// a meta that agrees with what was copied and keeps the high water (see
+// "Repair" in doc.go for where the high water comes from).
 func (s *repairScan) partition(tp TopicPartition) error {
-	oldMeta, metaOK := s.meta(tp)
-	kept := partitionMeta{highWater: -1}
-	if metaOK {
-		kept.highWater, kept.topicID = oldMeta.highWater, oldMeta.topicID
-	}
-	var moved partitionMeta // entries and records moved, where known
-	unknown := false        // something was moved whose record count is not known
+	p := s.startPartition(tp)
 	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
 	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	end := int64(-1) // last offset of the last entry kept
-	bad := int64(0)  // an offset whose seek meets the damage
-	// Why the last offset of the highest entry met is not known; empty
-	// once it is.
-	tail := "no entry is left"
 	for valid := it.First(); ; {
 		if !valid {
 			corrupt, err := stopped(it)
@@ -218,101 +204,155 @@ func (s *repairScan) partition(tp TopicPartition) error {
 			if corrupt == nil {
 				break
 			}
-			// A block Pebble cannot read: go on from the first offset
-			// that it can, moving the run in between.
-			ce := corruptionOf(corrupt)
-			s.damage(ce)
-			next, ok := s.probe(tp, bad)
-			r := Moved{Kind: MovedRange, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: end + 1, LastOffset: -1,
-				Records: -1, Reason: ce.Error(), PebbleFile: ce.File}
-			unknown = true
-			moved.entries++
-			if ok {
-				valid = it.SeekGE(entryKey(tp, next))
-				if valid {
-					_, _, first, _ := decodeKey(it.Key())
-					r.LastOffset = first - 1
-				}
-			} else if metaOK {
-				r.LastOffset = oldMeta.highWater
-			}
-			kept.highWater = max(kept.highWater, r.LastOffset)
-			if r.LastOffset < 0 {
-				tail = fmt.Sprintf("the entries from offset %d on are unreadable", r.FirstOffset)
-			}
-			s.rep.Moved = append(s.rep.Moved, r)
-			if !ok {
+			var more bool
+			if valid, more = p.unreadableBlock(it, corrupt); !more {
 				break
 			}
-			bad = next // a later damaged block is probed from here on
 			continue
 		}
 		key := it.Key()
 		prefix, _, first, ok := decodeKey(key)
 		val, verr := it.ValueAndErr()
-		if verr != nil {
-			// A value Pebble cannot read (a damaged value block): the
-			// iterator moves on past it.
-			ce := corruptionOf(verr)
-			s.damage(ce)
-			s.rep.Moved = append(s.rep.Moved, Moved{Kind: MovedRange, Topic: tp.Topic, Partition: tp.Partition,
-				FirstOffset: first, LastOffset: -1, Records: -1, Reason: ce.Error(), PebbleFile: ce.File})
-			unknown = true
-			moved.entries++
-			kept.highWater = max(kept.highWater, first)
-			tail = fmt.Sprintf("the entry at offset %d is unreadable", first)
-			bad = first + 1
-			valid = it.Next()
-			continue
-		}
-		if !ok || prefix != prefixEntry {
+		switch {
+		case verr != nil:
+			p.unreadableValue(first, verr)
+		case !ok || prefix != prefixEntry:
 			s.malformedKey(key, val)
-			valid = it.Next()
-			continue
-		}
-		bad = first + 1
-		h, derr := decodeEntry(tp, first, val, nil)
-		if derr == nil && first <= end {
-			derr = &CorruptionError{Topic: tp.Topic, Partition: tp.Partition, FirstOffset: first, Record: 0, Pos: entryHeaderLen,
-				Reason: fmt.Sprintf("entry overlaps the previous one, which ends at offset %d", end)}
-		}
-		if derr != nil {
-			s.damage(derr)
-			m := Moved{Kind: MovedEntry, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: first, LastOffset: first,
-				Records: -1, Reason: derr.Error()}
-			// A damaged entry's header may claim any last offset, and a
-			// high water set too far would drop records never seen: its
-			// last offset counts only when the header's checksum holds.
-			kept.highWater = max(kept.highWater, first)
-			if hh, ok := decodeHeader(val); ok {
-				m.LastOffset, m.Records = hh.lastOffset, int64(hh.count)
-				moved.records += uint64(hh.count)
-				kept.highWater = max(kept.highWater, hh.lastOffset)
-				tail = ""
-			} else {
-				unknown = true
-				tail = fmt.Sprintf("the header of the entry at offset %d is damaged", first)
+		default:
+			if err := p.entry(key, val, first); err != nil {
+				return err
 			}
-			moved.entries++
-			s.movedRaw(m, key, val)
-			valid = it.Next()
-			continue
-		}
-		if err := s.batch.Set(key, val, nil); err != nil {
-			return err
-		}
-		end = h.lastOffset
-		kept.highWater = max(kept.highWater, h.lastOffset)
-		tail = ""
-		kept.bytes += uint64(len(key) + len(val))
-		kept.entries++
-		kept.records += uint64(h.count)
-		if err := s.flush(false); err != nil {
-			return err
 		}
 		valid = it.Next()
 	}
-	if metaOK && (oldMeta.entries != kept.entries+moved.entries || oldMeta.records != kept.records+moved.records) && !unknown {
+	return p.finish()
+}
+
+// partitionScan is the state of the copy of one partition's entries.
+type partitionScan struct {
+	s       *repairScan
+	tp      TopicPartition
+	oldMeta partitionMeta
+	metaOK  bool          // oldMeta was read
+	kept    partitionMeta // what the rebuilt WAL holds, and the high water
+	moved   partitionMeta // entries and records moved, where known
+	unknown bool          // something was moved whose record count is not known
+	end     int64         // last offset of the last entry kept
+	bad     int64         // an offset whose seek meets the damage
+	// tail says why the last offset of the highest entry met is not
+	// known; empty once it is.
+	tail string
+}
+
+// startPartition reads tp's meta and starts its copy from the high water
+// the meta holds.
+func (s *repairScan) startPartition(tp TopicPartition) *partitionScan {
+	p := &partitionScan{s: s, tp: tp, kept: partitionMeta{highWater: -1}, end: -1, tail: "no entry is left"}
+	p.oldMeta, p.metaOK = s.meta(tp)
+	if p.metaOK {
+		p.kept.highWater, p.kept.topicID = p.oldMeta.highWater, p.oldMeta.topicID
+	}
+	return p
+}
+
+// unreadableBlock moves the run of offsets in a block Pebble cannot read
+// and seeks to the first offset after it that Pebble can. more is false
+// when no such offset is found: the rest of the partition is moved.
+func (p *partitionScan) unreadableBlock(it *pebble.Iterator, corrupt error) (valid, more bool) {
+	ce := corruptionOf(corrupt)
+	p.s.damage(ce)
+	next, ok := p.s.probe(p.tp, p.bad)
+	r := Moved{Kind: MovedRange, Topic: p.tp.Topic, Partition: p.tp.Partition, FirstOffset: p.end + 1, LastOffset: -1,
+		Records: -1, Reason: ce.Error(), PebbleFile: ce.File}
+	p.unknown = true
+	p.moved.entries++
+	if ok {
+		valid = it.SeekGE(entryKey(p.tp, next))
+		if valid {
+			_, _, first, _ := decodeKey(it.Key())
+			r.LastOffset = first - 1
+		}
+	} else if p.metaOK {
+		r.LastOffset = p.oldMeta.highWater
+	}
+	p.kept.highWater = max(p.kept.highWater, r.LastOffset)
+	if r.LastOffset < 0 {
+		p.tail = fmt.Sprintf("the entries from offset %d on are unreadable", r.FirstOffset)
+	}
+	p.s.rep.Moved = append(p.s.rep.Moved, r)
+	if !ok {
+		return false, false
+	}
+	p.bad = next // a later damaged block is probed from here on
+	return valid, true
+}
+
+// unreadableValue moves the entry at offset first whose value Pebble
+// cannot read (a damaged value block); the iterator moves on past it.
+func (p *partitionScan) unreadableValue(first int64, verr error) {
+	ce := corruptionOf(verr)
+	p.s.damage(ce)
+	p.s.rep.Moved = append(p.s.rep.Moved, Moved{Kind: MovedRange, Topic: p.tp.Topic, Partition: p.tp.Partition,
+		FirstOffset: first, LastOffset: -1, Records: -1, Reason: ce.Error(), PebbleFile: ce.File})
+	p.unknown = true
+	p.moved.entries++
+	p.kept.highWater = max(p.kept.highWater, first)
+	p.tail = fmt.Sprintf("the entry at offset %d is unreadable", first)
+	p.bad = first + 1
+}
+
+// entry copies the entry at offset first when it checks and does not
+// overlap the one before, and moves it otherwise.
+func (p *partitionScan) entry(key, val []byte, first int64) error {
+	p.bad = first + 1
+	h, derr := decodeEntry(p.tp, first, val, nil)
+	if derr == nil && first <= p.end {
+		derr = &CorruptionError{Topic: p.tp.Topic, Partition: p.tp.Partition, FirstOffset: first, Record: 0, Pos: entryHeaderLen,
+			Reason: fmt.Sprintf("entry overlaps the previous one, which ends at offset %d", p.end)}
+	}
+	if derr != nil {
+		p.damagedEntry(key, val, first, derr)
+		return nil
+	}
+	if err := p.s.batch.Set(key, val, nil); err != nil {
+		return err
+	}
+	p.end = h.lastOffset
+	p.kept.highWater = max(p.kept.highWater, h.lastOffset)
+	p.tail = ""
+	p.kept.bytes += uint64(len(key) + len(val))
+	p.kept.entries++
+	p.kept.records += uint64(h.count)
+	return p.s.flush(false)
+}
+
+// damagedEntry moves an entry that does not check, with its raw bytes.
+func (p *partitionScan) damagedEntry(key, val []byte, first int64, derr error) {
+	p.s.damage(derr)
+	m := Moved{Kind: MovedEntry, Topic: p.tp.Topic, Partition: p.tp.Partition, FirstOffset: first, LastOffset: first,
+		Records: -1, Reason: derr.Error()}
+	// A damaged entry's header may claim any last offset, and a high
+	// water set too far would drop records never seen: its last offset
+	// counts only when the header's checksum holds.
+	p.kept.highWater = max(p.kept.highWater, first)
+	if hh, ok := decodeHeader(val); ok {
+		m.LastOffset, m.Records = hh.lastOffset, int64(hh.count)
+		p.moved.records += uint64(hh.count)
+		p.kept.highWater = max(p.kept.highWater, hh.lastOffset)
+		p.tail = ""
+	} else {
+		p.unknown = true
+		p.tail = fmt.Sprintf("the header of the entry at offset %d is damaged", first)
+	}
+	p.moved.entries++
+	p.s.movedRaw(m, key, val)
+}
+
+// finish reconciles the old meta with what was kept and moved, adds the
+// partition to the report and writes its rebuilt meta.
+func (p *partitionScan) finish() error {
+	s, tp, kept, moved, oldMeta := p.s, p.tp, &p.kept, &p.moved, p.oldMeta
+	if p.metaOK && (oldMeta.entries != kept.entries+moved.entries || oldMeta.records != kept.records+moved.records) && !p.unknown {
 		// The meta disagreed with the entries while every entry's count
 		// is known: the meta was wrong, not the entries. Keep its bytes.
 		s.damage(&CorruptionError{Topic: tp.Topic, Partition: tp.Partition, FirstOffset: -1, Record: -1,
@@ -320,20 +360,20 @@ func (s *repairScan) partition(tp TopicPartition) error {
 		s.movedRaw(Moved{Kind: MovedMeta, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: -1, LastOffset: -1,
 			Reason: "partition meta disagrees with the entries; rebuilt from them"}, metaKey(tp), encodeMeta(oldMeta))
 	}
-	if unknown && metaOK && oldMeta.records >= kept.records+moved.records {
+	if p.unknown && p.metaOK && oldMeta.records >= kept.records+moved.records {
 		// The meta counted the records the unreadable runs held.
 		moved.records = oldMeta.records - kept.records
 		moved.entries = max(moved.entries, oldMeta.entries-min(oldMeta.entries, kept.entries))
 	}
-	if !metaOK && tail != "" {
+	if !p.metaOK && p.tail != "" {
 		s.rep.HighWater = append(s.rep.HighWater, HighWaterLoss{Topic: tp.Topic, Partition: tp.Partition, HighWater: kept.highWater,
-			Reason: "the partition meta is unreadable and " + tail + "; the high water may be lower than before"})
+			Reason: "the partition meta is unreadable and " + p.tail + "; the high water may be lower than before"})
 	}
 	s.rep.KeptEntries += int64(kept.entries)
 	s.rep.KeptRecords += int64(kept.records)
 	s.rep.Entries += int64(moved.entries)
 	s.rep.Records += int64(moved.records)
-	return s.batch.Set(metaKey(tp), encodeMeta(kept), nil)
+	return s.batch.Set(metaKey(tp), encodeMeta(*kept), nil)
 }
 
 // meta reads tp's meta; a damaged one is moved and reported.
