@@ -92,16 +92,17 @@ type RepairReport struct {
 // its meta or its highest entry can be read (see RepairReport.HighWater),
 // so a re-fetch of moved records is not admitted again.
 //
-// Repair locks a file beside dir (one repair at a time) and takes the
-// WAL's directory lock: it fails while the appliance has the WAL open. A
-// sound WAL is left as it is and the report has no Quarantine. Damage
-// inside Pebble's log that stops the database from opening at all cannot
-// be repaired here.
+// One repair runs at a time, and none while the appliance has the WAL
+// open. A sound WAL is left as it is and the report has no Quarantine.
+// Damage inside Pebble's log that stops the database from opening at all
+// cannot be repaired here. The steps, and how a repair run again finishes
+// one a crash interrupted, are the repair protocol in doc.go ("Repair").
 func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 	opts.EnsureDefaults()
 	rep := RepairReport{Created: opts.Now().UTC(), Moved: []Moved{}, Damage: []string{}, HighWater: []HighWaterLoss{}}
 	fs := opts.FS
 	tmp := repairDir(dir)
+	// Step 1: lock, and finish what an interrupted repair left.
 	rlock, err := fs.Lock(repairLock(dir))
 	if err != nil {
 		return rep, fmt.Errorf("wal: cannot lock %s: %w (is another `offload wal repair` running?)", repairLock(dir), err)
@@ -122,6 +123,7 @@ func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 	}
 	defer lock.Close()
 
+	// Step 2: rebuild.
 	ropts := opts
 	ropts.ReadOnly = true
 	// Every damaged block the scan meets, and meets again while probing
@@ -158,34 +160,13 @@ func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
 	}
 
+	// Step 3: the quarantine folder.
 	folder := filepath.Join(quarantine, quarantinePrefix+rep.Created.Format("20060102T150405.000Z"))
 	if err := s.writeQuarantine(fs, folder); err != nil {
 		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot write the quarantine folder: %w", dir, err)
 	}
 	rep.Quarantine = folder
-	if err := writeFile(fs, filepath.Join(tmp, completeFile), []byte(folder)); err != nil {
-		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
-	}
-	if err := syncDir(fs, tmp); err != nil {
-		return rep, fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
-	}
-	// The swap: the damaged WAL moves into the quarantine folder, the
-	// rebuilt one takes its place. Open refuses to start between the two
-	// renames, and Repair finishes the swap when run again.
-	if err := fs.Rename(dir, filepath.Join(folder, "wal")); err != nil {
-		// The WAL is untouched: the rebuild and the folder, which holds
-		// only copies of its entries, go. Should that fail, the rebuild
-		// stays complete and the next repair says what to do.
-		cerr := errors.Join(fs.Remove(filepath.Join(tmp, completeFile)), fs.RemoveAll(tmp), fs.RemoveAll(folder))
-		return rep, errors.Join(fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot move the damaged WAL into %s: %w", dir, folder, err), cerr)
-	}
-	if err := fs.Rename(tmp, dir); err != nil {
-		return rep, fmt.Errorf("wal: cannot move the rebuilt WAL %s to %s: %w (run the repair again to finish)", tmp, dir, err)
-	}
-	if err := syncDir(fs, filepath.Dir(dir)); err != nil {
-		return rep, fmt.Errorf("wal: %w (run the repair again to finish)", err)
-	}
-	return rep, finishQuarantine(fs, dir, folder)
+	return rep, swapIn(fs, dir, folder)
 }
 
 // checkRebuilt verifies the rebuilt WAL: every entry in it checked when it

@@ -10,8 +10,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// The repair's swap protocol: the marker, the two renames and the recovery
-// of an interrupted swap (see "Repair" in doc.go).
+// The repair's swap protocol, steps 4 to 6 and the recovery of an
+// interrupted swap (step 1): the protocol is in doc.go ("Repair").
 
 // repairDir is where Repair builds the repaired WAL before swapping it in.
 func repairDir(dir string) string { return dir + ".repair" }
@@ -21,16 +21,13 @@ func repairDir(dir string) string { return dir + ".repair" }
 // second repair must wait whichever of them exists.
 func repairLock(dir string) string { return dir + ".repair.lock" }
 
-// completeFile marks a rebuild as complete: written into the rebuild
-// directory, synced, right before the swap. It holds the quarantine folder
-// the damaged WAL moves into. A rebuild without it may be discarded; one
-// with it is the only copy of the repaired WAL once the swap has begun,
-// and is never discarded. It stays in the WAL directory after the swap
-// until the quarantine folder's manifest is in place.
+// completeFile is the marker of step 4 of the repair protocol (doc.go,
+// "Repair"): it marks a rebuild as complete and holds the quarantine folder
+// the damaged WAL moves into.
 const completeFile = "OFFLOAD-REPAIR-COMPLETE"
 
-// manifestPending is the manifest's name until the swap succeeded: a
-// quarantine folder counts only once the WAL no longer holds its entries.
+// manifestPending is the manifest's name until step 6 of the repair
+// protocol (doc.go, "Repair") gives it its own.
 const manifestPending = ManifestFile + ".pending"
 
 // readComplete reads the marker in dir: the quarantine folder it names,
@@ -48,11 +45,37 @@ func readComplete(fs vfs.FS, dir string) (folder string, ok bool, err error) {
 	return string(b), err == nil, err
 }
 
-// finishInterrupted deals with what a repair stopped by a crash or an
-// error left. A rebuild is swapped in when dir is gone. Beside dir, one
-// without its marker is discarded, and a complete one is refused (which
-// of the two holds what only the operator can tell). A WAL directory
-// still holding the marker gets its quarantine manifest put in place.
+// swapIn is steps 4 and 5 of the repair protocol (doc.go, "Repair"), then
+// step 6: the complete rebuild of dir takes dir's place and the damaged WAL
+// moves into folder.
+func swapIn(fs vfs.FS, dir, folder string) error {
+	tmp := repairDir(dir)
+	if err := writeFile(fs, filepath.Join(tmp, completeFile), []byte(folder)); err != nil {
+		return fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
+	}
+	if err := syncDir(fs, tmp); err != nil {
+		return fmt.Errorf("wal: repair of %s failed, nothing was changed: %w", dir, err)
+	}
+	if err := fs.Rename(dir, filepath.Join(folder, "wal")); err != nil {
+		// The WAL is untouched: the rebuild and the folder, which holds
+		// only copies of its entries, go. Should that fail, the rebuild
+		// stays complete and the next repair says what to do.
+		cerr := errors.Join(fs.Remove(filepath.Join(tmp, completeFile)), fs.RemoveAll(tmp), fs.RemoveAll(folder))
+		return errors.Join(fmt.Errorf("wal: repair of %s failed, nothing was changed: cannot move the damaged WAL into %s: %w", dir, folder, err), cerr)
+	}
+	if err := fs.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("wal: cannot move the rebuilt WAL %s to %s: %w (run the repair again to finish)", tmp, dir, err)
+	}
+	if err := syncDir(fs, filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("wal: %w (run the repair again to finish)", err)
+	}
+	return finishQuarantine(fs, dir, folder)
+}
+
+// finishInterrupted is step 1 of the repair protocol (doc.go, "Repair"):
+// it finishes or discards what a repair stopped by a crash or an error
+// left, or refuses when only the operator can tell which directory holds
+// what.
 func finishInterrupted(fs vfs.FS, dir string) error {
 	tmp := repairDir(dir)
 	if _, err := fs.Stat(tmp); err == nil {
@@ -63,9 +86,9 @@ func finishInterrupted(fs vfs.FS, dir string) error {
 		_, derr := fs.Stat(dir)
 		switch {
 		case oserrNotExist(derr):
-			// A repair stopped between moving the damaged WAL away and
-			// moving the rebuilt one in: finish it. (A rebuild without
-			// the marker here was left by a repair from before it.)
+			// Stopped between the two renames of step 5. (A rebuild
+			// without the marker here was left by a repair from before
+			// the marker.)
 			if err := fs.Rename(tmp, dir); err != nil {
 				return fmt.Errorf("wal: cannot finish the interrupted repair: %w", err)
 			}
@@ -101,9 +124,8 @@ func interruptedBoth(fs vfs.FS, dir, folder string) error {
 		tmp, dir, moved, dir, tmp, dir, ErrRepairInterrupted)
 }
 
-// finishQuarantine puts folder's manifest in place once the swap is done
-// (the WAL no longer holds what it counts) and then removes the marker
-// from dir.
+// finishQuarantine is step 6 of the repair protocol (doc.go, "Repair"):
+// folder's manifest gets its name, then the marker leaves dir.
 func finishQuarantine(fs vfs.FS, dir, folder string) error {
 	pending := filepath.Join(folder, manifestPending)
 	if _, err := fs.Stat(pending); err == nil {
