@@ -85,17 +85,7 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 	}
 	d := &Decoder{cfg: cfg, m: m, rates: cfg.Rates, ref: cfg.Reference}
 	d.cfg.HashKey = append([]byte(nil), cfg.HashKey...)
-	for _, r := range cfg.Filters {
-		f, _ := lookupField(r.Field)
-		cr := compiledRule{field: f}
-		for _, e := range r.Equals {
-			cr.equals = append(cr.equals, []byte(e))
-		}
-		for _, p := range r.Prefix {
-			cr.prefix = append(cr.prefix, []byte(p))
-		}
-		d.rules = append(d.rules, cr)
-	}
+	d.rules = compileRules(cfg.Filters)
 	for _, name := range cfg.Required {
 		f, _ := lookupField(name)
 		d.required = append(d.required, f)
