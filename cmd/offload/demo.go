@@ -144,9 +144,9 @@ func startDemo(dir string, rate float64, warehouse string) (*demo, error) {
 	return d, nil
 }
 
-// finish stops the generator, brings the warehouse back, waits (bounded)
-// for every valid event to arrive, stops the pipeline and checks the
-// warehouse against what was produced.
+// finish stops the generator, brings the warehouse back, waits while the
+// pipeline drains what was produced, stops it and checks the warehouse
+// against what was produced.
 func (d *demo) finish() (demoSummary, error) {
 	d.genStop()
 	if err := <-d.genDone; err != nil {
@@ -157,7 +157,7 @@ func (d *demo) finish() (demoSummary, error) {
 	}
 	g := d.gen.Summary()
 	valid := d.gen.ValidIDs()
-	d.WaitLoaded(len(valid), 90*time.Second)
+	stack.WaitDrained(d.Status, g.Produced)
 	st := d.Status()
 	if err := d.Stop(); err != nil {
 		return demoSummary{}, err
