@@ -376,7 +376,7 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 			h.add("orders", 0, recs[2:]...)
 			injected := errors.New("injected failure")
 			h.failAt(point, injected)
-			if _, err := h.e.Step(); !errors.Is(err, injected) {
+			if _, err := h.e.Step(context.Background()); !errors.Is(err, injected) {
 				t.Fatalf("step returned %v", err)
 			}
 			if got := dump(h); !reflect.DeepEqual(got, afterFirst) {
@@ -469,7 +469,7 @@ func TestClosedEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.e = nil
-	if _, err := e.Step(); !errors.Is(err, ErrClosed) {
+	if _, err := e.Step(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Step after Close: %v", err)
 	}
 	if err := e.Close(); err != nil {

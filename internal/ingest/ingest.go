@@ -312,25 +312,22 @@ func (in *Ingest) stop(runErr error) {
 	in.log.Info("ingest: stopped", args...)
 }
 
-// closeTimeout bounds closing the Kafka client. Offsets are committed by
-// then; a client that is still trying to leave a rebalancing group (it
-// tries again on close after Run's bounded attempt failed) is left behind
-// so that shutdown stays within its grace period.
-const closeTimeout = 5 * time.Second
-
-// Close closes the Kafka client. Call it after Run has returned (or if Run
-// was never called).
-func (in *Ingest) Close() {
-	done := make(chan struct{})
-	go func() {
-		in.cl.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(closeTimeout):
-		in.log.Warn("ingest: closing the Kafka client timed out; going on (offsets are committed)", "after", closeTimeout)
+// Close closes the Kafka client: call it after Run has returned (or if Run
+// was never called). Run has committed the offsets and left the group by
+// then; a leave that is still pending (a rebalancing group) is given up
+// when ctx is done, so that franz-go's Client.Close, which waits for the
+// leave, does not wait for the group (Client.Close's doc); what it still
+// waits for, the revoke's offset commit, is bounded by commitTimeout.
+// Close returns once the client's goroutines have: none is left running.
+func (in *Ingest) Close(ctx context.Context) {
+	in.cl.AllowRebalance()
+	if member, _ := in.cl.GroupMetadata(); member != "" {
+		if err := in.cl.LeaveGroupContext(ctx); err != nil {
+			in.log.Warn("ingest: gave up leaving the consumer group on close; its partitions move after the session timeout (offsets are committed)",
+				"group", in.opts.Group, "err", err)
+		}
 	}
+	in.cl.Close()
 }
 
 // Ready reports whether the consumer is working: the group has assigned
