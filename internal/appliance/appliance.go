@@ -86,8 +86,8 @@ func (a *Appliance) push(name string, close func(ctx context.Context) error) {
 // API. Nothing runs yet but the admin API, which answers /readyz with not
 // ready until Run has the engine's first micro-batch behind it. If a step
 // fails, what was opened is closed again, newest first, and the error says
-// what to do (WALRepairAdvice for damage in the WAL). ctx bounds that
-// unwinding, not the opening.
+// what to do (WALRepairAdvice for damage in the WAL). ctx and
+// shutdown_grace bound that unwinding, not the opening.
 func Open(ctx context.Context, c *config.Config, log *slog.Logger, opts Options) (_ *Appliance, err error) {
 	if opts.WALFS == nil {
 		opts.WALFS = vfs.Default
@@ -96,7 +96,9 @@ func Open(ctx context.Context, c *config.Config, log *slog.Logger, opts Options)
 	log.Info("offload starting", "version", opts.Version, "appliance_id", c.ApplianceID, "data_dir", c.DataDir)
 	defer func() {
 		if err != nil {
-			if cerr := a.unwind(ctx); cerr != nil {
+			uctx, cancel := context.WithTimeout(ctx, c.ShutdownGrace.D())
+			defer cancel()
+			if cerr := a.unwind(uctx); cerr != nil {
 				log.Error("cannot close what a failed start opened", "err", cerr)
 			}
 			err = WALRepairAdvice(err, c.DataDir)
@@ -108,23 +110,11 @@ func Open(ctx context.Context, c *config.Config, log *slog.Logger, opts Options)
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create data_dir %s: %w (check its parent's permissions)", c.DataDir, err)
 	}
-	if err := a.openWAL(); err != nil {
-		return nil, err
-	}
-	if err := a.openEngine(); err != nil {
-		return nil, err
-	}
-	if err := a.openLoader(); err != nil {
-		return nil, err
-	}
-	if err := a.openIngest(); err != nil {
-		return nil, err
-	}
-	if err := a.openDogStatsD(); err != nil {
-		return nil, err
-	}
-	if err := a.openAdmin(); err != nil {
-		return nil, err
+	// In data-flow order; each step pushes its closer.
+	for _, open := range []func() error{a.openWAL, a.openEngine, a.openLoader, a.openIngest, a.openDogStatsD, a.openAdmin} {
+		if err := open(); err != nil {
+			return nil, err
+		}
 	}
 	a.rl = &reloader{path: opts.ConfigPath, level: opts.LogLevel, cur: c, w: a.wal, eng: a.eng, ld: a.ld, log: log}
 	return a, nil
@@ -199,7 +189,9 @@ func (a *Appliance) openIngest() error {
 		// after one outage.
 		OverBudget: func() bool { return w.Bytes()+eng.OutboxBytesPending() >= budget },
 		OnDurable:  a.metrics.ObserveDurable,
-		Logger:     a.log,
+		// Its stop is part of the shutdown: one grace for all stages.
+		StopTimeout: c.ShutdownGrace.D(),
+		Logger:      a.log,
 	})
 	if err != nil {
 		return err

@@ -28,16 +28,16 @@ func (a *Appliance) Run(ctx context.Context) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	reload := startStage("reloader", func(ctx context.Context) error { a.rl.run(ctx, hup); return nil }, failed.fail)
+	reload := startStage(func(ctx context.Context) error { a.rl.run(ctx, hup); return nil }, failed.fail)
 	// The engine and the loader run beside ingest; if one fails, the
 	// others stop too.
-	engine := startStage("engine", a.eng.Run, failed.fail)
+	engine := startStage(a.eng.Run, failed.fail)
 	var loader, dogstatsd, ingest, watchdog *stage
 	if a.ld != nil {
-		loader = startStage("loader", a.ld.Run, failed.fail)
+		loader = startStage(a.ld.Run, failed.fail)
 	}
 	if a.dd != nil {
-		dogstatsd = startStage("dogstatsd", func(ctx context.Context) error { a.dd.Run(ctx, a.cfg.Datadog.Interval.D()); return nil }, failed.fail)
+		dogstatsd = startStage(func(ctx context.Context) error { a.dd.Run(ctx, a.cfg.Datadog.Interval.D()); return nil }, failed.fail)
 	}
 
 	// Recovered (WAL, engine state, outbox, the engine's first
@@ -59,12 +59,12 @@ func (a *Appliance) Run(ctx context.Context) (err error) {
 		}
 		a.opts.Started(addr)
 	}
-	watchdog = startStage("watchdog", func(ctx context.Context) error { a.runWatchdog(ctx); return nil }, failed.fail)
+	watchdog = startStage(func(ctx context.Context) error { a.runWatchdog(ctx); return nil }, failed.fail)
 	select {
 	case <-failed.ch:
 	default:
 		if ctx.Err() == nil {
-			ingest = startStage("ingest", a.in.Run, failed.fail)
+			ingest = startStage(a.in.Run, failed.fail)
 		}
 	}
 

@@ -9,7 +9,6 @@ import (
 // an execute function (run) and an interrupt (its context's cancel). The
 // appliance starts it and joins it in stop.
 type stage struct {
-	name   string
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // run's error, set before done closes
@@ -17,9 +16,9 @@ type stage struct {
 
 // startStage runs run on a goroutine of its own with a context that stop
 // cancels; when run fails, failed is closed (once), which stops the rest.
-func startStage(name string, run func(context.Context) error, fail func()) *stage {
+func startStage(run func(context.Context) error, fail func()) *stage {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stage{name: name, cancel: cancel, done: make(chan struct{})}
+	s := &stage{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		if s.err = run(ctx); s.err != nil {

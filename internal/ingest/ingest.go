@@ -56,6 +56,9 @@ type Ingest struct {
 	limit *logLimiter
 
 	running atomic.Bool
+	// stopDeadline is, once Run is stopping, when its stop must be over
+	// (Unix nanoseconds; 0 before): commits are bounded by it too.
+	stopDeadline atomic.Int64
 
 	// assigned is true from the group's first assignment until the
 	// session is lost or left.
@@ -275,11 +278,17 @@ func (in *Ingest) poll(ctx context.Context) kgo.Fetches {
 	return in.cl.PollFetches(pctx)
 }
 
-// stop ends a Run, in data-flow order. Each step has its own timeout, so a
-// stop takes at most commitTimeout (twice: here and in the revoke) plus
-// leaveTimeout even when the brokers are gone.
+// stop ends a Run, in data-flow order. Each step has its own timeout and
+// all of them Options.StopTimeout, so a stop is bounded even when the
+// brokers are gone.
 func (in *Ingest) stop(runErr error) {
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	timeout := in.opts.StopTimeout
+	if timeout <= 0 {
+		timeout = commitTimeout + leaveTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	in.stopDeadline.Store(deadline.UnixNano())
+	ctx, cancel := in.commitContext()
 	defer cancel()
 	// 1. Commit what is durable and not yet committed: the last pass's
 	//    commit may have failed, or a WAL failure may have hit one
@@ -295,7 +304,7 @@ func (in *Ingest) stop(runErr error) {
 	//    stops its session here, running OnPartitionsRevoked, and keeps
 	//    its partitions for a restart within the session timeout.
 	if member, _ := in.cl.GroupMetadata(); member != "" {
-		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
+		lctx, lcancel := context.WithDeadline(context.Background(), earliest(time.Now().Add(leaveTimeout), deadline))
 		if err := in.cl.LeaveGroupContext(lctx); err != nil {
 			in.log.Warn("ingest: cannot leave the consumer group cleanly; its partitions move after the session timeout", "group", in.opts.Group, "err", err)
 		}
@@ -317,7 +326,7 @@ func (in *Ingest) stop(runErr error) {
 // then; a leave that is still pending (a rebalancing group) is given up
 // when ctx is done, so that franz-go's Client.Close, which waits for the
 // leave, does not wait for the group (Client.Close's doc); what it still
-// waits for, the revoke's offset commit, is bounded by commitTimeout.
+// waits for, the revoke's offset commit, is bounded by commitContext.
 // Close returns once the client's goroutines have: none is left running.
 func (in *Ingest) Close(ctx context.Context) {
 	in.cl.AllowRebalance()
@@ -524,6 +533,23 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 	return in.commitPending()
 }
 
+// commitContext bounds one offset commit: by commitTimeout and, once Run
+// is stopping, by the stop's deadline.
+func (in *Ingest) commitContext() (context.Context, context.CancelFunc) {
+	d := time.Now().Add(commitTimeout)
+	if ns := in.stopDeadline.Load(); ns != 0 {
+		d = earliest(d, time.Unix(0, ns))
+	}
+	return context.WithDeadline(context.Background(), d)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // commitPending commits every pending offset with its own timeout. A failed
 // commit is logged and retried on the next pass, never fatal: the records
 // are durable.
@@ -534,7 +560,7 @@ func (in *Ingest) commitPending() error {
 	if n == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := in.commitContext()
 	defer cancel()
 	if err := in.commit(ctx, nil); err != nil {
 		in.warnEvery("commit", "ingest: cannot commit offsets; the records are durable in the WAL, the commit is retried on the next pass", "group", in.opts.Group, "err", err)
@@ -659,7 +685,7 @@ func (in *Ingest) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string
 		return
 	}
 	set := toSet(revoked)
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := in.commitContext()
 	defer cancel()
 	if err := in.commit(ctx, func(tp wal.TopicPartition) bool { return set[tp] }); err != nil {
 		in.log.Warn("ingest: cannot commit offsets of revoked partitions; their new owner re-fetches records this WAL already holds",
