@@ -156,7 +156,7 @@ func (a *Appliance) openEngine() error {
 // openLoader builds the warehouse sink and the loader over the engine's
 // outbox, if a warehouse is configured.
 func (a *Appliance) openLoader() error {
-	ld, sink, err := openLoader(a.cfg, a.eng, a.log, a.metrics.ObserveLoaded)
+	ld, sink, err := newLoader(a.cfg, a.eng, a.log, a.metrics.ObserveLoaded)
 	if err != nil || ld == nil {
 		return err
 	}

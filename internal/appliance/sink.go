@@ -12,9 +12,9 @@ import (
 	"github.com/offload/offload/loader"
 )
 
-// openLoader builds the warehouse sink and the loader from the
+// newLoader builds the warehouse sink and the loader from the
 // configuration; both are nil without a warehouse.
-func openLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded func(engine.Export, time.Time)) (*loader.Loader, loader.Sink, error) {
+func newLoader(c *config.Config, eng *engine.Engine, log *slog.Logger, onLoaded func(engine.Export, time.Time)) (*loader.Loader, loader.Sink, error) {
 	if c.Warehouse.Type == "" {
 		log.Warn("no warehouse configured (warehouse.type): sealed batches stay in the outbox")
 		return nil, nil, nil
