@@ -356,15 +356,19 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 	// The part is written while the transaction's other writes run; the
 	// transaction waits for it before it records it and commits.
 	part := e.startPart(ctx, b, e.nextPartSeq)
-	err := e.inTx(context.WithoutCancel(ctx), func() error { return e.write(ctx, b, part) })
+	var writeErr error // set: the transaction never reached its COMMIT
+	err := e.inTx(context.WithoutCancel(ctx), func() error { writeErr = e.write(ctx, b, part); return writeErr })
 	if perr := part.wait(); err == nil {
 		err = perr
 	}
 	if err != nil && ctx.Err() != nil {
-		// Abandoned: the transaction rolled back before its COMMIT. A part
-		// written meanwhile is named by no transaction; it is overwritten
-		// by the next micro-batch's or swept at the next Open.
+		// Abandoned. Before the COMMIT, nothing names the part written
+		// meanwhile; after a COMMIT that failed, only the next Open knows
+		// (sweepParts), as below.
 		e.stale = true
+		if writeErr != nil && b.part != nil {
+			_ = os.Remove(partPath(e.partsDir(), b.part.seq))
+		}
 		return fmt.Errorf("engine: micro-batch of %d records abandoned (nothing of it was kept): %w", b.records, errors.Join(err, ctx.Err()))
 	}
 	if err != nil {

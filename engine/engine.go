@@ -394,6 +394,9 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(e.work, cancel)()
+	if e.work.Err() != nil {
+		cancel() // interrupted already: AfterFunc would cancel later, on a goroutine of its own
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.usable(); err != nil {
