@@ -139,9 +139,9 @@ func startDemo(dir string, rate float64, warehouse string) (*demo, error) {
 	return d, nil
 }
 
-// finish stops the generator, brings the warehouse back, waits (bounded)
-// for every valid event to arrive, stops the pipeline and checks the
-// warehouse against what was produced.
+// finish stops the generator, brings the warehouse back, waits while the
+// pipeline drains what was produced, stops it and checks the warehouse
+// against what was produced.
 func (d *demo) finish() (demoSummary, error) {
 	d.genStop()
 	if err := <-d.genDone; err != nil {
@@ -152,7 +152,7 @@ func (d *demo) finish() (demoSummary, error) {
 	}
 	g := d.gen.Summary()
 	valid := d.gen.ValidIDs()
-	d.waitLoaded(len(valid), 90*time.Second)
+	d.waitDrained(g.Produced)
 	st := d.status()
 	if err := d.stop(); err != nil {
 		return demoSummary{}, err

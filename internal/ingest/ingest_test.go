@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
 
@@ -358,7 +359,7 @@ func TestIngestBackpressure(t *testing.T) {
 	const budget = 256 << 10
 	var overBudgetCalls atomic.Int64
 	opts := baseOptions(t, brokers, w, "g-bp", "orders")
-	var logBuf *syncBuffer
+	var logBuf *testenv.SyncBuffer
 	opts.Logger, logBuf = testLogger(t)
 	opts.FetchMaxBytes = 256 << 10
 	opts.OverBudget = func() bool { overBudgetCalls.Add(1); return w.Bytes() > budget }
