@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,11 +16,12 @@ import (
 
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/tui"
 )
 
-// embedded is the appliance run in-process with what it talks to: a Kafka
+// embedded is the appliance (internal/appliance) run in-process with what it talks to: a Kafka
 // (in-process unless brokers are given) and a test server as its
 // warehouse (testWarehouse). `offload demo` and `offload bench` run on it.
 type embedded struct {
@@ -99,19 +101,28 @@ func startEmbedded(dir string, k embeddedKafka, demo bool, tune func(*config.Con
 	}
 
 	log, level := newLogger(c.Log, e.logFile)
+	fs, err := walFS(log)
+	if err != nil {
+		return nil, err
+	}
 	started := make(chan string, 1)
+	opts := appliance.Options{Version: versionString(), LogLevel: level, WALFS: fs, Started: func(a string) { started <- a }}
+	if demo {
+		opts.Demo = &admin.DemoHooks{WarehouseUp: e.warehouseUp, SetWarehouse: e.setWarehouse}
+	}
+	a, err := appliance.Open(context.Background(), &c, log, opts)
+	if err != nil {
+		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, e.logPath)
+	}
 	dctx, dstop := context.WithCancel(context.Background())
 	e.daemonStop, e.daemonDone = dstop, make(chan error, 1)
-	ext := daemonExtras{started: func(a string) { started <- a }}
-	if demo {
-		ext.demo = &admin.DemoHooks{WarehouseUp: e.warehouseUp, SetWarehouse: e.setWarehouse}
-	}
-	go func() { e.daemonDone <- daemon(dctx, &c, log, reloader{level: level}, ext) }()
+	go func() { e.daemonDone <- errors.Join(a.Run(dctx), a.Close()) }()
 	select {
 	case e.adminAddr = <-started:
 	case err := <-e.daemonDone:
 		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, e.logPath)
 	case <-time.After(60 * time.Second):
+		_ = e.stop() // joins the appliance's goroutine
 		return nil, fmt.Errorf("the pipeline did not start within 60s (log: %s)", e.logPath)
 	}
 	ok = true
