@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -84,7 +85,7 @@ func TestDataDriven(t *testing.T) {
 				td.ScanArgs(t, "fail", &point)
 				h.failAt(point, errors.New("injected"))
 				defer func() { h.e.hook = nil }()
-				_, err := h.e.Step()
+				_, err := h.e.Step(context.Background())
 				return fmt.Sprintf("error: %v\n", err)
 			case "keys":
 				var out []string

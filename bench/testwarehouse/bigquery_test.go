@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/loader"
 )
@@ -35,15 +36,15 @@ func TestBigQuery(t *testing.T) {
 	}
 	ctx := context.Background()
 	bq := w.(*bigQuery)
-	sink, err := loader.NewBigQuery(ctx, loader.BigQueryOptions{Project: c.Warehouse.BigQuery.Project,
-		Dataset: c.Warehouse.BigQuery.Dataset, Auth: c.Warehouse.BigQuery.Auth, Endpoint: c.Warehouse.BigQuery.Endpoint,
-		TransactionsTable: c.Warehouse.Tables.Transactions, WindowsTable: c.Warehouse.Tables.Windows,
-		LedgerTable: c.Warehouse.Tables.Ledger, ApplianceID: c.ApplianceID,
-		RequestTimeout: c.Warehouse.RequestTimeout.D(), Logger: slog.New(slog.DiscardHandler)})
+	s, err := appliance.NewSink(&c, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sink.Close()
+	defer s.Close()
+	sink, ok := s.(*loader.BigQuery)
+	if !ok {
+		t.Fatalf("warehouse.type bigquery built a %T", s)
+	}
 	checks := func() bool {
 		for _, r := range sink.Check(ctx) {
 			if !r.OK {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/wal"
 )
@@ -52,7 +53,7 @@ func openEngineOffline(name string, args []string, stderr io.Writer, extra func(
 // configures.
 func openOffline(c *config.Config) (*engine.Engine, *wal.WAL, error) {
 	log := quietLogger()
-	w, err := wal.Open(walDir(c.DataDir), wal.Options{Logger: log})
+	w, err := wal.Open(appliance.WALDir(c.DataDir), wal.Options{Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
 	}
@@ -82,7 +83,7 @@ func dlqFilterFlags(fs *flag.FlagSet, f *engine.DLQFilter) {
 }
 
 func openEngine(c *config.Config, w *wal.WAL, log *slog.Logger) (*engine.Engine, error) {
-	opts, err := engineOptions(c, w, log)
+	opts, err := appliance.EngineOptions(c, w, log)
 	if err != nil {
 		return nil, err
 	}

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/offload/offload/bench/rig"
+	"github.com/offload/offload/bench/slowfs"
 	"github.com/offload/offload/bench/stack"
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 )
 
@@ -49,31 +52,38 @@ func startRig(dir string, o stack.Options, tune func(*config.Config)) (*stack.St
 	return e.Stack, e, nil
 }
 
-// runEmbedded starts the daemon in-process on the started stack s,
-// logging to its log file, and waits (bounded) until its admin endpoint
-// listens.
+// runEmbedded opens the appliance (internal/appliance) on the started
+// stack s, logging to its log file, runs it in a goroutine that Stop
+// joins, and waits (bounded) until its admin endpoint listens.
 func runEmbedded(s *stack.Stack, demo bool, tune func(*config.Config)) (*embedded, error) {
 	c, err := s.Config(tune)
 	if err != nil {
 		return nil, err
 	}
 	log, level := newLogger(c.Log, s.Log)
+	fs, err := slowfs.FromEnv(log)
+	if err != nil {
+		return nil, err
+	}
 	started := make(chan string, 1)
+	opts := appliance.Options{Version: versionString(), LogLevel: level, WALFS: fs, Started: func(a string) { started <- a }}
+	if demo {
+		opts.Demo = s.DemoHooks()
+	}
+	a, err := appliance.Open(context.Background(), c, log, opts)
+	if err != nil {
+		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, s.LogPath)
+	}
 	dctx, dstop := context.WithCancel(context.Background())
 	e := &embedded{Stack: s, daemonStop: dstop, daemonDone: make(chan error, 1)}
-	ext := daemonExtras{started: func(a string) { started <- a }}
-	if demo {
-		ext.demo = s.DemoHooks()
-	}
-	go func() { e.daemonDone <- daemon(dctx, c, log, reloader{level: level}, ext) }()
+	go func() { e.daemonDone <- errors.Join(a.Run(dctx), a.Close()) }()
 	select {
 	case e.adminAddr = <-started:
 	case err := <-e.daemonDone:
 		dstop()
 		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, s.LogPath)
 	case <-time.After(60 * time.Second):
-		dstop()
-		<-e.daemonDone
+		_ = e.Stop() // joins the appliance's goroutine
 		return nil, fmt.Errorf("the pipeline did not start within 60s (log: %s)", s.LogPath)
 	}
 	return e, nil

@@ -8,31 +8,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/offload/offload/bench/slowfs"
 	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/wal"
 )
-
-// walDir returns the WAL directory under a data directory.
-func walDir(dataDir string) string { return filepath.Join(dataDir, "wal") }
 
 func runWAL(args []string, stdout, stderr io.Writer) error {
 	return dispatch(args, stdout, stderr,
 		command{name: "stats", run: runWALStats}, command{name: "verify", run: runWALVerify},
 		command{name: "repair", run: runWALRepair}, command{name: "export", run: runWALExport})
 }
-
-// quarantineDir is where `offload wal repair` moves damaged WAL data.
-func quarantineDir(dataDir string) string { return filepath.Join(dataDir, "quarantine") }
 
 // openWALOffline opens the WAL of --data-dir (or of --config's data_dir)
 // read-only.
@@ -41,7 +32,7 @@ func openWALOffline(name string, args []string, stderr io.Writer, extra func(*fl
 	if err != nil {
 		return nil, err
 	}
-	w, err := wal.Open(walDir(dir), wal.Options{ReadOnly: true, Logger: quietLogger()})
+	w, err := wal.Open(appliance.WALDir(dir), wal.Options{ReadOnly: true, Logger: quietLogger()})
 	if errors.Is(err, wal.ErrNotFound) {
 		return nil, err
 	}
@@ -165,7 +156,7 @@ func runWALRepair(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, err := wal.Repair(walDir(dir), quarantineDir(dir), wal.Options{Logger: quietLogger()})
+	rep, err := wal.Repair(appliance.WALDir(dir), appliance.QuarantineDir(dir), wal.Options{Logger: quietLogger()})
 	if err != nil {
 		return err
 	}
@@ -304,7 +295,3 @@ func writeOutput(path string, stdout io.Writer, write func(io.Writer) error) err
 	}
 	return err
 }
-
-// walFS is the WAL's file system, slow when the fault harness asks
-// (slowfs.FromEnv).
-func walFS(log *slog.Logger) (vfs.FS, error) { return slowfs.FromEnv(log) }

@@ -249,7 +249,7 @@ func (r *running) stop(t testing.TB) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("Run did not return within 15s of cancel")
 	}
-	r.in.Close()
+	r.in.Close(context.Background())
 }
 
 func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {

@@ -286,7 +286,7 @@ func TestIngestUnreachable(t *testing.T) {
 		t.Fatal("Run did not return within 5 s of cancel")
 	}
 	closed := make(chan struct{})
-	go func() { in.Close(); close(closed) }()
+	go func() { in.Close(context.Background()); close(closed) }()
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):
@@ -310,7 +310,7 @@ func TestIngestWALFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
+	defer in.Close(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(context.Background()) }()
 	waitUntil(t, 20*time.Second, "all records", func() bool { return walRecords(w) == l.total() })
@@ -481,7 +481,7 @@ func TestOptionsInvalid(t *testing.T) {
 			tc.mod(&o)
 			in, err := New(o)
 			if err == nil {
-				in.Close()
+				in.Close(context.Background())
 				t.Fatalf("New accepted %+v", o)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
@@ -516,7 +516,7 @@ func TestOptionsInvalid(t *testing.T) {
 			t.Errorf("mechanism %q rejected: %v", mech, err)
 			continue
 		}
-		in.Close()
+		in.Close(context.Background())
 	}
 }
 
