@@ -5,28 +5,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/offload/offload/bench/gen"
+	"github.com/offload/offload/bench/stack"
 )
 
-// TestProduceUntilLoaded: the generator runs in the background while the
-// run is asked, with the news that it finished, whether it was loaded;
-// the wait ends on the first yes, with the time the generator finished.
+// TestProduceUntilLoaded: the generator runs in the background, into a
+// stack's in-process Kafka, while the run is asked, with the news that it
+// finished, whether it was loaded; the wait ends on the first yes, with
+// the time the generator finished.
 func TestProduceUntilLoaded(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "orders"))
+	s, err := stack.Start(t.TempDir(), stack.Options{Partitions: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	defer s.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.Brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 
-	g := gen.New(gen.Options{Topic: "orders", Count: 500, Seed: 1})
+	g := gen.New(gen.Options{Topic: s.Topic, Count: 500, Seed: 1})
 	began := time.Now()
 	var asked, askedDone int
 	produced, err := produceUntilLoaded(context.Background(), g, cl, 10*time.Millisecond, func(produced bool) bool {
