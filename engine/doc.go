@@ -84,23 +84,32 @@
 // 86.4M keys, too many for memory and for point lookups in a DuckDB table
 // (docs/PERFORMANCE.md, "Dedupe"). Its layout, which may never change:
 //
-//	'k' | slice start | key   →  event time
-//	 1      8 bytes     16        8 bytes     (times in Unix µs, big-endian
+//	't' | bucket start | key  →  event time
+//	 1       8 bytes     16        8 bytes     (times in Unix µs, big-endian
 //	                                           with the sign bit flipped, so
 //	                                           byte order is time order)
-//	'm' "seq"               →  part number  (8 bytes, big-endian)
+//	'm' "seq"                →  part number  (8 bytes, big-endian)
+//
+// A bucket is 15 minutes of event time. Keys arrive roughly in event-time
+// order, so the store's flushes land next to its newest keys and its
+// compactions leave older buckets alone, however many keys it holds. A
+// key below the horizon no longer counts, and the buckets wholly below it
+// are deleted by one DeleteRange. A store of the earlier layout, keyed by
+// slice ('k' | slice start | key → event time), is converted at Open.
 //
 // A slice is a span of event time, a quarter of the window in whole
-// minutes (6h for 24h). A key below the horizon no longer counts, and a
-// slice whose newest key is below it is deleted by one DeleteRange. Each
-// slice has a blocked Bloom filter (bloom.go) in memory, all of them
-// within Options.DedupeMemory: a lookup probes the filter of each live
-// slice (at most window/slice + 2 = 6), newest first, and reads Pebble
-// only on a filter hit, so a fresh id almost never costs a disk read and
-// a filter hit is confirmed, never taken on trust: no id is wrongly taken
-// for a duplicate. Past Options.DedupeRate events a second the filters
-// fill and more fresh ids cost a read; nothing is forgotten or missed.
-// Within a micro-batch, the ids seen so far are in a map: its keys reach
+// minutes (6h for 24h), with a blocked Bloom filter (bloom.go) in memory,
+// all of them within Options.DedupeMemory; a slice's filter is freed once
+// its newest key is below the horizon. A lookup probes the filter of each
+// live slice (at most window/slice + 2 = 6), newest first, and reads
+// Pebble only on a filter hit: first the key in the bucket of the looked-up
+// event's time (a duplicate most often carries its original's time), then
+// in the slice's other buckets (24 for a 6-hour slice). A fresh id almost
+// never costs a disk read, and a filter hit is confirmed, never taken on
+// trust: no id is wrongly taken for a duplicate, and a copy with another
+// event time than its original is caught too. Past Options.DedupeRate
+// events a second the filters fill and more fresh ids cost reads; nothing
+// is forgotten or missed. Within a micro-batch, the ids seen so far are in a map: its keys reach
 // the store only after the commit.
 //
 // A key is never durable without its row (docs/ARCHITECTURE.md, contract

@@ -210,3 +210,93 @@ func TestKeyStoreAheadIsRefused(t *testing.T) {
 		t.Fatalf("Open over a key store ahead of the database: %v", err)
 	}
 }
+
+// TestDuplicateAtOtherEventTime: a copy of an id carrying another event
+// time than its original (another key store bucket of the same slice,
+// another slice) is still a duplicate once the original's key is on disk:
+// a filter hit reads every bucket of the slice, not only the copy's.
+func TestDuplicateAtOtherEventTime(t *testing.T) {
+	h := newHarness(t, nil) // a 24h window: 6-hour slices, 15-minute buckets
+	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s1", "1", at(time.Minute)), ev("c", "s1", "1", at(2*time.Minute)))
+	h.drain()
+	h.add("orders", 0,
+		ev("a", "s1", "1", at(40*time.Minute)), // another bucket, same slice
+		ev("b", "s1", "1", at(7*time.Hour)),    // another slice
+		ev("c", "s1", "1", at(-3*time.Hour)),   // an older slice, before the original
+		ev("d", "s1", "1", at(3*time.Minute)))
+	h.drain()
+	h.checkDedupe(4, 3)
+	h.reopen()
+	h.add("orders", 1, ev("a", "s1", "1", at(5*time.Hour)), ev("d", "s1", "1", at(20*time.Hour)))
+	h.drain()
+	h.checkDedupe(4, 5)
+}
+
+// TestKeyStoreConvertsSliceLayout: a key store written in the layout
+// before the keys were ordered by time ('k' | slice start | key) is
+// converted at Open: the same live keys, none left in the old layout, and
+// its ids still caught as duplicates.
+func TestKeyStoreConvertsSliceLayout(t *testing.T) {
+	recs := []string{ev("a", "s1", "1", at(0)), ev("b", "s2", "2", at(time.Hour)), ev("c", "s2", "2", at(7*time.Hour))}
+	h := newHarness(t, nil)
+	h.add("orders", 0, recs...)
+	h.drain()
+	want := h.keys()
+	sliceLen := h.e.keys.sliceLen
+	h.close()
+
+	// Rewrite the store in the slice layout.
+	db, err := pebble.Open(filepath.Join(h.dir, KeysDir), &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixKey}, UpperBound: []byte{keysPrefixKey + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := db.NewBatch()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		old := make([]byte, keysKeyLen)
+		old[0] = keysPrefixSliceKey
+		encodeUS(old[1:9], floorDiv(decodeUS(it.Value()), sliceLen)*sliceLen)
+		copy(old[9:], it.Key()[9:])
+		if err := wb.Set(old, it.Value(), nil); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(recs) {
+		t.Fatalf("%d keys in the store, want %d", n, len(recs))
+	}
+	if err := wb.DeleteRange([]byte{keysPrefixKey}, []byte{keysPrefixKey + 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h.open()
+	if got := h.keys(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("keys after the conversion: %v, want %v", got, want)
+	}
+	it, err = h.e.keys.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixSliceKey}, UpperBound: []byte{keysPrefixSliceKey + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.First() {
+		t.Fatalf("key %x of the slice layout left after the conversion", it.Key())
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.add("orders", 1, recs...)
+	h.drain()
+	h.checkDedupe(3, 3)
+}
