@@ -216,7 +216,8 @@ func BenchmarkEngineDedupeDay(b *testing.B) {
 
 	var wall, cpu [2]time.Duration // empty, full
 	var open time.Duration
-	var peakRSS uint64
+	var lookups, falsePositives int64
+	var peakRSS [2]uint64 // empty, full
 	for r := range rounds {
 		for i := range 2 {
 			withFull := (i+r)%2 == 1
@@ -229,13 +230,15 @@ func BenchmarkEngineDedupeDay(b *testing.B) {
 			if withFull {
 				m = 1
 				open += d.open
-				peakRSS = max(peakRSS, d.peakRSS)
+				lookups += d.lookups
+				falsePositives += d.falsePositives
 				if d.keysAtOpen < n*9/10 {
 					b.Fatalf("the full store held %d keys at open, want about %d", d.keysAtOpen, n)
 				}
 			}
 			wall[m] += d.wall
 			cpu[m] += d.cpu
+			peakRSS[m] = max(peakRSS[m], d.peakRSS)
 		}
 	}
 	total := float64(events * rounds)
@@ -246,7 +249,10 @@ func BenchmarkEngineDedupeDay(b *testing.B) {
 	b.ReportMetric(float64(cpu[1].Microseconds())/total, "cpu-us/event-full")
 	b.ReportMetric(cpu[0].Seconds()/cpu[1].Seconds(), "cpu-empty/full")
 	b.ReportMetric(open.Seconds()/float64(rounds), "open-full-s")
-	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-full-MiB")
+	b.ReportMetric(float64(lookups)/total, "reads/event-full")
+	b.ReportMetric(float64(falsePositives)/total*100, "false-positive-%-full")
+	b.ReportMetric(float64(peakRSS[0])/(1<<20), "peak-RSS-empty-MiB")
+	b.ReportMetric(float64(peakRSS[1])/(1<<20), "peak-RSS-full-MiB")
 }
 
 // envCount reads a positive count from the environment variable name,
@@ -295,6 +301,9 @@ type drain struct {
 	wall, cpu, open time.Duration
 	keysAtOpen      int64
 	peakRSS         uint64
+	// lookups and falsePositives are the key store's Pebble reads and
+	// filter hits found absent.
+	lookups, falsePositives int64
 }
 
 // drainOnce fills a WAL with n benchEvents in a new directory, lets
@@ -341,6 +350,7 @@ func drainOnce(b *testing.B, n int, prepare func(dir string)) drain {
 	d.wall, d.cpu = time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
 	d.peakRSS = peakRSS()
+	d.lookups, d.falsePositives = e.keys.lookups.Load(), e.keys.falsePositives.Load()
 	if st := e.Stats(); total != n || st.Accepted+st.Deduplicated != int64(n) || st.Deduplicated != int64(n/100) {
 		b.Fatalf("consumed %d of %d records: %d accepted, %d duplicates (want %d)", total, n, st.Accepted, st.Deduplicated, n/100)
 	}

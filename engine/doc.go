@@ -90,7 +90,7 @@
 //	                                           byte order is time order)
 //	'm' "seq"                →  part number  (8 bytes, big-endian)
 //
-// A bucket is 15 minutes of event time. Keys arrive roughly in event-time
+// A bucket is an hour of event time. Keys arrive roughly in event-time
 // order, so the store's flushes land next to its newest keys and its
 // compactions leave older buckets alone, however many keys it holds. A
 // key below the horizon no longer counts, and the buckets wholly below it
@@ -104,7 +104,7 @@
 // live slice (at most window/slice + 2 = 6), newest first, and reads
 // Pebble only on a filter hit: first the key in the bucket of the looked-up
 // event's time (a duplicate most often carries its original's time), then
-// in the slice's other buckets (24 for a 6-hour slice). A fresh id almost
+// in the slice's other buckets (5 more for a 6-hour slice). A fresh id almost
 // never costs a disk read, and a filter hit is confirmed, never taken on
 // trust: no id is wrongly taken for a duplicate, and a copy with another
 // event time than its original is caught too. Past Options.DedupeRate

@@ -31,13 +31,14 @@ const (
 	keysPrefixSliceKey = 'k'
 )
 
-// keysBucketLen is the event time a key's prefix spans: 15 minutes. Keys
+// keysBucketLen is the event time a key's prefix spans: one hour. Keys
 // arrive roughly in event-time order, so a flush of the store's memtable
 // overlaps only the newest bucket of what is on disk, and compactions
-// leave older buckets alone; a lookup that does not find a key in its own
-// event's bucket reads the other buckets of the slice whose filter holds
-// it, 24 for a 6-hour slice (docs/PERFORMANCE.md, "Dedupe").
-const keysBucketLen = 15 * dedupeBucket
+// leave older buckets alone. A filter hit that is not in the bucket of
+// its own event's time costs a read in each other bucket of the slice (6
+// for a 6-hour slice): 15-minute buckets made that 24 reads, which cost
+// more than the compactions they saved (docs/PERFORMANCE.md, "Dedupe").
+const keysBucketLen = 60 * dedupeBucket
 
 // The key store's Pebble sizes: a key is written once, near the newest
 // keys, and deleted by range once its bucket is below the horizon.

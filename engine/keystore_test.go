@@ -216,13 +216,13 @@ func TestKeyStoreAheadIsRefused(t *testing.T) {
 // another slice) is still a duplicate once the original's key is on disk:
 // a filter hit reads every bucket of the slice, not only the copy's.
 func TestDuplicateAtOtherEventTime(t *testing.T) {
-	h := newHarness(t, nil) // a 24h window: 6-hour slices, 15-minute buckets
+	h := newHarness(t, nil) // a 24h window: 6-hour slices, one-hour buckets
 	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s1", "1", at(time.Minute)), ev("c", "s1", "1", at(2*time.Minute)))
 	h.drain()
 	h.add("orders", 0,
-		ev("a", "s1", "1", at(40*time.Minute)), // another bucket, same slice
-		ev("b", "s1", "1", at(7*time.Hour)),    // another slice
-		ev("c", "s1", "1", at(-3*time.Hour)),   // an older slice, before the original
+		ev("a", "s1", "1", at(100*time.Minute)), // another bucket, same slice
+		ev("b", "s1", "1", at(7*time.Hour)),     // another slice
+		ev("c", "s1", "1", at(-3*time.Hour)),    // an older slice, before the original
 		ev("d", "s1", "1", at(3*time.Minute)))
 	h.drain()
 	h.checkDedupe(4, 3)
