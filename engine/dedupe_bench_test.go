@@ -399,7 +399,8 @@ func fillKeyStore(b *testing.B, dir string, n int64) {
 }
 
 // checkpointKeyStore puts a copy of the key store in from at to: a Pebble
-// checkpoint, which links the tables instead of copying them.
+// checkpoint, which links the tables instead of copying them, and links
+// to its filter files.
 func checkpointKeyStore(b *testing.B, from, to string) {
 	b.Helper()
 	db, err := pebble.Open(filepath.Join(from, KeysDir), &pebble.Options{Logger: quietPebble{}})
@@ -409,5 +410,18 @@ func checkpointKeyStore(b *testing.B, from, to string) {
 	defer db.Close()
 	if err := db.Checkpoint(to, pebble.WithFlushedWAL()); err != nil {
 		b.Fatal(err)
+	}
+	filters := filepath.Join(from, KeysDir, keyFiltersDir)
+	ents, err := os.ReadDir(filters)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(to, keyFiltersDir), 0o750); err != nil {
+		b.Fatal(err)
+	}
+	for _, ent := range ents {
+		if err := os.Link(filepath.Join(filters, ent.Name()), filepath.Join(to, keyFiltersDir, ent.Name())); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

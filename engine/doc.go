@@ -109,8 +109,8 @@
 // trust: no id is wrongly taken for a duplicate, and a copy with another
 // event time than its original is caught too. Past Options.DedupeRate
 // events a second the filters fill and more fresh ids cost reads; nothing
-// is forgotten or missed. Within a micro-batch, the ids seen so far are in a map: its keys reach
-// the store only after the commit.
+// is forgotten or missed. Within a micro-batch, the ids seen so far are
+// in a map: its keys reach the store only after the commit.
 //
 // A key is never durable without its row (docs/ARCHITECTURE.md, contract
 // 2): a micro-batch's keys are written in one synced Pebble batch after
@@ -121,8 +121,35 @@
 // above seq back from the part (every accepted row with its event id and
 // time) and stores them, so a committed row always has its key; a store
 // whose seq is above the database's last part (a database restored under
-// it) is refused. Open rebuilds the filters by one scan of the store; the
-// keys themselves are never loaded into memory.
+// it) is refused.
+//
+// The filters outlive a clean stop. Every key store commit that adds keys
+// raises the store's generation ('m' "gen", 8 bytes) and stamps each
+// slice it adds to ('m' 'f' | slice start → generation, slice length:
+// 8 + 8 bytes) in the same Pebble batch; the stamps of slices wholly
+// below the horizon are deleted with their keys. Close writes each live
+// slice's filter with the generation of its stamp to
+// Options.Dir/dedupe/filters/<slice start, 16 hex digits>.filter, under
+// a temporary name then renamed, laid out big-endian as:
+//
+//	 0  8  magic "OFDDFLT1"
+//	 8  8  slice start (µs)
+//	16  8  slice length (µs)
+//	24  8  generation
+//	32  8  keys
+//	40  8  newest event time (µs)
+//	48  8  filter bytes F
+//	56  4  minutes M
+//	60     M × (minute start µs, keys), 16 bytes each
+//	       F bytes of filter
+//	       4 bytes: CRC32-Castagnoli of every byte before
+//
+// Open loads a file only if its checksum, slice length and filter size
+// match and its generation is at least its slice's stamp, and scans the
+// store for the other stamped slices only; a store without stamps, or
+// stamped for another slice length, is scanned whole and stamped again. A file never makes a key
+// look absent: a stale or damaged one is not used. The keys themselves
+// are never loaded into memory.
 //
 // Dedupe state is per appliance: the same event id reaching two appliances
 // of one consumer group (after a partition moves) is not caught here.

@@ -59,6 +59,7 @@ type keySlice struct {
 	maxUS  int64
 	keys   int64
 	filter *blockedBloom
+	saved  uint64 // generation of its filter file, 0 if none
 }
 
 // keyStore is the durable set of remembered dedupe keys: Pebble, keyed by
@@ -84,7 +85,12 @@ type keyStore struct {
 	// deleted by range.
 	deletedBelow int64
 	seq          int64
-	kb           []byte // a lookup's Pebble key
+	// gen counts the commits that added keys; stamps holds, per slice,
+	// the last one that added keys to it (keyfilters.go).
+	gen    uint64
+	stamps map[int64]uint64
+	log    *slog.Logger
+	kb     []byte // a lookup's Pebble key
 
 	fatal atomic.Pointer[error] // Pebble's fatal error (a failed fsync)
 	// diskBytes is the store's size on disk after the last commit, for
@@ -112,7 +118,8 @@ func keysSliceLen(window int64) int64 {
 // µs, memory the filters' budget in bytes.
 func openKeyStore(dir string, window, memory int64, log *slog.Logger) (*keyStore, error) {
 	s := &keyStore{dir: dir, sliceLen: keysSliceLen(window), minutes: map[int64]int64{},
-		horizon: math.MinInt64, deletedBelow: math.MinInt64, kb: make([]byte, keysKeyLen)}
+		horizon: math.MinInt64, deletedBelow: math.MinInt64, kb: make([]byte, keysKeyLen),
+		stamps: map[int64]uint64{}, log: log}
 	s.filterBytes = memory / (window/s.sliceLen + 2)
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
@@ -159,7 +166,42 @@ func (s *keyStore) rebuild() error {
 		s.seq = int64(binary.BigEndian.Uint64(v))
 		closer.Close()
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixKey}, UpperBound: []byte{keysPrefixKey + 1}})
+	ok, err := s.readStamps()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Written before the stamps, or with another slice length:
+		// scan it all and stamp every slice.
+		if err := s.scan([]byte{keysPrefixKey}, []byte{keysPrefixKey + 1}, func(int64) bool { return true }); err != nil {
+			return err
+		}
+		return s.restamp()
+	}
+	var scanned, loaded int
+	for start := range s.stamps {
+		done, err := s.loadFilter(start)
+		if err != nil {
+			return err
+		}
+		if done {
+			loaded++
+			continue
+		}
+		scanned++
+		lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
+		hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
+		if err := s.scan(lo, hi, func(sl int64) bool { return sl == start }); err != nil {
+			return err
+		}
+	}
+	s.log.Info("engine: rebuilt the dedupe filters", "store", s.dir, "slices_loaded", loaded, "slices_scanned", scanned)
+	return nil
+}
+
+// scan remembers the keys in [lo, hi) of the slices keep accepts.
+func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
@@ -171,7 +213,11 @@ func (s *keyStore) rebuild() error {
 			return fmt.Errorf("key %x of %d bytes with a value of %d, want %d and 8", kb, len(kb), len(v), keysKeyLen)
 		}
 		us := decodeUS(v)
-		if start := s.sliceOf(us); cur == nil || cur.start != start {
+		start := s.sliceOf(us)
+		if !keep(start) {
+			continue
+		}
+		if cur == nil || cur.start != start {
 			if cur, err = s.slice(start); err != nil {
 				_ = it.Close()
 				return err
@@ -276,6 +322,16 @@ func (s *keyStore) slice(start int64) (*keySlice, error) {
 	return sl, nil
 }
 
+// insertSlice adds a slice read from its filter file.
+func (s *keyStore) insertSlice(sl *keySlice) error {
+	i, ok := slices.BinarySearchFunc(s.slices, sl.start, func(o *keySlice, t int64) int { return cmp.Compare(o.start, t) })
+	if ok {
+		return fmt.Errorf("BUG: engine: two filters of the dedupe slice at %d", sl.start)
+	}
+	s.slices = slices.Insert(s.slices, i, sl)
+	return nil
+}
+
 func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
 	sl.filter.add(k)
 	sl.keys++
@@ -378,9 +434,20 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	defer wb.Close()
 	val := make([]byte, 8)
 	kb := make([]byte, keysKeyLen)
+	var starts []int64 // the slices gaining keys
 	for _, kt := range keys {
 		encodeUS(val, kt.us)
 		if err := wb.Set(keysKey(kb, kt.us, kt.k), val, nil); err != nil {
+			return err
+		}
+		if start := s.sliceOf(kt.us); !slices.Contains(starts, start) {
+			starts = append(starts, start)
+		}
+	}
+	gen := s.gen
+	if len(starts) > 0 {
+		var err error
+		if gen, err = s.stamp(wb, starts); err != nil {
 			return err
 		}
 	}
@@ -389,6 +456,10 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	if h != math.MinInt64 && bucketStart(h) > below {
 		below = bucketStart(h)
 		if err := wb.DeleteRange([]byte{keysPrefixKey}, keysBucketKey(make([]byte, keysKeyLen), below, dedupeKey{}), nil); err != nil {
+			return err
+		}
+		// The stamps of the slices wholly below it, whose keys went too.
+		if err := wb.DeleteRange(keysStampKey(math.MinInt64), keysStampKey(below-s.sliceLen+1), nil); err != nil {
 			return err
 		}
 	}
@@ -402,7 +473,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	if p := s.fatal.Load(); p != nil {
 		return fmt.Errorf("cannot write %d dedupe keys to %s: %w", len(keys), s.dir, *p)
 	}
-	s.seq, s.deletedBelow = seq, below
+	s.seq, s.deletedBelow, s.gen = seq, below, gen
 	s.diskBytes.Store(int64(s.db.Metrics().DiskSpaceUsage()))
 	var sl *keySlice
 	for _, kt := range keys {
@@ -413,6 +484,14 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 			}
 		}
 		s.remember(sl, kt.k, kt.us)
+	}
+	for _, start := range starts {
+		s.stamps[start] = gen
+	}
+	for start := range s.stamps {
+		if start+s.sliceLen <= below {
+			delete(s.stamps, start)
+		}
 	}
 	s.forgetBelow(h)
 	return nil
@@ -459,6 +538,12 @@ func (s *keyStore) memory() int64 {
 }
 
 func (s *keyStore) close() error {
+	if s.fatal.Load() == nil {
+		// Without its files the next Open scans the store instead.
+		if err := s.saveFilters(); err != nil {
+			s.log.Error("engine: cannot save the dedupe filters; the next start scans the key store", "store", s.dir, "err", err)
+		}
+	}
 	for _, sl := range s.slices {
 		sl.filter.free()
 	}

@@ -300,3 +300,111 @@ func TestKeyStoreConvertsSliceLayout(t *testing.T) {
 	h.drain()
 	h.checkDedupe(3, 3)
 }
+
+// TestKeyFiltersPersisted: Close writes the slices' filters, and Open
+// loads them instead of scanning the store; a damaged file, a file older
+// than its slice's last change (a crash after keys were added) and a
+// change of slice length each cost a scan instead, and every key stays
+// found.
+func TestKeyFiltersPersisted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	window := int64(24 * time.Hour / time.Microsecond)
+	open := func(window int64) *keyStore {
+		t.Helper()
+		s, err := openKeyStore(dir, window, minDedupeMemory, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var keys []keyTime
+	add := func(s *keyStore, from time.Time, n int) {
+		t.Helper()
+		var batch []keyTime
+		for i := range n {
+			kt := keyTime{keyOf(fmt.Sprint(from, i)), from.Add(time.Duration(i) * time.Minute).UnixMicro()}
+			batch = append(batch, kt)
+			keys = append(keys, kt)
+		}
+		if err := s.commit(batch, math.MinInt64, s.seq+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *keyStore, wantSaved map[int64]bool) {
+		t.Helper()
+		for _, kt := range keys {
+			if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found {
+				t.Fatalf("key at %s not found (%v)", time.UnixMicro(kt.us).UTC(), err)
+			}
+		}
+		if s.held != int64(len(keys)) {
+			t.Fatalf("%d keys held, want %d", s.held, len(keys))
+		}
+		for _, sl := range s.slices {
+			if (sl.saved != 0) != wantSaved[sl.start] {
+				t.Fatalf("slice %s read from its file: %v, want %v", time.UnixMicro(sl.start).UTC(), sl.saved != 0, wantSaved[sl.start])
+			}
+		}
+	}
+	s := open(window)
+	add(s, t0, 400)                   // slices 12:00 and 18:00
+	add(s, t0.Add(-3*time.Hour), 100) // slice 06:00
+	starts := map[int64]bool{}
+	for _, sl := range s.slices {
+		starts[sl.start] = true
+	}
+	if len(starts) != 3 {
+		t.Fatalf("%d slices, want 3", len(starts))
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A clean start reads every filter from its file.
+	s = open(window)
+	check(s, starts)
+
+	// A crash after keys were added to the 12:00 slice: its file is
+	// older than its stamp.
+	add(s, t0.Add(time.Hour), 10)
+	for _, sl := range s.slices {
+		sl.filter.free()
+	}
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(window)
+	stale := s.sliceOf(t0.UnixMicro())
+	check(s, map[int64]bool{stale - s.sliceLen: true, stale + s.sliceLen: true})
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A damaged file.
+	s = open(window)
+	check(s, starts)
+	path := s.filterPath(stale)
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = open(window)
+	check(s, map[int64]bool{stale - s.sliceLen: true, stale + s.sliceLen: true})
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another window: other slices, all scanned.
+	s = open(window / 2)
+	check(s, nil)
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+}
