@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -335,8 +336,16 @@ func (e *Engine) finish(b *batch, forceSeal bool) {
 // committed, moves the in-memory state forward. If the transaction fails
 // nothing of the batch is kept in DuckDB, and the window set and dedupe
 // index are reloaded from it.
-func (e *Engine) commit(b *batch) error {
-	ctx := context.Background()
+//
+// ctx bounds the transaction's writes; BEGIN, COMMIT and ROLLBACK run
+// without its cancellation, so that a cancelled micro-batch always ends
+// rolled back, never half-way. A micro-batch cancelled so leaves the
+// reload of the state to the next one (stale), which has a live context.
+func (e *Engine) commit(ctx context.Context, b *batch) error {
+	if err := ctx.Err(); err != nil {
+		e.stale = true // process changed the window set
+		return fmt.Errorf("engine: micro-batch of %d records abandoned before its transaction (nothing of it was kept): %w", b.records, err)
+	}
 	if b.err != nil {
 		if lerr := e.load(ctx); lerr != nil {
 			e.broken = fmt.Errorf("engine: %w; reloading the state then failed: %v: restart offload, which rebuilds it from DuckDB", b.err, lerr)
@@ -346,14 +355,28 @@ func (e *Engine) commit(b *batch) error {
 	}
 	// The part is written while the transaction's other writes run; the
 	// transaction waits for it before it records it and commits.
-	part := e.startPart(b, e.nextPartSeq)
-	err := e.inTx(ctx, func() error { return e.write(ctx, b, part) })
+	part := e.startPart(ctx, b, e.nextPartSeq)
+	var writeErr error // set: the transaction never reached its COMMIT
+	err := e.inTx(context.WithoutCancel(ctx), func() error { writeErr = e.write(ctx, b, part); return writeErr })
 	if perr := part.wait(); err == nil {
 		err = perr
 	}
+	if err != nil && ctx.Err() != nil {
+		// Abandoned. Before the COMMIT, nothing names the part written
+		// meanwhile; after a COMMIT that failed, only the next Open knows
+		// (sweepParts), as below.
+		e.stale = true
+		if writeErr != nil && b.part != nil {
+			_ = os.Remove(partPath(e.partsDir(), b.part.seq))
+		}
+		return fmt.Errorf("engine: micro-batch of %d records abandoned (nothing of it was kept): %w", b.records, errors.Join(err, ctx.Err()))
+	}
 	if err != nil {
 		err = fmt.Errorf("engine: micro-batch of %d records not committed (nothing of it was kept): %w", b.records, err)
-		if lerr := e.load(ctx); lerr != nil {
+		if lerr := e.load(ctx); lerr != nil && ctx.Err() != nil {
+			e.stale = true // the reload was abandoned: the next micro-batch does it
+			return err
+		} else if lerr != nil {
 			// The part stays: a COMMIT can fail after DuckDB logged it
 			// (a checkpoint inside it failing), and only the next Open
 			// knows whether a committed transaction names the part
@@ -380,7 +403,7 @@ func (e *Engine) commitKeys(b *batch) error {
 	if len(b.keys) == 0 && b.horizon <= e.keys.horizon && e.nextPartSeq-1 == e.keys.seq {
 		return nil
 	}
-	err := e.at("keys")
+	err := e.at(context.Background(), "keys") // past the COMMIT: never abandoned
 	if err == nil {
 		err = e.keys.commit(b.keys, b.horizon, e.nextPartSeq-1)
 	}
@@ -417,11 +440,16 @@ func (e *Engine) advance(b *batch) {
 	}
 }
 
-func (e *Engine) at(point string) error {
+// at is a point between the micro-batch's writes: it stops there when
+// ctx is done, and calls the test hook.
+func (e *Engine) at(ctx context.Context, point string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", point, err)
+	}
 	if e.hook == nil {
 		return nil
 	}
-	if err := e.hook(point); err != nil {
+	if err := e.hook(ctx, point); err != nil {
 		return fmt.Errorf("%s: %w", point, err)
 	}
 	return nil
@@ -431,7 +459,7 @@ func (e *Engine) at(point string) error {
 // matter to DuckDB (nothing is visible before COMMIT); the hook points let
 // tests fail it anywhere.
 func (e *Engine) write(ctx context.Context, b *batch, part *partWrite) error {
-	if err := e.at("begin"); err != nil {
+	if err := e.at(ctx, "begin"); err != nil {
 		return err
 	}
 	// The dedupe keys are not written here: the key store takes them
@@ -439,25 +467,25 @@ func (e *Engine) write(ctx context.Context, b *batch, part *partWrite) error {
 	if err := part.wait(); err != nil {
 		return err
 	}
-	if err := e.at("part"); err != nil {
+	if err := e.at(ctx, "part"); err != nil {
 		return err
 	}
 	if err := e.recordPart(ctx, b); err != nil {
 		return err
 	}
-	if err := e.at("rows"); err != nil {
+	if err := e.at(ctx, "rows"); err != nil {
 		return err
 	}
 	if err := e.writeDLQ(b); err != nil {
 		return err
 	}
-	if err := e.at("dlq"); err != nil {
+	if err := e.at(ctx, "dlq"); err != nil {
 		return err
 	}
 	if err := e.writeWindows(ctx, b); err != nil {
 		return err
 	}
-	if err := e.at("windows"); err != nil {
+	if err := e.at(ctx, "windows"); err != nil {
 		return err
 	}
 	if err := e.writeReplays(ctx, b); err != nil {
@@ -472,7 +500,7 @@ func (e *Engine) write(ctx context.Context, b *batch, part *partWrite) error {
 	if err := e.writeState(ctx, b); err != nil {
 		return err
 	}
-	if err := e.at("state"); err != nil {
+	if err := e.at(ctx, "state"); err != nil {
 		return err
 	}
 	if b.seal != nil {
@@ -480,7 +508,7 @@ func (e *Engine) write(ctx context.Context, b *batch, part *partWrite) error {
 			return err
 		}
 	}
-	return e.at("commit")
+	return e.at(ctx, "commit")
 }
 
 func nullString(s string) driver.Value {

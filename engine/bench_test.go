@@ -128,7 +128,7 @@ func BenchmarkEngine(b *testing.B) {
 	start := time.Now()
 	total := 0
 	for {
-		n, err := e.Step()
+		n, err := e.Step(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -271,7 +271,7 @@ func BenchmarkExportBatch(b *testing.B) {
 	}
 	defer e.Close()
 	for {
-		n, err := e.Step()
+		n, err := e.Step(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ func crashHelper(dir string) int {
 	}
 	fmt.Println("open")
 	for {
-		n, err := e.Step()
+		n, err := e.Step(context.Background())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2

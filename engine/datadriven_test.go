@@ -1,9 +1,9 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/datadriven"
+
+	"github.com/offload/offload/internal/testenv"
 )
 
 // TestDataDriven runs the engine over the scripts in testdata/ (regenerate
@@ -40,119 +42,113 @@ import (
 //	  the dead letters, the non-zero counters with watermark and dedupe
 //	  keys, or the sealed batches.
 func TestDataDriven(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			var h *harness
-			var mutate func(*Options)
-			datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
-				if td.Cmd != "open" && h == nil {
-					td.Fatalf(t, "open first")
+	testenv.RunFiles(t, "testdata/*.txt", func(t *testing.T, path string) {
+		var h *harness
+		var mutate func(*Options)
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			if td.Cmd != "open" && h == nil {
+				td.Fatalf(t, "open first")
+			}
+			switch td.Cmd {
+			case "open":
+				mutate = ddOptions(t, td)
+				if h == nil {
+					h = newHarness(t, mutate)
+				} else {
+					h.close()
+					h.mutate = mutate
+					h.open()
 				}
-				switch td.Cmd {
-				case "open":
-					mutate = ddOptions(t, td)
-					if h == nil {
-						h = newHarness(t, mutate)
-					} else {
-						h.close()
-						h.mutate = mutate
-						h.open()
+				return "ok\n"
+			case "append":
+				topic, partition := "orders", 0
+				if td.HasArg("topic") {
+					td.ScanArgs(t, "topic", &topic)
+				}
+				if td.HasArg("partition") {
+					td.ScanArgs(t, "partition", &partition)
+				}
+				var recs []string
+				for _, line := range strings.Split(td.Input, "\n") {
+					if line == "" {
+						continue
 					}
-					return "ok\n"
-				case "append":
-					topic, partition := "orders", 0
-					if td.HasArg("topic") {
-						td.ScanArgs(t, "topic", &topic)
-					}
-					if td.HasArg("partition") {
-						td.ScanArgs(t, "partition", &partition)
-					}
-					var recs []string
-					for _, line := range strings.Split(td.Input, "\n") {
-						if line == "" {
-							continue
-						}
-						recs = append(recs, ddRecord(t, td, line))
-					}
-					first := h.add(topic, int32(partition), recs...)
-					return fmt.Sprintf("offsets %d-%d\n", first, first+int64(len(recs))-1)
-				case "step":
-					if !td.HasArg("fail") {
-						return fmt.Sprintf("consumed %d\n", h.step())
-					}
-					var point string
-					td.ScanArgs(t, "fail", &point)
-					h.failAt(point, errors.New("injected"))
-					defer func() { h.e.hook = nil }()
-					_, err := h.e.Step()
-					return fmt.Sprintf("error: %v\n", err)
-				case "keys":
-					var out []string
-					for _, sl := range h.e.keys.slices {
-						out = append(out, fmt.Sprintf("slice %s keys=%d", time.UnixMicro(sl.start).UTC().Format("15:04"), sl.keys))
-					}
-					st := h.e.Stats()
-					out = append(out, fmt.Sprintf("held=%d span=%s live=%d", st.DedupeKeys, st.DedupeHeld, len(h.keys())))
-					return lines(out)
-				case "drain":
-					return fmt.Sprintf("consumed %d\n", h.drain())
-				case "restart":
-					h.reopen()
-					return "ok\n"
-				case "seal":
-					if err := h.e.SealNow(); err != nil {
-						return err.Error() + "\n"
-					}
-					return "ok\n"
-				case "rows":
-					if td.HasArg("full") {
-						return lines(h.rows(`SELECT event_id, coalesce(order_id, '-'), coalesce(customer_id, '-'),
-							coalesce(left(customer_email_hash, 8), '-'), coalesce(payment_method, '-'), coalesce(card_last4, '-'),
-							coalesce(channel, '-'), coalesce(country, '-'), coalesce(items, '-'), coalesce(base_amount::VARCHAR, '-'),
-							coalesce(region, '-'), coalesce(timezone, '-') FROM outbox_rows
-							ORDER BY source_topic, source_partition, source_offset`))
-					}
-					return lines(h.rows(`SELECT source_topic || '/' || source_partition || '/' || source_offset, event_id, event_type,
-						store_id, amount, currency, event_time, coalesce(batch_id, '-') FROM outbox_rows
+					recs = append(recs, ddRecord(t, td, line))
+				}
+				first := h.add(topic, int32(partition), recs...)
+				return fmt.Sprintf("offsets %d-%d\n", first, first+int64(len(recs))-1)
+			case "step":
+				if !td.HasArg("fail") {
+					return fmt.Sprintf("consumed %d\n", h.step())
+				}
+				var point string
+				td.ScanArgs(t, "fail", &point)
+				h.failAt(point, errors.New("injected"))
+				defer func() { h.e.hook = nil }()
+				_, err := h.e.Step(context.Background())
+				return fmt.Sprintf("error: %v\n", err)
+			case "keys":
+				var out []string
+				for _, sl := range h.e.keys.slices {
+					out = append(out, fmt.Sprintf("slice %s keys=%d", time.UnixMicro(sl.start).UTC().Format("15:04"), sl.keys))
+				}
+				st := h.e.Stats()
+				out = append(out, fmt.Sprintf("held=%d span=%s live=%d", st.DedupeKeys, st.DedupeHeld, len(h.keys())))
+				return lines(out)
+			case "drain":
+				return fmt.Sprintf("consumed %d\n", h.drain())
+			case "restart":
+				h.reopen()
+				return "ok\n"
+			case "seal":
+				if err := h.e.SealNow(); err != nil {
+					return err.Error() + "\n"
+				}
+				return "ok\n"
+			case "rows":
+				if td.HasArg("full") {
+					return lines(h.rows(`SELECT event_id, coalesce(order_id, '-'), coalesce(customer_id, '-'),
+						coalesce(left(customer_email_hash, 8), '-'), coalesce(payment_method, '-'), coalesce(card_last4, '-'),
+						coalesce(channel, '-'), coalesce(country, '-'), coalesce(items, '-'), coalesce(base_amount::VARCHAR, '-'),
+						coalesce(region, '-'), coalesce(timezone, '-') FROM outbox_rows
 						ORDER BY source_topic, source_partition, source_offset`))
-				case "windows":
-					return lines(h.rows(`SELECT store_id, currency, event_type, channel, strftime(window_start, '%H:%M'),
-						'count=' || count, 'sum=' || sum_amount, 'base=' || sum_base_amount || '/' || base_count,
-						'min=' || min_amount, 'max=' || max_amount, 'customers=' || distinct_customers, 'v' || version,
-						coalesce(batch_id, '-') FROM outbox_windows ORDER BY window_start, store_id, currency, event_type, channel, version`))
-				case "live":
-					return lines(h.rows(`SELECT store_id, currency, event_type, channel, strftime(window_start, '%H:%M'),
-						'count=' || count, 'v' || version, CASE WHEN dirty THEN 'dirty' ELSE 'clean' END
-						FROM windows ORDER BY window_start, store_id, currency, event_type, channel`))
-				case "dlq":
-					return lines(h.rows(`SELECT id, topic || '/' || "partition" || '/' || "offset", stage, code,
-						coalesce(field, '-'), reason FROM dlq ORDER BY id`))
-				case "counters":
-					return ddCounters(h)
-				case "batches":
-					bs, err := h.e.SealedBatches()
-					if err != nil {
-						return err.Error() + "\n"
-					}
-					var out []string
-					for _, b := range bs {
-						var rs []string
-						for _, r := range b.Ranges {
-							rs = append(rs, fmt.Sprintf("%s/%d:%d-%d", r.Topic, r.Partition, r.First, r.Last))
-						}
-						out = append(out, fmt.Sprintf("%s rows=%d window_rows=%d bytes=%d %s %s", b.ID, b.Rows, b.WindowRows, b.Bytes, strings.Join(rs, ","), b.State))
-					}
-					return lines(out)
 				}
-				td.Fatalf(t, "unknown command %q", td.Cmd)
-				return ""
-			})
+				return lines(h.rows(`SELECT source_topic || '/' || source_partition || '/' || source_offset, event_id, event_type,
+					store_id, amount, currency, event_time, coalesce(batch_id, '-') FROM outbox_rows
+					ORDER BY source_topic, source_partition, source_offset`))
+			case "windows":
+				return lines(h.rows(`SELECT store_id, currency, event_type, channel, strftime(window_start, '%H:%M'),
+					'count=' || count, 'sum=' || sum_amount, 'base=' || sum_base_amount || '/' || base_count,
+					'min=' || min_amount, 'max=' || max_amount, 'customers=' || distinct_customers, 'v' || version,
+					coalesce(batch_id, '-') FROM outbox_windows ORDER BY window_start, store_id, currency, event_type, channel, version`))
+			case "live":
+				return lines(h.rows(`SELECT store_id, currency, event_type, channel, strftime(window_start, '%H:%M'),
+					'count=' || count, 'v' || version, CASE WHEN dirty THEN 'dirty' ELSE 'clean' END
+					FROM windows ORDER BY window_start, store_id, currency, event_type, channel`))
+			case "dlq":
+				return lines(h.rows(`SELECT id, topic || '/' || "partition" || '/' || "offset", stage, code,
+					coalesce(field, '-'), reason FROM dlq ORDER BY id`))
+			case "counters":
+				return ddCounters(h)
+			case "batches":
+				bs, err := h.e.SealedBatches()
+				if err != nil {
+					return err.Error() + "\n"
+				}
+				var out []string
+				for _, b := range bs {
+					var rs []string
+					for _, r := range b.Ranges {
+						rs = append(rs, fmt.Sprintf("%s/%d:%d-%d", r.Topic, r.Partition, r.First, r.Last))
+					}
+					out = append(out, fmt.Sprintf("%s rows=%d window_rows=%d bytes=%d %s %s", b.ID, b.Rows, b.WindowRows, b.Bytes, strings.Join(rs, ","), b.State))
+				}
+				return lines(out)
+			}
+			td.Fatalf(t, "unknown command %q", td.Cmd)
+			return ""
 		})
-	}
+	})
 }
 
 func lines(ls []string) string {

@@ -314,7 +314,7 @@ func (e *Engine) replayChunk(entries []DLQEntry, res *ReplayResult) error {
 		b.offsets[wal.TopicPartition{Topic: dlqReplayTopic, Partition: -1}] = ids
 	}
 	e.finish(b, false)
-	if err := e.commit(b); err != nil {
+	if err := e.commit(context.Background(), b); err != nil {
 		return err
 	}
 	res.Attempted += len(entries)

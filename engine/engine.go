@@ -80,8 +80,18 @@ type Engine struct {
 	startedOnce sync.Once
 
 	// hook, in tests, is called at named points inside the micro-batch
-	// transaction; an error it returns fails the transaction there.
-	hook func(point string) error
+	// transaction; an error it returns fails the transaction there
+	// (Options.TestHook).
+	hook func(ctx context.Context, point string) error
+
+	// work bounds every micro-batch besides the caller's context;
+	// Interrupt cancels it (interrupt).
+	work      context.Context
+	interrupt context.CancelFunc
+	// stale is set when a micro-batch was abandoned after it had changed
+	// the in-memory state: the next one reloads the state from DuckDB
+	// first. Guarded by mu.
+	stale bool
 }
 
 type tables struct {
@@ -114,7 +124,8 @@ func Open(opts Options) (*Engine, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, log: opts.Logger, path: filepath.Join(opts.Dir, DBFile), started: make(chan struct{})}
+	e := &Engine{opts: opts, log: opts.Logger, path: filepath.Join(opts.Dir, DBFile), started: make(chan struct{}), hook: opts.TestHook}
+	e.work, e.interrupt = context.WithCancel(context.Background())
 	var err error
 	if e.decoders, err = newDecoderSets(opts.Topics, decodeWorkers); err != nil {
 		return nil, err
@@ -180,9 +191,16 @@ func (e *Engine) closeDB() {
 	_ = e.keys.close()
 }
 
+// Interrupt abandons the micro-batch in flight, if any, and makes every
+// later one fail at once: it is for a shutdown whose grace period is over
+// (docs/ARCHITECTURE.md, "Shutdown"). The abandoned micro-batch is rolled
+// back, and the next start redoes it from the WAL. Close the engine next.
+func (e *Engine) Interrupt() { e.interrupt() }
+
 // Close closes the DuckDB database after the micro-batch in flight, if
-// any. It does not close the WAL.
+// any; Interrupt first bounds the wait. It does not close the WAL.
 func (e *Engine) Close() error {
+	defer e.interrupt() // releases the work context
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -263,9 +281,11 @@ func (e *Engine) applyTables() {
 
 // Run runs micro-batches until ctx is done: every Interval, and at once
 // while BatchRecords or more records wait in the WAL. It returns nil when
-// ctx is done, after the micro-batch in flight has committed, and the
-// error of a micro-batch that failed (the state in DuckDB is intact: a
-// restart resumes from the last commit).
+// ctx is done, after the micro-batch in flight has committed (or has been
+// abandoned by Interrupt), and the error of a micro-batch that failed (the
+// state in DuckDB is intact: a restart resumes from the last commit).
+// ctx stops the loop, not the micro-batch in flight: a shutdown lets that
+// one finish within its grace period and then calls Interrupt.
 func (e *Engine) Run(ctx context.Context) error {
 	defer e.endStart()
 	poll := e.opts.Interval / 10
@@ -286,10 +306,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		if !time.Now().Before(next) || (busy && e.backlog() >= int64(e.opts.BatchRecords)) {
 			next = time.Now().Add(e.opts.Interval)
-			n, err := e.Step()
+			n, err := e.Step(context.WithoutCancel(ctx))
 			if err != nil {
-				if errors.Is(err, ErrClosed) {
-					return nil
+				if errors.Is(err, ErrClosed) || (errors.Is(err, context.Canceled) && e.work.Err() != nil) {
+					return nil // closed or interrupted: the micro-batch is redone at the next start
 				}
 				return err
 			}
@@ -363,10 +383,26 @@ func (e *Engine) cursorLag() map[wal.TopicPartition]int64 {
 // truncates the WAL below the new cursor. It returns the number of records
 // consumed (0 when the WAL holds nothing new; an open outbox batch may
 // still be sealed by age).
-func (e *Engine) Step() (int, error) {
+//
+// ctx (and Interrupt) bound the micro-batch: it is checked between its
+// phases (read, decode, each write of the transaction, before COMMIT),
+// interrupts DuckDB's statements and stops the part's write before its
+// fsync. A micro-batch stopped so is rolled back and its error wraps
+// ctx's; the COMMIT itself is never interrupted, so a micro-batch either
+// committed whole or left nothing.
+func (e *Engine) Step(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.work, cancel)()
+	if e.work.Err() != nil {
+		cancel() // interrupted already: AfterFunc would cancel later, on a goroutine of its own
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.usable(); err != nil {
+		return 0, err
+	}
+	if err := e.reloadIfStale(ctx); err != nil {
 		return 0, err
 	}
 	e.applyTables()
@@ -375,7 +411,7 @@ func (e *Engine) Step() (int, error) {
 	next, err := e.opts.WAL.Read(e.cursor, e.opts.BatchRecords, func(en wal.Entry) error {
 		b.entries = append(b.entries, en)
 		b.records += len(en.Records)
-		return nil
+		return ctx.Err()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("engine: cannot read the WAL from the cursor: %w", err)
@@ -385,7 +421,7 @@ func (e *Engine) Step() (int, error) {
 		return 0, nil
 	}
 	e.process(b)
-	if err := e.commit(b); err != nil {
+	if err := e.commit(ctx, b); err != nil {
 		return 0, err
 	}
 	if b.records > 0 {
@@ -405,6 +441,19 @@ func (e *Engine) Step() (int, error) {
 			"accepted_total", e.counters[cAccepted], "took", time.Since(start))
 	}
 	return b.records, nil
+}
+
+// reloadIfStale reloads the state from DuckDB after an abandoned
+// micro-batch left the in-memory state ahead of it. Callers hold mu.
+func (e *Engine) reloadIfStale(ctx context.Context) error {
+	if !e.stale {
+		return nil
+	}
+	if err := e.load(ctx); err != nil {
+		return fmt.Errorf("engine: cannot reload the state after an abandoned micro-batch: %w", err)
+	}
+	e.stale = false
+	return nil
 }
 
 // DiskBytes returns the size of the DuckDB database file, its

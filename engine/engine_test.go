@@ -338,9 +338,10 @@ func TestSealNowAndAge(t *testing.T) {
 }
 
 // TestRollbackLeavesNoTrace fails the micro-batch transaction at every
-// point inside it: nothing of the batch may remain (no dedupe key, row,
-// dead letter, window or counter; the cursor unchanged), and the retry
-// then gives exactly what a run without the failure gives.
+// point inside it, by an error or by its context ending (a shutdown past
+// its grace): nothing of the batch may remain (no dedupe key, row, dead
+// letter, window or counter; the cursor unchanged), and the retry then
+// gives exactly what a run without the failure gives.
 func TestRollbackLeavesNoTrace(t *testing.T) {
 	recs := []string{ev("a", "s1", "1", at(0)), `not json`, ev("b", "s2", "2", at(10*time.Minute)), ev("a", "s1", "1", at(0))}
 	tables := []string{"outbox_rows", "outbox_parts", "outbox_windows", "windows", "dlq", "engine_cursor", "engine_counters", "engine_state", "outbox_batches"}
@@ -368,29 +369,57 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 	ref.drain()
 	want := dump(ref)
 
+	injected := errors.New("injected failure")
 	for _, point := range []string{"part", "begin", "rows", "dlq", "windows", "state", "commit"} {
-		t.Run(point, func(t *testing.T) {
-			h := newHarness(t, func(o *Options) { o.Seal.Rows = 2 })
-			h.add("orders", 0, recs[:2]...)
-			h.drain()
-			h.add("orders", 0, recs[2:]...)
-			injected := errors.New("injected failure")
-			h.failAt(point, injected)
-			if _, err := h.e.Step(); !errors.Is(err, injected) {
-				t.Fatalf("step returned %v", err)
+		for _, cancelled := range []bool{false, true} {
+			name := point
+			if cancelled {
+				name = "cancelled at " + point
 			}
-			if got := dump(h); !reflect.DeepEqual(got, afterFirst) {
-				t.Fatalf("failed batch left a trace:\n%v\nwant\n%v", got, afterFirst)
-			}
-			if st := h.e.Stats(); st.RecordsIn != 2 || st.DedupeKeys != 1 {
-				t.Fatalf("stats changed by a failed batch: %+v", st)
-			}
-			h.e.hook = nil
-			h.drain()
-			if got := dump(h); !reflect.DeepEqual(got, want) {
-				t.Fatalf("retry differs from an undisturbed run:\n%v\nwant\n%v", got, want)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				h := newHarness(t, func(o *Options) { o.Seal.Rows = 2 })
+				h.add("orders", 0, recs[:2]...)
+				h.drain()
+				h.add("orders", 0, recs[2:]...)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				wantErr := injected
+				if cancelled {
+					wantErr = context.Canceled
+					h.e.hook = func(hctx context.Context, p string) error {
+						if p != point {
+							return nil
+						}
+						cancel()
+						<-hctx.Done() // the micro-batch's own context ends with the caller's
+						return hctx.Err()
+					}
+				} else {
+					h.failAt(point, injected)
+				}
+				if _, err := h.e.Step(ctx); !errors.Is(err, wantErr) {
+					t.Fatalf("step returned %v, want %v", err, wantErr)
+				}
+				checkNoTrace(t, h, dump, afterFirst, want)
+			})
+		}
+	}
+}
+
+// checkNoTrace checks that a failed micro-batch left the engine as it was
+// (afterFirst) and that the retry gives what an undisturbed run gives.
+func checkNoTrace(t *testing.T, h *harness, dump func(*harness) map[string][]string, afterFirst, want map[string][]string) {
+	t.Helper()
+	if got := dump(h); !reflect.DeepEqual(got, afterFirst) {
+		t.Fatalf("failed batch left a trace:\n%v\nwant\n%v", got, afterFirst)
+	}
+	if st := h.e.Stats(); st.RecordsIn != 2 || st.DedupeKeys != 1 {
+		t.Fatalf("stats changed by a failed batch: %+v", st)
+	}
+	h.e.hook = nil
+	h.drain()
+	if got := dump(h); !reflect.DeepEqual(got, want) {
+		t.Fatalf("retry differs from an undisturbed run:\n%v\nwant\n%v", got, want)
 	}
 }
 
@@ -469,11 +498,57 @@ func TestClosedEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.e = nil
-	if _, err := e.Step(); !errors.Is(err, ErrClosed) {
+	if _, err := e.Step(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Step after Close: %v", err)
 	}
 	if err := e.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestInterrupt: Run's context stops the loop, not the micro-batch in
+// flight; Interrupt abandons that one (Run returns nil: the next start
+// redoes it) and fails every later one at once, keeping nothing of them.
+func TestInterrupt(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Interval = 20 * time.Millisecond })
+	h.add("orders", 0, ev("a", "s1", "1", at(0)))
+	entered := make(chan struct{})
+	h.e.hook = func(ctx context.Context, p string) error {
+		if p != "rows" {
+			return nil
+		}
+		close(entered)
+		<-ctx.Done() // longer than any grace
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.e.Run(ctx) }()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no micro-batch reached the hook")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) with its micro-batch still in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	h.e.Interrupt()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Interrupt: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Interrupt")
+	}
+	if _, err := h.e.Step(context.Background()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Step after Interrupt: %v, want context.Canceled", err)
+	}
+	if st := h.e.Stats(); st.RecordsIn != 0 || st.Accepted != 0 {
+		t.Fatalf("an interrupted micro-batch was kept: %+v", st)
 	}
 }
 

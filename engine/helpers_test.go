@@ -146,7 +146,7 @@ func (h *harness) add(topic string, partition int32, values ...string) int64 {
 
 func (h *harness) step() int {
 	h.t.Helper()
-	n, err := h.e.Step()
+	n, err := h.e.Step(context.Background())
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func checkKeysHaveRows(t testing.TB, keys []string, db *sql.DB, dir string) {
 
 // failAt makes the engine's hook point fail with err (nil: no failure).
 func (h *harness) failAt(point string, err error) {
-	h.e.hook = func(p string) error {
+	h.e.hook = func(_ context.Context, p string) error {
 		if p == point {
 			return err
 		}
@@ -164,10 +164,10 @@ func TestKeysStoredAfterCommitFailure(t *testing.T) {
 	h.add("orders", 0, recs...)
 	injected := errors.New("injected failure")
 	h.failAt("keys", injected)
-	if _, err := h.e.Step(); !errors.Is(err, injected) {
+	if _, err := h.e.Step(context.Background()); !errors.Is(err, injected) {
 		t.Fatalf("step returned %v", err)
 	}
-	if _, err := h.e.Step(); !errors.Is(err, injected) {
+	if _, err := h.e.Step(context.Background()); !errors.Is(err, injected) {
 		t.Fatalf("a stopped engine's next step returned %v", err)
 	}
 	if got := len(h.keys()); got != 0 {

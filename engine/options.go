@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +84,14 @@ type Options struct {
 	// OnBatch, if set, is called after each micro-batch that consumed
 	// records, with its duration (read, process, commit) and its records.
 	OnBatch func(took time.Duration, records int)
+	// TestHook is for tests only; production code leaves it nil. It is
+	// called with the micro-batch's context at named points inside each
+	// micro-batch's transaction (begin, part, rows, dlq, windows, state,
+	// commit) and after it (keys); an error it returns fails the
+	// micro-batch there. A hook that blocks until the context is done
+	// stands for a slow disk under a shutdown (internal/appliance's
+	// tests).
+	TestHook func(ctx context.Context, point string) error
 }
 
 // DedupeRate is the rate, in unique events a second, up to which

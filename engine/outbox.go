@@ -139,7 +139,7 @@ func (e *Engine) SealNow() error {
 	b := e.newBatch()
 	b.now = now
 	b.setSeal(e.newSeal(&e.open, now))
-	if err := e.commit(b); err != nil {
+	if err := e.commit(context.Background(), b); err != nil {
 		return err
 	}
 	e.snapshotStats(0, 0)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -132,13 +133,18 @@ func (c *partCounter) Write(p []byte) (int, error) {
 // fsync'd, renamed to path, and the directory fsync'd, so a file under its
 // final name is complete and durable. It returns the file's size and
 // SHA-256 (computed while writing, not by re-reading).
-func writePart(path string, rows []outRow, items []byte) (partFile, error) {
+func writePart(ctx context.Context, path string, rows []outRow, items []byte) (partFile, error) {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return partFile{}, fmt.Errorf("cannot create part %s: %w (check the outbox directory's permissions and free space)", tmp, err)
 	}
 	pf, err := encodePartFile(f, rows, items)
+	if err == nil {
+		// The fsync is what a slow disk makes long: a micro-batch
+		// abandoned by then (Engine.Interrupt) skips it.
+		err = ctx.Err()
+	}
 	if err == nil {
 		err = f.Sync()
 	}

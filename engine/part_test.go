@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -80,7 +81,7 @@ func TestWritePartRoundTrip(t *testing.T) {
 	h := newHarness(t, nil)
 	rows, items := partTestRows()
 	path := filepath.Join(t.TempDir(), "part-1.parquet")
-	pf, err := writePart(path, rows, items)
+	pf, err := writePart(context.Background(), path, rows, items)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestWritePartFailure(t *testing.T) {
 			path := filepath.Join(dir, "part-1.parquet")
 			rows := slices.Clone(rows)
 			mutate(dir, path, rows)
-			_, err := writePart(path, rows, items)
+			_, err := writePart(context.Background(), path, rows, items)
 			if err == nil || !strings.Contains(err.Error(), wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, wantErr)
 			}
@@ -264,7 +265,7 @@ func BenchmarkWritePart(b *testing.B) {
 			cpu0 := cpuTime()
 			for range b.N {
 				var err error
-				if pf, err = writePart(path, bc.rows, items); err != nil {
+				if pf, err = writePart(context.Background(), path, bc.rows, items); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -39,11 +39,11 @@ func partPath(dir string, seq int64) string {
 // file durable; the micro-batch's transaction records it afterwards. A
 // part no committed transaction names is deleted at the next Open
 // (sweepParts), so a crash between the two leaves nothing behind.
-func (e *Engine) writeBatchPart(b *batch, seq int64) error {
+func (e *Engine) writeBatchPart(ctx context.Context, b *batch, seq int64) error {
 	if len(b.rows) == 0 {
 		return nil
 	}
-	f, err := writePart(partPath(e.partsDir(), seq), b.rows, b.items)
+	f, err := writePart(ctx, partPath(e.partsDir(), seq), b.rows, b.items)
 	if err != nil {
 		return err
 	}
@@ -70,11 +70,11 @@ type partWrite struct {
 
 // startPart writes the batch's part (writeBatchPart) on a goroutine of
 // its own; wait joins it.
-func (e *Engine) startPart(b *batch, seq int64) *partWrite {
+func (e *Engine) startPart(ctx context.Context, b *batch, seq int64) *partWrite {
 	p := &partWrite{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.err = e.writeBatchPart(b, seq)
+		p.err = e.writeBatchPart(ctx, b, seq)
 	}()
 	return p
 }

@@ -130,140 +130,178 @@ func (e *Engine) load(ctx context.Context) error {
 	return nil
 }
 
+// loadState reads the engine's state table by table and installs it once
+// every table has been read.
 func (e *Engine) loadState(ctx context.Context) error {
-	q := e.conn
+	st, err := e.loadEngineState(ctx)
+	if err != nil {
+		return err
+	}
+	cursor, err := e.loadCursor(ctx)
+	if err != nil {
+		return err
+	}
+	counters, err := e.loadCounters(ctx)
+	if err != nil {
+		return err
+	}
+	set, err := e.loadWindows(ctx, st)
+	if err != nil {
+		return err
+	}
+	sealed, err := e.loadSealed(ctx)
+	if err != nil {
+		return err
+	}
+	// Dedupe horizon: the key store holds its keys (keystore.go).
+	e.keys.forgetBelow(st.horizon)
+	e.cursor, e.counters, e.windows = cursor, counters, set
+	e.dedupeMax = st.dedupeMax
+	e.open, e.nextDLQID, e.sealed, e.nextPartSeq = st.open, st.nextDLQ, sealed, st.nextPart
+	return nil
+}
+
+// storedState is the row of engine_state, or what a new database starts
+// from.
+type storedState struct {
+	fresh        bool  // no row yet: a new database
+	windowSizeMS int64 // the window size the open windows were built with
+	maxEvent     time.Time
+	dedupeMax    int64
+	horizon      int64 // the dedupe horizon, math.MinInt64 when unset
+	open         openBatch
+	nextDLQ      int64
+	nextPart     int64
+}
+
+// loadEngineState reads engine_state: the watermark's and the dedupe's
+// event times, the open batch and the next ids.
+func (e *Engine) loadEngineState(ctx context.Context) (storedState, error) {
 	var (
-		sizeMS                       int64
 		maxNS, dedupeMaxNS, horizonN sql.NullInt64
 		ranges                       string
 		since                        sql.NullTime
-		openRows, openWin, openBytes int64
-		nextDLQ, nextPart            int64
 	)
-	err := q.QueryRowContext(ctx, `SELECT window_size_ms, max_event_time_ns, dedupe_max_time_ns, dedupe_horizon_ns,
+	st := storedState{horizon: math.MinInt64}
+	err := e.conn.QueryRowContext(ctx, `SELECT window_size_ms, max_event_time_ns, dedupe_max_time_ns, dedupe_horizon_ns,
 		open_ranges, open_since, open_rows, open_window_rows, open_bytes, next_dlq_id, next_part_seq FROM engine_state WHERE id = 1`).
-		Scan(&sizeMS, &maxNS, &dedupeMaxNS, &horizonN, &ranges, &since, &openRows, &openWin, &openBytes, &nextDLQ, &nextPart)
-	fresh := errors.Is(err, sql.ErrNoRows)
-	if err != nil && !fresh {
-		return err
+		Scan(&st.windowSizeMS, &maxNS, &dedupeMaxNS, &horizonN, &ranges, &since, &st.open.rows, &st.open.windowRows, &st.open.bytes, &st.nextDLQ, &st.nextPart)
+	st.fresh = errors.Is(err, sql.ErrNoRows)
+	if err != nil && !st.fresh {
+		return st, err
 	}
-	if fresh {
-		nextDLQ, nextPart = 1, 1
+	if st.fresh {
+		st.nextDLQ, st.nextPart = 1, 1
 		ranges = "[]"
 	}
-
-	var nwin int64
-	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM windows`).Scan(&nwin); err != nil {
-		return err
+	if maxNS.Valid {
+		st.maxEvent = time.Unix(0, maxNS.Int64).UTC()
 	}
-	if !fresh && sizeMS != e.opts.Window.Size.Milliseconds() && nwin > 0 {
-		return fmt.Errorf("engine.window changed from %s to %s while %d windows are open; set it back, or let them be emitted first",
-			time.Duration(sizeMS)*time.Millisecond, e.opts.Window.Size, nwin)
+	if dedupeMaxNS.Valid {
+		st.dedupeMax = dedupeMaxNS.Int64
 	}
+	if horizonN.Valid {
+		st.horizon = horizonN.Int64
+	}
+	if st.open.ranges, err = parseRanges(ranges); err != nil {
+		return st, fmt.Errorf("engine_state.open_ranges: %w", err)
+	}
+	if since.Valid {
+		st.open.since = since.Time
+	}
+	return st, nil
+}
 
-	// Cursor.
+// loadCursor reads engine_cursor: the next WAL offset of each partition.
+func (e *Engine) loadCursor(ctx context.Context) (wal.Cursor, error) {
 	cursor := wal.Cursor{}
-	rows, err := q.QueryContext(ctx, `SELECT topic, "partition", next_offset FROM engine_cursor`)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
+	err := e.queryEach(ctx, `SELECT topic, "partition", next_offset FROM engine_cursor`, func(rows *sql.Rows) error {
 		var tp wal.TopicPartition
 		var next int64
 		if err := rows.Scan(&tp.Topic, &tp.Partition, &next); err != nil {
-			rows.Close()
 			return err
 		}
 		cursor[tp] = next
-	}
-	if err := closeRows(rows); err != nil {
-		return err
-	}
+		return nil
+	})
+	return cursor, err
+}
 
-	// Counters.
+// loadCounters reads engine_counters.
+func (e *Engine) loadCounters(ctx context.Context) (map[string]int64, error) {
 	counters := map[string]int64{}
-	rows, err = q.QueryContext(ctx, `SELECT name, value FROM engine_counters`)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
+	err := e.queryEach(ctx, `SELECT name, value FROM engine_counters`, func(rows *sql.Rows) error {
 		var name string
 		var v int64
 		if err := rows.Scan(&name, &v); err != nil {
-			rows.Close()
 			return err
 		}
 		counters[name] = v
-	}
-	if err := closeRows(rows); err != nil {
-		return err
-	}
+		return nil
+	})
+	return counters, err
+}
 
-	// Windows.
-	set := window.NewSet(e.opts.Window)
-	var ws []window.Window
-	rows, err = q.QueryContext(ctx, `SELECT store_id, currency, event_type, channel, epoch_us(window_start), count,
-		sum_e4, sum_base_e4, base_count, min_e4, max_e4, customers, version, dirty FROM windows`)
-	if err != nil {
-		return err
+// loadWindows reads the open windows into a Set, refusing a window size
+// other than the one they were built with.
+func (e *Engine) loadWindows(ctx context.Context, st storedState) (*window.Set, error) {
+	var nwin int64
+	if err := e.conn.QueryRowContext(ctx, `SELECT count(*) FROM windows`).Scan(&nwin); err != nil {
+		return nil, err
 	}
-	for rows.Next() {
+	if !st.fresh && st.windowSizeMS != e.opts.Window.Size.Milliseconds() && nwin > 0 {
+		return nil, fmt.Errorf("engine.window changed from %s to %s while %d windows are open; set it back, or let them be emitted first",
+			time.Duration(st.windowSizeMS)*time.Millisecond, e.opts.Window.Size, nwin)
+	}
+	var ws []window.Window
+	err := e.queryEach(ctx, `SELECT store_id, currency, event_type, channel, epoch_us(window_start), count,
+		sum_e4, sum_base_e4, base_count, min_e4, max_e4, customers, version, dirty FROM windows`, func(rows *sql.Rows) error {
 		var w window.Window
 		var startUS int64
 		var sum, sumBase, mn, mx int64
 		var sketch []byte
 		if err := rows.Scan(&w.StoreID, &w.Currency, &w.EventType, &w.Channel, &startUS, &w.Count,
 			&sum, &sumBase, &w.BaseCount, &mn, &mx, &sketch, &w.Version, &w.Dirty); err != nil {
-			rows.Close()
 			return err
 		}
 		w.Start = time.UnixMicro(startUS).UTC()
 		w.SumAmount, w.SumBase, w.Min, w.Max = event.Decimal(sum), event.Decimal(sumBase), event.Decimal(mn), event.Decimal(mx)
 		if err := w.Customers.UnmarshalBinary(sketch); err != nil {
-			rows.Close()
 			return fmt.Errorf("window %s/%s/%s/%s at %s: %w", w.StoreID, w.Currency, w.EventType, w.Channel, w.Start, err)
 		}
 		ws = append(ws, w)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if err := closeRows(rows); err != nil {
-		return err
-	}
-	var maxEvent time.Time
-	if maxNS.Valid {
-		maxEvent = time.Unix(0, maxNS.Int64).UTC()
-	}
-	set.Restore(ws, maxEvent)
+	set := window.NewSet(e.opts.Window)
+	set.Restore(ws, st.maxEvent)
+	return set, nil
+}
 
-	// Dedupe horizon: the key store holds its keys (keystore.go).
-	horizon := int64(math.MinInt64)
-	if horizonN.Valid {
-		horizon = horizonN.Int64
-	}
-
-	// Open batch.
-	open := openBatch{rows: openRows, windowRows: openWin, bytes: openBytes}
-	if open.ranges, err = parseRanges(ranges); err != nil {
-		return fmt.Errorf("engine_state.open_ranges: %w", err)
-	}
-	if since.Valid {
-		open.since = since.Time
-	}
-
-	// Sealed batches not shipped.
+// loadSealed totals the sealed batches of outbox_batches not shipped yet.
+func (e *Engine) loadSealed(ctx context.Context) (pending, error) {
 	var sealed pending
-	if err := q.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(window_rows), 0), coalesce(sum(bytes), 0)
-		FROM outbox_batches WHERE state <> 'shipped'`).Scan(&sealed.batches, &sealed.rows, &sealed.windowRows, &sealed.bytes); err != nil {
+	err := e.conn.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(window_rows), 0), coalesce(sum(bytes), 0)
+		FROM outbox_batches WHERE state <> 'shipped'`).Scan(&sealed.batches, &sealed.rows, &sealed.windowRows, &sealed.bytes)
+	return sealed, err
+}
+
+// queryEach runs query on the write connection and calls scan for each
+// row.
+func (e *Engine) queryEach(ctx context.Context, query string, scan func(*sql.Rows) error) error {
+	rows, err := e.conn.QueryContext(ctx, query)
+	if err != nil {
 		return err
 	}
-
-	e.keys.forgetBelow(horizon)
-	e.cursor, e.counters, e.windows = cursor, counters, set
-	e.dedupeMax = 0
-	if dedupeMaxNS.Valid {
-		e.dedupeMax = dedupeMaxNS.Int64
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			_ = rows.Close()
+			return err
+		}
 	}
-	e.open, e.nextDLQID, e.sealed, e.nextPartSeq = open, nextDLQ, sealed, nextPart
-	return nil
+	return closeRows(rows)
 }
 
 func closeRows(rows *sql.Rows) error {

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -52,7 +53,7 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 	for {
-		n, err := e.Step()
+		n, err := e.Step(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}

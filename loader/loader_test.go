@@ -60,7 +60,7 @@ func testOutboxOf(t *testing.T, appliance string, n, rowsPer int) *engine.Engine
 		}
 	}
 	for {
-		k, err := e.Step()
+		k, err := e.Step(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/testenv"
 )
 
 // flippingOutbox is the engine's outbox on a disk that damages files:
@@ -416,7 +416,7 @@ func TestDamagedFileThatCannotBeMoved(t *testing.T) {
 	if err := os.WriteFile(opts.QuarantineDir, []byte("in the way"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	l, err := New(opts)
 	if err != nil {
@@ -505,22 +505,4 @@ func TestQuarantineCountedAtStart(t *testing.T) {
 	if l, err := New(opts); err != nil || l.Status().Quarantined != 0 || l.Status().LastQuarantined != "" {
 		t.Fatalf("no directory: %v, status %+v", err, l.Status())
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger used from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

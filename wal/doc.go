@@ -108,15 +108,39 @@
 // report lists each such partition (RepairReport.HighWater). Nothing is
 // deleted.
 //
-// One repair runs at a time: Repair locks dir + ".repair.lock", beside
-// the directories it renames. Before the swap it writes a marker into the
-// rebuild; the next repair discards a rebuild without it found beside the
-// WAL directory, and never one with it. Open refuses while a rebuild exists (ErrRepairInterrupted).
-// Repair run again finishes a swap that stopped between its two renames,
-// and refuses, saying which directory holds what, when the WAL directory
-// was created again beside a complete rebuild. The quarantine manifest
-// gets its name only once the swap is done, so ReadQuarantine never counts
-// entries still in the WAL; it lists the folders without one.
+// The repair protocol. One repair runs at a time: Repair locks
+// dir + ".repair.lock", beside the directories it renames, and then the
+// WAL's own directory lock, so it fails while the appliance has the WAL
+// open. Its steps, each synced before the next:
+//
+//  1. Finish what an interrupted repair left (below).
+//  2. Rebuild: copy every entry that checks, and a rebuilt meta per
+//     partition, into dir + ".repair". A WAL without damage stops here:
+//     the rebuild is removed and the WAL left as it is.
+//  3. Quarantine: write the moved entries' raw keys and values and the
+//     manifest (the report as JSON), under the name
+//     manifest.json.pending, into a new folder wal-<UTC time> under the
+//     quarantine directory.
+//  4. Mark: write the marker OFFLOAD-REPAIR-COMPLETE, naming the
+//     quarantine folder, into the rebuild. A rebuild without it may be
+//     discarded; one with it is never discarded, for once the swap begins
+//     it is the only copy of the repaired WAL.
+//  5. Swap: rename dir to <folder>/wal, then the rebuild to dir. When the
+//     first rename fails nothing was changed: the rebuild and the folder,
+//     which holds only copies, are removed.
+//  6. Publish: rename the manifest to manifest.json, then remove the
+//     marker from dir. ReadQuarantine counts a folder only once its
+//     manifest has its name, so it never counts entries the WAL still
+//     holds; it lists the folders without one.
+//
+// Open refuses while a rebuild exists (ErrRepairInterrupted). Step 1 of
+// the next repair then finds one of: a rebuild and no dir (stopped between
+// the renames of step 5), renamed into place; a rebuild without the marker
+// beside dir, discarded (it never replaced anything); a marked rebuild
+// beside dir, refused with an error that says which directory holds what
+// (dir was created again after step 5 moved it away, or the repair
+// stopped before moving it), for only the operator can tell; a marker in
+// dir (stopped in step 6), whose step 6 is finished.
 //
 // A failed fsync is fatal: Pebble cannot tell what reached the disk, so the
 // WAL calls Options.Fatal and the appliance stops rather than retry.

@@ -292,8 +292,9 @@ func (e *fields) render(schema string) []byte {
 }
 
 // Run produces until ctx ends or Count events are sent, at Rate, and
-// returns the summary. Records of one batch go with one ProduceSync, so a
-// returned Summary counts only what Kafka acknowledged.
+// returns the summary. Records of one batch go with one ProduceSync, and
+// a batch under way when ctx ends is finished (produce), so the returned
+// Summary, ValidIDs and MalformedIDs hold exactly what Kafka acknowledged.
 func (g *Generator) Run(ctx context.Context, cl *kgo.Client) (Summary, error) {
 	o := g.opts
 	start := time.Now()
@@ -332,11 +333,8 @@ func (g *Generator) Run(ctx context.Context, cl *kgo.Client) (Summary, error) {
 				recs, kinds = append(recs, &dup), append(kinds, "duplicate")
 			}
 		}
-		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			if ctx.Err() != nil {
-				return g.Summary(), nil
-			}
-			return g.Summary(), fmt.Errorf("gen: produce: %w", err)
+		if err := g.produce(ctx, cl, recs); err != nil {
+			return g.Summary(), err
 		}
 		g.mu.Lock()
 		for i, r := range recs {
@@ -358,6 +356,38 @@ func (g *Generator) Run(ctx context.Context, cl *kgo.Client) (Summary, error) {
 		sent += n
 	}
 	return g.Summary(), nil
+}
+
+// batchTimeout bounds the acknowledgement of a batch once Run's context
+// has ended.
+const batchTimeout = time.Minute
+
+// produce sends one batch and waits for Kafka's acknowledgement, even when
+// ctx ends meanwhile: a batch cut off half-way would leave records in Kafka
+// that the summary does not count, or ids in ValidIDs that Kafka never
+// received, and a run's exactly-once check would report them.
+func (g *Generator) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	bounded := make(chan struct{})
+	go func() {
+		defer close(bounded)
+		select {
+		case <-pctx.Done():
+		case <-ctx.Done():
+			select {
+			case <-pctx.Done():
+			case <-time.After(batchTimeout):
+				cancel()
+			}
+		}
+	}()
+	err := cl.ProduceSync(pctx, recs...).FirstErr()
+	cancel()
+	<-bounded
+	if err != nil {
+		return fmt.Errorf("gen: produce: %w", err)
+	}
+	return nil
 }
 
 func (g *Generator) rngFloat() float64 {

@@ -2,6 +2,8 @@ package gen
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"regexp"
 	"testing"
 	"time"
@@ -85,5 +87,62 @@ func testGenerator(t *testing.T, schema string) {
 	}
 	if even := int(sum.Valid) / 200; top < 5*even {
 		t.Fatalf("top store has %d events, an even share is %d: no skew", top, even)
+	}
+}
+
+// TestGeneratorStopsBetweenBatches stops a paced run at random moments:
+// the batch under way is finished, so ValidIDs holds exactly the valid
+// events Kafka has, as the summary counts them.
+func TestGeneratorStopsBetweenBatches(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("orders"), kgo.ConsumeTopics("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var sum Summary
+	valid := map[string]struct{}{}
+	for i := range 20 {
+		g := New(Options{Rate: 20000, Batch: 500, Seed: uint64(i), RunID: fmt.Sprint("r", i)})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+i)*time.Millisecond)
+		s, err := g.Run(ctx, cl)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids := g.ValidIDs(); int64(len(ids)) != s.Valid {
+			t.Fatalf("run %d: %d valid ids, summary %+v", i, len(ids), s)
+		} else {
+			maps.Copy(valid, ids)
+		}
+		sum.Produced += s.Produced
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got int64
+	var ev event.Event
+	dec, err := event.NewDecoder(event.Config{Mapping: Mapping(SchemaCanonical), HashKey: []byte("gen-test-key-0123456"), Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got < sum.Produced && rctx.Err() == nil {
+		cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			got++
+			if dec.Decode(r.Value, &ev).Verdict == event.Accepted {
+				delete(valid, ev.EventID)
+			}
+		})
+	}
+	if got != sum.Produced || len(valid) != 0 {
+		t.Fatalf("read %d records of %d produced; %d valid ids never reached Kafka", got, sum.Produced, len(valid))
+	}
+	quiet, cancelQuiet := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelQuiet()
+	if polled := cl.PollRecords(quiet, 1); len(polled.Records()) > 0 {
+		t.Fatalf("records beyond the %d the summaries count", sum.Produced)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/engine"
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/snowtest"
 	"github.com/offload/offload/tui"
@@ -669,7 +670,7 @@ func (h *harness) tally(valid, malformed map[string]struct{}) error {
 		return err
 	}
 	log := quietLogger()
-	w, err := wal.Open(walDir(c.DataDir), wal.Options{Logger: log})
+	w, err := wal.Open(appliance.WALDir(c.DataDir), wal.Options{Logger: log})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/internal/preflight"
 	"github.com/offload/offload/loader"
@@ -97,7 +98,7 @@ func checkAll(ctx context.Context, path string) []loader.CheckResult {
 	kctx, cancel := context.WithTimeout(ctx, kafkaCheckTimeout)
 	out = append(out, preflight.Kafka(kctx, preflight.KafkaOptions{
 		Brokers: c.Kafka.Brokers, Topics: c.Kafka.Topics, Group: c.Kafka.Group, ClientID: c.Kafka.ClientID,
-		TLS: kafkaTLS(c), SASL: kafkaSASL(c),
+		TLS: appliance.KafkaTLS(c), SASL: appliance.KafkaSASL(c),
 	})...)
 	cancel()
 
@@ -105,7 +106,7 @@ func checkAll(ctx context.Context, path string) []loader.CheckResult {
 		return append(out, loader.CheckResult{Name: "warehouse: none configured (warehouse.type): sealed batches stay in the outbox", OK: true})
 	}
 	var sink loader.Sink
-	sink, err = newSink(c, quietLogger())
+	sink, err = appliance.NewSink(c, quietLogger())
 	if err != nil {
 		return append(out, loader.CheckResult{Name: "warehouse: " + c.Warehouse.Type + " settings", Detail: err.Error(), Fix: "correct the options named"})
 	}
@@ -125,7 +126,7 @@ func checkTables(c *config.Config) loader.CheckResult {
 	if c.Engine.RatesFile == "" && c.Engine.ReferenceFile == "" {
 		return loader.CheckResult{Name: "local: no rates or reference file configured", OK: true}
 	}
-	if _, _, err := loadTables(c); err != nil {
+	if _, _, err := appliance.LoadTables(c); err != nil {
 		return loader.CheckResult{Name: name, Detail: err.Error(), Fix: "correct the file, or the option naming it (docs/CONFIG.md)"}
 	}
 	return loader.CheckResult{Name: name, OK: true}
@@ -134,15 +135,15 @@ func checkTables(c *config.Config) loader.CheckResult {
 // checkHashKey checks that the e-mail hash key can be read, without
 // generating one: a first start does that.
 func checkHashKey(c *config.Config) loader.CheckResult {
-	k, err := storedHashKey(c)
+	k, err := appliance.StoredHashKey(c)
 	switch {
 	case err != nil:
 		return loader.CheckResult{Name: "local: e-mail hash key", Detail: err.Error(),
-			Fix: "give the service user read access to " + hashKeyPath(c.DataDir) + ", restore it from a backup, or set engine.hash_key_file"}
+			Fix: "give the service user read access to " + appliance.HashKeyPath(c.DataDir) + ", restore it from a backup, or set engine.hash_key_file"}
 	case k == nil:
-		return loader.CheckResult{Name: "local: e-mail hash key (none yet: offload run generates " + hashKeyPath(c.DataDir) + ")", OK: true}
+		return loader.CheckResult{Name: "local: e-mail hash key (none yet: offload run generates " + appliance.HashKeyPath(c.DataDir) + ")", OK: true}
 	case c.Engine.HashKey != "":
 		return loader.CheckResult{Name: "local: e-mail hash key readable (engine.hash_key_file)", OK: true}
 	}
-	return loader.CheckResult{Name: "local: e-mail hash key readable (" + hashKeyPath(c.DataDir) + ")", OK: true}
+	return loader.CheckResult{Name: "local: e-mail hash key readable (" + appliance.HashKeyPath(c.DataDir) + ")", OK: true}
 }

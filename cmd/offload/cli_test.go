@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/wal"
 )
 
@@ -51,7 +52,7 @@ func TestValidate(t *testing.T) {
 // fillWAL writes records to a WAL under dataDir, enough to flush sstables.
 func fillWAL(t *testing.T, dataDir string, records int) {
 	t.Helper()
-	w, err := wal.Open(walDir(dataDir), wal.Options{MemTableSize: 1 << 20, Logger: quietLogger()})
+	w, err := wal.Open(appliance.WALDir(dataDir), wal.Options{MemTableSize: 1 << 20, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestWALStatsAndVerify(t *testing.T) {
 // under dataDir and returns the file's path.
 func flipSSTableByte(t *testing.T, dataDir string) string {
 	t.Helper()
-	ssts, _ := filepath.Glob(filepath.Join(walDir(dataDir), "*.sst"))
+	ssts, _ := filepath.Glob(filepath.Join(appliance.WALDir(dataDir), "*.sst"))
 	if len(ssts) == 0 {
 		t.Fatal("no sstable was flushed")
 	}

@@ -18,14 +18,19 @@ import (
 // warehouse exactly once, duplicates were dropped and malformed records
 // dead-lettered. It runs once per in-process warehouse type; the redshift
 // and bigquery runs last the 30 s in which windows close (10 s windows,
-// 15 s lateness) and must ship them. Its --dir does not exist yet: the demo creates it
-// and says so.
+// 15 s lateness) and must ship them; bigquery runs at the demo's default
+// rate for it. Its --dir does not exist yet: the demo creates it and says
+// so.
 func TestDemoHeadless(t *testing.T) {
-	for warehouse, duration := range map[string]string{"snowflake": "12s", "redshift": "30s", "bigquery": "30s"} {
+	for warehouse, flags := range map[string][]string{
+		"snowflake": {"--duration", "12s", "--rate", "400"},
+		"redshift":  {"--duration", "30s", "--rate", "400"},
+		"bigquery":  {"--duration", "30s"},
+	} {
 		t.Run(warehouse, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "new", "demo")
-			cmd := exec.Command(offloadBin, "demo", "--warehouse", warehouse, "--duration", duration, "--no-tui", "--json",
-				"--rate", "400", "--dir", dir)
+			args := append([]string{"demo", "--warehouse", warehouse, "--no-tui", "--json", "--dir", dir}, flags...)
+			cmd := exec.Command(offloadBin, args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()

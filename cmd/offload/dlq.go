@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/wal"
 )
@@ -41,7 +42,7 @@ func openEngineOffline(name string, args []string, stderr io.Writer, extra func(
 		return nil, nil, nil, err
 	}
 	log := quietLogger()
-	w, err := wal.Open(walDir(c.DataDir), wal.Options{Logger: log})
+	w, err := wal.Open(appliance.WALDir(c.DataDir), wal.Options{Logger: log})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w (if offload is running, stop it first)", err)
 	}
@@ -60,7 +61,7 @@ func dlqFilterFlags(fs *flag.FlagSet, f *engine.DLQFilter) {
 }
 
 func openEngine(c *config.Config, w *wal.WAL, log *slog.Logger) (*engine.Engine, error) {
-	opts, err := engineOptions(c, w, log)
+	opts, err := appliance.EngineOptions(c, w, log)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,11 +16,12 @@ import (
 
 	"github.com/offload/offload/bench/gen"
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
 	"github.com/offload/offload/tui"
 )
 
-// embedded is the appliance run in-process with what it talks to: a Kafka
+// embedded is the appliance (internal/appliance) run in-process with what it talks to: a Kafka
 // (in-process unless brokers are given) and a test server as its
 // warehouse (testWarehouse). `offload demo` and `offload bench` run on it.
 type embedded struct {
@@ -99,19 +101,28 @@ func startEmbedded(dir string, k embeddedKafka, demo bool, tune func(*config.Con
 	}
 
 	log, level := newLogger(c.Log, e.logFile)
+	fs, err := walFS(log)
+	if err != nil {
+		return nil, err
+	}
 	started := make(chan string, 1)
+	opts := appliance.Options{Version: versionString(), LogLevel: level, WALFS: fs, Started: func(a string) { started <- a }}
+	if demo {
+		opts.Demo = &admin.DemoHooks{WarehouseUp: e.warehouseUp, SetWarehouse: e.setWarehouse}
+	}
+	a, err := appliance.Open(context.Background(), &c, log, opts)
+	if err != nil {
+		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, e.logPath)
+	}
 	dctx, dstop := context.WithCancel(context.Background())
 	e.daemonStop, e.daemonDone = dstop, make(chan error, 1)
-	ext := daemonExtras{started: func(a string) { started <- a }}
-	if demo {
-		ext.demo = &admin.DemoHooks{WarehouseUp: e.warehouseUp, SetWarehouse: e.setWarehouse}
-	}
-	go func() { e.daemonDone <- daemon(dctx, &c, log, reloader{level: level}, ext) }()
+	go func() { e.daemonDone <- errors.Join(a.Run(dctx), a.Close()) }()
 	select {
 	case e.adminAddr = <-started:
 	case err := <-e.daemonDone:
 		return nil, fmt.Errorf("the pipeline did not start: %v (log: %s)", err, e.logPath)
 	case <-time.After(60 * time.Second):
+		_ = e.stop() // joins the appliance's goroutine
 		return nil, fmt.Errorf("the pipeline did not start within 60s (log: %s)", e.logPath)
 	}
 	ok = true
@@ -171,20 +182,53 @@ func (e *embedded) status() admin.Status {
 	return st
 }
 
-// waitLoaded waits (bounded) until the warehouse holds n distinct events.
-// It asks less and less often, up to every 2 s: each question is a query
-// job, and on the BigQuery emulator every job makes the next ones, the
-// loader's commits among them, slower (docs/LOADER.md, "BigQuery emulator
-// gaps").
-func (e *embedded) waitLoaded(n int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for pause := 100 * time.Millisecond; time.Now().Before(deadline); pause = min(2*pause, 2*time.Second) {
-		if _, events := e.warehouse.loaded(); events >= int64(n) {
+// drainStall is how long waitDrained waits without progress: longer than
+// the slowest test warehouse's request timeout (bigQueryRequestTimeout),
+// so a slow commit that ends in a load still counts as progress.
+const drainStall = 3 * time.Minute
+
+// waitDrained waits until the pipeline has taken in produced records and
+// loaded all it accepted (the outbox empty, nothing sealed), as long as
+// it makes progress: it stops after drainStall without a record taken in
+// or a batch loaded, or when a batch is parked. It asks the pipeline's
+// status, never the warehouse: on the BigQuery emulator every query job
+// makes the next ones, the loader's commits among them, slower
+// (docs/LOADER.md, "BigQuery emulator gaps"). It reports whether the
+// pipeline drained.
+func (e *embedded) waitDrained(produced int64) bool {
+	var last [2]int64
+	stalled := time.Now().Add(drainStall)
+	for time.Now().Before(stalled) {
+		st := e.status()
+		if drained(st, produced) {
 			return true
 		}
-		time.Sleep(pause)
+		if len(st.Outbox.ParkedBatches) > 0 {
+			return false
+		}
+		if now := drainProgress(st); now != last {
+			last, stalled = now, time.Now().Add(drainStall)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	return false
+}
+
+// drained reports whether st shows produced records taken in and every
+// accepted one loaded.
+func drained(st admin.Status, produced int64) bool {
+	return st.Kafka.Records >= uint64(produced) && st.Engine.BacklogRecords == 0 &&
+		st.Outbox.Rows == 0 && st.Outbox.SealedBatches == 0
+}
+
+// drainProgress is what grows while the pipeline drains: records taken
+// in by the engine and batches done by the loader.
+func drainProgress(st admin.Status) [2]int64 {
+	p := [2]int64{st.Engine.RecordsIn}
+	if st.Loader != nil {
+		p[1] = st.Loader.Loaded + st.Loader.AlreadyLoaded
+	}
+	return p
 }
 
 // stop stops the pipeline (a SIGTERM's drain).

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
@@ -160,7 +161,7 @@ func checkCommittedDurable(t *testing.T, adm *kadm.Client, dataDir, topic, when 
 		t.Fatalf("%s: fetch committed offsets: %v", when, err)
 	}
 	highWater := func(wal.TopicPartition) int64 { return -1 } // no WAL yet: nothing is durable
-	w, err := wal.Open(walDir(dataDir), wal.Options{ReadOnly: true, Logger: quietLogger()})
+	w, err := wal.Open(appliance.WALDir(dataDir), wal.Options{ReadOnly: true, Logger: quietLogger()})
 	switch {
 	case err == nil:
 		defer w.Close()
@@ -265,7 +266,7 @@ func heldRecords(t *testing.T, dataDir string) map[wal.TopicPartition]map[int64]
 		}
 		out[tp][off] = append(out[tp][off], h)
 	}
-	w, err := wal.Open(walDir(dataDir), wal.Options{ReadOnly: true, Logger: quietLogger()})
+	w, err := wal.Open(appliance.WALDir(dataDir), wal.Options{ReadOnly: true, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

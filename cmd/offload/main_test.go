@@ -7,12 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/offload/offload/internal/testenv"
 )
 
 // offloadBin is the binary the subprocess tests run: $OFFLOAD_BIN when the
@@ -97,13 +98,13 @@ admin:
 // daemonProc is an `offload run` subprocess.
 type daemonProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 	done chan error
 }
 
 func startDaemon(t *testing.T, cfg string, env ...string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{cmd: exec.Command(offloadBin, "run", "--config", cfg), logs: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemonProc{cmd: exec.Command(offloadBin, "run", "--config", cfg), logs: &testenv.SyncBuffer{}, done: make(chan error, 1)}
 	d.cmd.Stdout = d.logs
 	d.cmd.Stderr = d.logs
 	d.cmd.Env = append(os.Environ(), env...)
@@ -150,21 +151,4 @@ func (d *daemonProc) waitLog(t *testing.T, s string, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("daemon log never contained %q", s)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/loader"
 )
 
@@ -35,7 +36,7 @@ func runReconcile(args []string, stdout, stderr io.Writer) error {
 	for _, b := range shipped {
 		local[b.ID] = b.Rows
 	}
-	sink, err := newSink(c, quietLogger())
+	sink, err := appliance.NewSink(c, quietLogger())
 	if err != nil {
 		return err
 	}

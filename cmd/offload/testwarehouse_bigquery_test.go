@@ -4,7 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
+	"github.com/offload/offload/loader"
 )
 
 // TestBigQueryTestWarehouse: the emulator as a test warehouse takes the
@@ -31,11 +33,15 @@ func TestBigQueryTestWarehouse(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sink, err := bigquerySink(&c, quietLogger())
+	s, err := appliance.NewSink(&c, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sink.Close()
+	defer s.Close()
+	sink, ok := s.(*loader.BigQuery)
+	if !ok {
+		t.Fatalf("warehouse.type bigquery built a %T", s)
+	}
 	checks := func() bool {
 		for _, r := range sink.Check(ctx) {
 			if !r.OK {

@@ -15,20 +15,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/wal"
 )
-
-// walDir returns the WAL directory under a data directory.
-func walDir(dataDir string) string { return filepath.Join(dataDir, "wal") }
 
 func runWAL(args []string, stdout, stderr io.Writer) error {
 	return dispatch(args, stdout, stderr,
 		command{name: "stats", run: runWALStats}, command{name: "verify", run: runWALVerify},
 		command{name: "repair", run: runWALRepair}, command{name: "export", run: runWALExport})
 }
-
-// quarantineDir is where `offload wal repair` moves damaged WAL data.
-func quarantineDir(dataDir string) string { return filepath.Join(dataDir, "quarantine") }
 
 // openWALOffline opens the WAL of --data-dir (or of --config's data_dir)
 // read-only.
@@ -37,7 +32,7 @@ func openWALOffline(name string, args []string, stderr io.Writer, extra func(*fl
 	if err != nil {
 		return nil, err
 	}
-	w, err := wal.Open(walDir(dir), wal.Options{ReadOnly: true, Logger: quietLogger()})
+	w, err := wal.Open(appliance.WALDir(dir), wal.Options{ReadOnly: true, Logger: quietLogger()})
 	if errors.Is(err, wal.ErrNotFound) {
 		return nil, err
 	}
@@ -161,7 +156,7 @@ func runWALRepair(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, err := wal.Repair(walDir(dir), quarantineDir(dir), wal.Options{Logger: quietLogger()})
+	rep, err := wal.Repair(appliance.WALDir(dir), appliance.QuarantineDir(dir), wal.Options{Logger: quietLogger()})
 	if err != nil {
 		return err
 	}

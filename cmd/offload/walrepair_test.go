@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/deliverytest"
 	"github.com/offload/offload/wal"
 )
@@ -37,7 +38,7 @@ func testWALRepairBitFlips(t *testing.T, seed uint64) {
 	)
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	dataDir := t.TempDir()
-	w, err := wal.Open(walDir(dataDir), wal.Options{MemTableSize: 1 << 20, Logger: quietLogger()})
+	w, err := wal.Open(appliance.WALDir(dataDir), wal.Options{MemTableSize: 1 << 20, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func testWALRepairBitFlips(t *testing.T, seed uint64) {
 
 	// Flip one random bit of a few random entries, through Pebble, so the
 	// damage is in the entries themselves (Pebble's own checksums hold).
-	db, err := pebble.Open(walDir(dataDir), &pebble.Options{Logger: quietPebble{}})
+	db, err := pebble.Open(appliance.WALDir(dataDir), &pebble.Options{Logger: quietPebble{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +175,8 @@ func testWALRepairBitFlips(t *testing.T, seed uint64) {
 	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.WAL.QuarantinedEntries != int64(len(flipped)) || st.WAL.QuarantinedRecords != int64(len(damaged)) || st.WAL.QuarantineDir != quarantineDir(dataDir) {
-		t.Errorf("status wal: %+v, want %d entries, %d records in %s", st.WAL, len(flipped), len(damaged), quarantineDir(dataDir))
+	if st.WAL.QuarantinedEntries != int64(len(flipped)) || st.WAL.QuarantinedRecords != int64(len(damaged)) || st.WAL.QuarantineDir != appliance.QuarantineDir(dataDir) {
+		t.Errorf("status wal: %+v, want %d entries, %d records in %s", st.WAL, len(flipped), len(damaged), appliance.QuarantineDir(dataDir))
 	}
 	_, body = adminRequest(t, "GET", base+"/metrics", "")
 	for _, m := range []string{fmt.Sprintf("offload_wal_quarantined_entries %d\n", len(flipped)), fmt.Sprintf("offload_wal_quarantined_records %d\n", len(damaged))} {
@@ -227,17 +228,17 @@ func TestWALRepairFlippedSSTableByte(t *testing.T) {
 func TestWALRepairAdvice(t *testing.T) {
 	ce := &wal.CorruptionError{Topic: "orders", Partition: 1, FirstOffset: 560, Record: 3, Pos: 100, Reason: "record checksum mismatch"}
 	runErr := errors.Join(fmt.Errorf("engine: cannot read the WAL from the cursor: %w", ce), errors.New("loader: stopped"))
-	msg := walRepairAdvice(runErr, "/var/lib/offload").Error()
+	msg := appliance.WALRepairAdvice(runErr, "/var/lib/offload").Error()
 	for _, want := range []string{"orders/1 entry at offset 560", "run `offload wal repair --data-dir /var/lib/offload`", "/var/lib/offload/quarantine"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("advice %q lacks %q", msg, want)
 		}
 	}
 	interrupted := fmt.Errorf("wal: cannot open x: %w", wal.ErrRepairInterrupted)
-	if msg := walRepairAdvice(interrupted, "/d").Error(); !strings.Contains(msg, "offload wal repair --data-dir /d") {
+	if msg := appliance.WALRepairAdvice(interrupted, "/d").Error(); !strings.Contains(msg, "offload wal repair --data-dir /d") {
 		t.Errorf("an interrupted repair gets no advice: %q", msg)
 	}
-	if other := errors.New("kafka: no brokers"); walRepairAdvice(other, "/d") != other {
+	if other := errors.New("kafka: no brokers"); appliance.WALRepairAdvice(other, "/d") != other {
 		t.Error("an error without WAL damage was changed")
 	}
 }

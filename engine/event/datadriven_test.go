@@ -9,6 +9,8 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"gopkg.in/yaml.v3"
+
+	"github.com/offload/offload/internal/testenv"
 )
 
 // testNow is the clock of every test decoder.
@@ -34,75 +36,69 @@ func testConfig() Config {
 //	  one value per line substituted for "$"; prints one line per value:
 //	  the field's cleaned value, "filtered RULE" or "rejected CODE".
 func TestDataDriven(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			cfg := testConfig()
-			dec, err := NewDecoder(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var tmpl string
-			var ev Event
-			datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
-				switch td.Cmd {
-				case "config":
-					cfg = testConfig()
-					if err := yaml.Unmarshal([]byte(td.Input), &cfg); err != nil {
-						return "yaml: " + err.Error() + "\n"
-					}
-					if td.HasArg("rates") {
-						var file, base string
-						td.ScanArgs(t, "rates", &file)
-						td.ScanArgs(t, "base", &base)
-						r, err := LoadRates(filepath.Join("testdata", file), base)
-						if err != nil {
-							return err.Error() + "\n"
-						}
-						cfg.Rates = r
-					}
-					if td.HasArg("reference") {
-						var file string
-						td.ScanArgs(t, "reference", &file)
-						r, err := LoadReference(filepath.Join("testdata", file))
-						if err != nil {
-							return err.Error() + "\n"
-						}
-						cfg.Reference = r
-					}
-					d, err := NewDecoder(cfg)
+	testenv.RunFiles(t, "testdata/*.txt", func(t *testing.T, path string) {
+		cfg := testConfig()
+		dec, err := NewDecoder(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tmpl string
+		var ev Event
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			switch td.Cmd {
+			case "config":
+				cfg = testConfig()
+				if err := yaml.Unmarshal([]byte(td.Input), &cfg); err != nil {
+					return "yaml: " + err.Error() + "\n"
+				}
+				if td.HasArg("rates") {
+					var file, base string
+					td.ScanArgs(t, "rates", &file)
+					td.ScanArgs(t, "base", &base)
+					r, err := LoadRates(filepath.Join("testdata", file), base)
 					if err != nil {
 						return err.Error() + "\n"
 					}
-					dec = d
-					return "ok\n"
-				case "decode":
-					res := dec.Decode([]byte(td.Input), &ev)
-					return formatResult(res, &ev, cfg)
-				case "template":
-					tmpl = td.Input
-					return ""
-				case "each":
-					show := ""
-					if td.HasArg("show") {
-						td.ScanArgs(t, "show", &show)
-					}
-					var b strings.Builder
-					for _, line := range strings.Split(td.Input, "\n") {
-						rec := strings.Replace(tmpl, "$", line, 1)
-						res := dec.Decode([]byte(rec), &ev)
-						fmt.Fprintf(&b, "%s → %s\n", line, summary(res, &ev, cfg, show))
-					}
-					return b.String()
+					cfg.Rates = r
 				}
-				t.Fatalf("unknown command %q", td.Cmd)
+				if td.HasArg("reference") {
+					var file string
+					td.ScanArgs(t, "reference", &file)
+					r, err := LoadReference(filepath.Join("testdata", file))
+					if err != nil {
+						return err.Error() + "\n"
+					}
+					cfg.Reference = r
+				}
+				d, err := NewDecoder(cfg)
+				if err != nil {
+					return err.Error() + "\n"
+				}
+				dec = d
+				return "ok\n"
+			case "decode":
+				res := dec.Decode([]byte(td.Input), &ev)
+				return formatResult(res, &ev, cfg)
+			case "template":
+				tmpl = td.Input
 				return ""
-			})
+			case "each":
+				show := ""
+				if td.HasArg("show") {
+					td.ScanArgs(t, "show", &show)
+				}
+				var b strings.Builder
+				for _, line := range strings.Split(td.Input, "\n") {
+					rec := strings.Replace(tmpl, "$", line, 1)
+					res := dec.Decode([]byte(rec), &ev)
+					fmt.Fprintf(&b, "%s → %s\n", line, summary(res, &ev, cfg, show))
+				}
+				return b.String()
+			}
+			t.Fatalf("unknown command %q", td.Cmd)
+			return ""
 		})
-	}
+	})
 }
 
 func summary(res Result, ev *Event, cfg Config, show string) string {

@@ -251,3 +251,27 @@ func readTable(r io.Reader, name string, fn func(line int, rec []string) error) 
 		first = false
 	}
 }
+
+func (d *Decoder) enrich(ev *Event) bool {
+	if d.rates != nil && d.hasAmt && d.curIdx > 0 {
+		v, ok, overflow := d.rates.convert(ev.Amount, d.curIdx)
+		if overflow {
+			return d.fail(CodeBaseAmountOverflow, fAmount, "%s %s overflows in base currency %s (above %s)", ev.Amount, ev.Currency, d.rates.base, MaxStoredAmount)
+		}
+		ev.BaseAmount, ev.HasBaseAmount = v, ok
+	}
+	if d.ref != nil {
+		if key := ev.stringOf(d.ref.key); key != "" {
+			if row, ok := d.ref.rows[key]; ok {
+				ev.HasReference = true
+				if d.ref.region >= 0 {
+					ev.Region = row[d.ref.region]
+				}
+				if d.ref.timezone >= 0 {
+					ev.Timezone = row[d.ref.timezone]
+				}
+			}
+		}
+	}
+	return true
+}

@@ -176,23 +176,59 @@ func (t *pathTree) firstFieldUnder(n int32) field {
 	return t.nodes[n].fields[0]
 }
 
+// compileMapping turns m into lookup structures, or returns every problem
+// found, each naming its option under prefix.
 func compileMapping(m *Mapping, prefix string) (*compiled, error) {
-	var errs []string
-	add := func(opt, format string, args ...any) {
-		errs = append(errs, optName(prefix, opt)+": "+fmt.Sprintf(format, args...))
-	}
+	errs := &mappingErrors{prefix: prefix}
 	c := &compiled{}
 	switch m.Format {
 	case "", FormatJSON:
 		c.json = true
 	case FormatCSV:
 	default:
-		add("format", "%q is not allowed; use json or csv", m.Format)
-		return nil, errors.New(strings.Join(errs, "\n"))
+		errs.add("format", "%q is not allowed; use json or csv", m.Format)
+		return nil, errs.err()
 	}
+	c.compileSources(m, errs)
+	if c.json {
+		c.compileJSON(m, errs)
+	} else {
+		c.compileCSV(m, errs)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	c.top.index()
+	c.item.index()
+	return c, nil
+}
+
+// mappingErrors collects a mapping's problems, each naming its option.
+type mappingErrors struct {
+	prefix string
+	errs   []string
+}
+
+func (e *mappingErrors) add(opt, format string, args ...any) {
+	e.errs = append(e.errs, optName(e.prefix, opt)+": "+fmt.Sprintf(format, args...))
+}
+
+// err returns the problems sorted, so that messages do not depend on map
+// order, or nil when there are none.
+func (e *mappingErrors) err() error {
+	if len(e.errs) == 0 {
+		return nil
+	}
+	sort.Strings(e.errs)
+	return errors.New(strings.Join(e.errs, "\n"))
+}
+
+// compileSources checks the canonical names in m.Fields and records each
+// field's source: the key, path or column it is read from, or "-".
+func (c *compiled) compileSources(m *Mapping, errs *mappingErrors) {
 	for k := range m.Fields {
 		if _, ok := lookupField(k); !ok {
-			add("fields."+k, "unknown canonical field; use one of %s", strings.Join(fieldNames[:], ", "))
+			errs.add("fields."+k, "unknown canonical field; use one of %s", strings.Join(fieldNames[:], ", "))
 		}
 	}
 	source := func(f field) string {
@@ -208,114 +244,126 @@ func compileMapping(m *Mapping, prefix string) (*compiled, error) {
 		c.source[f] = source(f)
 		c.ignored[f] = c.source[f] == "-"
 	}
-	if c.json {
-		if m.Delimiter != "" || m.HeaderLine != "" || len(m.Columns) > 0 {
-			add("format", "columns, header_line and delimiter apply to csv only")
+}
+
+// compileJSON builds the path trees of the record object and of each item
+// object from the fields' sources.
+func (c *compiled) compileJSON(m *Mapping, errs *mappingErrors) {
+	if m.Delimiter != "" || m.HeaderLine != "" || len(m.Columns) > 0 {
+		errs.add("format", "columns, header_line and delimiter apply to csv only")
+	}
+	c.top.init()
+	c.item.init()
+	// Insert in a fixed order so messages do not depend on map order.
+	for f := field(0); f < numFields; f++ {
+		src := c.source[f]
+		opt := "fields." + fieldNames[f]
+		if c.ignored[f] {
+			continue
 		}
-		c.top.init()
-		c.item.init()
-		// Insert in a fixed order so messages do not depend on map order.
-		for f := field(0); f < numFields; f++ {
-			src := c.source[f]
-			opt := "fields." + fieldNames[f]
-			if c.ignored[f] {
-				continue
-			}
-			segs := strings.Split(src, ".")
-			bad := len(segs) > maxPathDepth
-			for _, s := range segs {
-				if s == "" || strings.TrimSpace(s) != s {
-					bad = true
-				}
-			}
-			if bad {
-				add(opt, "%q is not a key or dotted path (at most %d non-empty segments without surrounding spaces)", src, maxPathDepth)
-				continue
-			}
-			tree := &c.top
-			if f >= numTop {
-				tree = &c.item
-			}
-			if err := tree.insert(segs, f); err != nil {
-				add(opt, "%v", err)
+		segs := strings.Split(src, ".")
+		bad := len(segs) > maxPathDepth
+		for _, s := range segs {
+			if s == "" || strings.TrimSpace(s) != s {
+				bad = true
 			}
 		}
-		if c.ignored[fItems] {
-			for f := fItemSku; f < numFields; f++ {
-				if _, ok := m.Fields[fieldNames[f]]; ok {
-					add("fields."+fieldNames[f], "items is mapped to \"-\"; drop this option")
-				}
-			}
+		if bad {
+			errs.add(opt, "%q is not a key or dotted path (at most %d non-empty segments without surrounding spaces)", src, maxPathDepth)
+			continue
 		}
-	} else {
-		c.delim = ','
-		switch {
-		case m.Delimiter == "":
-		case len(m.Delimiter) == 1 && m.Delimiter[0] < 0x80 && m.Delimiter[0] != '"' &&
-			m.Delimiter[0] != '\r' && m.Delimiter[0] != '\n':
-			c.delim = m.Delimiter[0]
-		default:
-			add("delimiter", "%q is not allowed; use one ASCII character other than '\"', CR and LF (e.g. \",\", \";\", \"\\t\", \"|\")", m.Delimiter)
+		tree := &c.top
+		if f >= numTop {
+			tree = &c.item
 		}
-		switch {
-		case len(m.Columns) > 0 && m.HeaderLine != "":
-			add("columns", "set either columns or header_line, not both")
-		case len(m.Columns) > 0:
-			c.columns = m.Columns
-		case m.HeaderLine != "":
-			var sp csvSplitter
-			cells, err := sp.split([]byte(m.HeaderLine), c.delim)
-			if err != nil {
-				add("header_line", "%v", err)
-			}
-			for _, cell := range cells {
-				c.columns = append(c.columns, strings.TrimSpace(string(cell)))
-			}
-		default:
-			add("columns", "a csv topic needs columns or header_line")
+		if err := tree.insert(segs, f); err != nil {
+			errs.add(opt, "%v", err)
 		}
-		colOpt := "columns"
-		if m.HeaderLine != "" {
-			colOpt = "header_line"
-		}
-		seen := map[string]bool{}
-		for _, col := range c.columns {
-			if col == "" {
-				continue // an unnamed column is read by no field
-			}
-			if seen[col] {
-				add(colOpt, "column %q appears twice", col)
-			}
-			seen[col] = true
-		}
-		c.ncols = len(c.columns)
-		for f := field(0); f < numTop; f++ {
-			c.cols[f] = -1
-			if c.ignored[f] {
-				continue
-			}
-			for i, col := range c.columns {
-				if col == c.source[f] && col != "" {
-					c.cols[f] = i
-					c.hasField[f] = true
-					break
-				}
-			}
-			if _, explicit := m.Fields[fieldNames[f]]; explicit && c.cols[f] < 0 && len(c.columns) > 0 {
-				add("fields."+fieldNames[f], "column %q is not among the %s", c.source[f], colOpt)
-			}
-		}
+	}
+	if c.ignored[fItems] {
 		for f := fItemSku; f < numFields; f++ {
 			if _, ok := m.Fields[fieldNames[f]]; ok {
-				add("fields."+fieldNames[f], "item sub-fields apply to json only; csv items use the compact form sku:qty:unit_price|...")
+				errs.add("fields."+fieldNames[f], "items is mapped to \"-\"; drop this option")
 			}
 		}
 	}
-	if len(errs) > 0 {
-		sort.Strings(errs)
-		return nil, errors.New(strings.Join(errs, "\n"))
+}
+
+// compileCSV reads the delimiter and the column names and finds each
+// field's column.
+func (c *compiled) compileCSV(m *Mapping, errs *mappingErrors) {
+	c.compileDelimiter(m, errs)
+	colOpt := c.compileColumns(m, errs)
+	c.ncols = len(c.columns)
+	for f := field(0); f < numTop; f++ {
+		c.cols[f] = -1
+		if c.ignored[f] {
+			continue
+		}
+		for i, col := range c.columns {
+			if col == c.source[f] && col != "" {
+				c.cols[f] = i
+				c.hasField[f] = true
+				break
+			}
+		}
+		if _, explicit := m.Fields[fieldNames[f]]; explicit && c.cols[f] < 0 && len(c.columns) > 0 {
+			errs.add("fields."+fieldNames[f], "column %q is not among the %s", c.source[f], colOpt)
+		}
 	}
-	c.top.index()
-	c.item.index()
-	return c, nil
+	for f := fItemSku; f < numFields; f++ {
+		if _, ok := m.Fields[fieldNames[f]]; ok {
+			errs.add("fields."+fieldNames[f], "item sub-fields apply to json only; csv items use the compact form sku:qty:unit_price|...")
+		}
+	}
+}
+
+// compileDelimiter sets c.delim from m.Delimiter (default ',').
+func (c *compiled) compileDelimiter(m *Mapping, errs *mappingErrors) {
+	c.delim = ','
+	switch {
+	case m.Delimiter == "":
+	case len(m.Delimiter) == 1 && m.Delimiter[0] < 0x80 && m.Delimiter[0] != '"' &&
+		m.Delimiter[0] != '\r' && m.Delimiter[0] != '\n':
+		c.delim = m.Delimiter[0]
+	default:
+		errs.add("delimiter", "%q is not allowed; use one ASCII character other than '\"', CR and LF (e.g. \",\", \";\", \"\\t\", \"|\")", m.Delimiter)
+	}
+}
+
+// compileColumns sets c.columns from m.Columns or m.HeaderLine, checks
+// that no name appears twice and returns the option the names came from.
+func (c *compiled) compileColumns(m *Mapping, errs *mappingErrors) (colOpt string) {
+	switch {
+	case len(m.Columns) > 0 && m.HeaderLine != "":
+		errs.add("columns", "set either columns or header_line, not both")
+	case len(m.Columns) > 0:
+		c.columns = m.Columns
+	case m.HeaderLine != "":
+		var sp csvSplitter
+		cells, err := sp.split([]byte(m.HeaderLine), c.delim)
+		if err != nil {
+			errs.add("header_line", "%v", err)
+		}
+		for _, cell := range cells {
+			c.columns = append(c.columns, strings.TrimSpace(string(cell)))
+		}
+	default:
+		errs.add("columns", "a csv topic needs columns or header_line")
+	}
+	colOpt = "columns"
+	if m.HeaderLine != "" {
+		colOpt = "header_line"
+	}
+	seen := map[string]bool{}
+	for _, col := range c.columns {
+		if col == "" {
+			continue // an unnamed column is read by no field
+		}
+		if seen[col] {
+			errs.add(colOpt, "column %q appears twice", col)
+		}
+		seen[col] = true
+	}
+	return colOpt
 }

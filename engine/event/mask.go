@@ -1,5 +1,12 @@
 package event
 
+import (
+	"bytes"
+	"encoding/hex"
+	"strconv"
+	"unicode/utf8"
+)
+
 // Card numbers. A "run" is a maximal sequence of digits in which up to
 // three spaces or dashes may stand between two digits ("4111 1111",
 // "4111-1111", "4111 - 1111"); its "groups" are the digit sequences between
@@ -290,4 +297,169 @@ func validEmail(b []byte) bool {
 		return false
 	}
 	return labels >= 1
+}
+
+func (d *Decoder) email(ev *Event) bool {
+	b, ok := d.text(fCustomerEmail, d.slots[fCustomerEmail])
+	if !ok || len(b) == 0 {
+		return ok
+	}
+	if !validEmail(b) {
+		// The value is personal data: never echoed.
+		return d.fail(CodeBadEmail, fCustomerEmail, "not an e-mail address (local@domain, at most 254 bytes)")
+	}
+	d.mailBuf = d.hashEmail(d.mailBuf[:0], b)
+	ev.CustomerEmailHash = d.intern(d.mailBuf)
+	return true
+}
+
+func (d *Decoder) card(ev *Event) bool {
+	b, ok := d.text(fCardNumber, d.slots[fCardNumber])
+	if !ok || len(b) == 0 {
+		return ok
+	}
+	digits, _, _ := scanText(b)
+	if digits == 0 || digits > panMaxDigits {
+		// Never echoed: it may be a card number in another layout.
+		return d.fail(CodeBadCardNumber, fCardNumber, "has %d digits; a card number or its masked form has 1 to %d", digits, panMaxDigits)
+	}
+	var l4 [4]byte
+	ev.CardLast4 = d.intern(last4(l4[:0], b, span{0, len(b)}))
+	return true
+}
+
+// hashEmail appends the lower-case hex HMAC-SHA256 of the lower-cased
+// address to dst.
+func (d *Decoder) hashEmail(dst, addr []byte) []byte {
+	low := addr
+	for _, c := range addr {
+		if c >= 'A' && c <= 'Z' || c >= 0x80 {
+			low = d.lowerCase(addr)
+			break
+		}
+	}
+	d.mac.Reset()
+	d.mac.Write(low)
+	d.sum = d.mac.Sum(d.sum[:0])
+	n := len(dst)
+	dst = append(dst, make([]byte, 2*len(d.sum))...) // no allocation: make is folded into append
+	hex.Encode(dst[n:], d.sum)
+	return dst
+}
+
+// lowerCase returns addr lower-cased in d.lower.
+func (d *Decoder) lowerCase(addr []byte) []byte {
+	for _, c := range addr {
+		if c >= 0x80 {
+			d.lower = append(d.lower[:0], bytes.ToLower(addr)...)
+			return d.lower
+		}
+	}
+	if cap(d.lower) < len(addr) {
+		d.lower = make([]byte, len(addr), 2*len(addr))
+	}
+	low := d.lower[:len(addr)]
+	for i, c := range addr {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		low[i] = c
+	}
+	return low
+}
+
+// maskEmails replaces each e-mail-shaped token of b with its hash (the same
+// value CustomerEmailHash would hold), so that an id that is an address
+// still joins.
+func (d *Decoder) maskEmails(b []byte) []byte {
+	s, ok := nextEmail(b, 0)
+	if !ok {
+		return b
+	}
+	out := d.mailBuf[:0]
+	pos := 0
+	for ok {
+		out = append(out, b[pos:s.start]...)
+		out = d.hashEmail(out, b[s.start:s.end])
+		pos = s.end
+		s, ok = nextEmail(b, pos)
+	}
+	out = append(out, b[pos:]...)
+	d.mailBuf = out
+	return out
+}
+
+// panToken writes the replacement of a card number found in an identifier
+// field: "****", the last four digits, '#', and 24 letters a-p encoding 96
+// bits of the HMAC-SHA256 of its digits. Two different ids stay different
+// and one id always maps to the same value, so dedupe and joins still work;
+// the letters hold no digits that could look like a card number again.
+func (d *Decoder) panToken(dst, b []byte, s span) []byte {
+	dst = append(dst, "****"...)
+	dst = last4(dst, b, s)
+	dst = append(dst, '#')
+	d.lower = digitsOf(d.lower[:0], b, s)
+	d.mac.Reset()
+	d.mac.Write(d.lower)
+	d.sum = d.mac.Sum(d.sum[:0])
+	for _, c := range d.sum[:12] {
+		dst = append(dst, 'a'+c>>4, 'a'+c&15)
+	}
+	return dst
+}
+
+// maskReason masks card numbers and e-mail addresses in a reason.
+func maskReason(reason string) string {
+	s, _ := clip([]byte(reason), 2*len(reason)+64) // never cut: masks are not much longer
+	return s
+}
+
+// sanitize quotes a value for a reason: at most max bytes (cut on a rune
+// boundary), card numbers reduced to their last four digits and e-mail
+// addresses replaced, so reasons never carry personal data.
+func sanitize(b []byte, max int) string {
+	s, cut := clip(b, max)
+	// Quoting can turn bytes into text ("\x00@a.b" into `\x00@a.b`): mask
+	// the quoted form again.
+	q, _ := clip([]byte(strconv.Quote(s)), 1<<20)
+	if cut {
+		q += "..."
+	}
+	return q
+}
+
+// sanitizeText is sanitize without the quotes, for parser messages.
+func sanitizeText(b []byte, max int) string {
+	s, cut := clip(b, max)
+	if cut {
+		s += "..."
+	}
+	return s
+}
+
+// clip masks b, then cuts it to max bytes: masking first, so that a cut
+// cannot leave an unmasked part of a card number or address behind.
+func clip(b []byte, max int) (string, bool) {
+	var scratch [2][]byte
+	var groups []span
+	b, _ = maskPANs(b, &scratch, &groups, nil)
+	if s, ok := nextEmail(b, 0); ok {
+		var out []byte
+		pos := 0
+		for ok {
+			out = append(out, b[pos:s.start]...)
+			out = append(out, "<e-mail>"...)
+			pos = s.end
+			s, ok = nextEmail(b, pos)
+		}
+		b = append(out, b[pos:]...)
+	}
+	if len(b) <= max {
+		return string(b), false
+	}
+	n := max
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return string(b[:n]), true
 }

@@ -3,7 +3,6 @@ package window
 import (
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/offload/offload/engine/event"
+	"github.com/offload/offload/internal/testenv"
 )
 
 // testDay is the date of times given as hh:mm:ss in testdata.
@@ -42,18 +42,12 @@ var testDay = time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 //	  of the last advance; anything added since is lost, as an uncommitted
 //	  transaction would be. Later commands use the new Set.
 func TestDataDriven(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata: %v", err)
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			h := newHarness(Options{})
-			datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
-				return h.run(t, td)
-			})
+	testenv.RunFiles(t, "testdata/*.txt", func(t *testing.T, path string) {
+		h := newHarness(Options{})
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			return h.run(t, td)
 		})
-	}
+	})
 }
 
 // harness is a Set plus the database an engine would keep for it.

@@ -61,7 +61,7 @@ func BenchmarkIngestKfake(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer in.Close()
+	defer in.Close(context.Background())
 	b.SetBytes(size / int64(b.N))
 	b.ReportAllocs()
 

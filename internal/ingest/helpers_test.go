@@ -15,30 +15,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
 
-// syncBuffer is a log sink safe for franz-go's goroutines. Its content is
-// printed when the test fails.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger(t testing.TB) (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+// testLogger is a logger into a buffer whose content is printed when the
+// test fails (or OFFLOAD_TEST_LOG is set).
+func testLogger(t testing.TB) (*slog.Logger, *testenv.SyncBuffer) {
+	buf := &testenv.SyncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("OFFLOAD_TEST_LOG") != "" {
 			out := buf.String()
@@ -265,7 +249,7 @@ func (r *running) stop(t testing.TB) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("Run did not return within 15s of cancel")
 	}
-	r.in.Close()
+	r.in.Close(context.Background())
 }
 
 func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {

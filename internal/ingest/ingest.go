@@ -56,6 +56,9 @@ type Ingest struct {
 	limit *logLimiter
 
 	running atomic.Bool
+	// stopDeadline is, once Run is stopping, when its stop must be over
+	// (Unix nanoseconds; 0 before): commits are bounded by it too.
+	stopDeadline atomic.Int64
 
 	// assigned is true from the group's first assignment until the
 	// session is lost or left.
@@ -275,11 +278,17 @@ func (in *Ingest) poll(ctx context.Context) kgo.Fetches {
 	return in.cl.PollFetches(pctx)
 }
 
-// stop ends a Run, in data-flow order. Each step has its own timeout, so a
-// stop takes at most commitTimeout (twice: here and in the revoke) plus
-// leaveTimeout even when the brokers are gone.
+// stop ends a Run, in data-flow order. Each step has its own timeout and
+// all of them Options.StopTimeout, so a stop is bounded even when the
+// brokers are gone.
 func (in *Ingest) stop(runErr error) {
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	timeout := in.opts.StopTimeout
+	if timeout <= 0 {
+		timeout = commitTimeout + leaveTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	in.stopDeadline.Store(deadline.UnixNano())
+	ctx, cancel := in.commitContext()
 	defer cancel()
 	// 1. Commit what is durable and not yet committed: the last pass's
 	//    commit may have failed, or a WAL failure may have hit one
@@ -295,7 +304,7 @@ func (in *Ingest) stop(runErr error) {
 	//    stops its session here, running OnPartitionsRevoked, and keeps
 	//    its partitions for a restart within the session timeout.
 	if member, _ := in.cl.GroupMetadata(); member != "" {
-		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
+		lctx, lcancel := context.WithDeadline(context.Background(), earliest(time.Now().Add(leaveTimeout), deadline))
 		if err := in.cl.LeaveGroupContext(lctx); err != nil {
 			in.log.Warn("ingest: cannot leave the consumer group cleanly; its partitions move after the session timeout", "group", in.opts.Group, "err", err)
 		}
@@ -312,25 +321,22 @@ func (in *Ingest) stop(runErr error) {
 	in.log.Info("ingest: stopped", args...)
 }
 
-// closeTimeout bounds closing the Kafka client. Offsets are committed by
-// then; a client that is still trying to leave a rebalancing group (it
-// tries again on close after Run's bounded attempt failed) is left behind
-// so that shutdown stays within its grace period.
-const closeTimeout = 5 * time.Second
-
-// Close closes the Kafka client. Call it after Run has returned (or if Run
-// was never called).
-func (in *Ingest) Close() {
-	done := make(chan struct{})
-	go func() {
-		in.cl.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(closeTimeout):
-		in.log.Warn("ingest: closing the Kafka client timed out; going on (offsets are committed)", "after", closeTimeout)
+// Close closes the Kafka client: call it after Run has returned (or if Run
+// was never called). Run has committed the offsets and left the group by
+// then; a leave that is still pending (a rebalancing group) is given up
+// when ctx is done, so that franz-go's Client.Close, which waits for the
+// leave, does not wait for the group (Client.Close's doc); what it still
+// waits for, the revoke's offset commit, is bounded by commitContext.
+// Close returns once the client's goroutines have: none is left running.
+func (in *Ingest) Close(ctx context.Context) {
+	in.cl.AllowRebalance()
+	if member, _ := in.cl.GroupMetadata(); member != "" {
+		if err := in.cl.LeaveGroupContext(ctx); err != nil {
+			in.log.Warn("ingest: gave up leaving the consumer group on close; its partitions move after the session timeout (offsets are committed)",
+				"group", in.opts.Group, "err", err)
+		}
 	}
+	in.cl.Close()
 }
 
 // Ready reports whether the consumer is working: the group has assigned
@@ -527,6 +533,23 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 	return in.commitPending()
 }
 
+// commitContext bounds one offset commit: by commitTimeout and, once Run
+// is stopping, by the stop's deadline.
+func (in *Ingest) commitContext() (context.Context, context.CancelFunc) {
+	d := time.Now().Add(commitTimeout)
+	if ns := in.stopDeadline.Load(); ns != 0 {
+		d = earliest(d, time.Unix(0, ns))
+	}
+	return context.WithDeadline(context.Background(), d)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // commitPending commits every pending offset with its own timeout. A failed
 // commit is logged and retried on the next pass, never fatal: the records
 // are durable.
@@ -537,7 +560,7 @@ func (in *Ingest) commitPending() error {
 	if n == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := in.commitContext()
 	defer cancel()
 	if err := in.commit(ctx, nil); err != nil {
 		in.warnEvery("commit", "ingest: cannot commit offsets; the records are durable in the WAL, the commit is retried on the next pass", "group", in.opts.Group, "err", err)
@@ -662,7 +685,7 @@ func (in *Ingest) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string
 		return
 	}
 	set := toSet(revoked)
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := in.commitContext()
 	defer cancel()
 	if err := in.commit(ctx, func(tp wal.TopicPartition) bool { return set[tp] }); err != nil {
 		in.log.Warn("ingest: cannot commit offsets of revoked partitions; their new owner re-fetches records this WAL already holds",

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/offload/offload/internal/testenv"
 	"github.com/offload/offload/wal"
 )
 
@@ -285,7 +286,7 @@ func TestIngestUnreachable(t *testing.T) {
 		t.Fatal("Run did not return within 5 s of cancel")
 	}
 	closed := make(chan struct{})
-	go func() { in.Close(); close(closed) }()
+	go func() { in.Close(context.Background()); close(closed) }()
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):
@@ -309,7 +310,7 @@ func TestIngestWALFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
+	defer in.Close(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(context.Background()) }()
 	waitUntil(t, 20*time.Second, "all records", func() bool { return walRecords(w) == l.total() })
@@ -358,7 +359,7 @@ func TestIngestBackpressure(t *testing.T) {
 	const budget = 256 << 10
 	var overBudgetCalls atomic.Int64
 	opts := baseOptions(t, brokers, w, "g-bp", "orders")
-	var logBuf *syncBuffer
+	var logBuf *testenv.SyncBuffer
 	opts.Logger, logBuf = testLogger(t)
 	opts.FetchMaxBytes = 256 << 10
 	opts.OverBudget = func() bool { overBudgetCalls.Add(1); return w.Bytes() > budget }
@@ -480,7 +481,7 @@ func TestOptionsInvalid(t *testing.T) {
 			tc.mod(&o)
 			in, err := New(o)
 			if err == nil {
-				in.Close()
+				in.Close(context.Background())
 				t.Fatalf("New accepted %+v", o)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
@@ -515,7 +516,7 @@ func TestOptionsInvalid(t *testing.T) {
 			t.Errorf("mechanism %q rejected: %v", mech, err)
 			continue
 		}
-		in.Close()
+		in.Close(context.Background())
 	}
 }
 

@@ -110,6 +110,12 @@ type Options struct {
 	// given (their Kafka timestamps tell the produce-to-durable latency)
 	// and when it returned. It must not keep recs.
 	OnDurable func(took time.Duration, recs []wal.Record, at time.Time)
+	// StopTimeout bounds what Run does once its context is done:
+	// committing the durable offsets (those of partitions the leave
+	// revokes too) and leaving the group, all together. 0 means
+	// commitTimeout plus leaveTimeout; the appliance passes its
+	// shutdown_grace.
+	StopTimeout time.Duration
 	// Logger receives ingest's and franz-go's messages; nil means
 	// slog.Default().
 	Logger *slog.Logger

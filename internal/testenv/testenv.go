@@ -1,6 +1,8 @@
-// Package testenv gives integration tests the addresses of the real
-// servers the test scripts start (a Kafka broker, fakesnow, PostgreSQL). It starts
-// nothing itself.
+// Package testenv is what offload's tests share: the addresses of the real
+// servers the test scripts start (a Kafka broker, fakesnow, PostgreSQL), a
+// log buffer for loggers written from several goroutines, and the runner
+// of datadriven test files. It starts nothing itself, and only tests (and
+// test servers) import it.
 package testenv
 
 import (
