@@ -335,7 +335,7 @@ func drainOnce(b *testing.B, n int, prepare func(dir string)) drain {
 	start, cpu0 := time.Now(), cpuTime()
 	total := 0
 	for {
-		k, err := e.Step()
+		k, err := e.Step(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
