@@ -241,11 +241,11 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 // not, the id is noted for the micro-batch, and its key recorded at commit
 // unless it is older than the horizon.
 func (e *Engine) duplicate(b *batch, id string, t time.Time) bool {
-	k := keyOf(id)
+	k, us := keyOf(id), t.UnixMicro()
 	if _, dup := b.seen[k]; dup {
 		return true
 	}
-	dup, err := e.keys.contains(k, b.horizon)
+	dup, err := e.keys.contains(k, us, b.horizon)
 	if err != nil && b.err == nil {
 		b.err = err // commit refuses the batch
 	}
@@ -256,7 +256,7 @@ func (e *Engine) duplicate(b *batch, id string, t time.Time) bool {
 		b.seen = map[dedupeKey]struct{}{}
 	}
 	b.seen[k] = struct{}{}
-	if us := t.UnixMicro(); us >= b.horizon {
+	if us >= b.horizon {
 		b.keys = append(b.keys, keyTime{k, us})
 	} else {
 		b.delta[cDedupeTooOld]++

@@ -33,7 +33,8 @@ func TestMain(m *testing.M) {
 
 // crashOptions are the engine options of the crash test: small
 // micro-batches, sealing by rows, a short dedupe window (keys expire
-// minute by minute, slices are deleted) and the smallest filter memory,
+// minute by minute, slices' filters are freed, and the workload's hour
+// boundary deletes a key store bucket) and the smallest filter memory,
 // so that every kind of state change happens many times.
 func crashOptions(dir string, w *wal.WAL) Options {
 	o := baseOptions(dir, w)
@@ -114,7 +115,9 @@ func crashWorkload(t *testing.T, dir string, n int) {
 	var ids []string
 	for i := 0; i < n; i++ {
 		p := rng.IntN(len(parts))
-		when := t0.Add(time.Duration(i) * 300 * time.Millisecond)
+		// From half an hour before t0: the dedupe horizon crosses an
+		// hour, so a key store bucket is deleted by range.
+		when := t0.Add(-30*time.Minute + time.Duration(i)*300*time.Millisecond)
 		if rng.IntN(20) == 0 {
 			when = when.Add(-time.Duration(1+rng.IntN(8)) * time.Minute) // late, some too late
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/offload/offload/wal"
 )
@@ -49,23 +52,7 @@ func BenchmarkDedupeDay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var peakRSS uint64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			peakRSS = max(peakRSS, rss())
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	peakRSS := sampleRSS(100 * time.Millisecond)
 
 	step := 24 * time.Hour / time.Duration(n) // event time between unique events
 	back := int64(23 * time.Hour / step)      // duplicates within the last 23h
@@ -126,8 +113,7 @@ func BenchmarkDedupeDay(b *testing.B) {
 	if err := e2.Close(); err != nil {
 		b.Fatal(err)
 	}
-	close(stop)
-	wg.Wait()
+	peak := peakRSS()
 	if missed != 0 || falseDups != 0 {
 		b.Fatalf("%d of %d duplicates missed, %d fresh ids taken for duplicates", missed, dups, falseDups)
 	}
@@ -139,7 +125,7 @@ func BenchmarkDedupeDay(b *testing.B) {
 	b.ReportMetric(float64(st.DedupeFilterBytes)/(1<<20), "filter-MiB")
 	b.ReportMetric(float64(st.DedupeDiskLookups)/float64(fresh+dups)*100, "disk-lookups-%")
 	b.ReportMetric(float64(st.DedupeFalsePositives)/float64(fresh)*100, "false-positive-%")
-	b.ReportMetric(float64(peakRSS)/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
 	b.ReportMetric(float64(e.keys.diskBytes.Load())/(1<<20), "store-MiB")
 	b.ReportMetric(openTook.Seconds(), "open-s")
 	b.ReportMetric(float64(held), "keys-after-open")
@@ -196,4 +182,246 @@ func BenchmarkDedupeLookupDuckDB(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*probes), "us/probe")
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/micro-batch")
+}
+
+// dedupeStoreEnv names a directory that keeps the full key store
+// BenchmarkEngineDedupeDay builds, so that later runs reuse it; unset,
+// the store is built in the benchmark's temporary directory.
+const dedupeStoreEnv = "OFFLOAD_DEDUPE_STORE"
+
+// BenchmarkEngineDedupeDay measures what a full day of remembered ids
+// costs the engine: the drain of BenchmarkEngine (a WAL of
+// OFFLOAD_DEDUPE_DRAIN_EVENTS benchEvents, default 1,000,000,
+// Step with DuckDB, parts and the key store, until the WAL is consumed)
+// run over an empty key store and over one holding
+// OFFLOAD_DEDUPE_DAY_EVENTS keys spread over the 24 hours of event time
+// before the drain's first event, so the drain adds keys as the window
+// expires as many. It reports both drains' rates and the process's CPU
+// per event, their ratios (full / empty), and the time Open takes over
+// the full store. OFFLOAD_DEDUPE_ROUNDS pairs of drains (default 1) run
+// in alternating order; the figures are their totals.
+//
+//	OFFLOAD_DEDUPE_DAY_EVENTS=86400000 OFFLOAD_DEDUPE_STORE=$TMPDIR/dedupe-day go test ./engine -run '^$' -bench BenchmarkEngineDedupeDay -benchtime 1x -timeout 2h
+func BenchmarkEngineDedupeDay(b *testing.B) {
+	n, _ := strconv.ParseInt(os.Getenv(dedupeDayEnv), 10, 64)
+	if n <= 0 {
+		b.Skipf("set %s (86400000 for 24h at 1,000 unique events a second)", dedupeDayEnv)
+	}
+	rounds, events := envCount(b, "OFFLOAD_DEDUPE_ROUNDS", 1), envCount(b, "OFFLOAD_DEDUPE_DRAIN_EVENTS", 1_000_000)
+	full := os.Getenv(dedupeStoreEnv)
+	if full == "" {
+		full = filepath.Join(b.TempDir(), "full")
+	}
+	fillKeyStore(b, full, n)
+
+	var wall, cpu [2]time.Duration // empty, full
+	var open time.Duration
+	var lookups, falsePositives int64
+	var peakRSS [2]uint64 // empty, full
+	for r := range rounds {
+		for i := range 2 {
+			withFull := (i+r)%2 == 1
+			d := drainOnce(b, events, func(dir string) {
+				if withFull {
+					checkpointKeyStore(b, full, filepath.Join(dir, KeysDir))
+				}
+			})
+			m := 0
+			if withFull {
+				m = 1
+				open += d.open
+				lookups += d.lookups
+				falsePositives += d.falsePositives
+				if d.keysAtOpen < n*9/10 {
+					b.Fatalf("the full store held %d keys at open, want about %d", d.keysAtOpen, n)
+				}
+			}
+			wall[m] += d.wall
+			cpu[m] += d.cpu
+			peakRSS[m] = max(peakRSS[m], d.peakRSS)
+		}
+	}
+	total := float64(events * rounds)
+	b.ReportMetric(total/wall[0].Seconds(), "events/s-empty")
+	b.ReportMetric(total/wall[1].Seconds(), "events/s-full")
+	b.ReportMetric(wall[0].Seconds()/wall[1].Seconds(), "rate-full/empty")
+	b.ReportMetric(float64(cpu[0].Microseconds())/total, "cpu-us/event-empty")
+	b.ReportMetric(float64(cpu[1].Microseconds())/total, "cpu-us/event-full")
+	b.ReportMetric(cpu[0].Seconds()/cpu[1].Seconds(), "cpu-empty/full")
+	b.ReportMetric(open.Seconds()/float64(rounds), "open-full-s")
+	b.ReportMetric(float64(lookups)/total, "reads/event-full")
+	b.ReportMetric(float64(falsePositives)/total*100, "false-positive-%-full")
+	b.ReportMetric(float64(peakRSS[0])/(1<<20), "peak-RSS-empty-MiB")
+	b.ReportMetric(float64(peakRSS[1])/(1<<20), "peak-RSS-full-MiB")
+}
+
+// envCount reads a positive count from the environment variable name,
+// def if it is unset.
+func envCount(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// sampleRSS samples the process's RSS every interval until the function
+// it returns is called, which stops the sampling and returns the peak.
+func sampleRSS(interval time.Duration) func() uint64 {
+	var peak uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			peak = max(peak, rss())
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(stop)
+		wg.Wait()
+		return peak
+	}
+}
+
+// drain is one drain of drainOnce.
+type drain struct {
+	wall, cpu, open time.Duration
+	keysAtOpen      int64
+	peakRSS         uint64
+	// lookups and falsePositives are the key store's Pebble reads and
+	// filter hits found absent.
+	lookups, falsePositives int64
+}
+
+// drainOnce fills a WAL with n benchEvents in a new directory, lets
+// prepare put a key store there, opens an engine and steps it until the
+// WAL is consumed.
+func drainOnce(b *testing.B, n int, prepare func(dir string)) drain {
+	b.Helper()
+	b.StopTimer()
+	dir, err := os.MkdirTemp(b.TempDir(), "drain")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	w, _ := benchWAL(b, dir, n)
+	defer w.Close()
+	prepare(dir)
+	runtime.GC()
+	var d drain
+	start := time.Now()
+	e, err := Open(benchOptions(dir, w))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	d.open, d.keysAtOpen = time.Since(start), e.keys.held
+
+	peakRSS := sampleRSS(50 * time.Millisecond)
+	b.StartTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	total := 0
+	for {
+		k, err := e.Step(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+		total += k
+	}
+	if _, err := e.conn.ExecContext(context.Background(), `CHECKPOINT`); err != nil {
+		b.Fatal(err)
+	}
+	d.wall, d.cpu = time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	d.peakRSS = peakRSS()
+	d.lookups, d.falsePositives = e.keys.lookups.Load(), e.keys.falsePositives.Load()
+	if st := e.Stats(); total != n || st.Accepted+st.Deduplicated != int64(n) || st.Deduplicated != int64(n/100) {
+		b.Fatalf("consumed %d of %d records: %d accepted, %d duplicates (want %d)", total, n, st.Accepted, st.Deduplicated, n/100)
+	}
+	return d
+}
+
+// fillKeyStore builds in dir, unless a complete one is there, a key store
+// of n random keys spread evenly over the 24 hours of event time before
+// t0, written as the engine writes them: micro-batches of 50,000 keys.
+// A file "filled" marks it complete.
+func fillKeyStore(b *testing.B, dir string, n int64) {
+	b.Helper()
+	mark := filepath.Join(dir, "filled")
+	if v, err := os.ReadFile(mark); err == nil && string(v) == strconv.FormatInt(n, 10) {
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		b.Fatal(err)
+	}
+	window := int64(24 * time.Hour / time.Microsecond)
+	s, err := openKeyStore(filepath.Join(dir, KeysDir), window, int64(DefaultDedupeMemory), quietLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	rng := rand.New(rand.NewPCG(3, 4))
+	from := t0.UnixMicro() - window
+	const batchKeys = 50000
+	keys := make([]keyTime, 0, batchKeys)
+	for i := int64(0); i < n; i++ {
+		keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), from + i*window/n})
+		if len(keys) == batchKeys || i == n-1 {
+			if err := s.commit(keys, math.MinInt64, 0); err != nil {
+				b.Fatal(err)
+			}
+			keys = keys[:0]
+		}
+	}
+	if err := s.close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(mark, []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("filled a key store of %d keys in %s in %s", n, dir, time.Since(start).Round(time.Second))
+}
+
+// checkpointKeyStore puts a copy of the key store in from at to: a Pebble
+// checkpoint, which links the tables instead of copying them, and links
+// to its filter files.
+func checkpointKeyStore(b *testing.B, from, to string) {
+	b.Helper()
+	db, err := pebble.Open(filepath.Join(from, KeysDir), &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Checkpoint(to, pebble.WithFlushedWAL()); err != nil {
+		b.Fatal(err)
+	}
+	filters := filepath.Join(from, KeysDir, keyFiltersDir)
+	ents, err := os.ReadDir(filters)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(to, keyFiltersDir), 0o750); err != nil {
+		b.Fatal(err)
+	}
+	for _, ent := range ents {
+		if err := os.Link(filepath.Join(filters, ent.Name()), filepath.Join(to, keyFiltersDir, ent.Name())); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

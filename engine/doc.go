@@ -84,24 +84,33 @@
 // 86.4M keys, too many for memory and for point lookups in a DuckDB table
 // (docs/PERFORMANCE.md, "Dedupe"). Its layout, which may never change:
 //
-//	'k' | slice start | key   →  event time
-//	 1      8 bytes     16        8 bytes     (times in Unix µs, big-endian
+//	't' | bucket start | key  →  event time
+//	 1       8 bytes     16        8 bytes     (times in Unix µs, big-endian
 //	                                           with the sign bit flipped, so
 //	                                           byte order is time order)
-//	'm' "seq"               →  part number  (8 bytes, big-endian)
+//	'm' "seq"                →  part number  (8 bytes, big-endian)
+//
+// A bucket is an hour of event time. Keys arrive roughly in event-time
+// order, so the store's flushes land next to its newest keys and its
+// compactions leave older buckets alone, however many keys it holds. A
+// key below the horizon no longer counts, and the buckets wholly below it
+// are deleted by one DeleteRange. A store of the earlier layout, keyed by
+// slice ('k' | slice start | key → event time), is converted at Open.
 //
 // A slice is a span of event time, a quarter of the window in whole
-// minutes (6h for 24h). A key below the horizon no longer counts, and a
-// slice whose newest key is below it is deleted by one DeleteRange. Each
-// slice has a blocked Bloom filter (bloom.go) in memory, all of them
-// within Options.DedupeMemory: a lookup probes the filter of each live
-// slice (at most window/slice + 2 = 6), newest first, and reads Pebble
-// only on a filter hit, so a fresh id almost never costs a disk read and
-// a filter hit is confirmed, never taken on trust: no id is wrongly taken
-// for a duplicate. Past Options.DedupeRate events a second the filters
-// fill and more fresh ids cost a read; nothing is forgotten or missed.
-// Within a micro-batch, the ids seen so far are in a map: its keys reach
-// the store only after the commit.
+// minutes (6h for 24h), with a blocked Bloom filter (bloom.go) in memory,
+// all of them within Options.DedupeMemory; a slice's filter is freed once
+// its newest key is below the horizon. A lookup probes the filter of each
+// live slice (at most window/slice + 2 = 6), newest first, and reads
+// Pebble only on a filter hit: first the key in the bucket of the looked-up
+// event's time (a duplicate most often carries its original's time), then
+// in the slice's other buckets (5 more for a 6-hour slice). A fresh id almost
+// never costs a disk read, and a filter hit is confirmed, never taken on
+// trust: no id is wrongly taken for a duplicate, and a copy with another
+// event time than its original is caught too. Past Options.DedupeRate
+// events a second the filters fill and more fresh ids cost reads; nothing
+// is forgotten or missed. Within a micro-batch, the ids seen so far are
+// in a map: its keys reach the store only after the commit.
 //
 // A key is never durable without its row (docs/ARCHITECTURE.md, contract
 // 2): a micro-batch's keys are written in one synced Pebble batch after
@@ -112,8 +121,35 @@
 // above seq back from the part (every accepted row with its event id and
 // time) and stores them, so a committed row always has its key; a store
 // whose seq is above the database's last part (a database restored under
-// it) is refused. Open rebuilds the filters by one scan of the store; the
-// keys themselves are never loaded into memory.
+// it) is refused.
+//
+// The filters outlive a clean stop. Every key store commit that adds keys
+// raises the store's generation ('m' "gen", 8 bytes) and stamps each
+// slice it adds to ('m' 'f' | slice start → generation, slice length:
+// 8 + 8 bytes) in the same Pebble batch; the stamps of slices wholly
+// below the horizon are deleted with their keys. Close writes each live
+// slice's filter with the generation of its stamp to
+// Options.Dir/dedupe/filters/<slice start, 16 hex digits>.filter, under
+// a temporary name then renamed, laid out big-endian as:
+//
+//	 0  8  magic "OFDDFLT1"
+//	 8  8  slice start (µs)
+//	16  8  slice length (µs)
+//	24  8  generation
+//	32  8  keys
+//	40  8  newest event time (µs)
+//	48  8  filter bytes F
+//	56  4  minutes M
+//	60     M × (minute start µs, keys), 16 bytes each
+//	       F bytes of filter
+//	       4 bytes: CRC32-Castagnoli of every byte before
+//
+// Open loads a file only if its checksum, slice length and filter size
+// match and its generation is at least its slice's stamp, and scans the
+// store for the other stamped slices only; a store without stamps, or
+// stamped for another slice length, is scanned whole and stamped again. A file never makes a key
+// look absent: a stale or damaged one is not used. The keys themselves
+// are never loaded into memory.
 //
 // Dedupe state is per appliance: the same event id reaching two appliances
 // of one consumer group (after a partition moves) is not caught here.

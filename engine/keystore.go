@@ -19,21 +19,35 @@ import (
 // keys: a Pebble database (doc.go, "Dedupe").
 const KeysDir = "dedupe"
 
-// Key store layout (doc.go, "Dedupe"). These bytes may never change.
+// Key store layout (doc.go, "Dedupe"). These bytes, and keysBucketLen,
+// may never change.
 const (
-	keysPrefixKey  = 'k' // 'k' | slice start (8) | key (16) → event time µs (8)
+	keysPrefixKey  = 't' // 't' | bucket start (8) | key (16) → event time µs (8)
 	keysPrefixMeta = 'm' // 'm' "seq" → last part seq whose keys are held (8)
 	keysKeyLen     = 1 + 8 + 16
+	// keysPrefixSliceKey is the layout before the keys were ordered by
+	// time: 'k' | slice start (8) | key (16) → event time µs (8). Open
+	// converts such keys (convertSliceKeys).
+	keysPrefixSliceKey = 'k'
 )
 
-// The key store's Pebble sizes: a key is written once and compacted
-// within its slice until the slice leaves the window. Bigger memtables
-// and a bigger base level mean fewer, larger compactions
+// keysBucketLen is the event time a key's prefix spans: one hour. Keys
+// arrive roughly in event-time order, so a flush of the store's memtable
+// overlaps only the newest bucket of what is on disk, and compactions
+// leave older buckets alone. A filter hit that is not in the bucket of
+// its own event's time costs a read in each other bucket of the slice (6
+// for a 6-hour slice): 15-minute buckets made that 24 reads, which cost
+// more than the compactions they saved (docs/PERFORMANCE.md, "Dedupe").
+const keysBucketLen = 60 * dedupeBucket
+
+// The key store's Pebble sizes: a key is written once, near the newest
+// keys, and deleted by range once its bucket is below the horizon.
+// Bigger memtables mean fewer flushes; small tables keep what a flush
+// overlaps, the newest table of the level below, small
 // (docs/PERFORMANCE.md, "Dedupe").
 const (
-	keysMemTableSize   = 32 << 20
-	keysLBaseMaxBytes  = 256 << 20
-	keysTargetFileSize = 64 << 20
+	keysMemTableSize  = 32 << 20
+	keysLBaseMaxBytes = 256 << 20
 )
 
 var keysMetaSeq = []byte{keysPrefixMeta, 's', 'e', 'q'}
@@ -41,32 +55,42 @@ var keysMetaSeq = []byte{keysPrefixMeta, 's', 'e', 'q'}
 // keySlice is the keys of one event-time slice: its Bloom filter, its key
 // count and the newest event time among them.
 type keySlice struct {
-	start  int64 // µs, the Pebble key prefix
+	start  int64 // µs
 	maxUS  int64
 	keys   int64
 	filter *blockedBloom
+	saved  uint64 // generation of its filter file, 0 if none
 }
 
 // keyStore is the durable set of remembered dedupe keys: Pebble, keyed by
-// event-time slice then key, and a blocked Bloom filter per slice in
-// memory, so a fresh key is almost always answered without reading the
-// disk and a filter hit is confirmed by one Pebble read per slice that
-// may hold it. It changes only after the DuckDB transaction of the
-// micro-batch whose rows carry the keys has committed (contract 2): seq
-// is the last such micro-batch's part, and Engine.catchUpKeys replays
+// event-time bucket then key, and a blocked Bloom filter per event-time
+// slice in memory, so a fresh key is almost always answered without
+// reading the disk and a filter hit is confirmed by Pebble reads in the
+// slice that may hold it. It changes only after the DuckDB transaction of
+// the micro-batch whose rows carry the keys has committed (contract 2):
+// seq is the last such micro-batch's part, and Engine.catchUpKeys replays
 // the keys of later parts after a crash between the two.
 type keyStore struct {
 	db  *pebble.DB
 	dir string
 
-	sliceLen    int64 // µs, for new slices
+	sliceLen    int64 // µs
 	filterBytes int64 // per slice
 
 	slices  []*keySlice     // by start, newest last
 	minutes map[int64]int64 // minute start (µs) → keys held in it
 	held    int64           // keys at or after horizon
 	horizon int64           // µs; math.MinInt64 when nothing was forgotten yet
-	seq     int64
+	// deletedBelow is the bucket start below which the store's keys are
+	// deleted by range.
+	deletedBelow int64
+	seq          int64
+	// gen counts the commits that added keys; stamps holds, per slice,
+	// the last one that added keys to it (keyfilters.go).
+	gen    uint64
+	stamps map[int64]uint64
+	log    *slog.Logger
+	kb     []byte // a lookup's Pebble key
 
 	fatal atomic.Pointer[error] // Pebble's fatal error (a failed fsync)
 	// diskBytes is the store's size on disk after the last commit, for
@@ -74,42 +98,39 @@ type keyStore struct {
 	diskBytes atomic.Int64
 
 	lookups        atomic.Int64 // Pebble reads of a filter hit
-	falsePositives atomic.Int64 // reads that found no live key
+	falsePositives atomic.Int64 // filter hits that found no live key
 	filterHits     atomic.Int64 // keys some filter may hold
 }
 
 // keysSliceLen is the event-time span of one slice for a dedupe window:
 // a quarter of it in whole minutes, at least one. A lookup probes one
-// filter per live slice (at most window/slice + 2), and a slice's keys
-// stay on disk until its newest key leaves the window: four slices keep
-// lookups at six probes and the disk at most a quarter above the window.
+// filter per live slice (at most window/slice + 2), and a slice's filter
+// stays in memory until its newest key leaves the window: four slices
+// keep lookups at six probes and the filters at most a half above the
+// window's keys.
 func keysSliceLen(window int64) int64 {
 	return max(floorDiv(window/4, dedupeBucket)*dedupeBucket, dedupeBucket)
 }
 
-// openKeyStore opens the key store in dir and rebuilds its filters from
-// what it holds; forgetBelow then sets the horizon the database records.
-// window is the dedupe window in µs, memory the filters' budget in bytes.
+// openKeyStore opens the key store in dir, converts keys of the slice
+// layout and rebuilds the filters from what it holds; forgetBelow then
+// sets the horizon the database records. window is the dedupe window in
+// µs, memory the filters' budget in bytes.
 func openKeyStore(dir string, window, memory int64, log *slog.Logger) (*keyStore, error) {
-	s := &keyStore{dir: dir, sliceLen: keysSliceLen(window), minutes: map[int64]int64{}, horizon: math.MinInt64}
+	s := &keyStore{dir: dir, sliceLen: keysSliceLen(window), minutes: map[int64]int64{},
+		horizon: math.MinInt64, deletedBelow: math.MinInt64, kb: make([]byte, keysKeyLen),
+		stamps: map[int64]uint64{}, log: log}
 	s.filterBytes = memory / (window/s.sliceLen + 2)
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             keysLogger{s, log},
 		MemTableSize:       keysMemTableSize,
 		LBaseMaxBytes:      keysLBaseMaxBytes,
-		// Fewer, larger L0 compactions: each one merges the flushes into
-		// the current slice, whatever their count.
-		L0CompactionThreshold: 16,
-		L0StopWritesThreshold: 64,
 	}
+	opts.EnsureDefaults()
 	// The keys are uniform hashes: compressing them gains nothing and
 	// costs CPU at every flush and compaction (docs/PERFORMANCE.md,
 	// "Dedupe").
-	for i := range opts.TargetFileSizes {
-		opts.TargetFileSizes[i] = keysTargetFileSize
-	}
-	opts.EnsureDefaults()
 	for i := range opts.Levels {
 		opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
@@ -118,6 +139,10 @@ func openKeyStore(dir string, window, memory int64, log *slog.Logger) (*keyStore
 		return nil, fmt.Errorf("engine: cannot open the dedupe key store %s: %w", dir, err)
 	}
 	s.db = db
+	if err := s.convertSliceKeys(log); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("engine: cannot convert the dedupe key store %s to keys ordered by time: %w (move it aside to start with no remembered ids)", dir, err)
+	}
 	s.diskBytes.Store(int64(db.Metrics().DiskSpaceUsage()))
 	if err := s.rebuild(); err != nil {
 		_ = db.Close()
@@ -141,7 +166,42 @@ func (s *keyStore) rebuild() error {
 		s.seq = int64(binary.BigEndian.Uint64(v))
 		closer.Close()
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixKey}, UpperBound: []byte{keysPrefixKey + 1}})
+	ok, err := s.readStamps()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Written before the stamps, or with another slice length:
+		// scan it all and stamp every slice.
+		if err := s.scan([]byte{keysPrefixKey}, []byte{keysPrefixKey + 1}, func(int64) bool { return true }); err != nil {
+			return err
+		}
+		return s.restamp()
+	}
+	var scanned, loaded int
+	for start := range s.stamps {
+		done, err := s.loadFilter(start)
+		if err != nil {
+			return err
+		}
+		if done {
+			loaded++
+			continue
+		}
+		scanned++
+		lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
+		hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
+		if err := s.scan(lo, hi, func(sl int64) bool { return sl == start }); err != nil {
+			return err
+		}
+	}
+	s.log.Info("engine: rebuilt the dedupe filters", "store", s.dir, "slices_loaded", loaded, "slices_scanned", scanned)
+	return nil
+}
+
+// scan remembers the keys in [lo, hi) of the slices keep accepts.
+func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
@@ -152,7 +212,11 @@ func (s *keyStore) rebuild() error {
 			_ = it.Close()
 			return fmt.Errorf("key %x of %d bytes with a value of %d, want %d and 8", kb, len(kb), len(v), keysKeyLen)
 		}
-		start := decodeUS(kb[1:9])
+		us := decodeUS(v)
+		start := s.sliceOf(us)
+		if !keep(start) {
+			continue
+		}
 		if cur == nil || cur.start != start {
 			if cur, err = s.slice(start); err != nil {
 				_ = it.Close()
@@ -161,26 +225,91 @@ func (s *keyStore) rebuild() error {
 		}
 		var k dedupeKey
 		copy(k[:], kb[9:])
-		s.remember(cur, k, decodeUS(v))
+		s.remember(cur, k, us)
 	}
 	return it.Close()
+}
+
+// convertSliceKeys rewrites the keys of the slice layout ('k' | slice
+// start | key) into the bucket layout, a chunk at a time, then deletes
+// them by range. A crash in between leaves them in place, and the next
+// Open writes the same keys again.
+func (s *keyStore) convertSliceKeys(log *slog.Logger) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixSliceKey}, UpperBound: []byte{keysPrefixSliceKey + 1}})
+	if err != nil {
+		return err
+	}
+	wb := s.db.NewBatch()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		kb, v := it.Key(), it.Value()
+		if len(kb) != keysKeyLen || len(v) != 8 {
+			_ = it.Close()
+			_ = wb.Close()
+			return fmt.Errorf("key %x of %d bytes with a value of %d, want %d and 8", kb, len(kb), len(v), keysKeyLen)
+		}
+		var k dedupeKey
+		copy(k[:], kb[9:])
+		if err := wb.Set(keysKey(s.kb, decodeUS(v), k), v, nil); err != nil {
+			_ = it.Close()
+			_ = wb.Close()
+			return err
+		}
+		if n++; n%migrateKeysChunk == 0 {
+			err := wb.Commit(pebble.NoSync)
+			_ = wb.Close()
+			if err != nil {
+				_ = it.Close()
+				return err
+			}
+			wb = s.db.NewBatch()
+		}
+	}
+	defer wb.Close()
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := wb.DeleteRange([]byte{keysPrefixSliceKey}, []byte{keysPrefixSliceKey + 1}, nil); err != nil {
+		return err
+	}
+	if err := wb.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if p := s.fatal.Load(); p != nil {
+		return *p
+	}
+	log.Info("engine: converted the dedupe key store to keys ordered by event time", "store", s.dir, "keys", n)
+	return nil
 }
 
 // encodeUS and decodeUS store a time so that byte order is time order.
 func encodeUS(b []byte, us int64) { binary.BigEndian.PutUint64(b, uint64(us)^(1<<63)) }
 func decodeUS(b []byte) int64     { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
 
-func keysKey(start int64, k dedupeKey) []byte {
-	b := make([]byte, keysKeyLen)
+// keysKey fills b (keysKeyLen bytes) with the key of k remembered at
+// event time us, in its bucket, and returns it.
+func keysKey(b []byte, us int64, k dedupeKey) []byte {
+	return keysBucketKey(b, bucketStart(us), k)
+}
+
+func keysBucketKey(b []byte, bucket int64, k dedupeKey) []byte {
 	b[0] = keysPrefixKey
-	encodeUS(b[1:9], start)
+	encodeUS(b[1:9], bucket)
 	copy(b[9:], k[:])
 	return b
 }
 
+// bucketStart is the start of the key store bucket of event time us.
+func bucketStart(us int64) int64 { return floorDiv(us, keysBucketLen) * keysBucketLen }
+
+func (s *keyStore) sliceOf(us int64) int64 { return floorDiv(us, s.sliceLen) * s.sliceLen }
+
 // slice returns the slice starting at start, created if missing.
 func (s *keyStore) slice(start int64) (*keySlice, error) {
-	i, ok := slices.BinarySearchFunc(s.slices, start, func(sl *keySlice, t int64) int { return cmpInt(sl.start, t) })
+	i, ok := slices.BinarySearchFunc(s.slices, start, func(sl *keySlice, t int64) int { return cmp.Compare(sl.start, t) })
 	if ok {
 		return s.slices[i], nil
 	}
@@ -193,14 +322,14 @@ func (s *keyStore) slice(start int64) (*keySlice, error) {
 	return sl, nil
 }
 
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// insertSlice adds a slice read from its filter file.
+func (s *keyStore) insertSlice(sl *keySlice) error {
+	i, ok := slices.BinarySearchFunc(s.slices, sl.start, func(o *keySlice, t int64) int { return cmp.Compare(o.start, t) })
+	if ok {
+		return fmt.Errorf("BUG: engine: two filters of the dedupe slice at %d", sl.start)
 	}
-	return 0
+	s.slices = slices.Insert(s.slices, i, sl)
+	return nil
 }
 
 func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
@@ -211,9 +340,10 @@ func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
 	s.held++
 }
 
-// contains reports whether k is remembered at or after the horizon h.
-// It probes the newest slices first: a duplicate is most often recent.
-func (s *keyStore) contains(k dedupeKey, h int64) (bool, error) {
+// contains reports whether k is remembered at or after the horizon h;
+// us is the event time of the id looked up. It probes the newest slices
+// first: a duplicate is most often recent.
+func (s *keyStore) contains(k dedupeKey, us, h int64) (bool, error) {
 	hit := false
 	for i := len(s.slices) - 1; i >= 0; i-- {
 		sl := s.slices[i]
@@ -224,23 +354,54 @@ func (s *keyStore) contains(k dedupeKey, h int64) (bool, error) {
 			hit = true
 			s.filterHits.Add(1)
 		}
-		s.lookups.Add(1)
-		v, closer, err := s.db.Get(keysKey(sl.start, k))
-		if errors.Is(err, pebble.ErrNotFound) {
-			s.falsePositives.Add(1)
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("cannot read the dedupe key store %s: %w", s.dir, err)
-		}
-		us := decodeUS(v)
-		closer.Close()
-		if us >= h {
-			return true, nil
+		found, err := s.sliceContains(sl, k, us, h)
+		if found || err != nil {
+			return found, err
 		}
 		s.falsePositives.Add(1)
 	}
 	return false, nil
+}
+
+// sliceContains confirms a filter hit of sl on disk: it reads k in the
+// buckets of sl at or after the horizon, that of event time us first (a
+// duplicate usually carries its original's event time), then the others,
+// newest first.
+func (s *keyStore) sliceContains(sl *keySlice, k dedupeKey, us, h int64) (bool, error) {
+	lo := bucketStart(max(sl.start, h))
+	hi := bucketStart(min(sl.start+s.sliceLen-1, sl.maxUS))
+	own := bucketStart(us)
+	if own >= lo && own <= hi {
+		if found, err := s.bucketContains(own, k, h); found || err != nil {
+			return found, err
+		}
+	}
+	for b := hi; b >= lo; b -= keysBucketLen {
+		if b == own {
+			continue
+		}
+		if found, err := s.bucketContains(b, k, h); found || err != nil {
+			return found, err
+		}
+	}
+	return false, nil
+}
+
+// bucketContains reads k in bucket b: found if held at or after h.
+func (s *keyStore) bucketContains(b int64, k dedupeKey, h int64) (bool, error) {
+	s.lookups.Add(1)
+	v, closer, err := s.db.Get(keysBucketKey(s.kb, b, k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read the dedupe key store %s: %w", s.dir, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return false, fmt.Errorf("cannot read the dedupe key store %s: key %x has a value of %d bytes, want 8 (move the store aside to start with no remembered ids)", s.dir, s.kb, len(v))
+	}
+	return decodeUS(v) >= h, nil
 }
 
 // expired returns how many held keys are older than h.
@@ -258,7 +419,7 @@ func (s *keyStore) expired(h int64) int64 {
 }
 
 // commit durably adds keys (each at or after h), raises the horizon to h,
-// deletes the slices wholly below it and records seq, in one synced
+// deletes the buckets wholly below it and records seq, in one synced
 // Pebble batch; only then does it change the filters. It sorts keys. An
 // error leaves the store's memory behind its disk: the engine must stop,
 // and the next Open rebuilds it.
@@ -267,31 +428,39 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	// the previous key instead of searching from its head for each
 	// (docs/PERFORMANCE.md, "Dedupe").
 	slices.SortFunc(keys, func(a, b keyTime) int {
-		return cmp.Or(cmpInt(floorDiv(a.us, s.sliceLen), floorDiv(b.us, s.sliceLen)), bytes.Compare(a.k[:], b.k[:]))
+		return cmp.Or(cmp.Compare(bucketStart(a.us), bucketStart(b.us)), bytes.Compare(a.k[:], b.k[:]))
 	})
 	wb := s.db.NewBatch()
 	defer wb.Close()
 	val := make([]byte, 8)
 	kb := make([]byte, keysKeyLen)
-	kb[0] = keysPrefixKey
+	var starts []int64 // the slices gaining keys
 	for _, kt := range keys {
-		encodeUS(kb[1:9], floorDiv(kt.us, s.sliceLen)*s.sliceLen)
-		copy(kb[9:], kt.k[:])
 		encodeUS(val, kt.us)
-		if err := wb.Set(kb, val, nil); err != nil {
+		if err := wb.Set(keysKey(kb, kt.us, kt.k), val, nil); err != nil {
+			return err
+		}
+		if start := s.sliceOf(kt.us); !slices.Contains(starts, start) {
+			starts = append(starts, start)
+		}
+	}
+	gen := s.gen
+	if len(starts) > 0 {
+		var err error
+		if gen, err = s.stamp(wb, starts); err != nil {
 			return err
 		}
 	}
 	h = max(h, s.horizon)
-	var gone []*keySlice
-	for _, sl := range s.slices {
-		if sl.maxUS < h && !s.gainsKeys(sl, keys) {
-			gone = append(gone, sl)
-			lo := keysKey(sl.start, dedupeKey{})
-			hi := keysKey(sl.start+1, dedupeKey{})
-			if err := wb.DeleteRange(lo, hi, nil); err != nil {
-				return err
-			}
+	below := s.deletedBelow
+	if h != math.MinInt64 && bucketStart(h) > below {
+		below = bucketStart(h)
+		if err := wb.DeleteRange([]byte{keysPrefixKey}, keysBucketKey(make([]byte, keysKeyLen), below, dedupeKey{}), nil); err != nil {
+			return err
+		}
+		// The stamps of the slices wholly below it, whose keys went too.
+		if err := wb.DeleteRange(keysStampKey(math.MinInt64), keysStampKey(below-s.sliceLen+1), nil); err != nil {
+			return err
 		}
 	}
 	binary.BigEndian.PutUint64(val, uint64(seq))
@@ -304,36 +473,32 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	if p := s.fatal.Load(); p != nil {
 		return fmt.Errorf("cannot write %d dedupe keys to %s: %w", len(keys), s.dir, *p)
 	}
-	s.seq = seq
+	s.seq, s.deletedBelow, s.gen = seq, below, gen
 	s.diskBytes.Store(int64(s.db.Metrics().DiskSpaceUsage()))
-	if len(gone) > 0 {
-		s.slices = slices.DeleteFunc(s.slices, func(sl *keySlice) bool { return slices.Contains(gone, sl) })
-		for _, sl := range gone {
-			sl.filter.free()
-		}
-	}
-	s.forgetBelow(h)
+	var sl *keySlice
 	for _, kt := range keys {
-		sl, err := s.slice(floorDiv(kt.us, s.sliceLen) * s.sliceLen)
-		if err != nil {
-			return err
+		if start := s.sliceOf(kt.us); sl == nil || sl.start != start {
+			var err error
+			if sl, err = s.slice(start); err != nil {
+				return err
+			}
 		}
 		s.remember(sl, kt.k, kt.us)
 	}
+	for _, start := range starts {
+		s.stamps[start] = gen
+	}
+	for start := range s.stamps {
+		if start+s.sliceLen <= below {
+			delete(s.stamps, start)
+		}
+	}
+	s.forgetBelow(h)
 	return nil
 }
 
-// gainsKeys reports whether any of keys goes to sl.
-func (s *keyStore) gainsKeys(sl *keySlice, keys []keyTime) bool {
-	for _, kt := range keys {
-		if floorDiv(kt.us, s.sliceLen)*s.sliceLen == sl.start {
-			return true
-		}
-	}
-	return false
-}
-
-// forgetBelow raises the horizon to h in the minute counts.
+// forgetBelow raises the horizon to h in the minute counts and frees the
+// filters of the slices wholly below it.
 func (s *keyStore) forgetBelow(h int64) {
 	if h <= s.horizon {
 		return
@@ -345,6 +510,13 @@ func (s *keyStore) forgetBelow(h int64) {
 			delete(s.minutes, m)
 		}
 	}
+	s.slices = slices.DeleteFunc(s.slices, func(sl *keySlice) bool {
+		if sl.maxUS >= h {
+			return false
+		}
+		sl.filter.free()
+		return true
+	})
 }
 
 // oldest returns the start of the oldest minute held, or false if none.
@@ -366,6 +538,12 @@ func (s *keyStore) memory() int64 {
 }
 
 func (s *keyStore) close() error {
+	if s.fatal.Load() == nil {
+		// Without its files the next Open scans the store instead.
+		if err := s.saveFilters(); err != nil {
+			s.log.Error("engine: cannot save the dedupe filters; the next start scans the key store", "store", s.dir, "err", err)
+		}
+	}
 	for _, sl := range s.slices {
 		sl.filter.free()
 	}

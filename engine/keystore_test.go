@@ -210,3 +210,201 @@ func TestKeyStoreAheadIsRefused(t *testing.T) {
 		t.Fatalf("Open over a key store ahead of the database: %v", err)
 	}
 }
+
+// TestDuplicateAtOtherEventTime: a copy of an id carrying another event
+// time than its original (another key store bucket of the same slice,
+// another slice) is still a duplicate once the original's key is on disk:
+// a filter hit reads every bucket of the slice, not only the copy's.
+func TestDuplicateAtOtherEventTime(t *testing.T) {
+	h := newHarness(t, nil) // a 24h window: 6-hour slices, one-hour buckets
+	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s1", "1", at(time.Minute)), ev("c", "s1", "1", at(2*time.Minute)))
+	h.drain()
+	h.add("orders", 0,
+		ev("a", "s1", "1", at(100*time.Minute)), // another bucket, same slice
+		ev("b", "s1", "1", at(7*time.Hour)),     // another slice
+		ev("c", "s1", "1", at(-3*time.Hour)),    // an older slice, before the original
+		ev("d", "s1", "1", at(3*time.Minute)))
+	h.drain()
+	h.checkDedupe(4, 3)
+	h.reopen()
+	h.add("orders", 1, ev("a", "s1", "1", at(5*time.Hour)), ev("d", "s1", "1", at(20*time.Hour)))
+	h.drain()
+	h.checkDedupe(4, 5)
+}
+
+// TestKeyStoreConvertsSliceLayout: a key store written in the layout
+// before the keys were ordered by time ('k' | slice start | key) is
+// converted at Open: the same live keys, none left in the old layout, and
+// its ids still caught as duplicates.
+func TestKeyStoreConvertsSliceLayout(t *testing.T) {
+	recs := []string{ev("a", "s1", "1", at(0)), ev("b", "s2", "2", at(time.Hour)), ev("c", "s2", "2", at(7*time.Hour))}
+	h := newHarness(t, nil)
+	h.add("orders", 0, recs...)
+	h.drain()
+	want := h.keys()
+	sliceLen := h.e.keys.sliceLen
+	h.close()
+
+	// Rewrite the store in the slice layout.
+	db, err := pebble.Open(filepath.Join(h.dir, KeysDir), &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixKey}, UpperBound: []byte{keysPrefixKey + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb := db.NewBatch()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		old := make([]byte, keysKeyLen)
+		old[0] = keysPrefixSliceKey
+		encodeUS(old[1:9], floorDiv(decodeUS(it.Value()), sliceLen)*sliceLen)
+		copy(old[9:], it.Key()[9:])
+		if err := wb.Set(old, it.Value(), nil); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(recs) {
+		t.Fatalf("%d keys in the store, want %d", n, len(recs))
+	}
+	if err := wb.DeleteRange([]byte{keysPrefixKey}, []byte{keysPrefixKey + 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	h.open()
+	if got := h.keys(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("keys after the conversion: %v, want %v", got, want)
+	}
+	it, err = h.e.keys.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixSliceKey}, UpperBound: []byte{keysPrefixSliceKey + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.First() {
+		t.Fatalf("key %x of the slice layout left after the conversion", it.Key())
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.add("orders", 1, recs...)
+	h.drain()
+	h.checkDedupe(3, 3)
+}
+
+// TestKeyFiltersPersisted: Close writes the slices' filters, and Open
+// loads them instead of scanning the store; a damaged file, a file older
+// than its slice's last change (a crash after keys were added) and a
+// change of slice length each cost a scan instead, and every key stays
+// found.
+func TestKeyFiltersPersisted(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	window := int64(24 * time.Hour / time.Microsecond)
+	open := func(window int64) *keyStore {
+		t.Helper()
+		s, err := openKeyStore(dir, window, minDedupeMemory, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var keys []keyTime
+	add := func(s *keyStore, from time.Time, n int) {
+		t.Helper()
+		var batch []keyTime
+		for i := range n {
+			kt := keyTime{keyOf(fmt.Sprint(from, i)), from.Add(time.Duration(i) * time.Minute).UnixMicro()}
+			batch = append(batch, kt)
+			keys = append(keys, kt)
+		}
+		if err := s.commit(batch, math.MinInt64, s.seq+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *keyStore, wantSaved map[int64]bool) {
+		t.Helper()
+		for _, kt := range keys {
+			if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found {
+				t.Fatalf("key at %s not found (%v)", time.UnixMicro(kt.us).UTC(), err)
+			}
+		}
+		if s.held != int64(len(keys)) {
+			t.Fatalf("%d keys held, want %d", s.held, len(keys))
+		}
+		for _, sl := range s.slices {
+			if (sl.saved != 0) != wantSaved[sl.start] {
+				t.Fatalf("slice %s read from its file: %v, want %v", time.UnixMicro(sl.start).UTC(), sl.saved != 0, wantSaved[sl.start])
+			}
+		}
+	}
+	s := open(window)
+	add(s, t0, 400)                   // slices 12:00 and 18:00
+	add(s, t0.Add(-3*time.Hour), 100) // slice 06:00
+	starts := map[int64]bool{}
+	for _, sl := range s.slices {
+		starts[sl.start] = true
+	}
+	if len(starts) != 3 {
+		t.Fatalf("%d slices, want 3", len(starts))
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A clean start reads every filter from its file.
+	s = open(window)
+	check(s, starts)
+
+	// A crash after keys were added to the 12:00 slice: its file is
+	// older than its stamp.
+	add(s, t0.Add(time.Hour), 10)
+	for _, sl := range s.slices {
+		sl.filter.free()
+	}
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(window)
+	stale := s.sliceOf(t0.UnixMicro())
+	check(s, map[int64]bool{stale - s.sliceLen: true, stale + s.sliceLen: true})
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A damaged file.
+	s = open(window)
+	check(s, starts)
+	path := s.filterPath(stale)
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = open(window)
+	check(s, map[int64]bool{stale - s.sliceLen: true, stale + s.sliceLen: true})
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another window: other slices, all scanned.
+	s = open(window / 2)
+	check(s, nil)
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+}
