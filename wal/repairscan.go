@@ -173,7 +173,7 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 		}
 		found[tp] = true
 		if prefix == prefixEntry {
-			valid = it.SeekGE(prefixEnd(partitionPrefix(prefixEntry, tp.Topic, tp.Partition)))
+			valid = it.SeekGE(prefixEnd(partitionPrefix(prefixEntry, tp)))
 		} else {
 			valid = it.Next()
 		}
@@ -189,7 +189,7 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 // "Repair" in doc.go for where the high water comes from).
 func (s *repairScan) partition(tp TopicPartition) error {
 	p := s.startPartition(tp)
-	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	lo := partitionPrefix(prefixEntry, tp)
 	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return err
@@ -405,7 +405,7 @@ func (s *repairScan) meta(tp TopicPartition) (partitionMeta, bool) {
 // then halves back to the first offset that does. ok is false when no seek
 // into tp's entries gets past the damage.
 func (s *repairScan) probe(tp TopicPartition, bad int64) (next int64, ok bool) {
-	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	lo := partitionPrefix(prefixEntry, tp)
 	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, false
