@@ -479,6 +479,29 @@ func (w *WAL) Incarnation(topic string) (incarnation uint32, id [16]byte) {
 	return incarnation, id
 }
 
+// IncarnationOf returns the latest incarnation of topic whose records
+// came from the Kafka topic ID id, and false when none did.
+func (w *WAL) IncarnationOf(topic string, id [16]byte) (uint32, bool) {
+	w.mu.Lock()
+	parts := make([]*partition, 0, len(w.parts))
+	for tp, p := range w.parts {
+		if tp.Topic == topic {
+			parts = append(parts, p)
+		}
+	}
+	w.mu.Unlock()
+	var inc uint32
+	found := false
+	for _, p := range parts {
+		p.mu.Lock()
+		if p.meta.topicID == id && (!found || p.tp.Incarnation > inc) {
+			inc, found = p.tp.Incarnation, true
+		}
+		p.mu.Unlock()
+	}
+	return inc, found
+}
+
 // Recreate starts the next incarnation of topic for the topic created
 // again under the same name with the Kafka topic ID id, and records id for
 // partitions of it, durably, in one synced batch: after a restart,
