@@ -639,13 +639,23 @@ type Entry struct {
 // partition's cursor are left out). Each partition gets an equal share of
 // maxRecords so that none starves. It returns the cursor just past what was
 // passed. An error from fn stops the read and is returned. A negative
-// cursor offset reads from the first held offset, like an absent one.
+// cursor offset reads from the first held offset, like an absent one. The
+// partitions of an earlier incarnation whose state the WAL dropped
+// (Truncate) are left out of the returned cursor.
 func (w *WAL) Read(cursor Cursor, maxRecords int, fn func(Entry) error) (Cursor, error) {
 	if !w.use() {
 		return cursor, ErrClosed
 	}
 	defer w.done()
 	next := cursor.Clone()
+	w.mu.Lock()
+	for tp := range next {
+		if _, held := w.parts[tp]; !held && tp.Incarnation < w.latest[tp.Topic] {
+			// Consumed and dropped: nothing of it remains to read.
+			delete(next, tp)
+		}
+	}
+	w.mu.Unlock()
 	stats := w.Stats()
 	var pending []PartitionStats
 	for _, s := range stats {
