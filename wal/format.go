@@ -142,6 +142,8 @@ type Record struct {
 // and Topic empty when the damage was found below the entry level (Pebble's
 // own block checksums).
 type CorruptionError struct {
+	// Topic is the topic key (TopicPartition.TopicKey): "topic#N" for
+	// incarnation N of a recreated topic.
 	Topic       string
 	Partition   int32
 	FirstOffset int64 // first offset of the damaged entry (its key)
@@ -336,7 +338,7 @@ func parseHeader(v []byte) entryHeader {
 // FirstOffset taken from the key.
 func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record) (entryHeader, error) {
 	fail := func(rec, pos int, format string, args ...any) (entryHeader, error) {
-		return entryHeader{}, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+		return entryHeader{}, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
 			FirstOffset: firstOffset, Record: rec, Pos: pos, Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(v) < entryHeaderLen {
@@ -428,7 +430,7 @@ func encodeMeta(m partitionMeta) []byte {
 
 func decodeMeta(tp TopicPartition, v []byte) (partitionMeta, error) {
 	fail := func(pos int, reason string) (partitionMeta, error) {
-		return partitionMeta{}, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+		return partitionMeta{}, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
 			FirstOffset: -1, Record: -1, Pos: pos, Reason: "partition meta: " + reason}
 	}
 	if len(v) == 0 {

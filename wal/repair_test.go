@@ -691,3 +691,46 @@ func TestRepairMalformedKeyInPartition(t *testing.T) {
 		t.Errorf("malformed key reported %d times, moved %+v, kept %d records; want once, one key, 15", n, rep.Moved, rep.KeptRecords)
 	}
 }
+
+// TestRepairKeepsIncarnations: a repair of a WAL holding two incarnations
+// of a topic keeps each one's entries, high water and topic ID apart, and
+// the later one's partition registered without records.
+func TestRepairKeepsIncarnations(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := TopicPartition{Topic: "a", Partition: 0}
+	mustAppend(t, w, old, recs(0, 9))
+	if err := w.SetTopicID(old, [16]byte{0xa}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recreate("a", [16]byte{0xb}, []int32{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	cur := TopicPartition{Topic: "a", Incarnation: 1, Partition: 0}
+	mustAppend(t, w, cur, recs(0, 4))
+	if err := w.db.Set(metaKey(old), flip(encodeMeta(w.parts[old].meta), 10), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	rep := mustRepair(t, dir, quarantine)
+	if rep.KeptRecords != 15 {
+		t.Fatalf("report: %+v", rep)
+	}
+	w, err = Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	if w.HighWater(old) != 9 || w.HighWater(cur) != 4 {
+		t.Fatalf("high waters %d, %d after repair; want 9, 4", w.HighWater(old), w.HighWater(cur))
+	}
+	if inc, id := w.Incarnation("a"); inc != 1 || id != ([16]byte{0xb}) {
+		t.Fatalf("Incarnation after repair: %d %x", inc, id)
+	}
+	if id, ok := w.TopicID(TopicPartition{Topic: "a", Incarnation: 1, Partition: 1}); !ok || id != ([16]byte{0xb}) {
+		t.Fatalf("registered partition after repair: %x %v", id, ok)
+	}
+}
