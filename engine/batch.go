@@ -623,7 +623,17 @@ func (e *Engine) writeCursor(ctx context.Context, b *batch) error {
 			sb.WriteString(", ")
 		}
 		sb.WriteString("(?, ?, ?)")
-		args = append(args, tp.Topic, tp.Partition, next)
+		args = append(args, tp.TopicKey(), tp.Partition, next)
+	}
+	for tp := range e.cursor {
+		if _, ok := b.cursor[tp]; ok {
+			continue
+		}
+		// The WAL dropped a consumed earlier incarnation of a recreated
+		// topic (docs/ARCHITECTURE.md): so does the cursor.
+		if _, err := e.conn.ExecContext(ctx, `DELETE FROM engine_cursor WHERE topic = ? AND "partition" = ?`, tp.TopicKey(), tp.Partition); err != nil {
+			return fmt.Errorf("cannot write the cursor: %w", err)
+		}
 	}
 	if len(args) == 0 {
 		return nil

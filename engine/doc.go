@@ -51,7 +51,9 @@
 //
 // # Tables
 //
-//	engine_cursor    next WAL offset per (topic, partition)
+//	engine_cursor    next WAL offset per (topic, partition); the topic
+//	                 column is wal's TopicKey, "topic#N" for incarnation N
+//	                 of a recreated topic (docs/ARCHITECTURE.md)
 //	engine_state     window size, highest event time, dedupe bounds, the open
 //	                 outbox batch's ranges and sizes, the next dead-letter id
 //	engine_counters  persisted counters (Stats): records_in, accepted,
@@ -178,7 +180,9 @@
 // the batch's WAL ranges (first and last offset per partition, and the
 // dead-letter ids of replayed records). The same records always give the
 // same id, so the warehouse's load ledger recognises a batch that was
-// loaded before a crash.
+// loaded before a crash. A range of a recreated topic's later incarnation
+// names it ("incarnation": N; left out for 0), so the new topic's offsets
+// never hash to an id of the old topic's.
 //
 // # Dead letters
 //

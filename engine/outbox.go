@@ -25,10 +25,13 @@ const dlqReplayTopic = "#dlq"
 // For replayed dead letters, Topic is "#dlq", Partition -1 and First..Last
 // the dead-letter ids.
 type Range struct {
-	Topic     string
-	Partition int32
-	First     int64
-	Last      int64
+	Topic string
+	// Incarnation tells apart topics deleted and created again under the
+	// same name (wal.TopicPartition.Incarnation): 0 for the first.
+	Incarnation uint32
+	Partition   int32
+	First       int64
+	Last        int64
 }
 
 // BatchInfo describes a sealed outbox batch.
@@ -200,7 +203,7 @@ func (e *Engine) queryBatches(ctx context.Context, q interface {
 		}
 		for _, tp := range sortedPartitions(m) {
 			r := m[tp]
-			bi.Ranges = append(bi.Ranges, Range{Topic: tp.Topic, Partition: tp.Partition, First: r.first, Last: r.last})
+			bi.Ranges = append(bi.Ranges, Range{Topic: tp.Topic, Incarnation: tp.Incarnation, Partition: tp.Partition, First: r.first, Last: r.last})
 		}
 		out = append(out, bi)
 	}

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/offload/offload/wal"
 )
 
 // ErrNoBatch is returned for a batch id the outbox does not hold.
@@ -214,7 +216,8 @@ func (e *PartsDamagedError) Error() string {
 		}
 	}
 	for _, r := range e.Ranges {
-		ranges = append(ranges, fmt.Sprintf("%s/%d offsets %d-%d", r.Topic, r.Partition, r.First, r.Last))
+		tp := wal.TopicPartition{Topic: r.Topic, Incarnation: r.Incarnation, Partition: r.Partition}
+		ranges = append(ranges, fmt.Sprintf("%s offsets %d-%d", tp, r.First, r.Last))
 	}
 	return fmt.Sprintf("engine: batch %s has damaged outbox parts (%s): suspect the disk or memory; "+
 		"its records must be read again from Kafka (%s)", e.Batch, strings.Join(parts, ", "), strings.Join(ranges, ", "))

@@ -217,8 +217,15 @@ func (e *Engine) loadCursor(ctx context.Context) (wal.Cursor, error) {
 	cursor := wal.Cursor{}
 	err := e.queryEach(ctx, `SELECT topic, "partition", next_offset FROM engine_cursor`, func(rows *sql.Rows) error {
 		var tp wal.TopicPartition
+		var key string
 		var next int64
-		if err := rows.Scan(&tp.Topic, &tp.Partition, &next); err != nil {
+		if err := rows.Scan(&key, &tp.Partition, &next); err != nil {
+			return err
+		}
+		// The topic column holds wal's TopicKey: the incarnation of a
+		// recreated topic follows its name (docs/ARCHITECTURE.md).
+		var err error
+		if tp.Topic, tp.Incarnation, err = wal.ParseTopicKey(key); err != nil {
 			return err
 		}
 		cursor[tp] = next
@@ -310,11 +317,14 @@ func closeRows(rows *sql.Rows) error {
 }
 
 // rangeJSON is one entry of outbox_batches.ranges and engine_state.open_ranges.
+// Incarnation is left out for a topic's first incarnation, so the text
+// and the batch ids hashed from it are those of before incarnations.
 type rangeJSON struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	First     int64  `json:"first"`
-	Last      int64  `json:"last"`
+	Topic       string `json:"topic"`
+	Incarnation uint32 `json:"incarnation,omitempty"`
+	Partition   int32  `json:"partition"`
+	First       int64  `json:"first"`
+	Last        int64  `json:"last"`
 }
 
 func parseRanges(s string) (map[wal.TopicPartition]offsetRange, error) {
@@ -324,7 +334,7 @@ func parseRanges(s string) (map[wal.TopicPartition]offsetRange, error) {
 	}
 	out := make(map[wal.TopicPartition]offsetRange, len(rs))
 	for _, r := range rs {
-		out[wal.TopicPartition{Topic: r.Topic, Partition: r.Partition}] = offsetRange{r.First, r.Last}
+		out[wal.TopicPartition{Topic: r.Topic, Incarnation: r.Incarnation, Partition: r.Partition}] = offsetRange{r.First, r.Last}
 	}
 	return out, nil
 }
@@ -335,7 +345,7 @@ func formatRanges(m map[wal.TopicPartition]offsetRange) string {
 	rs := make([]rangeJSON, 0, len(m))
 	for _, tp := range sortedPartitions(m) {
 		r := m[tp]
-		rs = append(rs, rangeJSON{Topic: tp.Topic, Partition: tp.Partition, First: r.first, Last: r.last})
+		rs = append(rs, rangeJSON{Topic: tp.Topic, Incarnation: tp.Incarnation, Partition: tp.Partition, First: r.first, Last: r.last})
 	}
 	b, err := json.Marshal(rs)
 	if err != nil {

@@ -92,7 +92,7 @@ func BenchmarkAppend(b *testing.B) {
 				rawBytes += int64(len(r.Key) + len(r.Value))
 			}
 			b.SetBytes(rawBytes)
-			tp := TopicPartition{"orders", 0}
+			tp := TopicPartition{Topic: "orders", Partition: 0}
 			syncsBefore := syncs.Load()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -136,7 +136,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					tp := TopicPartition{"orders", int32(g)}
+					tp := TopicPartition{Topic: "orders", Partition: int32(g)}
 					batch := benchBatch(0, c.batch)
 					base := int64(0)
 					for range next {
@@ -187,7 +187,7 @@ func BenchmarkDecodeEntry(b *testing.B) {
 	b.SetBytes(int64(len(v)))
 	b.ReportAllocs()
 	out := make([]Record, 0, 1000)
-	tp := TopicPartition{"orders", 0}
+	tp := TopicPartition{Topic: "orders", Partition: 0}
 	for i := 0; i < b.N; i++ {
 		out = out[:0]
 		if _, err := decodeEntry(tp, 0, v, &out); err != nil {
@@ -239,7 +239,7 @@ func BenchmarkVerify(b *testing.B) {
 	const batch = 500
 	for off := int64(0); w.Bytes() < 100<<20; off += batch {
 		for p := int32(0); p < 4; p++ {
-			mustAppend(b, w, TopicPartition{"orders", p}, benchBatch(off, batch))
+			mustAppend(b, w, TopicPartition{Topic: "orders", Partition: p}, benchBatch(off, batch))
 		}
 	}
 	mustClose(b, w)

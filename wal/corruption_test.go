@@ -61,8 +61,8 @@ func flip(v []byte, i int) []byte {
 }
 
 func TestCorruptionTable(t *testing.T) {
-	tp := TopicPartition{"a", 0}
-	other := TopicPartition{"b", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
+	other := TopicPartition{Topic: "b", Partition: 0}
 	good := func(first, last int64) []byte { return encodeEntry(nil, testNow.UnixNano(), recs(first, last)) }
 
 	entryCases := []struct {
@@ -323,7 +323,7 @@ func TestCorruptionInSSTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	appendOrders(t, w, tp, 40)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
@@ -364,7 +364,7 @@ func TestCorruptionInSSTable(t *testing.T) {
 	check("read", err)
 	// The WAL stays usable for appends: damage to old data is reported, not
 	// fatal.
-	mustAppend(t, w, TopicPartition{"b", 0}, recs(0, 3))
+	mustAppend(t, w, TopicPartition{Topic: "b", Partition: 0}, recs(0, 3))
 }
 
 // TestCorruptionInLogFile flips one byte in the middle of Pebble's log
@@ -380,7 +380,7 @@ func TestCorruptionInLogFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	appendOrders(t, w, tp, 40)
 	mustClose(t, w)
 	log, size := largestFile(dir, "*.log")

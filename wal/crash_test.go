@@ -53,17 +53,17 @@ func (b crashBatch) records(tp TopicPartition) []Record {
 // truncation in between, then four partitions appended concurrently.
 var (
 	crashSequential = []crashPlan{
-		{TopicPartition{"orders", 0}, []crashBatch{{0, 4}, {5, 9}, {3, 14}, {15, 15}, {10, 20}, {21, 29}, {30, 31}, {25, 40}}},
-		{TopicPartition{"payments", 0}, []crashBatch{{100, 102}, {100, 102}, {103, 110}, {104, 111}, {112, 130}, {131, 132}, {133, 140}, {141, 141}}},
+		{TopicPartition{Topic: "orders", Partition: 0}, []crashBatch{{0, 4}, {5, 9}, {3, 14}, {15, 15}, {10, 20}, {21, 29}, {30, 31}, {25, 40}}},
+		{TopicPartition{Topic: "payments", Partition: 0}, []crashBatch{{100, 102}, {100, 102}, {103, 110}, {104, 111}, {112, 130}, {131, 132}, {133, 140}, {141, 141}}},
 	}
 	// After this many rounds of crashSequential, crashTruncate is applied.
 	crashTruncateAfter = 5
-	crashTruncate      = Cursor{{"orders", 0}: 12}
+	crashTruncate      = Cursor{{Topic: "orders", Partition: 0}: 12}
 	crashConcurrent    = []crashPlan{
-		{TopicPartition{"orders", 1}, []crashBatch{{0, 5}, {6, 9}, {2, 12}, {13, 20}, {21, 22}, {23, 30}}},
-		{TopicPartition{"orders", 2}, []crashBatch{{7, 7}, {8, 15}, {16, 16}, {10, 25}, {26, 40}, {41, 41}}},
-		{TopicPartition{"orders", 3}, []crashBatch{{0, 0}, {1, 1}, {2, 2}, {0, 3}, {4, 9}, {10, 12}}},
-		{TopicPartition{"refunds", 0}, []crashBatch{{50, 60}, {61, 70}, {55, 75}, {76, 80}, {81, 90}, {91, 99}}},
+		{TopicPartition{Topic: "orders", Partition: 1}, []crashBatch{{0, 5}, {6, 9}, {2, 12}, {13, 20}, {21, 22}, {23, 30}}},
+		{TopicPartition{Topic: "orders", Partition: 2}, []crashBatch{{7, 7}, {8, 15}, {16, 16}, {10, 25}, {26, 40}, {41, 41}}},
+		{TopicPartition{Topic: "orders", Partition: 3}, []crashBatch{{0, 0}, {1, 1}, {2, 2}, {0, 3}, {4, 9}, {10, 12}}},
+		{TopicPartition{Topic: "refunds", Partition: 0}, []crashBatch{{50, 60}, {61, 70}, {55, 75}, {76, 80}, {81, 90}, {91, 99}}},
 	}
 )
 

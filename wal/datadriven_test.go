@@ -68,7 +68,7 @@ func TestDataDriven(t *testing.T) {
 						rs[i].Timestamp = ts
 					}
 				}
-				res, err := w.Append(TopicPartition{topic, int32(part)}, rs)
+				res, err := w.Append(TopicPartition{Topic: topic, Partition: int32(part)}, rs)
 				if err != nil {
 					return fmt.Sprintf("error: %v\n", err)
 				}
@@ -220,7 +220,7 @@ func parsePosition(s string) (TopicPartition, int64, error) {
 	if err != nil {
 		return TopicPartition{}, 0, fmt.Errorf("bad position %q: %v", s, err)
 	}
-	return TopicPartition{topic, int32(part)}, off, nil
+	return TopicPartition{Topic: topic, Partition: int32(part)}, off, nil
 }
 
 // rangesOf renders the offsets of rs compactly: "0-4,7,9-10".

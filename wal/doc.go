@@ -17,9 +17,33 @@
 //	entry key:  0x01 | topic bytes | 0x00 | partition uint32 BE | first offset uint64 BE
 //	meta key:   0x02 | topic bytes | 0x00 | partition uint32 BE
 //
-// Kafka topic names are limited to [a-zA-Z0-9._-], so the 0x00 terminator
-// never occurs inside a topic and byte order equals (topic, partition,
-// offset) order.
+// That is the layout of a topic's first incarnation (below); a later
+// incarnation N (N >= 1) ends the topic with 0x01 and carries N:
+//
+//	entry key:  0x01 | topic bytes | 0x01 | N uint32 BE | partition uint32 BE | first offset uint64 BE
+//	meta key:   0x02 | topic bytes | 0x01 | N uint32 BE | partition uint32 BE
+//
+// Kafka topic names are limited to [a-zA-Z0-9._-], so neither terminator
+// occurs inside a topic and byte order equals (topic, incarnation,
+// partition, offset) order. Incarnation 0 has only the 0x00 spelling.
+//
+// # Incarnations
+//
+// A Kafka topic deleted and created again under the same name is another
+// topic (Kafka 2.8 and later give it a new topic ID) whose offsets start
+// at 0 again. The WAL keeps each one apart as an incarnation of the name:
+// TopicPartition.Incarnation, 0 for the first topic of a name the WAL
+// held (and for every topic of a WAL written before incarnations), one
+// more for each recreation. Each incarnation's partitions have their own
+// entries, meta, high water and cursor position, so the new topic's
+// offset 5 is not a re-delivery of the old topic's offset 5. Recreate
+// starts the next incarnation by writing its partitions' metas with the
+// new topic ID and no records, synced, before ingest appends any of its
+// records; Incarnation reads back the latest one and its ID after a
+// restart. An earlier incarnation is read and consumed like any other
+// partition; once a truncation leaves it no entry, its meta is deleted in
+// the same batch (its high water is no longer needed: Kafka no longer has
+// the topic, and ingest fetches the latest incarnation only).
 //
 // # Entry value
 //

@@ -61,7 +61,7 @@ func TestFailedSyncIsFatal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tp := TopicPartition{"a", 0}
+			tp := TopicPartition{Topic: "a", Partition: 0}
 			mustAppend(t, w, tp, recs(0, 9))
 			if c.recycled {
 				// Fill memtables until Pebble rotates onto a recycled log.
@@ -73,7 +73,7 @@ func TestFailedSyncIsFatal(t *testing.T) {
 					for j := range filler {
 						filler[j] = Record{Offset: i*10 + int64(j), Value: jsonish(i*10+int64(j), 1000)}
 					}
-					mustAppend(t, w, TopicPartition{"filler", 0}, filler)
+					mustAppend(t, w, TopicPartition{Topic: "filler", Partition: 0}, filler)
 				}
 			}
 

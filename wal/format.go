@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"strconv"
 	"strings"
 )
 
@@ -70,18 +71,60 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
-// TopicPartition names one Kafka partition.
+// TopicPartition names one Kafka partition of one incarnation of its
+// topic.
 type TopicPartition struct {
-	Topic     string
-	Partition int32
+	Topic string
+	// Incarnation tells apart the topics that had the same name: 0 for
+	// the first the WAL held, one more for each topic deleted and created
+	// again under that name (a new Kafka topic ID). Each incarnation has
+	// its own entries, high water and cursor (doc.go, "Incarnations").
+	Incarnation uint32
+	Partition   int32
 }
 
-func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
+// String returns "topic/partition", or "topic#incarnation/partition"
+// past the first incarnation.
+func (tp TopicPartition) String() string {
+	return fmt.Sprintf("%s/%d", tp.TopicKey(), tp.Partition)
+}
 
-// Compare orders partitions by topic, then partition number (the WAL's key
-// order): negative if tp sorts before o, zero if equal, positive after.
+// incarnationSep separates a topic from its incarnation in TopicKey: not a
+// character of Kafka topic names, so a key never reads as another topic.
+const incarnationSep = "#"
+
+// TopicKey returns the topic and its incarnation as one string: the topic
+// itself for incarnation 0, "topic#N" for incarnation N. ParseTopicKey
+// reverses it.
+func (tp TopicPartition) TopicKey() string {
+	if tp.Incarnation == 0 {
+		return tp.Topic
+	}
+	return tp.Topic + incarnationSep + strconv.FormatUint(uint64(tp.Incarnation), 10)
+}
+
+// ParseTopicKey splits a string made by TopicKey into the topic and the
+// incarnation.
+func ParseTopicKey(s string) (topic string, incarnation uint32, err error) {
+	topic, n, ok := strings.Cut(s, incarnationSep)
+	if !ok {
+		return s, 0, nil
+	}
+	v, err := strconv.ParseUint(n, 10, 32)
+	if err != nil || v == 0 || strconv.FormatUint(v, 10) != n {
+		return "", 0, fmt.Errorf("wal: cannot parse the topic key %q: the incarnation after %q is not a number from 1", s, incarnationSep)
+	}
+	return topic, uint32(v), nil
+}
+
+// Compare orders partitions by topic, incarnation, then partition number
+// (the WAL's key order): negative if tp sorts before o, zero if equal,
+// positive after.
 func (tp TopicPartition) Compare(o TopicPartition) int {
 	if c := strings.Compare(tp.Topic, o.Topic); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(tp.Incarnation, o.Incarnation); c != 0 {
 		return c
 	}
 	return cmp.Compare(tp.Partition, o.Partition)
@@ -99,6 +142,8 @@ type Record struct {
 // and Topic empty when the damage was found below the entry level (Pebble's
 // own block checksums).
 type CorruptionError struct {
+	// Topic is the topic key (TopicPartition.TopicKey): "topic#N" for
+	// incarnation N of a recreated topic.
 	Topic       string
 	Partition   int32
 	FirstOffset int64 // first offset of the damaged entry (its key)
@@ -135,20 +180,33 @@ func (e *CorruptionError) Error() string {
 
 func (e *CorruptionError) Unwrap() error { return e.Err }
 
-func partitionPrefix(prefix byte, topic string, partition int32) []byte {
-	k := make([]byte, 0, 1+len(topic)+1+4+8)
+// Topic terminators in keys (doc.go, "Keys"): the first incarnation's
+// keys keep the layout written before incarnations; later ones carry the
+// incarnation after termIncarnation.
+const (
+	termFirst       byte = 0x00
+	termIncarnation byte = 0x01
+)
+
+func partitionPrefix(prefix byte, tp TopicPartition) []byte {
+	k := make([]byte, 0, 1+len(tp.Topic)+1+4+4+8)
 	k = append(k, prefix)
-	k = append(k, topic...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint32(k, uint32(partition))
+	k = append(k, tp.Topic...)
+	if tp.Incarnation == 0 {
+		k = append(k, termFirst)
+	} else {
+		k = append(k, termIncarnation)
+		k = binary.BigEndian.AppendUint32(k, tp.Incarnation)
+	}
+	return binary.BigEndian.AppendUint32(k, uint32(tp.Partition))
 }
 
 func entryKey(tp TopicPartition, firstOffset int64) []byte {
-	return binary.BigEndian.AppendUint64(partitionPrefix(prefixEntry, tp.Topic, tp.Partition), uint64(firstOffset))
+	return binary.BigEndian.AppendUint64(partitionPrefix(prefixEntry, tp), uint64(firstOffset))
 }
 
 func metaKey(tp TopicPartition) []byte {
-	return partitionPrefix(prefixMeta, tp.Topic, tp.Partition)
+	return partitionPrefix(prefixMeta, tp)
 }
 
 // decodeKey splits an entry or meta key. For meta keys firstOffset is 0.
@@ -158,12 +216,23 @@ func decodeKey(k []byte) (prefix byte, tp TopicPartition, firstOffset int64, ok 
 	}
 	prefix = k[0]
 	rest := k[1:]
-	i := strings.IndexByte(string(rest), 0)
+	i := strings.IndexFunc(string(rest), func(r rune) bool { return r == rune(termFirst) || r == rune(termIncarnation) })
 	if i <= 0 {
 		return 0, tp, 0, false
 	}
 	tp.Topic = string(rest[:i])
+	term := rest[i]
 	rest = rest[i+1:]
+	if term == termIncarnation {
+		if len(rest) < 4 {
+			return 0, tp, 0, false
+		}
+		// Incarnation 0 has the other terminator: one key per position.
+		if tp.Incarnation = binary.BigEndian.Uint32(rest); tp.Incarnation == 0 {
+			return 0, tp, 0, false
+		}
+		rest = rest[4:]
+	}
 	switch {
 	case prefix == prefixEntry && len(rest) == 12:
 		tp.Partition = int32(binary.BigEndian.Uint32(rest))
@@ -269,7 +338,7 @@ func parseHeader(v []byte) entryHeader {
 // FirstOffset taken from the key.
 func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record) (entryHeader, error) {
 	fail := func(rec, pos int, format string, args ...any) (entryHeader, error) {
-		return entryHeader{}, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+		return entryHeader{}, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
 			FirstOffset: firstOffset, Record: rec, Pos: pos, Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(v) < entryHeaderLen {
@@ -361,7 +430,7 @@ func encodeMeta(m partitionMeta) []byte {
 
 func decodeMeta(tp TopicPartition, v []byte) (partitionMeta, error) {
 	fail := func(pos int, reason string) (partitionMeta, error) {
-		return partitionMeta{}, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+		return partitionMeta{}, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
 			FirstOffset: -1, Record: -1, Pos: pos, Reason: "partition meta: " + reason}
 	}
 	if len(v) == 0 {

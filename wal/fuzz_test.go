@@ -52,7 +52,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add([]byte{}, int64(0), false)
 	f.Add(make([]byte, entryHeaderLen), int64(0), true)
 
-	tp := TopicPartition{"fuzz", 3}
+	tp := TopicPartition{Topic: "fuzz", Partition: 3}
 	f.Fuzz(func(t *testing.T, v []byte, firstOffset int64, fix bool) {
 		if fix {
 			fixChecksums(v)

@@ -29,7 +29,9 @@ const (
 
 // Moved is one thing Repair moved to quarantine.
 type Moved struct {
-	Kind      string `json:"kind"`
+	Kind string `json:"kind"`
+	// Topic is the topic key (TopicPartition.TopicKey): "topic#N" for
+	// incarnation N of a recreated topic.
 	Topic     string `json:"topic,omitempty"`
 	Partition int32  `json:"partition"`
 	// FirstOffset and LastOffset bound the offsets moved: the entry's key
@@ -51,6 +53,7 @@ type Moved struct {
 // HighWaterLoss is a partition whose high water Repair could not rebuild
 // for certain.
 type HighWaterLoss struct {
+	// Topic is the topic key, as in Moved.
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	// HighWater is what the repaired WAL holds: the highest offset still

@@ -59,7 +59,7 @@ func mustRepair(t *testing.T, dir, quarantine string) RepairReport {
 // several ways and repairs: every other entry is kept, the damaged one's
 // raw bytes are in quarantine, the high water stays.
 func TestRepairEntryDamage(t *testing.T) {
-	tp, other := TopicPartition{"a", 0}, TopicPartition{"b", 0}
+	tp, other := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
 	cases := []struct {
 		name    string
 		damage  func(v []byte) []byte
@@ -149,7 +149,7 @@ func TestRepairEntryDamage(t *testing.T) {
 // rebuilds it from the entries and keeps them all.
 func TestRepairMetaDamage(t *testing.T) {
 	dir, quarantine := repairDirs(t)
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	w, err := Open(dir, testOptions(t, vfs.Default))
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +190,7 @@ func TestRepairSoundWAL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustAppend(t, w, TopicPartition{"a", 0}, recs(0, 9))
+	mustAppend(t, w, TopicPartition{Topic: "a", Partition: 0}, recs(0, 9))
 	// Repair refuses while the WAL is open (the appliance holds the lock).
 	if _, err := Repair(dir, quarantine, testOptions(t, vfs.Default)); err == nil || !strings.Contains(err.Error(), "stop it first") {
 		t.Errorf("repair of a WAL in use: %v", err)
@@ -219,10 +219,10 @@ func TestRepairFlippedSSTableByte(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	const n = 2000
 	appendOrders(t, w, tp, n/50)
-	mustAppend(t, w, TopicPartition{"b", 0}, recs(0, 9))
+	mustAppend(t, w, TopicPartition{Topic: "b", Partition: 0}, recs(0, 9))
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +327,7 @@ func largestFile(dir, pattern string) (string, int64) {
 // beside an untouched WAL is discarded.
 func TestRepairInterruptedSwap(t *testing.T) {
 	dir, quarantine := repairDirs(t)
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	w, err := Open(dir, testOptions(t, vfs.Default))
 	if err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func TestRepairUnreadableSSTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := TopicPartition{"a", 0}, TopicPartition{"b", 0}
+	a, b := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
 	appendOrders(t, w, a, 40)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
@@ -439,7 +439,7 @@ func openThreeEntries(t *testing.T, dir string, tp TopicPartition) *WAL {
 // and damages a record body of the middle one: a repair moves it.
 func damagedWAL(t *testing.T, dir string) TopicPartition {
 	t.Helper()
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	w := openThreeEntries(t, dir, tp)
 	damageEntry(t, w, tp, dmgFirst, func(v []byte) []byte { return flip(v, dmgRecord(2)+recordHeaderLen+10) })
 	mustClose(t, w)
@@ -626,7 +626,7 @@ func TestReadQuarantineIncomplete(t *testing.T) {
 // offset (its header damaged too, or no entry left) the report says the
 // high water may be lower.
 func TestRepairHighWaterWithoutMeta(t *testing.T) {
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	cases := []struct {
 		name      string
 		damage    func(w *WAL)
@@ -673,9 +673,9 @@ func TestRepairHighWaterWithoutMeta(t *testing.T) {
 // partition's keys is met by both scans; it is moved and reported once.
 func TestRepairMalformedKeyInPartition(t *testing.T) {
 	dir, quarantine := repairDirs(t)
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	w := openThreeEntries(t, dir, tp)
-	bad := append(partitionPrefix(prefixEntry, tp.Topic, tp.Partition), 0, 0, 0) // before the first entry
+	bad := append(partitionPrefix(prefixEntry, tp), 0, 0, 0) // before the first entry
 	if err := w.db.Set(bad, []byte("x"), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
@@ -689,5 +689,48 @@ func TestRepairMalformedKeyInPartition(t *testing.T) {
 	}
 	if n != 1 || len(rep.Moved) != 1 || rep.KeptRecords != 15 {
 		t.Errorf("malformed key reported %d times, moved %+v, kept %d records; want once, one key, 15", n, rep.Moved, rep.KeptRecords)
+	}
+}
+
+// TestRepairKeepsIncarnations: a repair of a WAL holding two incarnations
+// of a topic keeps each one's entries, high water and topic ID apart, and
+// the later one's partition registered without records.
+func TestRepairKeepsIncarnations(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := TopicPartition{Topic: "a", Partition: 0}
+	mustAppend(t, w, old, recs(0, 9))
+	if err := w.SetTopicID(old, [16]byte{0xa}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recreate("a", [16]byte{0xb}, []int32{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	cur := TopicPartition{Topic: "a", Incarnation: 1, Partition: 0}
+	mustAppend(t, w, cur, recs(0, 4))
+	if err := w.db.Set(metaKey(old), flip(encodeMeta(w.parts[old].meta), 10), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	rep := mustRepair(t, dir, quarantine)
+	if rep.KeptRecords != 15 {
+		t.Fatalf("report: %+v", rep)
+	}
+	w, err = Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	if w.HighWater(old) != 9 || w.HighWater(cur) != 4 {
+		t.Fatalf("high waters %d, %d after repair; want 9, 4", w.HighWater(old), w.HighWater(cur))
+	}
+	if inc, id := w.Incarnation("a"); inc != 1 || id != ([16]byte{0xb}) {
+		t.Fatalf("Incarnation after repair: %d %x", inc, id)
+	}
+	if id, ok := w.TopicID(TopicPartition{Topic: "a", Incarnation: 1, Partition: 1}); !ok || id != ([16]byte{0xb}) {
+		t.Fatalf("registered partition after repair: %x %v", id, ok)
 	}
 }

@@ -173,7 +173,7 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 		}
 		found[tp] = true
 		if prefix == prefixEntry {
-			valid = it.SeekGE(prefixEnd(partitionPrefix(prefixEntry, tp.Topic, tp.Partition)))
+			valid = it.SeekGE(prefixEnd(partitionPrefix(prefixEntry, tp)))
 		} else {
 			valid = it.Next()
 		}
@@ -189,7 +189,7 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 // "Repair" in doc.go for where the high water comes from).
 func (s *repairScan) partition(tp TopicPartition) error {
 	p := s.startPartition(tp)
-	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	lo := partitionPrefix(prefixEntry, tp)
 	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return err
@@ -262,7 +262,7 @@ func (p *partitionScan) unreadableBlock(it *pebble.Iterator, corrupt error) (val
 	ce := corruptionOf(corrupt)
 	p.s.damage(ce)
 	next, ok := p.s.probe(p.tp, p.bad)
-	r := Moved{Kind: MovedRange, Topic: p.tp.Topic, Partition: p.tp.Partition, FirstOffset: p.end + 1, LastOffset: -1,
+	r := Moved{Kind: MovedRange, Topic: p.tp.TopicKey(), Partition: p.tp.Partition, FirstOffset: p.end + 1, LastOffset: -1,
 		Records: -1, Reason: ce.Error(), PebbleFile: ce.File}
 	p.unknown = true
 	p.moved.entries++
@@ -292,7 +292,7 @@ func (p *partitionScan) unreadableBlock(it *pebble.Iterator, corrupt error) (val
 func (p *partitionScan) unreadableValue(first int64, verr error) {
 	ce := corruptionOf(verr)
 	p.s.damage(ce)
-	p.s.rep.Moved = append(p.s.rep.Moved, Moved{Kind: MovedRange, Topic: p.tp.Topic, Partition: p.tp.Partition,
+	p.s.rep.Moved = append(p.s.rep.Moved, Moved{Kind: MovedRange, Topic: p.tp.TopicKey(), Partition: p.tp.Partition,
 		FirstOffset: first, LastOffset: -1, Records: -1, Reason: ce.Error(), PebbleFile: ce.File})
 	p.unknown = true
 	p.moved.entries++
@@ -307,7 +307,7 @@ func (p *partitionScan) entry(key, val []byte, first int64) error {
 	p.bad = first + 1
 	h, derr := decodeEntry(p.tp, first, val, nil)
 	if derr == nil && first <= p.end {
-		derr = &CorruptionError{Topic: p.tp.Topic, Partition: p.tp.Partition, FirstOffset: first, Record: 0, Pos: entryHeaderLen,
+		derr = &CorruptionError{Topic: p.tp.TopicKey(), Partition: p.tp.Partition, FirstOffset: first, Record: 0, Pos: entryHeaderLen,
 			Reason: fmt.Sprintf("entry overlaps the previous one, which ends at offset %d", p.end)}
 	}
 	if derr != nil {
@@ -329,7 +329,7 @@ func (p *partitionScan) entry(key, val []byte, first int64) error {
 // damagedEntry moves an entry that does not check, with its raw bytes.
 func (p *partitionScan) damagedEntry(key, val []byte, first int64, derr error) {
 	p.s.damage(derr)
-	m := Moved{Kind: MovedEntry, Topic: p.tp.Topic, Partition: p.tp.Partition, FirstOffset: first, LastOffset: first,
+	m := Moved{Kind: MovedEntry, Topic: p.tp.TopicKey(), Partition: p.tp.Partition, FirstOffset: first, LastOffset: first,
 		Records: -1, Reason: derr.Error()}
 	// A damaged entry's header may claim any last offset, and a high
 	// water set too far would drop records never seen: its last offset
@@ -355,9 +355,9 @@ func (p *partitionScan) finish() error {
 	if p.metaOK && (oldMeta.entries != kept.entries+moved.entries || oldMeta.records != kept.records+moved.records) && !p.unknown {
 		// The meta disagreed with the entries while every entry's count
 		// is known: the meta was wrong, not the entries. Keep its bytes.
-		s.damage(&CorruptionError{Topic: tp.Topic, Partition: tp.Partition, FirstOffset: -1, Record: -1,
+		s.damage(&CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition, FirstOffset: -1, Record: -1,
 			Reason: "partition meta disagrees with the entries"})
-		s.movedRaw(Moved{Kind: MovedMeta, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: -1, LastOffset: -1,
+		s.movedRaw(Moved{Kind: MovedMeta, Topic: tp.TopicKey(), Partition: tp.Partition, FirstOffset: -1, LastOffset: -1,
 			Reason: "partition meta disagrees with the entries; rebuilt from them"}, metaKey(tp), encodeMeta(oldMeta))
 	}
 	if p.unknown && p.metaOK && oldMeta.records >= kept.records+moved.records {
@@ -366,7 +366,7 @@ func (p *partitionScan) finish() error {
 		moved.entries = max(moved.entries, oldMeta.entries-min(oldMeta.entries, kept.entries))
 	}
 	if !p.metaOK && p.tail != "" {
-		s.rep.HighWater = append(s.rep.HighWater, HighWaterLoss{Topic: tp.Topic, Partition: tp.Partition, HighWater: kept.highWater,
+		s.rep.HighWater = append(s.rep.HighWater, HighWaterLoss{Topic: tp.TopicKey(), Partition: tp.Partition, HighWater: kept.highWater,
 			Reason: "the partition meta is unreadable and " + p.tail + "; the high water may be lower than before"})
 	}
 	s.rep.KeptEntries += int64(kept.entries)
@@ -381,7 +381,7 @@ func (s *repairScan) meta(tp TopicPartition) (partitionMeta, bool) {
 	k := metaKey(tp)
 	v, closer, err := s.old.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
-		s.damage(&CorruptionError{Topic: tp.Topic, Partition: tp.Partition, FirstOffset: -1, Record: -1, Reason: "entries without partition meta"})
+		s.damage(&CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition, FirstOffset: -1, Record: -1, Reason: "entries without partition meta"})
 		return partitionMeta{}, false
 	}
 	if err != nil {
@@ -392,7 +392,7 @@ func (s *repairScan) meta(tp TopicPartition) (partitionMeta, bool) {
 	m, err := decodeMeta(tp, v)
 	if err != nil {
 		s.damage(err)
-		s.movedRaw(Moved{Kind: MovedMeta, Topic: tp.Topic, Partition: tp.Partition, FirstOffset: -1, LastOffset: -1,
+		s.movedRaw(Moved{Kind: MovedMeta, Topic: tp.TopicKey(), Partition: tp.Partition, FirstOffset: -1, LastOffset: -1,
 			Reason: err.Error()}, k, v)
 		return partitionMeta{}, false
 	}
@@ -405,7 +405,7 @@ func (s *repairScan) meta(tp TopicPartition) (partitionMeta, bool) {
 // then halves back to the first offset that does. ok is false when no seek
 // into tp's entries gets past the damage.
 func (s *repairScan) probe(tp TopicPartition, bad int64) (next int64, ok bool) {
-	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	lo := partitionPrefix(prefixEntry, tp)
 	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, false

@@ -69,7 +69,7 @@ func (w *WAL) Verify() (VerifyReport, error) {
 				continue // counts cannot agree; the damage is already reported
 			}
 			if s.entries != m.entries || s.recs != m.records || s.bytes != m.bytes || s.last > m.highWater {
-				rep.Corruptions = append(rep.Corruptions, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+				rep.Corruptions = append(rep.Corruptions, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
 					FirstOffset: -1, Record: -1, Reason: fmt.Sprintf(
 						"partition meta (entries %d, records %d, bytes %d, high water %d) disagrees with the entries (%d, %d, %d, last offset %d)",
 						m.entries, m.records, m.bytes, m.highWater, s.entries, s.recs, s.bytes, s.last)})
@@ -98,7 +98,7 @@ func (w *WAL) Verify() (VerifyReport, error) {
 			continue
 		}
 		if first <= s.last {
-			rep.Corruptions = append(rep.Corruptions, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+			rep.Corruptions = append(rep.Corruptions, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
 				FirstOffset: first, Record: 0, Pos: entryHeaderLen,
 				Reason: fmt.Sprintf("entry overlaps the previous one, which ends at offset %d", s.last)})
 		}
@@ -121,7 +121,7 @@ func (w *WAL) Verify() (VerifyReport, error) {
 	}
 	slices.SortFunc(orphans, TopicPartition.Compare)
 	for _, tp := range orphans {
-		rep.Corruptions = append(rep.Corruptions, &CorruptionError{Topic: tp.Topic, Partition: tp.Partition,
+		rep.Corruptions = append(rep.Corruptions, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
 			FirstOffset: -1, Record: -1, Reason: "entries without partition meta"})
 	}
 	return rep, nil

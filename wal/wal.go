@@ -80,7 +80,12 @@ type WAL struct {
 
 	mu    sync.Mutex // guards parts (the map, not each partition's state)
 	parts map[TopicPartition]*partition
-	bytes atomic.Int64 // live key+value bytes over all partitions
+	// latest is the highest incarnation of each topic in parts (guarded by
+	// mu): what tells a superseded incarnation.
+	latest map[string]uint32
+	// recreateMu serializes Recreate.
+	recreateMu sync.Mutex
+	bytes      atomic.Int64 // live key+value bytes over all partitions
 
 	// closeMu is held shared by every operation that uses db and exclusively
 	// by Close, so Close waits for operations in flight and no operation
@@ -133,7 +138,7 @@ func Open(dir string, opts Options) (*WAL, error) {
 			return nil, fmt.Errorf("wal: cannot open %s (%s is left): %w", dir, repairDir(dir), ErrRepairInterrupted)
 		}
 	}
-	w := &WAL{opts: opts, parts: map[TopicPartition]*partition{}}
+	w := &WAL{opts: opts, parts: map[TopicPartition]*partition{}, latest: map[string]uint32{}}
 	if err := w.openDB(dir, nil); err != nil {
 		return nil, err
 	}
@@ -227,7 +232,7 @@ func (w *WAL) load() error {
 				return err
 			}
 		}
-		w.parts[tp] = p
+		w.add(p)
 		w.bytes.Add(int64(m.bytes))
 	}
 	if err := it.Error(); err != nil {
@@ -237,7 +242,7 @@ func (w *WAL) load() error {
 }
 
 func (w *WAL) firstOffset(tp TopicPartition) (int64, error) {
-	lo := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	lo := partitionPrefix(prefixEntry, tp)
 	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, err
@@ -291,9 +296,15 @@ func (w *WAL) partition(tp TopicPartition) *partition {
 	p, ok := w.parts[tp]
 	if !ok {
 		p = &partition{tp: tp, meta: partitionMeta{highWater: -1}, first: -1}
-		w.parts[tp] = p
+		w.add(p)
 	}
 	return p
+}
+
+// add puts p in parts; its caller holds mu (or is Open).
+func (w *WAL) add(p *partition) {
+	w.parts[p.tp] = p
+	w.latest[p.tp.Topic] = max(w.latest[p.tp.Topic], p.tp.Incarnation)
 }
 
 // AppendResult tells what an append kept.
@@ -440,6 +451,107 @@ func (w *WAL) SetTopicID(tp TopicPartition, id [16]byte) error {
 	return nil
 }
 
+// Incarnation returns the latest incarnation of topic the WAL holds and the
+// Kafka topic ID recorded for it (zero when none was: a WAL written before
+// the meta's version 2, or no ID recorded yet). A topic the WAL holds no
+// state for is at incarnation 0.
+func (w *WAL) Incarnation(topic string) (incarnation uint32, id [16]byte) {
+	w.mu.Lock()
+	var latest []*partition
+	for tp, p := range w.parts {
+		switch {
+		case tp.Topic != topic || tp.Incarnation < incarnation:
+		case tp.Incarnation > incarnation:
+			incarnation, latest = tp.Incarnation, []*partition{p}
+		default:
+			latest = append(latest, p)
+		}
+	}
+	w.mu.Unlock()
+	for _, p := range latest {
+		p.mu.Lock()
+		pid := p.meta.topicID
+		p.mu.Unlock()
+		if pid != ([16]byte{}) {
+			return incarnation, pid
+		}
+	}
+	return incarnation, id
+}
+
+// IncarnationOf returns the latest incarnation of topic whose records
+// came from the Kafka topic ID id, and false when none did.
+func (w *WAL) IncarnationOf(topic string, id [16]byte) (uint32, bool) {
+	w.mu.Lock()
+	parts := make([]*partition, 0, len(w.parts))
+	for tp, p := range w.parts {
+		if tp.Topic == topic {
+			parts = append(parts, p)
+		}
+	}
+	w.mu.Unlock()
+	var inc uint32
+	found := false
+	for _, p := range parts {
+		p.mu.Lock()
+		if p.meta.topicID == id && (!found || p.tp.Incarnation > inc) {
+			inc, found = p.tp.Incarnation, true
+		}
+		p.mu.Unlock()
+	}
+	return inc, found
+}
+
+// Recreate starts the next incarnation of topic for the topic created
+// again under the same name with the Kafka topic ID id, and records id for
+// partitions of it, durably, in one synced batch: after a restart,
+// Incarnation names it even before its first append. The earlier
+// incarnations keep their entries, high waters and cursors until they are
+// consumed (see Truncate). It returns the new incarnation.
+func (w *WAL) Recreate(topic string, id [16]byte, partitions []int32) (uint32, error) {
+	if w.opts.ReadOnly {
+		return 0, fmt.Errorf("wal: cannot start a new incarnation of topic %s: the WAL is open read-only", topic)
+	}
+	if !ValidTopic(topic) || len(partitions) == 0 || id == ([16]byte{}) {
+		return 0, fmt.Errorf("wal: cannot start a new incarnation of topic %q: needs a valid topic, a topic ID and partitions", topic)
+	}
+	if !w.use() {
+		return 0, ErrClosed
+	}
+	defer w.done()
+	if err := w.failure(); err != nil {
+		return 0, fmt.Errorf("wal: cannot start a new incarnation of topic %s: stopped after a fatal error: %w", topic, err)
+	}
+	// recreateMu keeps two calls from taking the same number.
+	w.recreateMu.Lock()
+	defer w.recreateMu.Unlock()
+	prev, _ := w.Incarnation(topic)
+	inc := prev + 1
+	b := w.db.NewBatch()
+	defer b.Close()
+	parts := make([]*partition, 0, len(partitions))
+	for _, pn := range partitions {
+		tp := TopicPartition{Topic: topic, Incarnation: inc, Partition: pn}
+		p := &partition{tp: tp, meta: partitionMeta{highWater: -1, topicID: id}, first: -1}
+		_ = b.Set(metaKey(tp), encodeMeta(p.meta), nil)
+		parts = append(parts, p)
+	}
+	if err := w.db.Apply(b, pebble.Sync); err != nil {
+		return 0, fmt.Errorf("wal: cannot start incarnation %d of topic %s: %w", inc, topic, err)
+	}
+	if err := w.failure(); err != nil {
+		return 0, fmt.Errorf("wal: cannot start incarnation %d of topic %s: %w", inc, topic, err)
+	}
+	w.mu.Lock()
+	for _, p := range parts {
+		if _, ok := w.parts[p.tp]; !ok {
+			w.add(p)
+		}
+	}
+	w.mu.Unlock()
+	return inc, nil
+}
+
 // HighWater returns the highest offset of tp made durable, or -1.
 func (w *WAL) HighWater(tp TopicPartition) int64 {
 	w.mu.Lock()
@@ -527,13 +639,23 @@ type Entry struct {
 // partition's cursor are left out). Each partition gets an equal share of
 // maxRecords so that none starves. It returns the cursor just past what was
 // passed. An error from fn stops the read and is returned. A negative
-// cursor offset reads from the first held offset, like an absent one.
+// cursor offset reads from the first held offset, like an absent one. The
+// partitions of an earlier incarnation whose state the WAL dropped
+// (Truncate) are left out of the returned cursor.
 func (w *WAL) Read(cursor Cursor, maxRecords int, fn func(Entry) error) (Cursor, error) {
 	if !w.use() {
 		return cursor, ErrClosed
 	}
 	defer w.done()
 	next := cursor.Clone()
+	w.mu.Lock()
+	for tp := range next {
+		if _, held := w.parts[tp]; !held && tp.Incarnation < w.latest[tp.Topic] {
+			// Consumed and dropped: nothing of it remains to read.
+			delete(next, tp)
+		}
+	}
+	w.mu.Unlock()
 	stats := w.Stats()
 	var pending []PartitionStats
 	for _, s := range stats {
@@ -639,7 +761,7 @@ var maxPointDeletes = 10000
 // starting at first (the first held offset; -1 for the whole partition),
 // so iterators start past the entries already truncated.
 func (w *WAL) liveBounds(tp TopicPartition, first int64) (lo, hi []byte) {
-	prefix := partitionPrefix(prefixEntry, tp.Topic, tp.Partition)
+	prefix := partitionPrefix(prefixEntry, tp)
 	if first < 0 {
 		return prefix, prefixEnd(prefix)
 	}
@@ -655,7 +777,10 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.first < 0 || p.first >= below {
+	if p.first < 0 {
+		return 0, w.retire(p)
+	}
+	if p.first >= below {
 		return 0, nil
 	}
 	lo, hi := w.liveBounds(tp, p.first)
@@ -711,14 +836,53 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 		}
 		_ = b.DeleteRange(lo, end, nil)
 	}
-	_ = b.Set(metaKey(tp), encodeMeta(m), nil)
+	retired := newFirst < 0 && w.superseded(tp)
+	if retired {
+		_ = b.Delete(metaKey(tp), nil)
+	} else {
+		_ = b.Set(metaKey(tp), encodeMeta(m), nil)
+	}
 	if err := w.db.Apply(b, pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("wal: cannot truncate %s below %d: %w", tp, below, err)
 	}
 	p.meta = m
 	p.first = newFirst
 	w.bytes.Add(-freed)
+	if retired {
+		w.forget(tp)
+	}
 	return freed, nil
+}
+
+// retire drops the state of p, a partition that holds no entry, when a
+// later incarnation of its topic exists: all its records were consumed and
+// no fetch brings more (ingest fetches the latest incarnation only). Its
+// caller holds p.mu. Not synced, like a truncation: if a crash loses it,
+// the next truncation drops the state again.
+func (w *WAL) retire(p *partition) error {
+	if !w.superseded(p.tp) {
+		return nil
+	}
+	if err := w.db.Delete(metaKey(p.tp), pebble.NoSync); err != nil {
+		return fmt.Errorf("wal: cannot drop the state of %s, consumed and superseded by a later incarnation: %w", p.tp, err)
+	}
+	w.forget(p.tp)
+	return nil
+}
+
+// superseded reports whether the WAL holds a later incarnation of tp's
+// topic.
+func (w *WAL) superseded(tp TopicPartition) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return tp.Incarnation < w.latest[tp.Topic]
+}
+
+// forget removes tp's in-memory state after its meta was deleted.
+func (w *WAL) forget(tp TopicPartition) {
+	w.mu.Lock()
+	delete(w.parts, tp)
+	w.mu.Unlock()
 }
 
 // Close flushes and closes the WAL. Appends already returned are durable.

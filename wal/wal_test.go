@@ -192,9 +192,9 @@ func checkAccounting(t testing.TB, w *WAL) {
 func TestAppendReadRoundTrip(t *testing.T) {
 	fs := vfs.NewMem()
 	w := mustOpen(t, fs)
-	a0 := TopicPartition{"orders", 0}
-	a1 := TopicPartition{"orders", 1}
-	b7 := TopicPartition{"pay.ments_v2-eu", 7}
+	a0 := TopicPartition{Topic: "orders", Partition: 0}
+	a1 := TopicPartition{Topic: "orders", Partition: 1}
+	b7 := TopicPartition{Topic: "pay.ments_v2-eu", Partition: 7}
 	want := map[TopicPartition][]Record{
 		a0: {
 			{Offset: 0, Timestamp: 1_700_000_000_000, Key: nil, Value: []byte(`{"id":1}`)},
@@ -247,7 +247,7 @@ func TestAppendReadRoundTrip(t *testing.T) {
 		if w.HighWater(a0) != 6 || w.HighWater(a1) != 1<<40 || w.HighWater(b7) != 149 {
 			t.Errorf("high waters %d %d %d", w.HighWater(a0), w.HighWater(a1), w.HighWater(b7))
 		}
-		if hw := w.HighWater(TopicPartition{"orders", 2}); hw != -1 {
+		if hw := w.HighWater(TopicPartition{Topic: "orders", Partition: 2}); hw != -1 {
 			t.Errorf("unknown partition high water %d, want -1", hw)
 		}
 		checkAccounting(t, w)
@@ -263,7 +263,7 @@ func TestAppendReadRoundTrip(t *testing.T) {
 func TestReadOwnsRecords(t *testing.T) {
 	w := mustOpen(t, vfs.NewMem())
 	defer mustClose(t, w)
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	mustAppend(t, w, tp, recs(0, 9))
 	first, _ := readAll(t, w, nil)
 	mustAppend(t, w, tp, recs(10, 19))
@@ -279,7 +279,7 @@ func TestReadCursor(t *testing.T) {
 	fs := vfs.NewMem()
 	w := mustOpen(t, fs)
 	defer func() { mustClose(t, w) }()
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	mustAppend(t, w, tp, recs(0, 9))
 	mustAppend(t, w, tp, recs(10, 19))
 	mustAppend(t, w, tp, recs(20, 29))
@@ -324,11 +324,11 @@ func TestReadCursor(t *testing.T) {
 	}
 
 	t.Run("absent partition reads from the start", func(t *testing.T) {
-		entries, next := readAll(t, w, Cursor{{"other", 3}: 7})
+		entries, next := readAll(t, w, Cursor{{Topic: "other", Partition: 3}: 7})
 		if got := offsetsOf(entries, tp); len(got) != 34 || got[0] != 0 {
 			t.Errorf("got %v", got)
 		}
-		if next[TopicPartition{"other", 3}] != 7 {
+		if next[TopicPartition{Topic: "other", Partition: 3}] != 7 {
 			t.Errorf("cursor of an unknown partition changed: %v", next)
 		}
 	})
@@ -371,13 +371,13 @@ func TestReadCursor(t *testing.T) {
 func TestReadFairShare(t *testing.T) {
 	w := mustOpen(t, vfs.NewMem())
 	defer mustClose(t, w)
-	parts := []TopicPartition{{"a", 0}, {"a", 1}, {"b", 0}}
+	parts := []TopicPartition{{Topic: "a", Partition: 0}, {Topic: "a", Partition: 1}, {Topic: "b", Partition: 0}}
 	for _, tp := range parts {
 		for i := int64(0); i < 10; i++ {
 			mustAppend(t, w, tp, recs(i*10, i*10+9)) // 10 entries of 10 records
 		}
 	}
-	small := TopicPartition{"c", 0}
+	small := TopicPartition{Topic: "c", Partition: 0}
 	mustAppend(t, w, small, recs(0, 2)) // 1 entry of 3 records
 
 	read := func(cursor Cursor, max int) (map[TopicPartition][]int64, Cursor) {
@@ -478,8 +478,8 @@ func TestTruncate(t *testing.T) {
 func testTruncate(t *testing.T) {
 	fs := vfs.NewMem()
 	w := mustOpen(t, fs)
-	tp := TopicPartition{"a", 0}
-	other := TopicPartition{"b", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
+	other := TopicPartition{Topic: "b", Partition: 0}
 	var sizes []int
 	for _, r := range [][2]int64{{0, 9}, {10, 19}, {20, 29}} {
 		sizes = append(sizes, mustAppend(t, w, tp, recs(r[0], r[1])).Bytes)
@@ -510,7 +510,7 @@ func testTruncate(t *testing.T) {
 
 	// Below the first held offset or unknown partitions: nothing happens.
 	truncate(Cursor{tp: 0}, 0)
-	truncate(Cursor{{"nope", 0}: 100}, 0)
+	truncate(Cursor{{Topic: "nope", Partition: 0}: 100}, 0)
 	// 15 is inside the second entry: only the first goes.
 	truncate(Cursor{tp: 15}, sizes[0])
 	s := stat(tp)
@@ -565,12 +565,12 @@ func TestBytesAndStatsSurviveReopen(t *testing.T) {
 	w := mustOpen(t, fs)
 	var total int64
 	for p := int32(0); p < 4; p++ {
-		tp := TopicPartition{"t", p}
+		tp := TopicPartition{Topic: "t", Partition: p}
 		for i := int64(0); i < 5; i++ {
 			total += int64(mustAppend(t, w, tp, recs(i*7, i*7+6)).Bytes)
 		}
 	}
-	freed, err := w.Truncate(Cursor{{"t", 1}: 14, {"t", 3}: 100})
+	freed, err := w.Truncate(Cursor{{Topic: "t", Partition: 1}: 14, {Topic: "t", Partition: 3}: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,7 +598,7 @@ func TestBytesAndStatsSurviveReopen(t *testing.T) {
 }
 
 func TestDuplicatesDropped(t *testing.T) {
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	type step struct {
 		from, to  int64
 		appended  int
@@ -655,7 +655,7 @@ func TestDuplicatesDropped(t *testing.T) {
 
 func TestAppendInvalid(t *testing.T) {
 	w := mustOpen(t, vfs.NewMem())
-	tp := TopicPartition{"a", 0}
+	tp := TopicPartition{Topic: "a", Partition: 0}
 	mustAppend(t, w, tp, recs(0, 4))
 	cases := []struct {
 		name string
@@ -666,13 +666,13 @@ func TestAppendInvalid(t *testing.T) {
 		{"equal offsets", tp, []Record{rec(10), rec(11), rec(11)}, "offset 11 follows 11"},
 		{"decreasing offsets", tp, []Record{rec(10), rec(9)}, "offset 9 follows 10"},
 		{"decreasing within duplicates", tp, []Record{rec(3), rec(2), rec(12)}, "offset 2 follows 3"},
-		{"negative offset", TopicPartition{"a", 1}, []Record{rec(-3), rec(-1), rec(2)}, "negative offset -3"},
-		{"empty topic", TopicPartition{"", 0}, recs(0, 1), "invalid topic"},
-		{"topic with slash", TopicPartition{"a/b", 0}, recs(0, 1), "invalid topic"},
-		{"topic with NUL", TopicPartition{"a\x00b", 0}, recs(0, 1), "invalid topic"},
-		{"topic with space", TopicPartition{"a b", 0}, recs(0, 1), "invalid topic"},
-		{"topic too long", TopicPartition{strings.Repeat("t", 250), 0}, recs(0, 1), "invalid topic"},
-		{"negative partition", TopicPartition{"a", -1}, recs(0, 1), "invalid topic or partition"},
+		{"negative offset", TopicPartition{Topic: "a", Partition: 1}, []Record{rec(-3), rec(-1), rec(2)}, "negative offset -3"},
+		{"empty topic", TopicPartition{Topic: "", Partition: 0}, recs(0, 1), "invalid topic"},
+		{"topic with slash", TopicPartition{Topic: "a/b", Partition: 0}, recs(0, 1), "invalid topic"},
+		{"topic with NUL", TopicPartition{Topic: "a\x00b", Partition: 0}, recs(0, 1), "invalid topic"},
+		{"topic with space", TopicPartition{Topic: "a b", Partition: 0}, recs(0, 1), "invalid topic"},
+		{"topic too long", TopicPartition{Topic: strings.Repeat("t", 250), Partition: 0}, recs(0, 1), "invalid topic"},
+		{"negative partition", TopicPartition{Topic: "a", Partition: -1}, recs(0, 1), "invalid topic or partition"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -690,11 +690,11 @@ func TestAppendInvalid(t *testing.T) {
 		})
 	}
 	// The longest valid topic works.
-	mustAppend(t, w, TopicPartition{strings.Repeat("t", 249), 0}, recs(0, 0))
+	mustAppend(t, w, TopicPartition{Topic: strings.Repeat("t", 249), Partition: 0}, recs(0, 0))
 
 	// An empty append writes nothing and creates no partition.
 	before := w.Stats()
-	if res, err := w.Append(TopicPartition{"fresh", 0}, nil); err != nil || res != (AppendResult{}) {
+	if res, err := w.Append(TopicPartition{Topic: "fresh", Partition: 0}, nil); err != nil || res != (AppendResult{}) {
 		t.Errorf("empty append: %+v, %v", res, err)
 	}
 	if after := w.Stats(); fmt.Sprint(before) != fmt.Sprint(after) {
@@ -732,7 +732,7 @@ func TestCloseWhileAppending(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tp := TopicPartition{"a", int32(p)}
+			tp := TopicPartition{Topic: "a", Partition: int32(p)}
 			for i := int64(0); ; i++ {
 				_, err := w.Append(tp, recs(i*5, i*5+4))
 				if errors.Is(err, ErrClosed) {
@@ -753,7 +753,7 @@ func TestCloseWhileAppending(t *testing.T) {
 	defer mustClose(t, w)
 	entries, _ := readAll(t, w, nil)
 	for p, n := range acked {
-		tp := TopicPartition{"a", int32(p)}
+		tp := TopicPartition{Topic: "a", Partition: int32(p)}
 		if n == 0 {
 			t.Errorf("%s: no append succeeded before close", tp)
 		}
@@ -774,7 +774,7 @@ func TestVerifyWhileAppending(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tp := TopicPartition{"a", int32(p)}
+			tp := TopicPartition{Topic: "a", Partition: int32(p)}
 			for i := int64(0); ; i++ {
 				select {
 				case <-stop:

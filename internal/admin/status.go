@@ -110,10 +110,13 @@ type KafkaStatus struct {
 // RecreatedTopic is a consumed topic deleted and created again under the
 // same name.
 type RecreatedTopic struct {
-	Topic      string          `json:"topic"`
-	PreviousID string          `json:"previous_topic_id"`
-	ID         string          `json:"topic_id"`
-	At         time.Time       `json:"at"`
+	Topic      string `json:"topic"`
+	PreviousID string `json:"previous_topic_id"`
+	ID         string `json:"topic_id"`
+	// Incarnation is the WAL's incarnation of the new topic.
+	Incarnation uint32    `json:"incarnation"`
+	At          time.Time `json:"at"`
+	// HighWaters are the old topic's last offsets in custody.
 	HighWaters map[int32]int64 `json:"wal_high_waters"`
 }
 
@@ -270,7 +273,7 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 		}
 		for _, r := range in.Recreated {
 			st.Kafka.RecreatedTopics = append(st.Kafka.RecreatedTopics, RecreatedTopic{Topic: r.Topic,
-				PreviousID: r.PreviousID, ID: r.ID, At: r.At, HighWaters: r.HighWaters})
+				PreviousID: r.PreviousID, ID: r.ID, Incarnation: r.Incarnation, At: r.At, HighWaters: r.HighWaters})
 		}
 	}
 	if l := s.Loader; l != nil {

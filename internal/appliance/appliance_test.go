@@ -32,7 +32,9 @@ const (
 // configuration and log file.
 type rig struct {
 	t       *testing.T
-	cl      *kgo.Client
+	cl      *kgo.Client // produces to topic
+	seeds   []string
+	topic   string
 	srv     *snowtest.Server
 	cfgPath string
 	logPath string
@@ -45,12 +47,15 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(k.Close)
-	brokers := strings.Join(k.ListenAddrs(), ",")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.ListenAddrs()...), kgo.DefaultProduceTopic(testTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
+	return newRigOn(t, k.ListenAddrs(), testTopic, "offload-appliance-test")
+}
+
+// newRigOn is newRig on the Kafka brokers, whose topic exists, consumed
+// by group.
+func newRigOn(t *testing.T, seeds []string, topic, group string) *rig {
+	t.Helper()
+	brokers := strings.Join(seeds, ",")
+	cl := newTopicProducer(t, seeds, topic)
 	srv, err := snowtest.New(snowtest.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +73,7 @@ log: {level: debug}
 kafka:
   brokers: [%s]
   topics: [%s]
-  group: offload-appliance-test
+  group: %s
   session_timeout: 6s
 engine:
   interval: 200ms
@@ -81,8 +86,8 @@ loader:
   retry_max: 300ms
 %s  login_timeout: 5s
   request_timeout: 60s
-`, filepath.Join(dir, "data"), testGrace, brokers, testTopic, srv.WarehouseYAML("OFFLOAD"))
-	r := &rig{t: t, cl: cl, srv: srv, cfgPath: filepath.Join(dir, "offload.yaml"), logPath: filepath.Join(dir, "offload.log")}
+`, filepath.Join(dir, "data"), testGrace, brokers, topic, group, srv.WarehouseYAML("OFFLOAD"))
+	r := &rig{t: t, cl: cl, seeds: seeds, topic: topic, srv: srv, cfgPath: filepath.Join(dir, "offload.yaml"), logPath: filepath.Join(dir, "offload.log")}
 	if err := os.WriteFile(r.cfgPath, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +99,18 @@ loader:
 		}
 	})
 	return r
+}
+
+// newTopicProducer returns a client of the brokers at seeds producing to
+// topic, closed at the end of the test.
+func newTopicProducer(t *testing.T, seeds []string, topic string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
 
 // running is an appliance whose Run is in progress.

@@ -95,6 +95,9 @@ type Ingest struct {
 	// checkIDs are the topics assigned since the last poll: their topic
 	// ID is checked against the WAL's before records are taken.
 	checkIDs map[string]bool
+	// refetch are the topics found recreated whose consumption the loop
+	// restarts from the new topic's first offset (restartRecreated).
+	refetch map[string]bool
 }
 
 type partState struct {
@@ -179,6 +182,7 @@ func New(opts Options) (*Ingest, error) {
 		parts:    map[wal.TopicPartition]*partState{},
 		idChecks: newLogLimiter(topicIDEvery),
 		checkIDs: map[string]bool{},
+		refetch:  map[string]bool{},
 	}
 	secure, err := SecurityOpts(opts.TLS, opts.SASL)
 	if err != nil {
@@ -258,6 +262,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 		// Only now, with the batch durable and its offsets committed,
 		// may a blocked rebalance revoke partitions.
 		in.cl.AllowRebalance()
+		in.restartRecreated()
 		if fetches.NumRecords() == 0 && len(fetches.Errors()) > 0 {
 			select {
 			case <-ctx.Done():
@@ -426,11 +431,14 @@ func (in *Ingest) waitBudget(ctx context.Context) bool {
 
 // batch is one partition's records of one poll.
 type batch struct {
-	tp   wal.TopicPartition
-	recs []wal.Record
-	last *kgo.Record // the last record, for the commit's offset and leader epoch
-	res  wal.AppendResult
-	err  error
+	tp wal.TopicPartition // with the WAL incarnation (route)
+	// latest is true for the topic's latest incarnation: only its offsets
+	// are committed to Kafka.
+	latest bool
+	recs   []wal.Record
+	last   *kgo.Record // the last record, for the commit's offset and leader epoch
+	res    wal.AppendResult
+	err    error
 }
 
 // process appends one poll's records to the WAL and commits their offsets.
@@ -440,30 +448,10 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 	ids := in.noteTopicIDs(fetches)
 	var batches []*batch
 	byTP := map[wal.TopicPartition]*batch{}
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		tp := wal.TopicPartition{Topic: p.Topic, Partition: p.Partition}
-		if p.Topic != "" && p.HighWatermark >= 0 {
-			in.setHighWatermark(tp, p.HighWatermark)
-		}
-		if len(p.Records) == 0 {
-			return
-		}
-		b := byTP[tp]
-		if b == nil {
-			b = &batch{tp: tp, recs: make([]wal.Record, 0, len(p.Records))}
-			byTP[tp] = b
-			batches = append(batches, b)
-		}
-		for _, r := range p.Records {
-			if b.last != nil && r.Offset <= b.last.Offset {
-				// franz-go returns each partition's records in order
-				// once; this guards the WAL's ordering requirement.
-				in.duplicates.Add(1)
-				in.warnEvery("order "+tp.String(), "ingest: fetched an offset out of order; dropping it (the WAL holds it or will)", "partition", tp.String(), "offset", r.Offset, "after", b.last.Offset)
-				continue
-			}
-			b.recs = append(b.recs, wal.Record{Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value})
-			b.last = r
+	fetches.EachTopic(func(t kgo.FetchTopic) {
+		inc, latest, ok := in.route(t.Topic, t.TopicID)
+		for _, p := range t.Partitions {
+			in.collect(byTP, &batches, t.Topic, inc, latest, ok, p)
 		}
 	})
 	if len(batches) == 0 {
@@ -502,8 +490,11 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 		if b.res.Duplicates > 0 {
 			in.duplicates.Add(uint64(b.res.Duplicates))
 		}
-		// Durable: this offset may be committed.
-		in.pending[b.tp] = kgo.EpochOffset{Epoch: b.last.LeaderEpoch, Offset: b.last.Offset + 1}
+		// Durable: this offset may be committed, unless the records
+		// are of a deleted topic (an earlier incarnation).
+		if b.latest {
+			in.pending[kafkaPartition(b.tp)] = kgo.EpochOffset{Epoch: b.last.LeaderEpoch, Offset: b.last.Offset + 1}
+		}
 	}
 	in.mu.Unlock()
 	// A partition's first append gives it WAL state: record its topic ID
@@ -523,7 +514,7 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 			// re-delivers records the WAL holds only when the start
 			// offset was reset (out of range) or the topic was
 			// recreated, whose new records the old high water hides.
-			in.warnEvery("dup "+b.tp.String(), "ingest: dropped fetched records at or below the WAL's high water; if the topic was deleted and recreated, its new records are being dropped: compare the partition's offsets in Kafka with wal_high_water",
+			in.warnEvery("dup "+b.tp.String(), "ingest: dropped fetched records at or below the WAL's high water (a re-delivery): compare the partition's offsets in Kafka with wal_high_water",
 				"partition", b.tp.String(), "records", b.res.Duplicates, "first", b.recs[0].Offset, "wal_high_water", in.opts.WAL.HighWater(b.tp))
 		}
 	}
@@ -531,6 +522,47 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 		return appendErr
 	}
 	return in.commitPending()
+}
+
+// collect adds the records of one fetched partition of topic to its batch
+// in byTP (and batches), for WAL incarnation inc (route); ok false leaves
+// them in Kafka, to be fetched again.
+func (in *Ingest) collect(byTP map[wal.TopicPartition]*batch, batches *[]*batch, topic string, inc uint32, latest, ok bool, p kgo.FetchPartition) {
+	tp := wal.TopicPartition{Topic: topic, Incarnation: inc, Partition: p.Partition}
+	if topic != "" && latest && ok && p.HighWatermark >= 0 {
+		in.setHighWatermark(kafkaPartition(tp), p.HighWatermark)
+	}
+	if len(p.Records) == 0 {
+		return
+	}
+	if !ok {
+		in.infoEvery("skip "+topic, "ingest: not taking records of a recreated topic fetched before its consumption restarts; they are fetched again",
+			"topic", topic, "partition", p.Partition, "records", len(p.Records), "first", p.Records[0].Offset)
+		return
+	}
+	b := byTP[tp]
+	if b == nil {
+		b = &batch{tp: tp, latest: latest, recs: make([]wal.Record, 0, len(p.Records))}
+		byTP[tp] = b
+		*batches = append(*batches, b)
+	}
+	for _, r := range p.Records {
+		if b.last != nil && r.Offset <= b.last.Offset {
+			// franz-go returns each partition's records in order
+			// once; this guards the WAL's ordering requirement.
+			in.duplicates.Add(1)
+			in.warnEvery("order "+tp.String(), "ingest: fetched an offset out of order; dropping it (the WAL holds it or will)", "partition", tp.String(), "offset", r.Offset, "after", b.last.Offset)
+			continue
+		}
+		b.recs = append(b.recs, wal.Record{Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value})
+		b.last = r
+	}
+}
+
+// kafkaPartition returns tp without its WAL incarnation: the key of the
+// ingest's per-partition state and commits, which Kafka keeps by name.
+func kafkaPartition(tp wal.TopicPartition) wal.TopicPartition {
+	return wal.TopicPartition{Topic: tp.Topic, Partition: tp.Partition}
 }
 
 // commitContext bounds one offset commit: by commitTimeout and, once Run
@@ -740,7 +772,16 @@ func (in *Ingest) adjustOffsets(_ context.Context, offsets map[string]map[int32]
 				ps.committed = committed
 			}
 			in.mu.Unlock()
-			hw := in.opts.WAL.HighWater(tp)
+			wtp := in.walPartition(t, p)
+			hw := in.opts.WAL.HighWater(wtp)
+			if wtp.Incarnation > 0 && hw < 0 {
+				// A recreated topic the WAL took nothing of yet: a
+				// committed offset can be the deleted topic's (a
+				// commit that reached Kafka after the deletion).
+				ps[p] = kgo.NewOffset().AtStart().WithEpoch(-1)
+				in.log.Info("ingest: starting a recreated topic at its first offset", "partition", wtp.String(), "committed", committed)
+				continue
+			}
 			if hw < 0 || committed > hw {
 				continue
 			}

@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/offload/offload/internal/testenv"
-	"github.com/offload/offload/wal"
 )
 
 // TestTopicRecreationDetected deletes the consumed topic and creates it
@@ -29,20 +28,23 @@ func TestIntegrationRealKafkaRecreatedTopic(t *testing.T) {
 }
 
 // testTopicRecreation: the new topic ID is detected, counted, listed in
-// the stats with the WAL's high water at that moment, and logged once as
-// an error that says what happens to the new topic's records; the failing
-// fetches under the old ID do not spin. The WAL keeps the ID: a restart
-// does not report the same change again, and a topic recreated while
-// ingest is stopped is reported at the start.
+// the stats and logged once; without a restart the new topic is consumed
+// from its first offset into the WAL's next incarnation, beside the old
+// topic's records, none dropped and none twice, and the group's committed
+// offset is the new topic's. The WAL keeps the ID: a restart does not
+// report the same change again and goes on after the new topic's last
+// offset, and a topic recreated while ingest is stopped is found at the
+// start and consumed from its first offset too.
 func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
 	p := newProducer(t, brokers)
 	adm := kadm.NewClient(p)
 	createTestTopic(t, adm, topic, group, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	w := openWAL(t, t.TempDir())
 	defer w.Close()
-	newLedger().produce(t, p, topic, 0, 100)
+	first := newLedger()
+	first.produce(t, p, topic, 0, 100)
 	opts := baseOptions(t, brokers, w, group, topic)
 	log, buf := testLogger(t)
 	opts.Logger = log
@@ -52,9 +54,9 @@ func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
 		t.Fatalf("a recreation before any: %+v", s)
 	}
 
-	// recreate deletes the topic, creates it again and produces 150
-	// records to it.
-	recreate := func() {
+	// recreate deletes the topic, creates it again and produces n
+	// records to it, from seq on; it returns their ledger.
+	recreate := func(seq, n int) *ledger {
 		t.Helper()
 		if _, err := adm.DeleteTopic(ctx, topic); err != nil {
 			t.Fatal(err)
@@ -71,54 +73,88 @@ func testTopicRecreation(t *testing.T, brokers []string, topic, group string) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		// A new producer: p holds the deleted topic's ID.
-		newLedger().produce(t, newProducer(t, brokers), topic, 1000, 150)
+		l := newLedger()
+		l.produce(t, newProducer(t, brokers), topic, seq, n)
+		return l
 	}
-	recreate()
+	second := recreate(1000, 150)
 	recreated := time.Now()
-	waitUntil(t, 60*time.Second, "the recreation to be counted", func() bool { return r.in.Stats().TopicRecreations == 1 })
-	detected := time.Since(recreated)
-	// The fetches under the old ID fail at once; the loop waits between
-	// such polls instead of spinning.
-	before := r.in.Stats().FetchErrors
-	time.Sleep(2 * time.Second)
-	n := r.in.Stats().FetchErrors - before
-	if n > uint64(2*(2*time.Second/errorPause)) {
-		t.Fatalf("%d fetch errors in 2s: the loop spins on the failing fetches", n)
-	}
-	t.Logf("recreation detected %s after the topic was created again; %d fetch errors in the 2s after", detected.Round(time.Millisecond), n)
+	want := merged(first, second.incarnation(1))
+	waitUntil(t, 60*time.Second, "the new topic's records in the WAL's next incarnation", func() bool { return walRecords(w) == want.total() })
+	t.Logf("the new topic's %d records were in custody %s after the topic was created again", second.total(), time.Since(recreated).Round(time.Millisecond))
+	checkExactlyOnce(t, w, want)
 	s := r.in.Stats()
-	if len(s.Recreated) != 1 {
-		t.Fatalf("recreated topics %+v, want one", s.Recreated)
+	if s.TopicRecreations != 1 || len(s.Recreated) != 1 {
+		t.Fatalf("recreations %d %+v, want one", s.TopicRecreations, s.Recreated)
 	}
 	rc := s.Recreated[0]
 	if rc.Topic != topic || rc.ID == rc.PreviousID || len(rc.ID) != 32 || len(rc.PreviousID) != 32 ||
-		rc.HighWaters[0] != 99 || rc.At.IsZero() {
-		t.Fatalf("recreation %+v, want %s under a new ID with partition 0's high water 99", rc, topic)
+		rc.Incarnation != 1 || rc.HighWaters[0] != 99 || rc.At.IsZero() {
+		t.Fatalf("recreation %+v, want %s under a new ID, incarnation 1, with partition 0's old high water 99", rc, topic)
 	}
-	if hw := w.HighWater(wal.TopicPartition{Topic: topic, Partition: 0}); hw < 99 {
-		t.Fatalf("WAL high water %d", hw)
-	}
-	if out := buf.String(); !containsAll(out, "level=ERROR", "deleted and created again", "previous_id="+rc.PreviousID,
-		"id="+rc.ID, `wal_high_waters="0=99"`) || strings.Count(out, "deleted and created again") != 1 {
+	// The commit is the new topic's own: no offset of the old one
+	// reached it.
+	waitUntil(t, 30*time.Second, "the new topic's offsets to be committed", func() bool { return len(r.in.Stats().Partitions) == 1 && r.in.Stats().Partitions[0].Committed == 150 })
+	checkCommitted(t, brokers, group, w, second.incarnation(1))
+	if out := buf.String(); !containsAll(out, "level=WARN", "deleted and created again", "previous_id="+rc.PreviousID,
+		"id="+rc.ID, "incarnation=1", `previous_last_offsets="0=99"`) || strings.Count(out, "deleted and created again") != 1 {
 		t.Fatalf("the log does not report the recreation once:\n%s", out)
 	}
 	r.stop(t)
 
-	// The WAL recorded the new ID: a restart does not report it again.
+	// The WAL recorded the new ID: a restart does not report it again,
+	// and goes on after the new topic's last offset.
+	more := newLedger()
+	more.produce(t, newProducer(t, brokers), topic, 2000, 50)
+	second = merged(second, more)
+	want = merged(first, second.incarnation(1))
 	r = start(t, opts)
-	waitUntil(t, 60*time.Second, "the restarted ingest to fetch", func() bool { return walRecords(w) > 100 })
+	waitUntil(t, 60*time.Second, "the restarted ingest to fetch", func() bool { return walRecords(w) == want.total() })
 	time.Sleep(time.Second)
 	if s := r.in.Stats(); s.TopicRecreations != 0 {
 		t.Fatalf("the restart reported the recreation again: %+v", s.Recreated)
 	}
+	checkExactlyOnce(t, w, want)
 	r.stop(t)
 
-	// Recreated while offload is stopped: the start reports it, against
-	// the ID the WAL recorded.
-	recreate()
+	// Recreated while offload is stopped: the start finds it, against
+	// the ID the WAL recorded, and takes the new topic from offset 0.
+	third := recreate(3000, 120)
+	want = merged(want, third.incarnation(2))
 	r = start(t, opts)
-	waitUntil(t, 60*time.Second, "the recreation while stopped to be counted", func() bool { return r.in.Stats().TopicRecreations == 1 })
-	if rc2 := r.in.Stats().Recreated[0]; rc2.PreviousID != rc.ID || rc2.ID == rc.ID {
-		t.Fatalf("recreation while stopped: %+v, want the previous ID %s", rc2, rc.ID)
+	waitUntil(t, 60*time.Second, "the topic recreated while stopped to be consumed", func() bool { return walRecords(w) == want.total() })
+	if s := r.in.Stats(); s.TopicRecreations != 1 || s.Recreated[0].PreviousID != rc.ID || s.Recreated[0].Incarnation != 2 {
+		t.Fatalf("recreation while stopped: %+v, want the previous ID %s and incarnation 2", s.Recreated, rc.ID)
 	}
+	checkExactlyOnce(t, w, want)
+	r.stop(t)
+}
+
+// incarnation returns l's records filed under incarnation inc of their
+// topic, as the WAL keeps a recreated topic's.
+func (l *ledger) incarnation(inc uint32) *ledger {
+	out := newLedger()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for tp, recs := range l.parts {
+		tp.Incarnation = inc
+		out.parts[tp] = append(out.parts[tp], recs...)
+		out.n += len(recs)
+	}
+	return out
+}
+
+// merged returns the records of ls in one ledger, each partition's in the
+// order of ls.
+func merged(ls ...*ledger) *ledger {
+	out := newLedger()
+	for _, l := range ls {
+		l.mu.Lock()
+		for tp, recs := range l.parts {
+			out.parts[tp] = append(out.parts[tp], recs...)
+			out.n += len(recs)
+		}
+		l.mu.Unlock()
+	}
+	return out
 }
