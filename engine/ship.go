@@ -250,7 +250,7 @@ func (e *Engine) compactParts(ctx context.Context, conn *sql.Conn, parts []partR
 		_ = os.Remove(tmp)
 		return "", err
 	}
-	if _, err := conn.ExecContext(ctx, `COPY (SELECT * FROM read_parquet([`+strings.Join(files, ", ")+`])) TO `+sqlQuote(tmp)+
+	if _, err := conn.ExecContext(ctx, `COPY (SELECT * FROM read_parquet([`+strings.Join(files, ", ")+`], union_by_name = true)) TO `+sqlQuote(tmp)+
 		` (FORMAT parquet, COMPRESSION zstd)`); err != nil {
 		return fail(err)
 	}
