@@ -81,22 +81,7 @@ func TestExportMixesOldParts(t *testing.T) {
 	h := newHarness(t, nil)
 	h.add("orders", 0, ev("a", "s1", "1", at(0), "note", "old"))
 	h.drain()
-	// Rewrite part 1 as an older offload wrote it, and record its checksum.
-	old := partPath(h.e.partsDir(), 1)
-	tmp := old + ".old"
-	if _, err := h.e.db.Exec(`COPY (SELECT * EXCLUDE (attributes, extras) FROM read_parquet(` + sqlQuote(old) + `)) TO ` + sqlQuote(tmp) + ` (FORMAT parquet)`); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, old); err != nil {
-		t.Fatal(err)
-	}
-	sum, err := FileChecksum(old)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.e.db.Exec(`UPDATE outbox_parts SET sha256 = $1, bytes = $2 WHERE seq = 1`, sum, fileSize(t, old)); err != nil {
-		t.Fatal(err)
-	}
+	rewriteAsOldPart(t, h, 1)
 	h.add("orders", 0, ev("b", "s1", "2", at(time.Second), "note", "new"))
 	h.drain()
 	bi := h.sealOne()
@@ -110,6 +95,44 @@ func TestExportMixesOldParts(t *testing.T) {
 	got := h.rows(`SELECT event_id, attributes FROM read_parquet(` + sqlQuote(x.RowsFiles[0]) + `) ORDER BY event_id`)
 	if want := []string{`a NULL`, `b "{\"note\":\"new\"}"`}; !slices.Equal(got, want) {
 		t.Fatalf("compacted rows %q; want %q", got, want)
+	}
+	if err := h.e.MarkShipped(bi.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// A batch of one old part is rewritten too, so that every rows file
+	// has every column (Redshift's COPY maps them by position).
+	h.add("orders", 0, ev("c", "s1", "3", at(2*time.Second)))
+	h.drain()
+	rewriteAsOldPart(t, h, 3)
+	bi = h.sealOne()
+	if x, err = h.e.ExportBatch(context.Background(), bi.ID, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	got = h.rows(`SELECT event_id, attributes, extras FROM read_parquet(` + sqlQuote(x.RowsFiles[0]) + `)`)
+	if want := []string{`c NULL NULL`}; len(x.RowsFiles) != 1 || !slices.Equal(got, want) {
+		t.Fatalf("files %v, rows %q; want one file with %q", x.RowsFiles, got, want)
+	}
+}
+
+// rewriteAsOldPart rewrites part seq as an offload older than the
+// attributes and extras columns wrote it, and records its checksum.
+func rewriteAsOldPart(t *testing.T, h *harness, seq int64) {
+	t.Helper()
+	old := partPath(h.e.partsDir(), seq)
+	tmp := old + ".old"
+	if _, err := h.e.db.Exec(`COPY (SELECT * EXCLUDE (attributes, extras) FROM read_parquet(` + sqlQuote(old) + `)) TO ` + sqlQuote(tmp) + ` (FORMAT parquet)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, old); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := FileChecksum(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.e.db.Exec(`UPDATE outbox_parts SET sha256 = $1, bytes = $2 WHERE seq = $3`, sum, fileSize(t, old), seq); err != nil {
+		t.Fatal(err)
 	}
 }
 
