@@ -57,6 +57,13 @@ var StoredColumns = []string{
 // warehouse takes unquoted.
 var extraNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
+// IsExtraColumnName tells whether name may name an extra column: a
+// lower-case identifier every warehouse takes unquoted, not one of
+// StoredColumns.
+func IsExtraColumnName(name string) bool {
+	return extraNameRE.MatchString(name) && !slices.Contains(StoredColumns, name)
+}
+
 // keepUnmapped tells whether unmapped fields are kept (the default).
 func (m *Mapping) keepUnmapped() bool { return m.KeepUnmapped == nil || *m.KeepUnmapped }
 
