@@ -131,9 +131,11 @@ func NewRedshift(o RedshiftOptions) (*Redshift, error) {
 	// fills the staging table by position from Parquet text, and
 	// JSON_PARSE(ATTRIBUTES) reads it as SUPER where needed
 	// (docs/LOADER.md). ALTER TABLE has no ADD COLUMN IF NOT EXISTS.
-	types := maps.Clone(pgExtraTypes)
-	types[event.ExtraString] = "VARCHAR(65535)"
-	r.rows = rowSQL{extras: o.ExtraColumns, types: types, attributes: "VARCHAR",
+	// The table's types go through pgSQL.columns, which gives VARCHAR its
+	// length; a CAST names it.
+	casts := maps.Clone(pgExtraTypes)
+	casts[event.ExtraString] = "VARCHAR(65535)"
+	r.rows = rowSQL{extras: o.ExtraColumns, types: pgExtraTypes, casts: casts, attributes: "VARCHAR",
 		parse:   func(e string) string { return e },
 		extract: func(e, name string) string { return "JSON_EXTRACT_PATH_TEXT(" + e + ", '" + name + "')" }}
 	r.addColumn = "ALTER TABLE %s ADD COLUMN %s %s"
