@@ -344,7 +344,7 @@ func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") +
 // partColumns are the columns of a part, in file order, with the DuckDB
 // type read_parquet gives each. Columns marked added are absent from
 // parts written by an offload that predates them: readers take them as
-// NULL (docs/ARCHITECTURE.md, "Parts").
+// NULL (docs/ARCHITECTURE.md, "Engine: from the WAL to the outbox").
 var partColumns = []struct {
 	name, duckType string
 	added          bool
