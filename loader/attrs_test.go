@@ -63,15 +63,7 @@ func checkExtraColumnAdded(t *testing.T, alter bool, sink func(extras []ExtraCol
 			}
 			next++
 		}
-		for {
-			k, err := e.Step(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k == 0 {
-				return
-			}
-		}
+		stepAll(t, e)
 	}
 
 	e := open()
