@@ -165,3 +165,13 @@ func TestBigQueryExtraColumnAdded(t *testing.T) {
 			return out
 		})
 }
+
+// TestSnowflakeExtraColumnAdded: checkExtraColumnAdded on the project's
+// Snowflake test server (DuckDB reads the table: its JSON functions).
+func TestSnowflakeExtraColumnAdded(t *testing.T) {
+	w := newWarehouse(t)
+	checkExtraColumnAdded(t, true, func(extras []ExtraColumn) Sink {
+		return w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.ExtraColumns = extras })
+	}, `SELECT EVENT_ID, COUPON_CODE, json_extract_string(ATTRIBUTES, 'coupon') FROM PUBLIC.OFFLOAD_TRANSACTIONS ORDER BY SOURCE_OFFSET`,
+		func(q string) []string { return w.query(t, q) })
+}
