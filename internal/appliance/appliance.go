@@ -229,7 +229,7 @@ func (a *Appliance) openDogStatsD() error {
 // admin.listen is set.
 func (a *Appliance) openAdmin() error {
 	c := a.cfg
-	a.metrics.SetSources(admin.Sources{Ingest: a.in, WAL: a.wal, Engine: a.eng, Loader: a.ld, Budget: int64(c.DiskBudget),
+	a.metrics.SetSources(admin.Sources{Ingest: a.in, WAL: a.wal, Engine: a.eng, Loader: a.ld, Budget: int64(c.DiskBudget), Delivery: c.Kafka.Delivery,
 		WALQuarantine: readQuarantine(c.DataDir, a.log)})
 	if c.Admin.Listen == "" {
 		return nil
