@@ -1,14 +1,12 @@
 package ingest
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/offload/offload/wal"
 )
@@ -36,17 +34,7 @@ func (l *loadedCursor) get() wal.Cursor {
 // partitions; a partition without a commit is absent.
 func committedOffsets(t testing.TB, brokers []string, group, topic string) map[int32]int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatalf("fetch offsets: %v", err)
-	}
+	offs := fetchCommitted(t, brokers, group)
 	out := map[int32]int64{}
 	offs.Each(func(o kadm.OffsetResponse) {
 		if o.Topic == topic && o.Err == nil && o.At >= 0 {
