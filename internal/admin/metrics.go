@@ -134,7 +134,7 @@ var (
 	dIngestReady       = desc("offload_ingest_ready", "1 while consuming.")
 	dKafkaLag          = desc("offload_kafka_lag_records", "Partition high watermark minus the committed offset.", "topic", "partition")
 	dKafkaUncommitted  = desc("offload_kafka_uncommitted_age_seconds", "How long the oldest record durable in the WAL has waited for its offset commit (end-to-end delivery: for its warehouse load); 0 when all are committed.", "topic", "partition")
-	dWALBytes          = desc("offload_wal_bytes", "Live bytes of records not yet consumed by the engine.")
+	dWALBytes          = desc("offload_wal_bytes", "Live bytes of records not yet consumed by the engine (kafka.delivery end-to-end: not yet loaded).")
 	dWALRecords        = desc("offload_wal_records", "Live records in the WAL.")
 	dWALQuarEntries    = desc("offload_wal_quarantined_entries", "Damaged WAL entries `offload wal repair` moved to quarantine (counted at start).")
 	dWALQuarRecords    = desc("offload_wal_quarantined_records", "Records in those entries; they are never loaded.")
