@@ -66,6 +66,9 @@ type batch struct {
 	// micro-batch has committed, and a copy within it is a duplicate.
 	seen  map[dedupeKey]struct{}
 	delta map[string]int64
+	// unmappedNames counts the unmapped field names this batch counts
+	// first (Engine.unmappedCounter).
+	unmappedNames int
 
 	emitted []window.Emitted
 	changed []*window.Window
@@ -224,7 +227,11 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 		b.delta[cNoBaseAmount]++
 	}
 	b.delta[cAccepted]++
+	for _, name := range ev.UnmappedFields {
+		b.delta[e.unmappedCounter(b, name)]++
+	}
 	row := outRow{ev: *ev, source: src}
+	row.ev.UnmappedFields = nil
 	row.ev.Items = nil
 	if len(ev.Items) > 0 {
 		row.hasItems = true
@@ -234,6 +241,25 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 	}
 	b.rows = append(b.rows, row)
 	return outAccepted, ""
+}
+
+// unmappedCounter returns the counter of unmapped field name: its own
+// while fewer than MaxUnmappedNames names are counted, UnmappedOther
+// after, so that a stream of ever new keys cannot grow the counters, the
+// metrics or the status without bound.
+func (e *Engine) unmappedCounter(b *batch, name string) string {
+	c := cUnmappedPrefix + name
+	if _, ok := e.counters[c]; ok {
+		return c
+	}
+	if _, ok := b.delta[c]; ok {
+		return c
+	}
+	if e.unmappedNames+b.unmappedNames >= MaxUnmappedNames {
+		return cUnmappedPrefix + UnmappedOther
+	}
+	b.unmappedNames++
+	return c
 }
 
 // duplicate reports whether the event id was seen before: in this
@@ -424,6 +450,7 @@ func (e *Engine) advance(b *batch) {
 			e.counters[name] += d
 		}
 	}
+	e.unmappedNames += b.unmappedNames
 	e.dedupeMax = b.dedupeMax
 	e.open = b.open
 	e.nextDLQID = b.nextDLQID

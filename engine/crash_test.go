@@ -234,21 +234,22 @@ func TestCrashAtomicity(t *testing.T) {
 		fmt.Sscan(s, &kills)
 	}
 	crashed, ref := t.TempDir(), t.TempDir()
-	// About 190 records' worth of work lands between two kills, more when
-	// the machine is busy (the kill moments follow the uninterrupted
-	// run's pace, measured at another moment): size the WAL so the wanted
-	// kills land before the run finishes, with room to spare.
-	crashWorkload(t, crashed, max(12000, 480*kills))
+	// A kill lets at most four micro-batches (~190 records each) commit,
+	// about two on average: size the WAL so the wanted kills land before
+	// the run finishes, with room to spare.
+	crashWorkload(t, crashed, max(12000, 600*kills))
 	copyDir(t, crashed, ref)
 
 	// run runs the engine process over dir. With kill set, it SIGKILLs the
 	// process at kill.at after start, or, with kill.after "open" or
-	// "step", kill.at after the engine has opened or committed its first
-	// micro-batch (so the kill lands among micro-batches, whatever the
-	// machine's load does to the first one's pace).
+	// "step", kill.at after the engine has opened or committed its
+	// kill.steps-th micro-batch (so the kill lands among micro-batches,
+	// and each kill lets a bounded number of them commit, whatever the
+	// machine's load does to their pace).
 	type killPlan struct {
 		at    time.Duration
 		after string
+		steps int // with after "step": the micro-batch, from 1
 	}
 	run := func(dir string, kill *killPlan) (killed bool, steps int, d time.Duration) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -276,10 +277,10 @@ func TestCrashAtomicity(t *testing.T) {
 						close(marks["open"])
 					}
 				case "step":
-					if n == 0 {
+					n++
+					if kill != nil && n == max(kill.steps, 1) {
 						close(marks["step"])
 					}
-					n++
 				}
 			}
 			lines <- n
@@ -331,15 +332,15 @@ func TestCrashAtomicity(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	got, midRun := 0, 0
 	for attempt := 0; got < kills && attempt < 10*kills; attempt++ {
-		// One kill in five lands anywhere in start-up and recovery, two
-		// up to four micro-batches after the engine opened, two up to
-		// four micro-batches after its first commit.
+		// One kill in five lands anywhere in start-up and recovery, one
+		// within a micro-batch's time after the engine opened, three
+		// within one after its first to third commit.
 		plan := &killPlan{at: time.Duration(rng.Int64N(int64(startup) + 1))}
 		switch rng.IntN(5) {
-		case 1, 2:
-			plan = &killPlan{at: time.Duration(rng.Int64N(int64(4*perBatch) + 1)), after: "open"}
-		case 3, 4:
-			plan = &killPlan{at: time.Duration(rng.Int64N(int64(4*perBatch) + 1)), after: "step"}
+		case 1:
+			plan = &killPlan{at: time.Duration(rng.Int64N(int64(perBatch) + 1)), after: "open"}
+		case 2, 3, 4:
+			plan = &killPlan{at: time.Duration(rng.Int64N(int64(perBatch) + 1)), after: "step", steps: 1 + rng.IntN(3)}
 		}
 		killed, steps, _ := run(crashed, plan)
 		if !killed {

@@ -41,12 +41,16 @@
 //
 // A part is named by its number, 16 decimal digits, in commit order
 // (0000000000000042.parquet); its columns are those of the warehouse's
-// transactions table less the batch id. It is written under a temporary
+// transactions table less the batch id and the extra columns, plus
+// extras, the JSON of the row's extra columns (attributes and extras
+// came later: a part without them reads them as NULL, and ExportBatch
+// rewrites it with them). It is written under a temporary
 // name, fsync'd, renamed and its directory fsync'd, so a file under a
 // part's name is complete. Sealing an outbox batch gives its parts the
 // batch id; ExportBatch checks each against its SHA-256 and hands the
 // loader copies of the parts as they are, or, when they average under
-// 1 MiB, the parts compacted by DuckDB into one file. A damaged part is
+// 1 MiB or some predate a column, the parts compacted by DuckDB into one
+// file. A damaged part is
 // never shipped: the batch is parked and the part quarantined. Parts of shipped batches are deleted after the grace
 // period. RowsSQL shows the parts as one relation for inspection.
 //

@@ -58,9 +58,12 @@ type Engine struct {
 	windows   *window.Set
 	dedupeMax int64 // highest event time of a deduplicated-in event, Unix ns; 0 if none
 	counters  map[string]int64
-	open      openBatch
-	nextDLQID int64
-	sealed    pending // sealed batches not yet shipped
+	// unmappedNames is how many unmapped field names counters counts
+	// one by one (Engine.unmappedCounter).
+	unmappedNames int
+	open          openBatch
+	nextDLQID     int64
+	sealed        pending // sealed batches not yet shipped
 	// unshipped are the ranges of the batches not shipped yet (sealed
 	// or parked), by batch id (loaded.go).
 	unshipped map[string]map[wal.TopicPartition]offsetRange
@@ -484,7 +487,11 @@ type Stats struct {
 	Filtered       int64
 	// FilteredByRule splits Filtered by the name of the filter rule.
 	FilteredByRule map[string]int64
-	Deduplicated   int64 // accepted records dropped as duplicates
+	// UnmappedByField counts the accepted rows that carried each unmapped
+	// source field (event.Event.UnmappedFields), by its name or dotted
+	// path: at most MaxUnmappedNames names, the rest under UnmappedOther.
+	UnmappedByField map[string]int64
+	Deduplicated    int64 // accepted records dropped as duplicates
 	// DedupeExpired counts keys forgotten by the dedupe window, the only
 	// way a key is forgotten.
 	DedupeExpired int64
@@ -545,6 +552,7 @@ const (
 	cRejectedPrefix  = "rejected."
 	cFiltered        = "filtered"
 	cFilteredPrefix  = "filtered."
+	cUnmappedPrefix  = "unmapped."
 	cDeduplicated    = "deduplicated"
 	cDedupeExpired   = "dedupe_expired"
 	cDedupeTooOld    = "dedupe_too_old"
@@ -559,6 +567,14 @@ const (
 	cDLQReplayed     = "dlq_replayed"
 )
 
+// MaxUnmappedNames bounds the unmapped field names counted one by one;
+// the fields first seen after that many are counted as UnmappedOther.
+const MaxUnmappedNames = 100
+
+// UnmappedOther is the name the unmapped fields past MaxUnmappedNames are
+// counted under.
+const UnmappedOther = "(other)"
+
 // Stats returns the counters as of the last commit and the current cursor
 // lag. It does not wait for a micro-batch in flight.
 func (e *Engine) Stats() Stats {
@@ -566,6 +582,7 @@ func (e *Engine) Stats() Stats {
 	s := e.stats
 	s.RejectedByCode = cloneMap(s.RejectedByCode)
 	s.FilteredByRule = cloneMap(s.FilteredByRule)
+	s.UnmappedByField = cloneMap(s.UnmappedByField)
 	s.Cursor = s.Cursor.Clone()
 	e.statsMu.Unlock()
 	s.CursorLag = e.cursorLag()
@@ -597,7 +614,8 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 	s := Stats{
 		RecordsIn: c[cRecordsIn], Accepted: c[cAccepted], Rejected: c[cRejected],
 		RejectedByCode: map[string]int64{}, Filtered: c[cFiltered], FilteredByRule: map[string]int64{},
-		Deduplicated: c[cDeduplicated], DedupeExpired: c[cDedupeExpired],
+		UnmappedByField: map[string]int64{},
+		Deduplicated:    c[cDeduplicated], DedupeExpired: c[cDedupeExpired],
 		DedupeTooOld: c[cDedupeTooOld], DedupeKeys: e.keys.held, DedupeHeld: e.dedupeHeld(), DedupeWindow: e.opts.DedupeWindow,
 		DedupeFilterBytes: e.keys.memory(), DedupeFilterHits: e.keys.filterHits.Load(),
 		DedupeDiskLookups: e.keys.lookups.Load(), DedupeFalsePositives: e.keys.falsePositives.Load(),
@@ -619,6 +637,8 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 			s.RejectedByCode[name[len(cRejectedPrefix):]] = v
 		case len(name) > len(cFilteredPrefix) && name[:len(cFilteredPrefix)] == cFilteredPrefix:
 			s.FilteredByRule[name[len(cFilteredPrefix):]] = v
+		case len(name) > len(cUnmappedPrefix) && name[:len(cUnmappedPrefix)] == cUnmappedPrefix:
+			s.UnmappedByField[name[len(cUnmappedPrefix):]] = v
 		}
 	}
 	e.statsMu.Lock()

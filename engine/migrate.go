@@ -176,7 +176,10 @@ func (e *Engine) migratePart(ctx context.Context, seq int64, g v1Group) (partRec
 	cols := make([]string, len(partColumns))
 	for i, c := range partColumns {
 		cols[i] = c.name
-		if strings.HasPrefix(c.duckType, "DECIMAL") {
+		switch {
+		case c.added: // version 1 had no such column
+			cols[i] = "NULL::" + c.duckType + " AS " + c.name
+		case strings.HasPrefix(c.duckType, "DECIMAL"):
 			cols[i] = "CAST(" + c.name + " AS " + c.duckType + ") AS " + c.name
 		}
 	}

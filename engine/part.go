@@ -67,6 +67,8 @@ type partRow struct {
 	SourceOffset      int64     `parquet:"source_offset,delta"`
 	KafkaTime         time.Time `parquet:"kafka_time,timestamp(microsecond:utc)"`
 	IngestTime        time.Time `parquet:"ingest_time,timestamp(microsecond:utc)"`
+	Attributes        *string   `parquet:"attributes,optional"`
+	Extras            *string   `parquet:"extras,optional"`
 }
 
 // partCodec compresses a part's columns but customer_email_hash. One
@@ -215,6 +217,7 @@ func encodePart(w io.Writer, rows []outRow, items []byte) error {
 				EventTime: ev.EventTime, Region: strOrNull(&ev.Region), Timezone: strOrNull(&ev.Timezone),
 				SourceTopic: r.source.topic, SourcePartition: r.source.partition, SourceOffset: r.source.offset,
 				KafkaTime: r.source.kafkaTime, IngestTime: r.source.ingestTime,
+				Attributes: strOrNull(&ev.Attributes), Extras: strOrNull(&ev.Extras),
 			}
 			if r.hasItems {
 				// Not copied: parquet-go copies the bytes into its pages

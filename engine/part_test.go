@@ -42,6 +42,7 @@ func partTestRows() ([]outRow, []byte) {
 		PaymentMethod: "card", CardLast4: "4242", Channel: event.ChannelWeb, Country: "DE",
 		EventTime: time.Date(2024, 5, 1, 11, 59, 59, 654321000, time.UTC), BaseAmount: 13579, HasBaseAmount: true,
 		Region: "eu-central", Timezone: "Europe/Berlin",
+		Attributes: `{"coupon":"SPRING","gift":true}`, Extras: `{"tier":"gold"}`,
 	}
 	rows := []outRow{
 		withItems(outRow{ev: full, source: src(0)}, `[{"sku":"SKU-1","qty":2,"unit_price":"1.50"}]`),
@@ -56,6 +57,7 @@ func partTestRows() ([]outRow, []byte) {
 	r = outRow{ev: full, source: src(3)}
 	r.ev.EventID, r.ev.Amount, r.ev.HasBaseAmount, r.ev.BaseAmount = "evt-4", maxPartDecimal, false, 777
 	r.ev.OrderID, r.ev.PaymentMethod, r.ev.CardLast4, r.ev.Channel, r.ev.Country, r.ev.Timezone = "", "", "", "", "", ""
+	r.ev.Attributes, r.ev.Extras = "", ""
 	rows = append(rows, r)
 	r = outRow{ev: full, source: src(4)}
 	r.ev.EventID, r.ev.Amount, r.ev.BaseAmount, r.ev.Currency, r.ev.CustomerEmailHash = "evt-5", 0, 0, "", ""
@@ -66,13 +68,14 @@ func partTestRows() ([]outRow, []byte) {
 
 // partTestWant is partTestRows as DuckDB reads them back: what the
 // engine's row store (schema version 1, the Appender into outbox_rows)
-// held for the same rows, so a part keeps every value the outbox kept.
+// held for the same rows, so a part keeps every value the outbox kept,
+// plus the attributes and extras columns that store did not have.
 var partTestWant = []string{
-	"evt-1 ORD-1 order_placed store-1 cust-1 abababababababababababababababababababababababababababababababab 1.2345 EUR card 4242 web DE \"[{\\\"sku\\\":\\\"SKU-1\\\",\\\"qty\\\":2,\\\"unit_price\\\":\\\"1.50\\\"}]\" 2024-05-01T11:59:59.654321Z 1.3579 eu-central Europe/Berlin orders 0 0 2024-05-01T12:00:00.123456Z 2024-05-01T12:00:01.999999Z",
-	"evt-2 NULL refund NULL NULL NULL 0 NULL NULL NULL NULL NULL NULL 1999-12-31T23:59:59.000001Z NULL NULL NULL orders 1 1 2024-05-01T12:00:00.124456Z 2024-05-01T12:00:01.999999Z",
-	"\"évt-3 ✓\" ORD-1 order_placed магазин-7 客户-9 abababababababababababababababababababababababababababababababab -9876543210.0001 EUR card 4242 web DE \"[{\\\"sku\\\":\\\"ß-ü\\\",\\\"qty\\\":1,\\\"unit_price\\\":\\\"0.01\\\",\\\"note\\\":\\\"日本\\\"}]\" 2024-05-01T11:59:59.654321Z -99999999999999.9999 Zürich Europe/Berlin orders 2 2 2024-05-01T12:00:00.125456Z 2024-05-01T12:00:01.999999Z",
-	"evt-4 NULL order_placed store-1 cust-1 abababababababababababababababababababababababababababababababab 99999999999999.9999 EUR NULL NULL NULL NULL NULL 2024-05-01T11:59:59.654321Z NULL eu-central NULL orders 0 3 2024-05-01T12:00:00.126456Z 2024-05-01T12:00:01.999999Z",
-	"evt-5 ORD-1 order_placed store-1 cust-1 NULL 0 NULL card 4242 web DE [] 2024-05-01T11:59:59.654321Z 0 eu-central Europe/Berlin payments 2147483647 4611686018427387904 2024-05-01T12:00:00.127456Z 2024-05-01T12:00:01.999999Z",
+	"evt-1 ORD-1 order_placed store-1 cust-1 abababababababababababababababababababababababababababababababab 1.2345 EUR card 4242 web DE \"[{\\\"sku\\\":\\\"SKU-1\\\",\\\"qty\\\":2,\\\"unit_price\\\":\\\"1.50\\\"}]\" 2024-05-01T11:59:59.654321Z 1.3579 eu-central Europe/Berlin orders 0 0 2024-05-01T12:00:00.123456Z 2024-05-01T12:00:01.999999Z \"{\\\"coupon\\\":\\\"SPRING\\\",\\\"gift\\\":true}\" \"{\\\"tier\\\":\\\"gold\\\"}\"",
+	"evt-2 NULL refund NULL NULL NULL 0 NULL NULL NULL NULL NULL NULL 1999-12-31T23:59:59.000001Z NULL NULL NULL orders 1 1 2024-05-01T12:00:00.124456Z 2024-05-01T12:00:01.999999Z NULL NULL",
+	"\"évt-3 ✓\" ORD-1 order_placed магазин-7 客户-9 abababababababababababababababababababababababababababababababab -9876543210.0001 EUR card 4242 web DE \"[{\\\"sku\\\":\\\"ß-ü\\\",\\\"qty\\\":1,\\\"unit_price\\\":\\\"0.01\\\",\\\"note\\\":\\\"日本\\\"}]\" 2024-05-01T11:59:59.654321Z -99999999999999.9999 Zürich Europe/Berlin orders 2 2 2024-05-01T12:00:00.125456Z 2024-05-01T12:00:01.999999Z \"{\\\"coupon\\\":\\\"SPRING\\\",\\\"gift\\\":true}\" \"{\\\"tier\\\":\\\"gold\\\"}\"",
+	"evt-4 NULL order_placed store-1 cust-1 abababababababababababababababababababababababababababababababab 99999999999999.9999 EUR NULL NULL NULL NULL NULL 2024-05-01T11:59:59.654321Z NULL eu-central NULL orders 0 3 2024-05-01T12:00:00.126456Z 2024-05-01T12:00:01.999999Z NULL NULL",
+	"evt-5 ORD-1 order_placed store-1 cust-1 NULL 0 NULL card 4242 web DE [] 2024-05-01T11:59:59.654321Z 0 eu-central Europe/Berlin payments 2147483647 4611686018427387904 2024-05-01T12:00:00.127456Z 2024-05-01T12:00:01.999999Z \"{\\\"coupon\\\":\\\"SPRING\\\",\\\"gift\\\":true}\" \"{\\\"tier\\\":\\\"gold\\\"}\"",
 }
 
 // TestWritePartRoundTrip reads a part back with DuckDB and compares every

@@ -327,7 +327,7 @@ func RowsSQL(ctx context.Context, q interface {
 		return "WITH outbox_rows AS (SELECT *, NULL::VARCHAR AS batch_id FROM (" + emptyRows() + ")) ", nil
 	}
 	return "WITH outbox_rows AS (SELECT r.* EXCLUDE (filename), p.batch_id FROM read_parquet([" + strings.Join(files, ", ") +
-		"], filename = true) r JOIN (VALUES " + strings.Join(values, ", ") + ") p(filename, batch_id) USING (filename)) ", nil
+		"], filename = true, union_by_name = true) r JOIN (VALUES " + strings.Join(values, ", ") + ") p(filename, batch_id) USING (filename)) ", nil
 }
 
 // emptyRows is a query of no rows with a part's columns.
@@ -342,12 +342,18 @@ func emptyRows() string {
 func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // partColumns are the columns of a part, in file order, with the DuckDB
-// type read_parquet gives each.
-var partColumns = []struct{ name, duckType string }{
-	{"event_id", "VARCHAR"}, {"order_id", "VARCHAR"}, {"event_type", "VARCHAR"}, {"store_id", "VARCHAR"},
-	{"customer_id", "VARCHAR"}, {"customer_email_hash", "VARCHAR"}, {"amount", "DECIMAL(18,4)"},
-	{"currency", "VARCHAR"}, {"payment_method", "VARCHAR"}, {"card_last4", "VARCHAR"}, {"channel", "VARCHAR"},
-	{"country", "VARCHAR"}, {"items", "VARCHAR"}, {"event_time", "TIMESTAMPTZ"}, {"base_amount", "DECIMAL(18,4)"},
-	{"region", "VARCHAR"}, {"timezone", "VARCHAR"}, {"source_topic", "VARCHAR"}, {"source_partition", "INTEGER"},
-	{"source_offset", "BIGINT"}, {"kafka_time", "TIMESTAMPTZ"}, {"ingest_time", "TIMESTAMPTZ"},
+// type read_parquet gives each. Columns marked added are absent from
+// parts written by an offload that predates them: readers take them as
+// NULL (docs/ARCHITECTURE.md, "Engine: from the WAL to the outbox").
+var partColumns = []struct {
+	name, duckType string
+	added          bool
+}{
+	{"event_id", "VARCHAR", false}, {"order_id", "VARCHAR", false}, {"event_type", "VARCHAR", false}, {"store_id", "VARCHAR", false},
+	{"customer_id", "VARCHAR", false}, {"customer_email_hash", "VARCHAR", false}, {"amount", "DECIMAL(18,4)", false},
+	{"currency", "VARCHAR", false}, {"payment_method", "VARCHAR", false}, {"card_last4", "VARCHAR", false}, {"channel", "VARCHAR", false},
+	{"country", "VARCHAR", false}, {"items", "VARCHAR", false}, {"event_time", "TIMESTAMPTZ", false}, {"base_amount", "DECIMAL(18,4)", false},
+	{"region", "VARCHAR", false}, {"timezone", "VARCHAR", false}, {"source_topic", "VARCHAR", false}, {"source_partition", "INTEGER", false},
+	{"source_offset", "BIGINT", false}, {"kafka_time", "TIMESTAMPTZ", false}, {"ingest_time", "TIMESTAMPTZ", false},
+	{"attributes", "VARCHAR", true}, {"extras", "VARCHAR", true},
 }

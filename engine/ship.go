@@ -118,7 +118,13 @@ func (e *Engine) ExportBatch(ctx context.Context, id, dir string) (Export, error
 	if err := e.checkParts(bi, parts); err != nil {
 		return Export{}, err
 	}
-	if len(parts) > 1 && bytes/int64(len(parts)) < compactBelow {
+	old, err := olderParts(ctx, conn, e.partFiles(parts))
+	if err != nil {
+		return Export{}, fmt.Errorf("engine: cannot read the parts of batch %s: %w", id, err)
+	}
+	// A part older than a column is rewritten with it, NULL: a sink that
+	// maps a file's columns by position (Redshift) gets one layout.
+	if old || len(parts) > 1 && bytes/int64(len(parts)) < compactBelow {
 		file := filepath.Join(dir, id+".rows.parquet")
 		sum, err := e.compactParts(ctx, conn, parts, file)
 		if err != nil {
@@ -242,10 +248,9 @@ func (e *Engine) checkParts(bi BatchInfo, parts []partRecord) error {
 // compactParts writes the batch's checked parts into one zstd Parquet
 // file and returns its checksum.
 func (e *Engine) compactParts(ctx context.Context, conn *sql.Conn, parts []partRecord, file string) (string, error) {
-	files := make([]string, len(parts))
+	files := e.partFiles(parts)
 	var want int64
-	for i, p := range parts {
-		files[i] = sqlQuote(partPath(e.partsDir(), p.seq))
+	for _, p := range parts {
 		want += p.file.Rows
 	}
 	tmp := file + ".tmp"
@@ -253,7 +258,20 @@ func (e *Engine) compactParts(ctx context.Context, conn *sql.Conn, parts []partR
 		_ = os.Remove(tmp)
 		return "", err
 	}
-	if _, err := conn.ExecContext(ctx, `COPY (SELECT * FROM read_parquet([`+strings.Join(files, ", ")+`])) TO `+sqlQuote(tmp)+
+	have := map[string]bool{}
+	if err := queryStrings(ctx, conn, `SELECT DISTINCT name FROM parquet_schema([`+strings.Join(files, ", ")+`])`, func(name string) {
+		have[name] = true
+	}); err != nil {
+		return fail(err)
+	}
+	cols := make([]string, len(partColumns))
+	for i, c := range partColumns {
+		cols[i] = c.name
+		if !have[c.name] {
+			cols[i] = "NULL::" + c.duckType + " AS " + c.name
+		}
+	}
+	if _, err := conn.ExecContext(ctx, `COPY (SELECT `+strings.Join(cols, ", ")+` FROM read_parquet([`+strings.Join(files, ", ")+`], union_by_name = true)) TO `+sqlQuote(tmp)+
 		` (FORMAT parquet, COMPRESSION zstd)`); err != nil {
 		return fail(err)
 	}
@@ -272,6 +290,53 @@ func (e *Engine) compactParts(ctx context.Context, conn *sql.Conn, parts []partR
 		return fail(err)
 	}
 	return sum, nil
+}
+
+// partFiles returns the quoted paths of parts.
+func (e *Engine) partFiles(parts []partRecord) []string {
+	files := make([]string, len(parts))
+	for i, p := range parts {
+		files[i] = sqlQuote(partPath(e.partsDir(), p.seq))
+	}
+	return files
+}
+
+// olderParts tells whether some of files (quoted paths) predate one of
+// partColumns' added columns.
+func olderParts(ctx context.Context, conn *sql.Conn, files []string) (bool, error) {
+	if len(files) == 0 {
+		return false, nil
+	}
+	var added []string
+	for _, c := range partColumns {
+		if c.added {
+			added = append(added, sqlQuote(c.name))
+		}
+	}
+	var n int64
+	err := conn.QueryRowContext(ctx, `SELECT count(DISTINCT file_name) FROM parquet_schema([`+strings.Join(files, ", ")+`]) WHERE name IN (`+strings.Join(added, ", ")+`)
+GROUP BY name ORDER BY 1 LIMIT 1`).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return true, nil // none has any
+	}
+	return n < int64(len(files)), err
+}
+
+// queryStrings runs q and calls f with each row's one string.
+func queryStrings(ctx context.Context, conn *sql.Conn, q string, f func(string)) error {
+	rows, err := conn.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return err
+		}
+		f(s)
+	}
+	return closeRows(rows)
 }
 
 // exportTable copies the rows of table in batch id to file (through a

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -160,6 +161,12 @@ func (e *Engine) loadState(ctx context.Context) error {
 	// Dedupe horizon: the key store holds its keys (keystore.go).
 	e.keys.forgetBelow(st.horizon)
 	e.cursor, e.counters, e.windows = cursor, counters, set
+	e.unmappedNames = 0
+	for name := range counters {
+		if strings.HasPrefix(name, cUnmappedPrefix) && name != cUnmappedPrefix+UnmappedOther {
+			e.unmappedNames++
+		}
+	}
 	e.dedupeMax = st.dedupeMax
 	e.open, e.nextDLQID, e.sealed, e.nextPartSeq = st.open, st.nextDLQ, sealed, st.nextPart
 	e.unshipped = unshipped

@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -52,15 +51,7 @@ func BenchmarkLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for {
-		n, err := e.Step(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-	}
+	stepAll(b, e)
 	if err := e.SealNow(); err != nil {
 		b.Fatal(err)
 	}

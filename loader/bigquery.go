@@ -21,6 +21,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/offload/offload/engine"
+	"github.com/offload/offload/engine/event"
 )
 
 // BigQuery authentication methods (BigQueryOptions.Auth).
@@ -56,6 +57,9 @@ type BigQueryOptions struct {
 	// MergeRows inserts a batch's rows with a MERGE on EVENT_ID instead of
 	// an INSERT (dedupe.warehouse: merge), as SnowflakeOptions.MergeRows.
 	MergeRows bool
+	// ExtraColumns are the typed columns the topics promote, sorted by
+	// name; Prepare adds the ones the transactions table lacks.
+	ExtraColumns []ExtraColumn
 	// RequestTimeout bounds one API call with the client library's own
 	// retries of it [60s]; the wait for a job is bounded by the load's
 	// context only.
@@ -76,6 +80,7 @@ type BigQuery struct {
 	opts   BigQueryOptions
 	client *bigquery.Client
 	log    *slog.Logger
+	rows   rowSQL
 	// duplicates counts rows MergeRows kept out because the table held
 	// their event already.
 	duplicates atomic.Int64
@@ -136,6 +141,7 @@ func NewBigQuery(ctx context.Context, o BigQueryOptions) (*BigQuery, error) {
 	if o.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(o.Endpoint))
 	}
+	errs = append(errs, checkExtraColumns(o.ExtraColumns)...)
 	if len(errs) > 0 {
 		return nil, errors.New(strings.Join(errs, "\n"))
 	}
@@ -144,7 +150,22 @@ func NewBigQuery(ctx context.Context, o BigQueryOptions) (*BigQuery, error) {
 		return nil, fmt.Errorf("cannot create the BigQuery client (check warehouse.bigquery.auth and its credentials): %w", err)
 	}
 	client.Location = o.Location
-	return &BigQuery{opts: o, client: client, log: o.Logger}, nil
+	return &BigQuery{opts: o, client: client, log: o.Logger, rows: bigqueryRows(o.ExtraColumns)}, nil
+}
+
+// bigqueryExtraTypes are the GoogleSQL types extra columns are cast to:
+// bqField's for snowflakeExtraTypes.
+var bigqueryExtraTypes = map[string]string{event.ExtraString: "STRING", event.ExtraInt: "INT64",
+	event.ExtraDecimal: "BIGNUMERIC", event.ExtraTimestamp: "TIMESTAMP", event.ExtraBool: "BOOL"}
+
+// bigqueryRows is the GoogleSQL of ATTRIBUTES and the extra columns. The
+// table's types come from the Snowflake ones through bqField; the casts
+// name GoogleSQL's.
+func bigqueryRows(extras []ExtraColumn) rowSQL {
+	return rowSQL{extras: extras, types: snowflakeExtraTypes, casts: bigqueryExtraTypes, attributes: "VARIANT",
+		staged:  strings.ToLower,
+		parse:   func(e string) string { return "PARSE_JSON(" + e + ")" },
+		extract: func(e, name string) string { return "JSON_VALUE(" + e + ", '$." + name + "')" }}
 }
 
 // Close closes the client.
@@ -165,6 +186,10 @@ func bqField(c column, staging bool) *bigquery.FieldSchema {
 		f.Type = bigquery.StringFieldType
 	case typ == "INTEGER", typ == "BIGINT":
 		f.Type = bigquery.IntegerFieldType
+	case typ == "BOOLEAN":
+		f.Type = bigquery.BooleanFieldType
+	case typ == "VARIANT":
+		f.Type = bigquery.JSONFieldType
 	case typ == "TIMESTAMP_TZ":
 		f.Type = bigquery.TimestampFieldType
 	case strings.HasPrefix(typ, "NUMBER("):
@@ -196,7 +221,7 @@ func (b *BigQuery) bqTables() []struct {
 		name   string
 		schema bigquery.Schema
 	}{
-		{o.TransactionsTable, bqSchema(transactionColumns, false)},
+		{o.TransactionsTable, bqSchema(b.rows.tableColumns(transactionColumns), false)},
 		{o.WindowsTable, bqSchema(windowTableColumns, false)},
 		{o.LedgerTable, bqSchema(ledgerColumns, false)},
 	}
@@ -235,11 +260,51 @@ func (b *BigQuery) Prepare(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("get table %s: %w", t.name, err)
 		}
+		if t.name == b.opts.TransactionsTable {
+			if md, err = b.addColumns(ctx, tbl, md.(*bigquery.TableMetadata)); err != nil {
+				return err
+			}
+		}
 		if err := sameColumns(t.name, t.schema, md.(*bigquery.TableMetadata).Schema); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// addColumns adds to the transactions table ATTRIBUTES and the extra
+// columns it lacks by ALTER TABLE ... ADD COLUMN IF NOT EXISTS, and
+// returns its metadata after. The emulator's ALTER leaves the table's
+// metadata as it was: a schema update (the same columns appended) follows
+// where the metadata lacks them (docs/LOADER.md, "BigQuery emulator
+// gaps").
+func (b *BigQuery) addColumns(ctx context.Context, tbl *bigquery.Table, md *bigquery.TableMetadata) (any, error) {
+	have := map[string]bool{}
+	for _, f := range md.Schema {
+		have[strings.ToUpper(f.Name)] = true
+	}
+	schema := md.Schema
+	for _, c := range b.rows.added() {
+		if have[c.name] {
+			continue
+		}
+		f := bqField(c, false)
+		q := fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS `%s` %s", b.table(b.opts.TransactionsTable), c.name, f.Type)
+		if _, err := b.call(ctx, func(ctx context.Context) (any, error) { return b.query(ctx, q) }); err != nil {
+			return nil, fmt.Errorf("cannot add column %s to table %s: %w (the account needs bigquery.tables.update)", c.name, b.opts.TransactionsTable, err)
+		}
+		schema = append(schema[:len(schema):len(schema)], f)
+	}
+	if len(schema) == len(md.Schema) {
+		return md, nil
+	}
+	now, err := b.call(ctx, func(ctx context.Context) (any, error) { return tbl.Metadata(ctx) })
+	if err != nil || len(now.(*bigquery.TableMetadata).Schema) >= len(schema) {
+		return now, err
+	}
+	return b.call(ctx, func(ctx context.Context) (any, error) {
+		return tbl.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, "")
+	})
 }
 
 // sameColumns tells whether have holds every column of want with its
@@ -522,12 +587,12 @@ func (b *BigQuery) script(x engine.Export, stgRows, stgWindows string, withWindo
 		"@totals", bqLiteral(string(ct)))
 	var s strings.Builder
 	s.WriteString("BEGIN TRANSACTION;\n")
-	cols := quoted(transactionColumns, "")
+	cols := quoted(b.rows.tableColumns(transactionColumns), "")
 	if o.MergeRows {
 		fmt.Fprintf(&s, "MERGE %s t USING %s s\nON t.`EVENT_ID` = s.event_id\nWHEN NOT MATCHED THEN INSERT (%s) VALUES (%s);\n",
-			b.table(o.TransactionsTable), b.table(stgRows), cols, stagedValues("s."))
+			b.table(o.TransactionsTable), b.table(stgRows), cols, b.stagedValues("s."))
 	} else {
-		fmt.Fprintf(&s, "INSERT INTO %s (%s)\nSELECT %s FROM %s;\n", b.table(o.TransactionsTable), cols, stagedValues(""), b.table(stgRows))
+		fmt.Fprintf(&s, "INSERT INTO %s (%s)\nSELECT %s FROM %s;\n", b.table(o.TransactionsTable), cols, b.stagedValues(""), b.table(stgRows))
 	}
 	if withWindows {
 		s.WriteString(b.mergeWindows(stgWindows) + ";\n")
@@ -619,15 +684,8 @@ func quoted(cols []column, prefix string) string {
 // stagedValues lists the values of a transactions row from the staged row
 // named by prefix: the staging table's lower-case columns, and the batch
 // id (@batch) for BATCH_ID, which the rows files do not carry.
-func stagedValues(prefix string) string {
-	out := make([]string, len(transactionColumns))
-	for i, c := range transactionColumns {
-		out[i] = prefix + strings.ToLower(c.name)
-		if c.name == "BATCH_ID" {
-			out[i] = "@batch"
-		}
-	}
-	return strings.Join(out, ", ")
+func (b *BigQuery) stagedValues(prefix string) string {
+	return b.rows.values(prefix, "@batch")
 }
 
 // lowerNames lists the staging table's lower-case columns of cols, each

@@ -164,10 +164,13 @@ func (c *snowflakeCheck) production(ctx context.Context) {
 	type table struct {
 		name, verb, stmt string
 	}
-	rowsVerb, rowsStmt := "INSERT", fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE 1 = 0", o.TransactionsTable, cols(transactionColumns), cols(transactionColumns), o.TransactionsTable)
+	// Without ATTRIBUTES: Prepare adds it (and the extra columns) to a
+	// transactions table of an earlier release.
+	txCols := slices.DeleteFunc(slices.Clone(transactionColumns), func(c column) bool { return c.name == "ATTRIBUTES" })
+	rowsVerb, rowsStmt := "INSERT", fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE 1 = 0", o.TransactionsTable, cols(txCols), cols(txCols), o.TransactionsTable)
 	if o.MergeRows {
 		rowsVerb, rowsStmt = "MERGE", fmt.Sprintf("MERGE INTO %s t USING (SELECT %s FROM %s WHERE 1 = 0) s ON t.EVENT_ID = s.EVENT_ID WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)",
-			o.TransactionsTable, cols(transactionColumns), o.TransactionsTable, cols(transactionColumns), names(transactionColumns, "s."))
+			o.TransactionsTable, cols(txCols), o.TransactionsTable, cols(txCols), names(txCols, "s."))
 	}
 	// Without DUPLICATES: Prepare adds it to a ledger of an earlier
 	// release.

@@ -18,19 +18,27 @@ import (
 // fakesnow keeps every database in memory for its lifetime.
 func fakesnowSink(t *testing.T, requestTimeout time.Duration) *Snowflake {
 	t.Helper()
+	return fakesnowSinkWith(t, func(o *SnowflakeOptions) { o.RequestTimeout = requestTimeout })
+}
+
+// fakesnowSinkWith is fakesnowSink with its options adjusted by tune.
+func fakesnowSinkWith(t *testing.T, tune func(*SnowflakeOptions)) *Snowflake {
+	t.Helper()
 	addr := testenv.Fakesnow(t)
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatalf("OFFLOAD_TEST_FAKESNOW=%q: %v", addr, err)
 	}
 	port, _ := strconv.Atoi(portText)
-	sink, err := NewSnowflake(SnowflakeOptions{
+	o := SnowflakeOptions{
 		Account: "fakesnow", User: "offload", Password: "any", Auth: AuthPassword,
 		Database: fmt.Sprintf("OFFLOAD_T%d", time.Now().UnixNano()), Schema: "PUBLIC",
 		Host: host, Port: port, Protocol: "http", ApplianceID: "lt",
-		LoginTimeout: 10 * time.Second, RequestTimeout: requestTimeout, ClientTimeout: 30 * time.Second,
+		LoginTimeout: 10 * time.Second, RequestTimeout: 10 * time.Second, ClientTimeout: 30 * time.Second,
 		Logger: quietLogger(),
-	})
+	}
+	tune(&o)
+	sink, err := NewSnowflake(o)
 	if err != nil {
 		t.Fatal(err)
 	}

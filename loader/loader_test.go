@@ -59,20 +59,26 @@ func testOutboxOf(t *testing.T, appliance string, n, rowsPer int) *engine.Engine
 			t.Fatal(err)
 		}
 	}
+	stepAll(t, e)
+	bs, err := e.SealedBatches()
+	if err != nil || len(bs) != n {
+		t.Fatalf("%d sealed batches (%v), want %d", len(bs), err, n)
+	}
+	return e
+}
+
+// stepAll runs e's micro-batches until the WAL holds nothing new.
+func stepAll(t testing.TB, e *engine.Engine) {
+	t.Helper()
 	for {
 		k, err := e.Step(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if k == 0 {
-			break
+			return
 		}
 	}
-	bs, err := e.SealedBatches()
-	if err != nil || len(bs) != n {
-		t.Fatalf("%d sealed batches (%v), want %d", len(bs), err, n)
-	}
-	return e
 }
 
 // scriptSink is a warehouse in memory whose answers a test scripts: each

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offload/offload/engine"
@@ -37,7 +38,11 @@ type pgSQL struct {
 	// varchar is the type of the text columns: PostgreSQL's VARCHAR is
 	// unbounded, Redshift's is VARCHAR(256).
 	varchar string
-	log     *slog.Logger
+	// rows writes ATTRIBUTES and the extra columns; addColumn is the
+	// ALTER TABLE of a missing one (table, column, type).
+	rows      rowSQL
+	addColumn string
+	log       *slog.Logger
 	// duplicates counts rows mergeRows kept out because the table held
 	// their event already.
 	duplicates atomic.Int64
@@ -58,20 +63,21 @@ func (p *pgSQL) columns(cols []column) []column {
 func (p *pgSQL) DDL() []string {
 	t := p.tables
 	return []string{
-		ddl(t.Transactions, p.columns(transactionColumns), ""),
+		ddl(t.Transactions, p.columns(p.rows.tableColumns(transactionColumns)), ""),
 		ddl(t.Windows, p.columns(windowTableColumns), ", PRIMARY KEY ("+strings.Join(windowTableKey, ", ")+")"),
 		ddl(t.Ledger, p.columns(ledgerColumns), ", PRIMARY KEY (BATCH_ID)"),
 	}
 }
 
-// Prepare creates the tables where missing.
+// Prepare creates the tables where missing and adds the transactions
+// table's missing columns: ATTRIBUTES, the extra columns.
 func (p *pgSQL) Prepare(ctx context.Context) error {
 	for _, q := range p.DDL() {
 		if _, err := p.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", firstWords(q), err)
 		}
 	}
-	return nil
+	return addColumns(ctx, p.db, p.tables.Transactions, p.columns(p.rows.added()), p.addColumn, pgx.QueryExecModeSimpleProtocol)
 }
 
 // Loaded tells whether the ledger holds batch id.
@@ -170,21 +176,21 @@ func (p *pgSQL) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []s
 	if err := checkStaged(ctx, tx, parts); err != nil {
 		return 0, err
 	}
-	cols := names(transactionColumns, "")
+	cols := names(p.rows.tableColumns(transactionColumns), "")
 	if p.mergeRows {
 		// The insert of WHEN NOT MATCHED as an anti-join: Redshift's MERGE
 		// must have a WHEN MATCHED clause too.
 		res, err := tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM (
 SELECT %s, ROW_NUMBER() OVER (PARTITION BY EVENT_ID ORDER BY SOURCE_OFFSET) AS OFFLOAD_RN FROM %s) s
 WHERE s.OFFLOAD_RN = 1 AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.EVENT_ID = s.EVENT_ID)`,
-			t.Transactions, cols, rowValues("s.", x.ID), names(fileColumns, ""), parts[0].table, t.Transactions))
+			t.Transactions, cols, p.rows.values("s.", batchLiteral(x.ID)), names(fileColumns, ""), parts[0].table, t.Transactions))
 		if err != nil {
 			return 0, fmt.Errorf("INSERT new rows: %w", err)
 		}
 		if n, err := res.RowsAffected(); err == nil && n < x.Rows {
 			skipped = x.Rows - n
 		}
-	} else if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", t.Transactions, cols, rowValues("", x.ID), parts[0].table)); err != nil {
+	} else if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s", t.Transactions, cols, p.rows.values("", batchLiteral(x.ID)), parts[0].table)); err != nil {
 		return 0, fmt.Errorf("INSERT rows: %w", err)
 	}
 	if len(parts) > 1 {

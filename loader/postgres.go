@@ -42,6 +42,9 @@ type PostgresOptions struct {
 	// MergeRows inserts only the rows whose EVENT_ID the table does not
 	// hold yet (dedupe.warehouse: merge).
 	MergeRows bool
+	// ExtraColumns are the typed columns the topics promote, sorted by
+	// name; Prepare adds the ones the transactions table lacks.
+	ExtraColumns []ExtraColumn
 	// ConnectTimeout bounds a connection's set-up; StatementTimeout one
 	// statement on the server (0: none).
 	ConnectTimeout   time.Duration
@@ -65,13 +68,24 @@ func NewPostgres(o PostgresOptions) (*Postgres, error) {
 		ConnectTimeout: o.ConnectTimeout, StatementTimeout: o.StatementTimeout,
 		Tables: pgTables{o.TransactionsTable, o.WindowsTable, o.LedgerTable},
 	})
+	if err == nil {
+		if errs := checkExtraColumns(o.ExtraColumns); len(errs) > 0 {
+			err = errors.New(strings.Join(errs, "\n"))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Postgres{newPgSQL(cfg, "postgres", "VARCHAR", o.Schema, tables, o.ApplianceID, o.MergeRows, o.Logger)}, nil
+	p := &Postgres{newPgSQL(cfg, "postgres", "VARCHAR", o.Schema, tables, o.ApplianceID, o.MergeRows, o.Logger)}
+	// JSONB: ATTRIBUTES is queried by key; its text form need not be kept.
+	p.rows = rowSQL{extras: o.ExtraColumns, types: pgExtraTypes, attributes: "JSONB",
+		parse:   func(e string) string { return "CAST(" + e + " AS JSONB)" },
+		extract: func(e, name string) string { return "json_extract_path_text(CAST(" + e + " AS JSON), '" + name + "')" }}
+	p.addColumn = "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s"
+	return p, nil
 }
 
 // pgConnOptions are the connection settings the postgres and redshift

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/offload/offload/engine"
+	"github.com/offload/offload/engine/event"
 )
 
 // RedshiftOptions configures the Redshift sink.
@@ -52,7 +54,10 @@ type RedshiftOptions struct {
 	ApplianceID string
 	// MergeRows inserts only the rows whose EVENT_ID the table does not
 	// hold yet (dedupe.warehouse: merge).
-	MergeRows      bool
+	MergeRows bool
+	// ExtraColumns are the typed columns the topics promote, sorted by
+	// name; Prepare adds the ones the transactions table lacks.
+	ExtraColumns   []ExtraColumn
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
 }
@@ -93,6 +98,7 @@ func NewRedshift(o RedshiftOptions) (*Redshift, error) {
 	if o.IAMRole == "" && (o.S3AccessKeyID == "" || o.S3SecretAccessKey == "") {
 		errs = append(errs, "warehouse.redshift.iam_role: COPY needs the role to read S3 with, or the S3 access key and its secret")
 	}
+	errs = append(errs, checkExtraColumns(o.ExtraColumns)...)
 	if len(errs) > 0 {
 		return nil, errors.New(strings.Join(errs, "\n"))
 	}
@@ -119,8 +125,21 @@ func NewRedshift(o RedshiftOptions) (*Redshift, error) {
 	})
 	// Redshift's VARCHAR without a length is VARCHAR(256): ITEMS and the
 	// like need room.
-	return &Redshift{pgSQL: newPgSQL(cfg, "redshift", "VARCHAR(65535)", o.Schema, tables, o.ApplianceID, o.MergeRows, o.Logger),
-		s3: client, opts: o}, nil
+	r := &Redshift{pgSQL: newPgSQL(cfg, "redshift", "VARCHAR(65535)", o.Schema, tables, o.ApplianceID, o.MergeRows, o.Logger),
+		s3: client, opts: o}
+	// ATTRIBUTES is the JSON text in VARCHAR(65535), not SUPER: COPY
+	// fills the staging table by position from Parquet text, and
+	// JSON_PARSE(ATTRIBUTES) reads it as SUPER where needed
+	// (docs/LOADER.md). ALTER TABLE has no ADD COLUMN IF NOT EXISTS.
+	// The table's types go through pgSQL.columns, which gives VARCHAR its
+	// length; a CAST names it.
+	casts := maps.Clone(pgExtraTypes)
+	casts[event.ExtraString] = "VARCHAR(65535)"
+	r.rows = rowSQL{extras: o.ExtraColumns, types: pgExtraTypes, casts: casts, attributes: "VARCHAR",
+		parse:   func(e string) string { return e },
+		extract: func(e, name string) string { return "JSON_EXTRACT_PATH_TEXT(" + e + ", '" + name + "')" }}
+	r.addColumn = "ALTER TABLE %s ADD COLUMN %s %s"
+	return r, nil
 }
 
 // Load loads x: PUT the files to S3, COPY them into temporary staging

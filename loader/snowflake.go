@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -60,6 +59,9 @@ type SnowflakeOptions struct {
 	// appliance after a partition moved between them) is not loaded again.
 	// It costs a join with the whole table on every load.
 	MergeRows bool
+	// ExtraColumns are the typed columns the topics promote, sorted by
+	// name; Prepare adds the ones the transactions table lacks.
+	ExtraColumns []ExtraColumn
 	// LoginTimeout and RequestTimeout bound the driver's own retries of a
 	// login and of one request (network errors, 5xx, 429); ClientTimeout
 	// one round trip.
@@ -103,6 +105,7 @@ type Snowflake struct {
 	opts SnowflakeOptions
 	db   *sql.DB
 	log  *slog.Logger
+	rows rowSQL
 	// duplicates counts rows MergeRows kept out because the table held
 	// their event already.
 	duplicates atomic.Int64
@@ -134,6 +137,7 @@ func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
 			errs = append(errs, fmt.Sprintf("warehouse.%s: %q is not a plain identifier (letters, digits, _ and $, not starting with a digit)", f.name, f.v))
 		}
 	}
+	errs = append(errs, checkExtraColumns(o.ExtraColumns)...)
 	switch o.Auth {
 	case AuthPassword:
 		if o.Password == "" {
@@ -177,7 +181,7 @@ func NewSnowflake(o SnowflakeOptions) (*Snowflake, error) {
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(2)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	return &Snowflake{opts: o, db: db, log: o.Logger}, nil
+	return &Snowflake{opts: o, db: db, log: o.Logger, rows: snowflakeRows(o.ExtraColumns)}, nil
 }
 
 // Close closes the connections.
@@ -195,6 +199,7 @@ var transactionColumns = []column{
 	{"ITEMS", "VARCHAR"}, {"EVENT_TIME", "TIMESTAMP_TZ"}, {"BASE_AMOUNT", "NUMBER(38,4)"}, {"REGION", "VARCHAR"},
 	{"TIMEZONE", "VARCHAR"}, {"SOURCE_TOPIC", "VARCHAR"}, {"SOURCE_PARTITION", "INTEGER"}, {"SOURCE_OFFSET", "BIGINT"},
 	{"KAFKA_TIME", "TIMESTAMP_TZ"}, {"INGEST_TIME", "TIMESTAMP_TZ"}, {"BATCH_ID", "VARCHAR"},
+	{"ATTRIBUTES", "VARIANT"},
 }
 
 var windowColumns = []column{
@@ -243,32 +248,12 @@ func names(cols []column, prefix string) string {
 	return strings.Join(out, ", ")
 }
 
-// fileColumns are the columns of a batch's rows files (engine.Export's
-// RowsFiles), in file order: the transactions table's less BATCH_ID, which
-// the load sets (rowValues). The staging tables of rows have them.
-var fileColumns = slices.DeleteFunc(slices.Clone(transactionColumns), func(c column) bool { return c.name == "BATCH_ID" })
-
-// rowValues returns the values of a transactions row from the staged row
-// named by prefix: its columns, with BATCH_ID set to the batch's id (the
-// outbox's parts do not carry it: it is known only when the batch is
-// sealed).
-func rowValues(prefix, batchID string) string {
-	out := make([]string, len(transactionColumns))
-	for i, c := range transactionColumns {
-		out[i] = prefix + c.name
-		if c.name == "BATCH_ID" {
-			out[i] = "'" + sqlString(batchID) + "'"
-		}
-	}
-	return strings.Join(out, ", ")
-}
-
 // DDL returns the statements Prepare runs: the documented warehouse
 // objects.
 func (s *Snowflake) DDL() []string {
 	o := s.opts
 	return []string{
-		ddl(o.TransactionsTable, transactionColumns, ""),
+		ddl(o.TransactionsTable, s.rows.tableColumns(transactionColumns), ""),
 		ddl(o.WindowsTable, windowTableColumns, ", PRIMARY KEY ("+strings.Join(windowTableKey, ", ")+")"),
 		ddl(o.LedgerTable, ledgerColumns, ", PRIMARY KEY (BATCH_ID)"),
 		"CREATE STAGE IF NOT EXISTS " + o.Stage,
@@ -286,6 +271,9 @@ func (s *Snowflake) Prepare(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", firstWords(q), err)
 		}
 	}
+	if err := addColumns(ctx, s.db, s.opts.TransactionsTable, s.rows.added(), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s"); err != nil {
+		return err
+	}
 	rows, err := s.db.QueryContext(ctx, "SELECT DUPLICATES FROM "+s.opts.LedgerTable+" LIMIT 0")
 	if err == nil {
 		return rows.Close()
@@ -294,6 +282,13 @@ func (s *Snowflake) Prepare(ctx context.Context) error {
 		return fmt.Errorf("add column DUPLICATES to %s: %w", s.opts.LedgerTable, err)
 	}
 	return nil
+}
+
+// snowflakeRows is the Snowflake SQL of ATTRIBUTES and the extra columns.
+func snowflakeRows(extras []ExtraColumn) rowSQL {
+	return rowSQL{extras: extras, types: snowflakeExtraTypes, attributes: "VARIANT",
+		parse:   func(e string) string { return "PARSE_JSON(" + e + ")" },
+		extract: func(e, name string) string { return "JSON_EXTRACT_PATH_TEXT(" + e + ", '" + name + "')" }}
 }
 
 // Loaded tells whether the ledger holds batch id.
@@ -377,7 +372,7 @@ func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts
 	if o.MergeRows {
 		res, err := tx.ExecContext(ctx, fmt.Sprintf(`MERGE INTO %s t USING (SELECT * FROM %s QUALIFY ROW_NUMBER() OVER (PARTITION BY EVENT_ID ORDER BY SOURCE_OFFSET) = 1) s
 ON t.EVENT_ID = s.EVENT_ID
-WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].table, names(transactionColumns, ""), rowValues("s.", x.ID)))
+WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].table, names(s.rows.tableColumns(transactionColumns), ""), s.rows.values("s.", batchLiteral(x.ID))))
 		if err != nil {
 			return 0, fmt.Errorf("MERGE rows: %w", err)
 		}
@@ -385,7 +380,7 @@ WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].ta
 			skipped = x.Rows - n
 		}
 	} else if _, err := tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s",
-		o.TransactionsTable, names(transactionColumns, ""), rowValues("", x.ID), parts[0].table)); err != nil {
+		o.TransactionsTable, names(s.rows.tableColumns(transactionColumns), ""), s.rows.values("", batchLiteral(x.ID)), parts[0].table)); err != nil {
 		return 0, fmt.Errorf("INSERT rows: %w", err)
 	}
 	if len(parts) > 1 {

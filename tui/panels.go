@@ -149,6 +149,25 @@ func (m Model) dlq(st styles) string {
 	return line
 }
 
+// unmapped draws the source fields no mapping reads that the most rows
+// carried (kept in ATTRIBUTES unless the topic drops them), a line only
+// when there are some: how an operator sees a new field appear.
+func (m Model) unmapped(st styles) []string {
+	fields := m.status.Engine.UnmappedFields
+	if len(fields) == 0 {
+		return nil
+	}
+	line := m.label(st, "fields") + "unmapped"
+	for i, f := range fields[:min(5, len(fields))] {
+		sep := ", "
+		if i == 0 {
+			sep = " · "
+		}
+		line += sep + f.Name + " " + st.warn.Render(count(f.Rows))
+	}
+	return []string{line}
+}
+
 // walQuarantine draws what `offload wal repair` moved out of the WAL, a
 // line only when it moved something.
 func (m Model) walQuarantine(st styles) []string {

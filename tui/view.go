@@ -57,6 +57,7 @@ func (m Model) dashboard(st styles, height int) []string {
 	lines = append(lines, m.backlog(st), m.disk(st))
 	lines = append(lines, m.loader(st)...)
 	lines = append(lines, m.windows(st), m.dedupe(st), m.dlq(st))
+	lines = append(lines, m.unmapped(st)...)
 	lines = append(lines, m.walQuarantine(st)...)
 	lines = append(lines, m.recreatedTopics(st)...)
 	rest := height - len(lines)

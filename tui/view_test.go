@@ -213,3 +213,21 @@ func TestRecreatedTopicLine(t *testing.T) {
 		t.Errorf("the view is %d lines, more than the terminal's 24", n)
 	}
 }
+
+// TestUnmappedFieldsLine: the dashboard names the unmapped fields the most
+// rows carried, and has no such line when there are none.
+func TestUnmappedFieldsLine(t *testing.T) {
+	healthy := views(t, termenv.Ascii, 80, 24)["healthy"]
+	if v := healthy.View(); strings.Contains(v, "unmapped") {
+		t.Fatalf("an unmapped-fields line without unmapped fields:\n%s", v)
+	}
+	st := loadStatus(t, "healthy")
+	st.Engine.UnmappedFields = []admin.FieldCount{{Name: "coupon", Rows: 1200}, {Name: "customer.tier", Rows: 40}}
+	v := feed(healthy, statusMsg{status: st}).View()
+	if !strings.Contains(v, "fields  unmapped · coupon 1,200, customer.tier 40") {
+		t.Fatalf("no unmapped-fields line:\n%s", v)
+	}
+	if n := strings.Count(v, "\n") + 1; n > 24 {
+		t.Errorf("the view is %d lines, more than the terminal's 24", n)
+	}
+}

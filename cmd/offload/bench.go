@@ -31,6 +31,72 @@ import (
 // filled topic (bench/drain). bench/rig runs the others.
 const profileDrain = "drain"
 
+// benchFlags are the flags of `offload bench`.
+type benchFlags struct {
+	profile, schema, brokers, jsonOut, dir, warehouse string
+	events, partitions                                int
+	rate                                              float64
+	// --profile drain
+	steady                   time.Duration
+	applianceProfile         string
+	profileSeconds           int
+	keep                     bool
+	cpuProfile               string // --profile inprocess
+	appliance, topic, tables string // --appliance
+	// --chaos
+	chaos                    bool
+	kills                    int
+	brokerRestart, scenarios string
+	seed                     uint64
+	tmpfsMiB                 int64
+}
+
+// parseBenchFlags parses args into benchFlags and settles the profile.
+func parseBenchFlags(args []string, stderr io.Writer) (*benchFlags, error) {
+	var f benchFlags
+	fs := newFlags("bench", stderr)
+	fs.StringVar(&f.profile, "profile", "", "drain (the default with --brokers: a filled topic drained by `offload run` as its own process) or inprocess (the default without: everything in this process)")
+	fs.IntVar(&f.events, "events", 1_000_000, "events to produce (with --profile drain: to fill the topic with)")
+	fs.IntVar(&f.partitions, "partitions", 8, "partitions of the topic")
+	fs.Float64Var(&f.rate, "rate", 0, "events per second; 0: the profile's default (drain: 10000 for its steady phase; inprocess: as fast as Kafka takes them)")
+	fs.DurationVar(&f.steady, "steady", 20*time.Second, "with --profile drain: how long the steady phase after the drain produces at --rate")
+	fs.StringVar(&f.applianceProfile, "appliance-cpuprofile", "", "with --profile drain: write a CPU profile of the appliance, taken from its /debug/pprof while it drains, to this file")
+	fs.IntVar(&f.profileSeconds, "profile-seconds", 15, "with --appliance-cpuprofile: seconds the profile covers")
+	fs.BoolVar(&f.keep, "keep", false, "with --profile drain: keep the run's directory (configuration, log, data, warehouse; a failed run keeps it anyway)")
+	fs.StringVar(&f.schema, "schema", gen.SchemaCanonical, "source schema: canonical, shop (other field names, mapped) or csv")
+	fs.StringVar(&f.brokers, "brokers", "", "a Kafka to use (host:port,...; a new topic per run) instead of the in-process one")
+	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "with --profile inprocess: write a CPU profile of the run to this file")
+	fs.StringVar(&f.appliance, "appliance", "", "measure a running appliance instead (its admin URL, e.g. http://127.0.0.1:7070); needs --brokers, --topic and the warehouse DSN")
+	fs.StringVar(&f.topic, "topic", "", "with --appliance: the topic it consumes")
+	fs.StringVar(&f.tables, "tables", "", "with --appliance: prefix qualifying the warehouse tables, e.g. ANALYTICS.OFFLOAD.")
+	fs.StringVar(&f.dir, "dir", "", "data directory (default: a new temporary directory, removed afterwards)")
+	fs.BoolVar(&f.chaos, "chaos", false, "run the fault harness instead: the daemon as a subprocess against --brokers and the test warehouse, under kills and faults (docs/RELIABILITY.md)")
+	fs.IntVar(&f.kills, "kills", 50, "with --chaos: SIGKILLs of the daemon, at least")
+	fs.StringVar(&f.brokerRestart, "broker-restart", "", "with --chaos: shell command that restarts the broker keeping its data, e.g. 'scripts/kafka-broker.sh restart'")
+	fs.Uint64Var(&f.seed, "seed", 0, "with --chaos: random seed (0: from the clock); the report names it")
+	fs.StringVar(&f.warehouse, "warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testwarehouse.Types+"; with --chaos also postgres (its server's DSN in "+testwarehouse.PostgresDSNEnv+")")
+	fs.StringVar(&f.scenarios, "scenarios", "", "with --chaos: comma-separated scenarios to run (default: all)")
+	fs.Int64Var(&f.tmpfsMiB, "tmpfs-mib", 1024, "with --chaos: size of the tmpfs mounted for the data directory (needs root; the disk-full scenario fills it); 0 skips that scenario")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if err := (&gen.Options{Schema: f.schema}).Validate(); err != nil {
+		return nil, usageError{err}
+	}
+	switch {
+	case f.profile != "" && (f.appliance != "" || f.chaos):
+		return nil, usageError{errors.New("--profile does not go with --appliance or --chaos, which are modes of their own")}
+	case f.profile == "" && f.brokers != "":
+		f.profile = profileDrain
+	case f.profile == "":
+		f.profile = rig.ProfileInProcess
+	case f.profile != profileDrain && f.profile != rig.ProfileInProcess:
+		return nil, usageError{fmt.Errorf("--profile %q: want drain or inprocess", f.profile)}
+	}
+	return &f, nil
+}
+
 // runBench runs a profile of the benchmark: the drain (the default with
 // --brokers) or the in-process run (without); or measures a running
 // appliance (--appliance), or runs the fault harness (--chaos).
@@ -38,155 +104,139 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "gen" {
 		return runBenchGen(args[1:], stdout, stderr)
 	}
-	fs := newFlags("bench", stderr)
-	profile := fs.String("profile", "", "drain (the default with --brokers: a filled topic drained by `offload run` as its own process) or inprocess (the default without: everything in this process)")
-	events := fs.Int("events", 1_000_000, "events to produce (with --profile drain: to fill the topic with)")
-	partitions := fs.Int("partitions", 8, "partitions of the topic")
-	rate := fs.Float64("rate", 0, "events per second; 0: the profile's default (drain: 10000 for its steady phase; inprocess: as fast as Kafka takes them)")
-	steady := fs.Duration("steady", 20*time.Second, "with --profile drain: how long the steady phase after the drain produces at --rate")
-	applianceProfile := fs.String("appliance-cpuprofile", "", "with --profile drain: write a CPU profile of the appliance, taken from its /debug/pprof while it drains, to this file")
-	profileSeconds := fs.Int("profile-seconds", 15, "with --appliance-cpuprofile: seconds the profile covers")
-	keep := fs.Bool("keep", false, "with --profile drain: keep the run's directory (configuration, log, data, warehouse; a failed run keeps it anyway)")
-	schema := fs.String("schema", gen.SchemaCanonical, "source schema: canonical, shop (other field names, mapped) or csv")
-	brokers := fs.String("brokers", "", "a Kafka to use (host:port,...; a new topic per run) instead of the in-process one")
-	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
-	cpuProfile := fs.String("cpuprofile", "", "with --profile inprocess: write a CPU profile of the run to this file")
-	appliance := fs.String("appliance", "", "measure a running appliance instead (its admin URL, e.g. http://127.0.0.1:7070); needs --brokers, --topic and the warehouse DSN")
-	topic := fs.String("topic", "", "with --appliance: the topic it consumes")
-	tables := fs.String("tables", "", "with --appliance: prefix qualifying the warehouse tables, e.g. ANALYTICS.OFFLOAD.")
-	dir := fs.String("dir", "", "data directory (default: a new temporary directory, removed afterwards)")
-	chaos := fs.Bool("chaos", false, "run the fault harness instead: the daemon as a subprocess against --brokers and the test warehouse, under kills and faults (docs/RELIABILITY.md)")
-	kills := fs.Int("kills", 50, "with --chaos: SIGKILLs of the daemon, at least")
-	brokerRestart := fs.String("broker-restart", "", "with --chaos: shell command that restarts the broker keeping its data, e.g. 'scripts/kafka-broker.sh restart'")
-	seed := fs.Uint64("seed", 0, "with --chaos: random seed (0: from the clock); the report names it")
-	warehouse := fs.String("warehouse", "snowflake", "the in-process test warehouse the run (or --chaos) ships to: "+testwarehouse.Types+"; with --chaos also postgres (its server's DSN in "+testwarehouse.PostgresDSNEnv+")")
-	scenarios := fs.String("scenarios", "", "with --chaos: comma-separated scenarios to run (default: all)")
-	tmpfsMiB := fs.Int64("tmpfs-mib", 1024, "with --chaos: size of the tmpfs mounted for the data directory (needs root; the disk-full scenario fills it); 0 skips that scenario")
-	if err := parseFlags(fs, args); err != nil {
+	f, err := parseBenchFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if err := (&gen.Options{Schema: *schema}).Validate(); err != nil {
-		return usageError{err}
-	}
 	switch {
-	case *profile != "" && (*appliance != "" || *chaos):
-		return usageError{errors.New("--profile does not go with --appliance or --chaos, which are modes of their own")}
-	case *profile == "" && *brokers != "":
-		*profile = profileDrain
-	case *profile == "":
-		*profile = rig.ProfileInProcess
-	case *profile != profileDrain && *profile != rig.ProfileInProcess:
-		return usageError{fmt.Errorf("--profile %q: want drain or inprocess", *profile)}
+	case f.profile == profileDrain && f.appliance == "" && !f.chaos:
+		return benchDrain(f, stdout, stderr)
+	case f.appliance != "":
+		return benchAppliance(f, stdout, stderr)
 	}
-	if *profile == profileDrain && *appliance == "" && !*chaos {
-		if *brokers == "" {
-			return usageError{errors.New("--profile drain needs --brokers: the real Kafka its topic is filled on (make bench starts one)")}
-		}
-		if *schema != gen.SchemaCanonical {
-			return usageError{fmt.Errorf("--schema %s: --profile drain runs the canonical schema only (the appliance runs with the default mapping)", *schema)}
-		}
-		if *warehouse != "snowflake" {
-			return usageError{fmt.Errorf("--warehouse %s: --profile drain ships to the Snowflake-protocol test server only (bench/drain); use --profile inprocess or --chaos for the other warehouses", *warehouse)}
-		}
-		bin := os.Getenv("OFFLOAD_BIN")
-		if bin == "" {
-			self, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("cannot find the offload binary to run: %w (set OFFLOAD_BIN)", err)
-			}
-			bin = self
-		}
-		o := drain.Options{Brokers: strings.Split(*brokers, ","), Binary: bin, Events: *events,
-			Partitions: *partitions, Rate: *rate, Steady: *steady, Dir: *dir, Keep: *keep,
-			CPUProfile: *applianceProfile, ProfileSeconds: *profileSeconds, Progress: stderr}
-		return runDrainBench(o, stdout, *jsonOut)
-	}
-	if *appliance != "" {
-		x := rig.External{Appliance: *appliance, Topic: *topic, Tables: *tables, Token: os.Getenv("OFFLOAD_ADMIN_TOKEN"),
-			WarehouseDSN: os.Getenv("OFFLOAD_BENCH_WAREHOUSE_DSN")}
-		if *brokers == "" || x.Topic == "" || x.WarehouseDSN == "" {
-			return usageError{errors.New("--appliance needs --brokers, --topic and the warehouse's gosnowflake DSN in OFFLOAD_BENCH_WAREHOUSE_DSN")}
-		}
-		x.Brokers = strings.Split(*brokers, ",")
-		res, err := x.Run(*events, *rate, *schema, stderr)
-		if err != nil {
-			return err
-		}
-		return reportBench(stdout, res, *jsonOut)
-	}
-	if err := testwarehouse.Check(*warehouse, *chaos); err != nil {
+	if err := testwarehouse.Check(f.warehouse, f.chaos); err != nil {
 		return usageError{err}
 	}
-	k := stack.Options{Partitions: *partitions, Warehouse: *warehouse}
-	if *brokers != "" {
-		k.Brokers, k.Topic = strings.Split(*brokers, ","), fmt.Sprintf("offload-bench-%d", time.Now().UnixNano())
-	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
 			return err
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *dir == "" {
+	if f.dir == "" {
 		d, err := os.MkdirTemp("", "offload-bench-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(d)
-		*dir = d
+		f.dir = d
 	}
-	if *chaos {
-		if *brokers == "" {
-			return usageError{errors.New("--chaos needs --brokers: a real Kafka (the harness restarts it with --broker-restart)")}
-		}
-		if *kills < 1 {
-			return usageError{errors.New("--kills must be at least 1")}
-		}
+	if f.chaos {
+		return benchChaos(f, stdout, stderr)
+	}
+	return benchInProcess(f, stdout, stderr)
+}
+
+// benchDrain runs the drain profile (bench/drain).
+func benchDrain(f *benchFlags, stdout, stderr io.Writer) error {
+	if f.brokers == "" {
+		return usageError{errors.New("--profile drain needs --brokers: the real Kafka its topic is filled on (make bench starts one)")}
+	}
+	if f.schema != gen.SchemaCanonical {
+		return usageError{fmt.Errorf("--schema %s: --profile drain runs the canonical schema only (the appliance runs with the default mapping)", f.schema)}
+	}
+	if f.warehouse != "snowflake" {
+		return usageError{fmt.Errorf("--warehouse %s: --profile drain ships to the Snowflake-protocol test server only (bench/drain); use --profile inprocess or --chaos for the other warehouses", f.warehouse)}
+	}
+	bin := os.Getenv("OFFLOAD_BIN")
+	if bin == "" {
 		self, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("cannot find the offload binary to run: %w", err)
+			return fmt.Errorf("cannot find the offload binary to run: %w (set OFFLOAD_BIN)", err)
 		}
-		o := harness.Options{Binary: self, Brokers: strings.Split(*brokers, ","), BrokerRestart: *brokerRestart, Kills: *kills,
-			Partitions: *partitions, Rate: *rate, Dir: *dir, Seed: *seed, TmpfsSize: *tmpfsMiB << 20, Warehouse: *warehouse,
-			Progress: stderr, DeadLetters: deadLetters}
-		if *scenarios != "" {
-			o.Scenarios = map[string]bool{}
-			for _, name := range strings.Split(*scenarios, ",") {
-				o.Scenarios[strings.TrimSpace(name)] = true
-			}
-		}
-		if o.Rate == 0 {
-			o.Rate = 1000
-		}
-		if o.Seed == 0 {
-			o.Seed = uint64(time.Now().UnixNano())
-		}
-		fmt.Fprintf(stderr, "offload bench --chaos: %d kills, %d partitions, rate %s, seed %d, data in %s\n",
-			o.Kills, o.Partitions, rateText(o.Rate), o.Seed, o.Dir)
-		res, err := harness.Run(o)
-		if err != nil {
-			return err
-		}
-		harness.WriteReport(stdout, res)
-		if err := writeJSON(*jsonOut, res); err != nil {
-			return err
-		}
-		if !res.OK {
-			return errFound
-		}
-		return nil
+		bin = self
 	}
-	fmt.Fprintf(stderr, "offload bench: %d events, %d partitions, rate %s, data in %s\n", *events, *partitions, rateText(*rate), *dir)
-	res, err := rig.InProcess(rig.InProcessOptions{Dir: *dir, Stack: k, Events: *events, Rate: *rate, Schema: *schema, Progress: stderr}, startRig)
+	o := drain.Options{Brokers: strings.Split(f.brokers, ","), Binary: bin, Events: f.events,
+		Partitions: f.partitions, Rate: f.rate, Steady: f.steady, Dir: f.dir, Keep: f.keep,
+		CPUProfile: f.applianceProfile, ProfileSeconds: f.profileSeconds, Progress: stderr}
+	return runDrainBench(o, stdout, f.jsonOut)
+}
+
+// benchAppliance measures a running appliance (rig.External).
+func benchAppliance(f *benchFlags, stdout, stderr io.Writer) error {
+	x := rig.External{Appliance: f.appliance, Topic: f.topic, Tables: f.tables, Token: os.Getenv("OFFLOAD_ADMIN_TOKEN"),
+		WarehouseDSN: os.Getenv("OFFLOAD_BENCH_WAREHOUSE_DSN")}
+	if f.brokers == "" || x.Topic == "" || x.WarehouseDSN == "" {
+		return usageError{errors.New("--appliance needs --brokers, --topic and the warehouse's gosnowflake DSN in OFFLOAD_BENCH_WAREHOUSE_DSN")}
+	}
+	x.Brokers = strings.Split(f.brokers, ",")
+	res, err := x.Run(f.events, f.rate, f.schema, stderr)
 	if err != nil {
 		return err
 	}
-	return reportBench(stdout, res, *jsonOut)
+	return reportBench(stdout, res, f.jsonOut)
+}
+
+// benchChaos runs the fault harness (bench/harness).
+func benchChaos(f *benchFlags, stdout, stderr io.Writer) error {
+	if f.brokers == "" {
+		return usageError{errors.New("--chaos needs --brokers: a real Kafka (the harness restarts it with --broker-restart)")}
+	}
+	if f.kills < 1 {
+		return usageError{errors.New("--kills must be at least 1")}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find the offload binary to run: %w", err)
+	}
+	o := harness.Options{Binary: self, Brokers: strings.Split(f.brokers, ","), BrokerRestart: f.brokerRestart, Kills: f.kills,
+		Partitions: f.partitions, Rate: f.rate, Dir: f.dir, Seed: f.seed, TmpfsSize: f.tmpfsMiB << 20, Warehouse: f.warehouse,
+		Progress: stderr, DeadLetters: deadLetters}
+	if f.scenarios != "" {
+		o.Scenarios = map[string]bool{}
+		for _, name := range strings.Split(f.scenarios, ",") {
+			o.Scenarios[strings.TrimSpace(name)] = true
+		}
+	}
+	if o.Rate == 0 {
+		o.Rate = 1000
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(time.Now().UnixNano())
+	}
+	fmt.Fprintf(stderr, "offload bench --chaos: %d kills, %d partitions, rate %s, seed %d, data in %s\n",
+		o.Kills, o.Partitions, rateText(o.Rate), o.Seed, o.Dir)
+	res, err := harness.Run(o)
+	if err != nil {
+		return err
+	}
+	harness.WriteReport(stdout, res)
+	if err := writeJSON(f.jsonOut, res); err != nil {
+		return err
+	}
+	if !res.OK {
+		return errFound
+	}
+	return nil
+}
+
+// benchInProcess runs the in-process profile (bench/rig).
+func benchInProcess(f *benchFlags, stdout, stderr io.Writer) error {
+	k := stack.Options{Partitions: f.partitions, Warehouse: f.warehouse}
+	if f.brokers != "" {
+		k.Brokers, k.Topic = strings.Split(f.brokers, ","), fmt.Sprintf("offload-bench-%d", time.Now().UnixNano())
+	}
+	fmt.Fprintf(stderr, "offload bench: %d events, %d partitions, rate %s, data in %s\n", f.events, f.partitions, rateText(f.rate), f.dir)
+	res, err := rig.InProcess(rig.InProcessOptions{Dir: f.dir, Stack: k, Events: f.events, Rate: f.rate, Schema: f.schema, Progress: stderr}, startRig)
+	if err != nil {
+		return err
+	}
+	return reportBench(stdout, res, f.jsonOut)
 }
 
 // reportBench prints the table, writes the JSON file if asked, and fails

@@ -57,6 +57,9 @@ func (d *Decoder) clean(ev *Event) bool {
 	if d.hasAmt && ev.Currency == "" {
 		return d.fail(CodeMissingField, fCurrency, "absent, but the record has an amount")
 	}
+	if !d.unmappedFields(ev) {
+		return false
+	}
 	return d.enrich(ev)
 }
 
@@ -115,17 +118,7 @@ func (d *Decoder) str(f field, rv rawVal, ident bool) (string, bool) {
 	if ctl {
 		return "", d.fail(CodeControlCharacter, f, "%s contains a control character", sanitize(b, 64))
 	}
-	if at {
-		b = d.maskEmails(b)
-		digits = panMinDigits // the hashes may hold digits: let maskPANs look
-	}
-	if digits >= panMinDigits {
-		if ident {
-			b, _ = maskPANs(b, &d.scratch, &d.groups, d.panToken)
-		} else {
-			b, _ = maskPANs(b, &d.scratch, &d.groups, nil)
-		}
-	}
+	b = d.maskScanned(b, digits, at, ident)
 	return d.intern(b), true
 }
 

@@ -164,5 +164,10 @@ func eventLines(ev *Event) []string {
 	if ev.HasReference {
 		out = append(out, fmt.Sprintf("reference: region=%q timezone=%q", ev.Region, ev.Timezone))
 	}
+	str("attributes", ev.Attributes)
+	str("extras", ev.Extras)
+	if len(ev.UnmappedFields) > 0 {
+		out = append(out, "unmapped: "+strings.Join(ev.UnmappedFields, " "))
+	}
 	return out
 }

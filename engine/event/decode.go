@@ -36,6 +36,7 @@ func (d *Decoder) decode(raw []byte) bool {
 		return true
 	}
 	d.slots = [numTop]rawVal{} // what the scan filled before it gave up
+	d.unmapped = d.unmapped[:0]
 	v, err := d.parser.ParseBytes(raw)
 	if err != nil {
 		return d.failRecord(CodeInvalidJSON, "%s", sanitizeText([]byte(err.Error()), 300))
@@ -92,6 +93,9 @@ func (d *Decoder) walk(t *pathTree, stamps []uint32, n int32, o *fastjson.Object
 		}
 		c := t.child(n, k)
 		if c < 0 {
+			if t == &d.m.top {
+				d.keepUnmapped(n, k, nil, v)
+			}
 			return
 		}
 		node := &t.nodes[c]

@@ -50,6 +50,13 @@ type Decoder struct {
 	lower   []byte
 	mac     hash.Hash
 	sum     []byte
+
+	unmapped   []unmappedVal // the current record's keys no field reads
+	attrParser fastjson.Parser
+	attrBuf    []byte
+	extraBuf   []byte
+	numBuf     []byte
+	names      []string // slab of Event.UnmappedFields
 }
 
 type valKind uint8
@@ -113,6 +120,7 @@ func (d *Decoder) Decode(raw []byte, ev *Event) Result {
 	*ev = Event{Items: ev.Items[:0], RawSize: len(raw)}
 	d.rej = Reject{}
 	d.hasAmt, d.curIdx, d.itemIdx = false, 0, -1
+	d.unmapped = d.unmapped[:0]
 	if !d.decode(raw) {
 		return Result{Verdict: Rejected, Rule: -1, Reject: d.rej}
 	}

@@ -213,4 +213,6 @@
 //	future_timestamp      event_time is after Now + max_future_skew
 //	ancient_timestamp     event_time is before 2000-01-01
 //	base_amount_overflow  the amount converted to the base currency overflows
+//	bad_extra_column      an extra column's source value is not of its type
+//	                      (field: the column's name)
 package event

@@ -53,6 +53,20 @@ type Event struct {
 	Region       string
 	Timezone     string
 	HasReference bool
+	// Attributes is the canonical JSON object of the record's unmapped
+	// keys (docs/CONFIG.md, "Unmapped fields and extra columns"): keys
+	// sorted, dotted paths for keys inside mapped objects, no white space,
+	// e-mail addresses and card numbers masked. "" when there are none or
+	// the topic sets keep_unmapped: false.
+	Attributes string
+	// Extras is the JSON object of the record's extra columns by name,
+	// each in its type's form: a string, an integer, a decimal as a
+	// string, a timestamp as an RFC 3339 string in UTC, a boolean. ""
+	// when the record has none.
+	Extras string
+	// UnmappedFields names the record's unmapped keys (kept or not, less
+	// the promoted ones), for counting. Decode never overwrites it.
+	UnmappedFields []string
 	// RawSize is the size in bytes of the raw record.
 	RawSize int
 }

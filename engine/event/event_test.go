@@ -63,8 +63,10 @@ func TestRejectTable(t *testing.T) {
 	csvCfg := testConfig()
 	csvCfg.Format = FormatCSV
 	csvCfg.Columns = []string{"event_id", "event_type", "store_id", "amount", "currency", "event_time"}
+	extraCfg := testConfig()
+	extraCfg.ExtraColumns = map[string]ExtraColumn{"qty_total": {Source: "n", Type: ExtraInt}}
 	dec := map[string]*Decoder{}
-	for name, c := range map[string]Config{"json": jsonCfg, "rates": ratesCfg, "csv": csvCfg} {
+	for name, c := range map[string]Config{"json": jsonCfg, "rates": ratesCfg, "csv": csvCfg, "extra": extraCfg} {
 		d, err := NewDecoder(c)
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +74,7 @@ func TestRejectTable(t *testing.T) {
 		dec[name] = d
 	}
 	goodFor := map[string][]byte{
-		"json": good(1), "rates": good(2),
+		"json": good(1), "rates": good(2), "extra": good(3),
 		"csv": []byte("good-csv,order_placed,s-1,10.00,EUR,2024-05-01T12:00:00Z"),
 	}
 	cases := []struct {
@@ -110,6 +112,7 @@ func TestRejectTable(t *testing.T) {
 		{"timestamp a year ahead", "json", rec("event_time", `"2025-06-01T12:00:00Z"`), CodeFutureTimestamp, "event_time"},
 		{"timestamp in 1970", "json", rec("event_time", `0`), CodeAncientTimestamp, "event_time"},
 		{"base amount overflow", "rates", rec("amount", `"999999999999"`), CodeBaseAmountOverflow, "amount"},
+		{"extra int column given text", "extra", rec("n", `"twelve"`), CodeBadExtraColumn, "qty_total"},
 		// The remaining kinds each produce a code already listed above.
 		{"truncated record", "json", []byte(`{"event_id":"e-1"`), CodeInvalidJSON, ""},
 		{"bare string record", "json", []byte(`"just a string"`), CodeNotAnObject, ""},
@@ -133,7 +136,7 @@ func TestRejectTable(t *testing.T) {
 		if res.Reject.Reason == "" || res.Rule != -1 {
 			t.Errorf("%s: reject without a reason or with a rule: %+v", tc.name, res)
 		}
-		if prev, dup := codes[tc.code]; dup && i < 28 {
+		if prev, dup := codes[tc.code]; dup && i < 29 {
 			t.Errorf("%s and %s share code %s", prev, tc.name, tc.code)
 		}
 		codes[tc.code] = tc.name

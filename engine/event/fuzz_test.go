@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/json"
 	"reflect"
 	"slices"
 	"strings"
@@ -224,6 +225,11 @@ func checkAccepted(t *testing.T, ev *Event, cfg Config, raw []byte) {
 		t.Fatalf("accepted %q: "+format, append([]any{raw}, args...)...)
 	}
 	cfg.EnsureDefaults()
+	for name, js := range map[string]string{"attributes": ev.Attributes, "extras": ev.Extras} {
+		if js != "" && (!json.Valid([]byte(js)) || js[0] != '{') {
+			fail("%s %q is not a JSON object", name, js)
+		}
+	}
 	if ev.Currency != "" && !IsCurrency(ev.Currency) {
 		fail("currency %q", ev.Currency)
 	}

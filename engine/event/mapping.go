@@ -30,6 +30,12 @@ type Mapping struct {
 	// field even if a key of the canonical name exists. A canonical field
 	// left out is read from the key or column of its own name.
 	Fields map[string]string `yaml:"fields"`
+	// KeepUnmapped keeps a JSON record's keys that no field reads in
+	// Event.Attributes (default true; false drops them, still counted).
+	KeepUnmapped *bool `yaml:"keep_unmapped"`
+	// ExtraColumns promotes source fields of a JSON topic to typed
+	// columns of their own, by column name.
+	ExtraColumns map[string]ExtraColumn `yaml:"extra_columns"`
 }
 
 // Formats.
@@ -69,6 +75,8 @@ type compiled struct {
 	source   [numFields]string // source key, path or column, for messages
 	ignored  [numFields]bool   // mapped to "-"
 	hasField [numTop]bool      // CSV: the field has a column
+	keep     bool              // JSON: keep unmapped keys in Attributes
+	extras   []compiledExtra   // by name
 }
 
 // pathTree is the set of source paths as a tree of object keys. Node 0 is
@@ -195,6 +203,7 @@ func compileMapping(m *Mapping, prefix string) (*compiled, error) {
 	} else {
 		c.compileCSV(m, errs)
 	}
+	c.compileExtras(m, errs)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}

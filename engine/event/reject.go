@@ -43,6 +43,7 @@ const (
 	CodeFutureTimestamp    = "future_timestamp"
 	CodeAncientTimestamp   = "ancient_timestamp"
 	CodeBaseAmountOverflow = "base_amount_overflow"
+	CodeBadExtraColumn     = "bad_extra_column"
 )
 
 // Codes lists every reject code, in the order of the package doc.
@@ -55,7 +56,7 @@ func Codes() []string {
 		CodeAmountOutOfRange, CodeUnknownCurrency, CodeBadCardNumber,
 		CodeBadChannel, CodeBadCountry, CodeBadItems, CodeBadQuantity,
 		CodeBadPrice, CodeBadTimestamp, CodeFutureTimestamp,
-		CodeAncientTimestamp, CodeBaseAmountOverflow,
+		CodeAncientTimestamp, CodeBaseAmountOverflow, CodeBadExtraColumn,
 	}
 }
 

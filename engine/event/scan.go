@@ -54,7 +54,10 @@ func (d *Decoder) scanObject(raw []byte, i int, t *pathTree, stamps []uint32, n 
 		c := t.child(n, k)
 		switch {
 		case c < 0:
-			i, ok = skipValue(raw, i, depth)
+			start := i
+			if i, ok = skipValue(raw, i, depth); ok && t == &d.m.top {
+				d.keepUnmapped(n, k, raw[start:i], nil)
+			}
 		case stamps[c] == d.gen:
 			return i, false // a duplicate key: the walk words the reject
 		case len(t.nodes[c].children) > 0:

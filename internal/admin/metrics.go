@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,7 @@ var (
 	dEngineAccepted    = desc("offload_engine_accepted_total", "Clean rows written to the outbox.")
 	dEngineRejected    = desc("offload_engine_rejected_total", "Records dead-lettered, by reason code.", "code")
 	dEngineFiltered    = desc("offload_engine_filtered_total", "Records dropped by filter rules, by rule.", "rule")
+	dEngineUnmapped    = desc("offload_engine_unmapped_fields_total", fmt.Sprintf("Accepted rows that carried a source field no mapping reads, by field (at most %d names, the rest as %s).", engine.MaxUnmappedNames, engine.UnmappedOther), "field")
 	dEngineDedup       = desc("offload_engine_deduplicated_total", "Duplicates dropped.")
 	dDedupeKeys        = desc("offload_engine_dedupe_keys", "Event ids remembered in the dedupe key store.")
 	dDedupeHeld        = desc("offload_engine_dedupe_held_seconds", "Event time the remembered ids span (at most engine.dedupe_window).")
@@ -178,7 +180,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dKafkaUncommitted, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineDedup, dDedupeKeys, dDedupeHeld, dDedupeFilterBytes, dDedupeFilterHits, dDedupeLookups, dDedupeFalsePos, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dKafkaUncommitted, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineUnmapped, dEngineDedup, dDedupeKeys, dDedupeHeld, dDedupeFilterBytes, dDedupeFilterHits, dDedupeLookups, dDedupeFalsePos, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
 	dOutboxQuarantined,
 }
 
@@ -231,6 +233,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for rule, v := range e.FilteredByRule {
 		counter(dEngineFiltered, float64(v), rule)
+	}
+	for field, v := range e.UnmappedByField {
+		counter(dEngineUnmapped, float64(v), field)
 	}
 	counter(dEngineDedup, float64(e.Deduplicated))
 	gauge(dDedupeKeys, float64(e.DedupeKeys))

@@ -1,6 +1,9 @@
 package admin
 
 import (
+	"cmp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/offload/offload/engine"
@@ -153,13 +156,39 @@ type EngineStatus struct {
 	Rejected       int64            `json:"rejected"`
 	RejectedByCode map[string]int64 `json:"rejected_by_code"`
 	Filtered       int64            `json:"filtered"`
-	Deduplicated   int64            `json:"deduplicated"`
-	Dedupe         DedupeStatus     `json:"dedupe"`
-	Late           int64            `json:"late"`
-	TooLate        int64            `json:"too_late"`
-	WindowsEmitted int64            `json:"windows_emitted"`
-	Watermark      *time.Time       `json:"watermark"`
-	MaxEventTime   *time.Time       `json:"max_event_time"`
+	// UnmappedFields are the source fields no mapping reads that the most
+	// accepted rows carried, most first (at most MaxUnmappedFieldsShown).
+	UnmappedFields []FieldCount `json:"unmapped_fields"`
+	Deduplicated   int64        `json:"deduplicated"`
+	Dedupe         DedupeStatus `json:"dedupe"`
+	Late           int64        `json:"late"`
+	TooLate        int64        `json:"too_late"`
+	WindowsEmitted int64        `json:"windows_emitted"`
+	Watermark      *time.Time   `json:"watermark"`
+	MaxEventTime   *time.Time   `json:"max_event_time"`
+}
+
+// FieldCount is how many accepted rows carried an unmapped source field:
+// its key or dotted path, or engine.UnmappedOther for the fields past the
+// engine's bound.
+type FieldCount struct {
+	Name string `json:"name"`
+	Rows int64  `json:"rows"`
+}
+
+// MaxUnmappedFieldsShown bounds EngineStatus.UnmappedFields; the metric
+// offload_engine_unmapped_fields_total has every counted name.
+const MaxUnmappedFieldsShown = 10
+
+// topFields returns the MaxUnmappedFieldsShown largest counts of byName,
+// most first, ties by name.
+func topFields(byName map[string]int64) []FieldCount {
+	out := make([]FieldCount, 0, len(byName))
+	for name, n := range byName {
+		out = append(out, FieldCount{name, n})
+	}
+	slices.SortFunc(out, func(a, b FieldCount) int { return cmp.Or(cmp.Compare(b.Rows, a.Rows), strings.Compare(a.Name, b.Name)) })
+	return out[:min(len(out), MaxUnmappedFieldsShown)]
 }
 
 // DedupeStatus describes the engine's remembered event ids: how much event
@@ -252,7 +281,8 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 		WAL: WALStatus{Bytes: s.WALBytes, Records: s.WALRecords, QuarantinedEntries: m.src.WALQuarantine.Entries,
 			QuarantinedRecords: m.src.WALQuarantine.Records, QuarantineDir: m.src.WALQuarantine.Dir},
 		Engine: EngineStatus{BacklogRecords: s.Backlog, RecordsIn: e.RecordsIn, Accepted: e.Accepted, Rejected: e.Rejected,
-			RejectedByCode: e.RejectedByCode, Filtered: e.Filtered, Deduplicated: e.Deduplicated, Late: e.Late, TooLate: e.TooLate,
+			RejectedByCode: e.RejectedByCode, Filtered: e.Filtered, UnmappedFields: topFields(e.UnmappedByField),
+			Deduplicated: e.Deduplicated, Late: e.Late, TooLate: e.TooLate,
 			Dedupe: DedupeStatus{Keys: e.DedupeKeys, HeldSeconds: e.DedupeHeld.Seconds(), WindowSeconds: e.DedupeWindow.Seconds(),
 				FilterBytes: e.DedupeFilterBytes, FilterHits: e.DedupeFilterHits, DiskLookups: e.DedupeDiskLookups,
 				FalsePositives: e.DedupeFalsePositives},

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -33,5 +34,21 @@ func TestWarehouseMessage(t *testing.T) {
 		if got := warehouseMessage(&c.st, now); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// TestTopFields: the status names the unmapped fields most rows carried,
+// most first, ties by name, at most MaxUnmappedFieldsShown.
+func TestTopFields(t *testing.T) {
+	by := map[string]int64{"b": 5, "a": 5, "c": 9}
+	for i := range MaxUnmappedFieldsShown {
+		by[fmt.Sprintf("z%02d", i)] = 1
+	}
+	got := topFields(by)
+	if len(got) != MaxUnmappedFieldsShown || got[0] != (FieldCount{"c", 9}) || got[1] != (FieldCount{"a", 5}) || got[2] != (FieldCount{"b", 5}) || got[3].Name != "z00" {
+		t.Fatalf("top fields %v", got)
+	}
+	if got := topFields(nil); got == nil || len(got) != 0 {
+		t.Fatalf("no fields: %#v; want an empty list (JSON [])", got)
 	}
 }

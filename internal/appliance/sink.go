@@ -81,8 +81,17 @@ func postgresSink(c *config.Config, log *slog.Logger) (*loader.Postgres, error) 
 		SSLMode: wc.Postgres.SSLMode, SSLRootCert: wc.Postgres.SSLRootCert,
 		TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
 		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", ConnectTimeout: wc.LoginTimeout.D(),
-		Logger: log,
+		ExtraColumns: extraColumns(c), Logger: log,
 	})
+}
+
+// extraColumns are the configured extra columns as the sinks take them.
+func extraColumns(c *config.Config) []loader.ExtraColumn {
+	var out []loader.ExtraColumn
+	for _, x := range c.ExtraColumns() {
+		out = append(out, loader.ExtraColumn{Name: x.Name, Type: x.Type})
+	}
+	return out
 }
 
 // redshiftSink builds the Redshift sink from the warehouse configuration.
@@ -96,7 +105,7 @@ func redshiftSink(c *config.Config, log *slog.Logger) (*loader.Redshift, error) 
 		IAMRole: r.IAMRole, S3Bucket: r.S3.Bucket, S3Prefix: r.S3.Prefix, S3Region: r.S3.Region, S3Endpoint: r.S3.Endpoint,
 		S3PathStyle: r.S3.PathStyle, S3AccessKeyID: r.S3.AccessKeyID, S3SecretAccessKey: r.S3.SecretAccessKey.Reveal(),
 		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", ConnectTimeout: wc.LoginTimeout.D(),
-		Logger: log,
+		ExtraColumns: extraColumns(c), Logger: log,
 	})
 }
 
@@ -109,7 +118,7 @@ func snowflakeSink(c *config.Config, log *slog.Logger) (*loader.Snowflake, error
 		Password: wc.Password.Reveal(), OAuthToken: wc.OAuthToken.Reveal(),
 		Stage: wc.Stage, TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
 		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", LoginTimeout: wc.LoginTimeout.D(), RequestTimeout: wc.RequestTimeout.D(), ClientTimeout: wc.RequestTimeout.D(),
-		Logger: log,
+		ExtraColumns: extraColumns(c), Logger: log,
 	}
 	if wc.Auth == loader.AuthKeyPair {
 		pem, err := os.ReadFile(wc.PrivateKeyFile)
@@ -133,6 +142,6 @@ func bigquerySink(c *config.Config, log *slog.Logger) (*loader.BigQuery, error) 
 		Auth: bq.Auth, CredentialsJSON: []byte(bq.Credentials.Reveal()), Endpoint: bq.Endpoint,
 		TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
 		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", RequestTimeout: wc.RequestTimeout.D(),
-		Logger: log,
+		ExtraColumns: extraColumns(c), Logger: log,
 	})
 }

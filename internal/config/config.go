@@ -9,9 +9,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -583,10 +585,42 @@ func (c *Config) validateEngine() error {
 			errs = append(errs, strings.Split(err.Error(), "\n")...)
 		}
 	}
+	// The topics load into one table: an extra column is one column.
+	first := map[string]string{} // extra column -> the first topic naming it
+	for _, name := range names {
+		for _, col := range slices.Sorted(maps.Keys(c.Topics[name].ExtraColumns)) {
+			typ := c.Topics[name].ExtraColumns[col].Type
+			if t, ok := first[col]; ok && c.Topics[t].ExtraColumns[col].Type != typ {
+				bad("topics.%s.extra_columns.%s.type: %q, but topics.%s.extra_columns.%s is %q: the topics load into one table; use one type", name, col, typ, t, col, c.Topics[t].ExtraColumns[col].Type)
+			} else if !ok {
+				first[col] = name
+			}
+		}
+	}
 	if len(errs) == 0 {
 		return nil
 	}
 	return errors.New(strings.Join(errs, "\nconfig: "))
+}
+
+// ExtraColumn is a column of the warehouse's transactions table that a
+// topic's extra_columns promote.
+type ExtraColumn struct{ Name, Type string }
+
+// ExtraColumns returns the extra columns of every topic, by name (the
+// validation makes one name one type across topics).
+func (c *Config) ExtraColumns() []ExtraColumn {
+	types := map[string]string{}
+	for _, tc := range c.Topics {
+		for name, x := range tc.ExtraColumns {
+			types[name] = x.Type
+		}
+	}
+	out := make([]ExtraColumn, 0, len(types))
+	for _, name := range slices.Sorted(maps.Keys(types)) {
+		out = append(out, ExtraColumn{name, types[name]})
+	}
+	return out
 }
 
 var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
