@@ -463,6 +463,7 @@ func (e *Engine) advance(b *batch) {
 		e.sealed.rows += s.rows
 		e.sealed.windowRows += s.windowRows
 		e.sealed.bytes += s.bytes
+		e.unshipped[s.id] = s.rangeMap
 		e.log.Info("engine: outbox batch sealed", "batch", s.id, "rows", s.rows, "window_rows", s.windowRows, "bytes", s.bytes, "why", s.why)
 	}
 }

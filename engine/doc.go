@@ -23,7 +23,8 @@
 // letters, the window state and the emitted windows, the counters, the
 // engine state (the dedupe horizon among it) and the new cursor. Only
 // after COMMIT are its dedupe keys stored ("Dedupe") and the WAL
-// truncated below the cursor. A crash at any moment therefore leaves
+// truncated below the cursor (with Options.KeepUntilLoaded, below what
+// shipped batches account for: loaded.go). A crash at any moment therefore leaves
 // either all of a micro-batch or none of it: a part that
 // no committed transaction names is deleted at the next Open, which then
 // reloads the state from DuckDB and reads the WAL again from the committed

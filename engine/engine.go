@@ -64,8 +64,14 @@ type Engine struct {
 	open          openBatch
 	nextDLQID     int64
 	sealed        pending // sealed batches not yet shipped
+	// unshipped are the ranges of the batches not shipped yet (sealed
+	// or parked), by batch id (loaded.go).
+	unshipped map[string]map[wal.TopicPartition]offsetRange
 	// nextPartSeq numbers the next micro-batch's part file.
 	nextPartSeq int64
+
+	// loaded is Loaded's snapshot, published with the stats.
+	loaded atomic.Pointer[wal.Cursor]
 
 	// partsBytes is what the committed parts hold on disk (DiskBytes).
 	partsBytes atomic.Int64
@@ -173,11 +179,11 @@ func Open(opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: cannot sweep the outbox parts: %w", err)
 	}
 	e.partsBytes.Store(held)
-	if _, err := opts.WAL.Truncate(e.cursor); err != nil {
+	e.snapshotStats(0, 0)
+	if _, err := opts.WAL.Truncate(e.truncateBelow()); err != nil {
 		e.closeDB()
 		return nil, fmt.Errorf("engine: cannot truncate the WAL below the committed cursor: %w", err)
 	}
-	e.snapshotStats(0, 0)
 	e.log.Info("engine: opened", "path", e.path, "dedupe_keys", e.keys.held, "dedupe_slices", len(e.keys.slices),
 		"dedupe_window_holds_up_to_events_per_s", int64(opts.DedupeRate()), "windows", e.windows.Len(),
 		"open_rows", e.open.rows, "sealed_batches_pending", e.sealed.batches)
@@ -427,14 +433,10 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 	if err := e.commit(ctx, b); err != nil {
 		return 0, err
 	}
-	if b.records > 0 {
-		if _, err := e.opts.WAL.Truncate(e.cursor); err != nil {
-			// Not fatal: the records are consumed, and the next
-			// truncation (or the next Open) deletes them.
-			e.log.Warn("engine: cannot truncate the WAL after a commit; retried after the next micro-batch", "err", err)
-		}
-	}
 	e.snapshotStats(time.Since(start), b.records)
+	if b.records > 0 {
+		e.truncateWAL()
+	}
 	if b.records > 0 && e.opts.OnBatch != nil {
 		e.opts.OnBatch(time.Since(start), b.records)
 	}
@@ -607,6 +609,7 @@ func cloneMap(m map[string]int64) map[string]int64 {
 // snapshotStats copies the committed state into the Stats snapshot.
 // Callers hold mu.
 func (e *Engine) snapshotStats(d time.Duration, records int) {
+	e.publishLoaded()
 	c := e.counters
 	s := Stats{
 		RecordsIn: c[cRecordsIn], Accepted: c[cAccepted], Rejected: c[cRejected],

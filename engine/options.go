@@ -48,6 +48,11 @@ type Options struct {
 	// WAL is the write-ahead log the engine consumes. The engine does not
 	// close it.
 	WAL *wal.WAL
+	// KeepUntilLoaded keeps WAL entries until every batch holding their
+	// records is shipped, instead of until the engine consumed them: the
+	// `kafka.delivery: end-to-end` mode (docs/ARCHITECTURE.md, "Delivery
+	// contract"). Loaded then tells which offsets may be committed.
+	KeepUntilLoaded bool
 	// Topics gives each topic's decode, clean and validate configuration.
 	// A WAL record of a topic missing here goes to the dead-letter table
 	// with code unknown_topic.

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
+
+	"github.com/offload/offload/wal"
 )
 
 // Outbox batch states.
@@ -55,6 +57,7 @@ type BatchInfo struct {
 type sealInfo struct {
 	id         string
 	ranges     string
+	rangeMap   map[wal.TopicPartition]offsetRange // ranges, parsed
 	rows       int64
 	windowRows int64
 	bytes      int64
@@ -95,7 +98,7 @@ func (e *Engine) newSeal(o *openBatch, now time.Time) *sealInfo {
 	}
 	return &sealInfo{
 		id:     e.opts.ApplianceID + "-" + hex.EncodeToString(sum[:8]),
-		ranges: ranges, rows: o.rows, windowRows: o.windowRows, bytes: o.bytes,
+		ranges: ranges, rangeMap: o.ranges, rows: o.rows, windowRows: o.windowRows, bytes: o.bytes,
 		createdAt: created, sealedAt: now, why: why,
 	}
 }

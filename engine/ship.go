@@ -453,7 +453,11 @@ func (e *Engine) setBatchState(id, state, reason string) error {
 		e.sealed.rows -= bi.Rows
 		e.sealed.windowRows -= bi.WindowRows
 		e.sealed.bytes -= bi.Bytes
+		delete(e.unshipped, id)
 		e.snapshotStats(0, 0)
+		if e.opts.KeepUntilLoaded {
+			e.truncateWAL()
+		}
 	}
 	return nil
 }

@@ -154,6 +154,10 @@ func (e *Engine) loadState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	unshipped, err := e.loadUnshipped(ctx)
+	if err != nil {
+		return err
+	}
 	// Dedupe horizon: the key store holds its keys (keystore.go).
 	e.keys.forgetBelow(st.horizon)
 	e.cursor, e.counters, e.windows = cursor, counters, set
@@ -165,6 +169,7 @@ func (e *Engine) loadState(ctx context.Context) error {
 	}
 	e.dedupeMax = st.dedupeMax
 	e.open, e.nextDLQID, e.sealed, e.nextPartSeq = st.open, st.nextDLQ, sealed, st.nextPart
+	e.unshipped = unshipped
 	return nil
 }
 

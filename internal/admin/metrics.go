@@ -25,6 +25,8 @@ type Sources struct {
 	Loader *loader.Loader
 	// Budget is disk_budget in bytes.
 	Budget int64
+	// Delivery is kafka.delivery: custody or end-to-end.
+	Delivery string
 	// WALQuarantine is what `offload wal repair` moved out of the WAL.
 	WALQuarantine WALQuarantine
 }
@@ -132,7 +134,8 @@ var (
 	dIngestPauses      = desc("offload_ingest_pauses_total", "Times fetching was paused for the budget.")
 	dIngestReady       = desc("offload_ingest_ready", "1 while consuming.")
 	dKafkaLag          = desc("offload_kafka_lag_records", "Partition high watermark minus the committed offset.", "topic", "partition")
-	dWALBytes          = desc("offload_wal_bytes", "Live bytes of records not yet consumed by the engine.")
+	dKafkaUncommitted  = desc("offload_kafka_uncommitted_age_seconds", "How long the oldest record durable in the WAL has waited for its offset commit (end-to-end delivery: for its warehouse load); 0 when all are committed.", "topic", "partition")
+	dWALBytes          = desc("offload_wal_bytes", "Live bytes of records not yet consumed by the engine (kafka.delivery end-to-end: not yet loaded).")
 	dWALRecords        = desc("offload_wal_records", "Live records in the WAL.")
 	dWALQuarEntries    = desc("offload_wal_quarantined_entries", "Damaged WAL entries `offload wal repair` moved to quarantine (counted at start).")
 	dWALQuarRecords    = desc("offload_wal_quarantined_records", "Records in those entries; they are never loaded.")
@@ -177,7 +180,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineUnmapped, dEngineDedup, dDedupeKeys, dDedupeHeld, dDedupeFilterBytes, dDedupeFilterHits, dDedupeLookups, dDedupeFalsePos, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dKafkaUncommitted, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineUnmapped, dEngineDedup, dDedupeKeys, dDedupeHeld, dDedupeFilterBytes, dDedupeFilterHits, dDedupeLookups, dDedupeFalsePos, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
 	dOutboxQuarantined,
 }
 
@@ -215,6 +218,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			if p.Lag >= 0 {
 				gauge(dKafkaLag, float64(p.Lag), p.Topic, strconv.Itoa(int(p.Partition)))
 			}
+			gauge(dKafkaUncommitted, p.UncommittedAge.Seconds(), p.Topic, strconv.Itoa(int(p.Partition)))
 		}
 	}
 	gauge(dWALBytes, float64(s.WALBytes))

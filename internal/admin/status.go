@@ -101,6 +101,8 @@ type Rates struct {
 
 // KafkaStatus describes the consumer.
 type KafkaStatus struct {
+	// Delivery is kafka.delivery: when offsets are committed.
+	Delivery   string            `json:"delivery"`
 	Ready      bool              `json:"ready"`
 	Paused     bool              `json:"paused_for_budget"`
 	Records    uint64            `json:"records"`
@@ -130,6 +132,10 @@ type PartitionStatus struct {
 	Committed     int64  `json:"committed"`
 	HighWatermark int64  `json:"high_watermark"`
 	Lag           int64  `json:"lag"`
+	// UncommittedAgeSeconds is how long the oldest record durable in
+	// the WAL has waited for its offset commit: in end-to-end delivery,
+	// for the warehouse load holding it; 0 when all are committed.
+	UncommittedAgeSeconds float64 `json:"uncommitted_age_seconds"`
 }
 
 // WALStatus describes the WAL's live data, and what `offload wal repair`
@@ -293,13 +299,14 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 		st.Outbox.ParkedBatches = append(st.Outbox.ParkedBatches, ParkedBatch{ID: b.ID, Rows: b.Rows, SealedAt: b.FirstSealedAt, Error: b.Error})
 	}
 	st.Kafka.Partitions, st.Kafka.RecreatedTopics = []PartitionStatus{}, []RecreatedTopic{}
+	st.Kafka.Delivery = m.src.Delivery
 	var ingested, loaded float64
 	if in := s.Ingest; in != nil {
 		st.Kafka.Ready, st.Kafka.Paused, st.Kafka.Records = s.Ready, in.Paused, in.Records
 		ingested = float64(in.Records)
 		for _, p := range in.Partitions {
 			st.Kafka.Partitions = append(st.Kafka.Partitions, PartitionStatus{Topic: p.Topic, Partition: p.Partition,
-				Committed: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag})
+				Committed: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag, UncommittedAgeSeconds: p.UncommittedAge.Seconds()})
 		}
 		for _, r := range in.Recreated {
 			st.Kafka.RecreatedTopics = append(st.Kafka.RecreatedTopics, RecreatedTopic{Topic: r.Topic,

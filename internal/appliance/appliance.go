@@ -93,7 +93,7 @@ func Open(ctx context.Context, c *config.Config, log *slog.Logger, opts Options)
 		opts.WALFS = vfs.Default
 	}
 	a := &Appliance{cfg: c, log: log, opts: opts}
-	log.Info("offload starting", "version", opts.Version, "appliance_id", c.ApplianceID, "data_dir", c.DataDir)
+	log.Info("offload starting", "version", opts.Version, "appliance_id", c.ApplianceID, "data_dir", c.DataDir, "delivery", c.Kafka.Delivery)
 	defer func() {
 		if err != nil {
 			uctx, cancel := context.WithTimeout(ctx, c.ShutdownGrace.D())
@@ -169,6 +169,12 @@ func (a *Appliance) openLoader() error {
 func (a *Appliance) openIngest() error {
 	c, w, eng := a.cfg, a.wal, a.eng
 	budget := int64(c.DiskBudget)
+	var loaded func() wal.Cursor
+	if c.Kafka.Delivery == config.DeliveryEndToEnd {
+		// Offsets are committed once their load has committed; the
+		// WAL keeps the entries until then (engine.Options.KeepUntilLoaded).
+		loaded = eng.Loaded
+	}
 	in, err := ingest.New(ingest.Options{
 		Brokers:  c.Kafka.Brokers,
 		Topics:   c.Kafka.Topics,
@@ -182,13 +188,15 @@ func (a *Appliance) openIngest() error {
 		SASL:           KafkaSASL(c),
 		FetchMaxBytes:  int32(c.Kafka.FetchMaxBytes),
 		WAL:            w,
-		// The budget counts what must be kept: the WAL's live bytes and
-		// the outbox rows not shipped yet (raw record bytes). DuckDB's
+		// The budget counts what must be kept: the WAL's live bytes (in
+		// end-to-end delivery, up to the last load) and the outbox rows
+		// not shipped yet (raw record bytes). DuckDB's
 		// file does not shrink when shipped rows are deleted (it reuses
 		// the space), so its size would keep ingest paused for good
 		// after one outage.
 		OverBudget: func() bool { return w.Bytes()+eng.OutboxBytesPending() >= budget },
 		OnDurable:  a.metrics.ObserveDurable,
+		Loaded:     loaded,
 		// Its stop is part of the shutdown: one grace for all stages.
 		StopTimeout: c.ShutdownGrace.D(),
 		Logger:      a.log,
@@ -221,7 +229,7 @@ func (a *Appliance) openDogStatsD() error {
 // admin.listen is set.
 func (a *Appliance) openAdmin() error {
 	c := a.cfg
-	a.metrics.SetSources(admin.Sources{Ingest: a.in, WAL: a.wal, Engine: a.eng, Loader: a.ld, Budget: int64(c.DiskBudget),
+	a.metrics.SetSources(admin.Sources{Ingest: a.in, WAL: a.wal, Engine: a.eng, Loader: a.ld, Budget: int64(c.DiskBudget), Delivery: c.Kafka.Delivery,
 		WALQuarantine: readQuarantine(c.DataDir, a.log)})
 	if c.Admin.Listen == "" {
 		return nil

@@ -103,18 +103,20 @@ func EngineOptions(c *config.Config, w *wal.WAL, log *slog.Logger) (engine.Optio
 		lateness = window.NoLateness // zero in window.Options means its default
 	}
 	return engine.Options{
-		Dir:          c.DataDir,
-		ApplianceID:  c.ApplianceID,
-		WAL:          w,
-		Topics:       topics,
-		Interval:     c.Engine.Interval.D(),
-		BatchRecords: c.Engine.BatchRecords,
-		MemoryLimit:  int64(c.Engine.MemoryLimit),
-		Threads:      c.Engine.Threads,
-		DedupeWindow: c.Engine.DedupeWindow.D(),
-		DedupeMemory: int64(c.Engine.DedupeMemory),
-		Window:       window.Options{Size: c.Engine.Window.D(), Lateness: lateness},
-		Seal:         engine.SealPolicy{Rows: int64(c.Outbox.SealRows), Bytes: int64(c.Outbox.SealBytes), Age: c.Outbox.SealAge.D()},
-		Logger:       log,
+		Dir:         c.DataDir,
+		ApplianceID: c.ApplianceID,
+		WAL:         w,
+		// End-to-end delivery keeps WAL entries until their load.
+		KeepUntilLoaded: c.Kafka.Delivery == config.DeliveryEndToEnd,
+		Topics:          topics,
+		Interval:        c.Engine.Interval.D(),
+		BatchRecords:    c.Engine.BatchRecords,
+		MemoryLimit:     int64(c.Engine.MemoryLimit),
+		Threads:         c.Engine.Threads,
+		DedupeWindow:    c.Engine.DedupeWindow.D(),
+		DedupeMemory:    int64(c.Engine.DedupeMemory),
+		Window:          window.Options{Size: c.Engine.Window.D(), Lateness: lateness},
+		Seal:            engine.SealPolicy{Rows: int64(c.Outbox.SealRows), Bytes: int64(c.Outbox.SealBytes), Age: c.Outbox.SealAge.D()},
+		Logger:          log,
 	}, nil
 }

@@ -242,7 +242,13 @@ type Admin struct {
 
 // Delivery modes.
 const (
+	// DeliveryCustody commits Kafka offsets once the WAL holds the
+	// records durably.
 	DeliveryCustody = "custody"
+	// DeliveryEndToEnd commits Kafka offsets only once the warehouse
+	// load holding the records has committed; the WAL keeps them until
+	// then (docs/ARCHITECTURE.md, "Delivery contract").
+	DeliveryEndToEnd = "end-to-end"
 )
 
 // Default returns the configuration used when a file leaves options unset.
@@ -433,7 +439,7 @@ func (c *Config) Validate() error {
 	if k.Group == "" {
 		add(errors.New("kafka.group: must name the consumer group"))
 	}
-	add(oneOf("kafka.delivery", k.Delivery, DeliveryCustody))
+	add(oneOf("kafka.delivery", k.Delivery, DeliveryCustody, DeliveryEndToEnd))
 	if k.FetchMaxBytes < 1<<20 || k.FetchMaxBytes > 1<<30 {
 		add(fmt.Errorf("kafka.fetch_max_bytes: %s is out of range; use 1MiB to 1GiB", k.FetchMaxBytes))
 	}
@@ -476,6 +482,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(oneOf("dedupe.warehouse", c.Dedupe.Warehouse, "insert", "merge"))
+	add(c.validateDelivery())
 	if d := c.Datadog; d.StatsdAddr != "" {
 		if _, _, err := net.SplitHostPort(d.StatsdAddr); err != nil {
 			add(fmt.Errorf("datadog.statsd_addr: %q is not host:port (e.g. 127.0.0.1:8125)", d.StatsdAddr))
@@ -705,6 +712,23 @@ func (c *Config) validateWarehouse() error {
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "\nconfig: "))
+	}
+	return nil
+}
+
+// validateDelivery checks what kafka.delivery: end-to-end needs: a
+// warehouse to load into, and dedupe.warehouse: merge, without which the
+// records Kafka re-delivers after a lost data directory would be loaded
+// twice (docs/OPERATIONS.md, "Choosing the delivery mode").
+func (c *Config) validateDelivery() error {
+	if c.Kafka.Delivery != DeliveryEndToEnd {
+		return nil
+	}
+	if c.Warehouse.Type == "" {
+		return errors.New("kafka.delivery: end-to-end commits Kafka offsets after the warehouse load, so it needs a warehouse: set warehouse.type or use kafka.delivery: custody")
+	}
+	if c.Dedupe.Warehouse != "merge" {
+		return fmt.Errorf("kafka.delivery: end-to-end needs dedupe.warehouse: merge (not %q): after a lost data directory Kafka re-delivers records already loaded, and only the MERGE on event_id keeps them out", c.Dedupe.Warehouse)
 	}
 	return nil
 }

@@ -111,7 +111,9 @@ func TestBadConfigs(t *testing.T) {
 		{"topics not a list", map[string]string{"kafka.topics": "{a: 1}"}, nil, "kafka.topics", "cannot unmarshal"},
 		{"session timeout too short", map[string]string{"kafka.session_timeout": "1s"}, nil, "kafka.session_timeout", "6s to 30m"},
 		{"empty group", map[string]string{"kafka.group": "''"}, nil, "kafka.group", "consumer group"},
-		{"bad delivery", map[string]string{"kafka.delivery": "maybe"}, nil, "kafka.delivery", "custody"},
+		{"bad delivery", map[string]string{"kafka.delivery": "maybe"}, nil, "kafka.delivery", "custody, end-to-end"},
+		{"end-to-end without warehouse", map[string]string{"kafka.delivery": "end-to-end", "dedupe.warehouse": "merge"}, nil, "kafka.delivery", "needs a warehouse"},
+		{"end-to-end without merge", map[string]string{"kafka.delivery": "end-to-end", "warehouse.type": "snowflake", "warehouse.account": "a", "warehouse.user": "u", "warehouse.database": "d", "warehouse.schema": "s"}, []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"}, "kafka.delivery", "dedupe.warehouse: merge"},
 		{"fetch too small", map[string]string{"kafka.fetch_max_bytes": "1KiB"}, nil, "kafka.fetch_max_bytes", "1MiB to 1GiB"},
 		{"bad mechanism", map[string]string{"kafka.sasl.mechanism": "kerberos"}, nil, "kafka.sasl.mechanism", "none, plain, scram-sha-256, scram-sha-512"},
 		{"sasl without user", map[string]string{"kafka.sasl.mechanism": "plain"}, []string{"OFFLOAD_KAFKA_SASL_PASSWORD=x"}, "kafka.sasl.username", "required"},
@@ -341,5 +343,19 @@ func TestWarehouseTypes(t *testing.T) {
 				t.Fatal("secrets from the environment not applied")
 			}
 		})
+	}
+}
+
+// TestEndToEndDelivery checks that kafka.delivery: end-to-end loads with
+// what it needs: a warehouse and dedupe.warehouse: merge.
+func TestEndToEndDelivery(t *testing.T) {
+	body := strings.Replace(validYAML, "kafka:\n", "kafka:\n  delivery: end-to-end\n", 1) +
+		"warehouse:\n  type: snowflake\n  account: a\n  user: u\n  database: d\n  schema: s\ndedupe:\n  warehouse: merge\n"
+	c, err := Load(writeConfig(t, body), []string{"OFFLOAD_WAREHOUSE_PASSWORD=pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.Delivery != DeliveryEndToEnd {
+		t.Fatalf("kafka.delivery = %q, want %q", c.Kafka.Delivery, DeliveryEndToEnd)
 	}
 }

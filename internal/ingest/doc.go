@@ -24,6 +24,12 @@
 // leaves, and on shutdown; they are dropped (never committed) when the group
 // reports the partition lost, because another member may own it by then.
 //
+// With Options.Loaded set (`kafka.delivery: end-to-end`) durable is not
+// enough: each pass commits, per partition, only the offset Loaded returns
+// (what the warehouse loads account for, engine.Engine.Loaded), on the
+// same paths. uncommitted.go follows how long durable records wait for
+// their commit either way.
+//
 // When partitions are assigned, consumption starts at
 // max(committed offset, WAL high water + 1), so a crash between the WAL
 // fsync and the Kafka commit does not even re-fetch what the WAL holds. The

@@ -187,17 +187,7 @@ func checkExactlyOnce(t testing.TB, w *wal.WAL, l *ledger) {
 // partition produced to equals the WAL's high water + 1.
 func checkCommitted(t testing.TB, brokers []string, group string, w *wal.WAL, l *ledger) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatalf("fetch offsets: %v", err)
-	}
+	offs := fetchCommitted(t, brokers, group)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for tp := range l.parts {
@@ -301,4 +291,21 @@ func createTestTopic(t testing.TB, adm *kadm.Client, topic, group string, partit
 		_, _ = adm.DeleteTopics(ctx, topic)
 		_, _ = adm.DeleteGroups(ctx, group)
 	})
+}
+
+// fetchCommitted returns the group's committed offsets.
+func fetchCommitted(t testing.TB, brokers []string, group string) kadm.OffsetResponses {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatalf("fetch offsets: %v", err)
+	}
+	return offs
 }

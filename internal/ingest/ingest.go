@@ -104,6 +104,9 @@ type partState struct {
 	committed int64 // next offset to consume as committed to Kafka, -1 unknown
 	hw        int64 // partition high watermark seen in the last fetch, -1 unknown
 	lastErr   string
+	// durable are when the records not committed yet became durable,
+	// oldest first (uncommitted.go).
+	durable []durableMark
 }
 
 // Stats are the ingest counters since New.
@@ -155,6 +158,11 @@ type PartitionStats struct {
 	Lag int64
 	// LastError is the last fetch error of this partition, "" if none.
 	LastError string
+	// UncommittedAge is how long the oldest record durable in the WAL
+	// whose offset is not committed to Kafka has waited (0 when every
+	// durable offset is committed). In end-to-end delivery it includes
+	// the wait for the warehouse load.
+	UncommittedAge time.Duration
 }
 
 // New validates opts, builds the TLS and SASL settings and creates the Kafka
@@ -295,9 +303,11 @@ func (in *Ingest) stop(runErr error) {
 	in.stopDeadline.Store(deadline.UnixNano())
 	ctx, cancel := in.commitContext()
 	defer cancel()
-	// 1. Commit what is durable and not yet committed: the last pass's
-	//    commit may have failed, or a WAL failure may have hit one
-	//    partition while the others were appended.
+	// 1. Commit what is durable (in end-to-end delivery: loaded) and not
+	//    yet committed: the last pass's commit may have failed, or a WAL
+	//    failure may have hit one partition while the others were
+	//    appended.
+	in.takeLoaded()
 	if err := in.commit(ctx, nil); err != nil {
 		in.log.Warn("ingest: cannot commit offsets on stop; Kafka will re-deliver those records and the WAL will drop them", "err", err)
 	}
@@ -369,9 +379,11 @@ func (in *Ingest) Stats() Stats {
 		Paused:       in.paused.Load(),
 		Pauses:       in.pauses.Load(),
 	}
+	now := time.Now()
 	in.mu.Lock()
 	for tp, p := range in.parts {
-		ps := PartitionStats{Topic: tp.Topic, Partition: tp.Partition, Committed: p.committed, HighWatermark: p.hw, Lag: -1, LastError: p.lastErr}
+		ps := PartitionStats{Topic: tp.Topic, Partition: tp.Partition, Committed: p.committed, HighWatermark: p.hw, Lag: -1, LastError: p.lastErr,
+			UncommittedAge: p.uncommittedAge(now)}
 		if p.committed >= 0 && p.hw >= 0 {
 			ps.Lag = max(p.hw-p.committed, 0)
 		}
@@ -491,8 +503,12 @@ func (in *Ingest) process(fetches kgo.Fetches) error {
 			in.duplicates.Add(uint64(b.res.Duplicates))
 		}
 		// Durable: this offset may be committed, unless the records
-		// are of a deleted topic (an earlier incarnation).
-		if b.latest {
+		// are of a deleted topic (an earlier incarnation), or in
+		// end-to-end delivery, before their load (takeLoaded).
+		if b.latest && b.res.Appended > 0 {
+			in.markDurable(kafkaPartition(b.tp), b.last.Offset+1, time.Now())
+		}
+		if b.latest && in.opts.Loaded == nil {
 			in.pending[kafkaPartition(b.tp)] = kgo.EpochOffset{Epoch: b.last.LeaderEpoch, Offset: b.last.Offset + 1}
 		}
 	}
@@ -586,6 +602,7 @@ func earliest(a, b time.Time) time.Time {
 // commit is logged and retried on the next pass, never fatal: the records
 // are durable.
 func (in *Ingest) commitPending() error {
+	in.takeLoaded()
 	in.mu.Lock()
 	n := len(in.pending)
 	in.mu.Unlock()
@@ -644,6 +661,7 @@ func (in *Ingest) commit(ctx context.Context, keep func(wal.TopicPartition) bool
 				}
 				if ps := in.parts[tp]; ps != nil {
 					ps.committed = eo.Offset
+					ps.committedUpTo(eo.Offset)
 				}
 			}
 		}
@@ -717,6 +735,7 @@ func (in *Ingest) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string
 		return
 	}
 	set := toSet(revoked)
+	in.takeLoaded()
 	ctx, cancel := in.commitContext()
 	defer cancel()
 	if err := in.commit(ctx, func(tp wal.TopicPartition) bool { return set[tp] }); err != nil {
@@ -790,9 +809,14 @@ func (in *Ingest) adjustOffsets(_ context.Context, offsets map[string]map[int32]
 			// position it did not commit itself.
 			ps[p] = kgo.NewOffset().At(hw + 1).WithEpoch(-1)
 			// Those records are durable: commit their offsets on the
-			// next pass even if nothing new arrives.
+			// next pass even if nothing new arrives (in end-to-end
+			// delivery, once they are loaded). How long they have
+			// waited is unknown: they count from now.
 			in.mu.Lock()
-			in.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: hw + 1}
+			if in.opts.Loaded == nil {
+				in.pending[tp] = kgo.EpochOffset{Epoch: -1, Offset: hw + 1}
+			}
+			in.markDurable(tp, hw+1, time.Now())
 			in.mu.Unlock()
 			in.log.Info("ingest: starting after the WAL's high water: the WAL holds records whose offsets were not committed",
 				"partition", tp.String(), "committed", committed, "start", hw+1)

@@ -110,6 +110,13 @@ type Options struct {
 	// given (their Kafka timestamps tell the produce-to-durable latency)
 	// and when it returned. It must not keep recs.
 	OnDurable func(took time.Duration, recs []wal.Record, at time.Time)
+	// Loaded, if set, selects `kafka.delivery: end-to-end`: offsets are
+	// committed only up to what it returns for each WAL partition (the
+	// next offset not yet accounted for by a warehouse load,
+	// engine.Engine.Loaded), not as soon as the WAL holds the records.
+	// nil is custody mode. It is called on every pass of the fetch loop:
+	// it must be cheap.
+	Loaded func() wal.Cursor
 	// StopTimeout bounds what Run does once its context is done:
 	// committing the durable offsets (those of partitions the leave
 	// revokes too) and leaving the group, all together. 0 means
