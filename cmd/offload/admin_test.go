@@ -101,6 +101,12 @@ topics:
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(`{"event_id":"t-1","order_id":"TEST-1","event_type":"order_placed","store_id":"s","amount":"1","currency":"EUR","event_time":"` + time.Now().UTC().Format(time.RFC3339) + `"}`)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// One event with a field the mapping does not read, so the unmapped
+	// fields' counter has a series.
+	want["t-2"] = true
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(`{"event_id":"t-2","order_id":"ord-t-2","event_type":"order_placed","store_id":"s","amount":"1","currency":"EUR","coupon":"WINTER","event_time":"` + shopEpoch.Add(2000*300*time.Millisecond).Format(time.RFC3339) + `"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	waitRows(t, srv, d, len(want), 60*time.Second)
 
 	code, body := adminRequest(t, "GET", base+"/metrics", "")
@@ -124,6 +130,10 @@ topics:
 		Engine struct {
 			Accepted, Rejected, Filtered, Deduplicated int64
 			Watermark                                  *time.Time
+			Unmapped                                   []struct {
+				Name string
+				Rows int64
+			} `json:"unmapped_fields"`
 		}
 		Disk struct {
 			BudgetBytes int64   `json:"budget_bytes"`
@@ -141,7 +151,8 @@ topics:
 	}
 	if st.ApplianceID != "test" || !st.Kafka.Ready || len(st.Kafka.Partitions) != 2 || st.Engine.Accepted != int64(len(want)) ||
 		st.Engine.Rejected != int64(malformed) || st.Engine.Filtered != 1 || st.Engine.Deduplicated == 0 || st.Engine.Watermark == nil ||
-		st.Disk.BudgetBytes != 256<<20 || st.Loader == nil || st.Loader.Rows != int64(len(want)) || st.Loader.Circuit != "closed" {
+		st.Disk.BudgetBytes != 256<<20 || st.Loader == nil || st.Loader.Rows != int64(len(want)) || st.Loader.Circuit != "closed" ||
+		len(st.Engine.Unmapped) != 1 || st.Engine.Unmapped[0].Name != "coupon" || st.Engine.Unmapped[0].Rows != 1 {
 		t.Fatalf("status:\n%s", body)
 	}
 
