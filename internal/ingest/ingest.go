@@ -342,7 +342,10 @@ func (in *Ingest) stop(runErr error) {
 // when ctx is done, so that franz-go's Client.Close, which waits for the
 // leave, does not wait for the group (Client.Close's doc); what it still
 // waits for, the revoke's offset commit, is bounded by commitContext.
-// Close returns once the client's goroutines have: none is left running.
+// Close returns once the client's goroutines have, or, should the client
+// still be closing when ctx is done, then: a stop that came while the group
+// was being joined once left franz-go's group management running after the
+// leave, and Client.Close waiting for it past any shutdown grace.
 func (in *Ingest) Close(ctx context.Context) {
 	in.cl.AllowRebalance()
 	if member, _ := in.cl.GroupMetadata(); member != "" {
@@ -351,7 +354,17 @@ func (in *Ingest) Close(ctx context.Context) {
 				"group", in.opts.Group, "err", err)
 		}
 	}
-	in.cl.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		in.cl.Close()
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		in.log.Warn("ingest: the Kafka client was still closing when the shutdown's time ran out; stopping without it (offsets are committed)",
+			"group", in.opts.Group, "err", ctx.Err())
+	}
 }
 
 // Ready reports whether the consumer is working: the group has assigned
