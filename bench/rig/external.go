@@ -126,7 +126,7 @@ func (x External) processMetrics() (cpu, rss float64) {
 func (x External) checkWarehouse(g *gen.Generator, res *Result) error {
 	cfg, err := gosnowflake.ParseDSN(x.WarehouseDSN)
 	if err != nil {
-		return fmt.Errorf("bench: --warehouse-dsn: %w", err)
+		return fmt.Errorf("bench: OFFLOAD_BENCH_WAREHOUSE_DSN is not a gosnowflake DSN: %w", err)
 	}
 	db := sql.OpenDB(gosnowflake.NewConnector(gosnowflake.SnowflakeDriver{}, *cfg))
 	defer db.Close()
