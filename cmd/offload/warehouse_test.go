@@ -20,10 +20,16 @@ import (
 
 const warehousePassword = "Wh-pass-7f3a9c"
 
+// detachedTimeout is how long the test warehouse keeps the locks of a
+// transaction whose appliance was killed.
+const detachedTimeout = 5 * time.Second
+
 // newWarehouse starts a Snowflake-protocol test server with user OFFLOAD.
 func newWarehouse(t *testing.T) *snowtest.Server {
 	t.Helper()
-	srv, err := snowtest.New(snowtest.Options{})
+	// Tests kill appliances inside a load's transaction: Snowflake would
+	// keep its locks for 4 hours (docs/OPERATIONS.md).
+	srv, err := snowtest.New(snowtest.Options{DetachedTimeout: detachedTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

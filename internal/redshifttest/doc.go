@@ -15,6 +15,10 @@
 //     Close; parameter types inferred by DuckDB, results as text),
 //     transactions (BEGIN, COMMIT, ROLLBACK; a failed statement aborts the
 //     transaction), search_path from the startup parameters.
+//   - LOCK [TABLE] name [, ...]: an exclusive lock on each table, held
+//     until the transaction (or, outside one, the statement) ends; a
+//     session that asks for a table another holds waits, up to a minute
+//     (then SQLSTATE 55P03).
 //   - COPY FROM S3 with IAM_ROLE or ACCESS_KEY_ID/SECRET_ACCESS_KEY checked
 //     against the server's options, FORMAT AS PARQUET, REGION.
 //   - The statements Redshift refuses and PostgreSQL takes, answered with

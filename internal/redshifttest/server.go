@@ -13,6 +13,8 @@ import (
 	_ "github.com/duckdb/duckdb-go/v2"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/offload/offload/internal/tablelock"
 )
 
 // Options configures a Server.
@@ -36,6 +38,7 @@ type Server struct {
 	s3srv *httptest.Server
 	tmp   string
 	addr  string
+	locks *tablelock.Locks[*session] // of LOCK statements
 
 	mu       sync.Mutex
 	ln       net.Listener // nil while connections are refused
@@ -72,7 +75,7 @@ func New(o Options) (*Server, error) {
 		return nil, fmt.Errorf("redshifttest: cannot listen: %w", err)
 	}
 	backend := s3mem.New()
-	s := &Server{opts: o, db: db, s3: backend, tmp: tmp, addr: ln.Addr().String(), ln: ln, sessions: map[net.Conn]bool{}}
+	s := &Server{opts: o, db: db, s3: backend, tmp: tmp, addr: ln.Addr().String(), ln: ln, sessions: map[net.Conn]bool{}, locks: tablelock.New[*session]()}
 	s.s3srv = httptest.NewServer(gofakes3.New(backend).Server())
 	s.wg.Add(1)
 	go s.accept(ln)

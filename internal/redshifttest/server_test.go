@@ -29,6 +29,18 @@ func open(t *testing.T, s *Server, password string) *sql.DB {
 	return db
 }
 
+// openNew starts a server and logs in to it as its user.
+func openNew(t *testing.T) *sql.DB {
+	t.Helper()
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	_, pw := s.User()
+	return open(t, s, pw)
+}
+
 func sqlState(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -40,13 +52,7 @@ func sqlState(err error) string {
 // TestRefusesWhatRedshiftRefuses: the SQL PostgreSQL takes and Redshift
 // does not is answered 0A000; the Redshift forms work.
 func TestRefusesWhatRedshiftRefuses(t *testing.T) {
-	s, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	_, pw := s.User()
-	db := open(t, s, pw)
+	db := openNew(t)
 	for _, q := range []string{"CREATE TABLE w (k VARCHAR(65535) PRIMARY KEY, v BIGINT)", "CREATE TABLE src (k VARCHAR(65535), v BIGINT)",
 		"INSERT INTO src VALUES ('a', 1), ('b', 2)",
 		"MERGE INTO w USING src s ON w.k = s.k WHEN MATCHED THEN UPDATE SET v = s.v WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, s.v)"} {
@@ -119,5 +125,68 @@ func TestLoginAndFaults(t *testing.T) {
 	}
 	if err := open(t, s, pw).PingContext(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLockWaitsForTheHolder: a LOCK on a table another transaction holds
+// waits until that transaction commits; a LOCK outside a transaction does
+// not keep the table.
+func TestLockWaitsForTheHolder(t *testing.T) {
+	db := openNew(t)
+	if _, err := db.Exec("CREATE TABLE ledger (id VARCHAR(64))"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("LOCK ledger"); err != nil {
+		t.Fatalf("LOCK outside a transaction: %v", err)
+	}
+	ctx := context.Background()
+	holder, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec("LOCK TABLE ledger"); err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			locked <- err
+			return
+		}
+		defer func() { _ = tx.Rollback() }()
+		if _, err := tx.Exec("LOCK ledger"); err != nil {
+			locked <- err
+			return
+		}
+		var n int64
+		locked <- tx.QueryRow("SELECT COUNT(*) FROM ledger").Scan(&n)
+		if n != 1 {
+			locked <- fmt.Errorf("the waiter sees %d rows after the holder's commit, want 1", n)
+		}
+	}()
+	select {
+	case err := <-locked:
+		t.Fatalf("LOCK of a held table returned at once: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := holder.Exec("INSERT INTO ledger VALUES ('b1')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("LOCK still waits 10s after the holder committed")
+	}
+	select {
+	case err := <-locked:
+		t.Fatal(err)
+	default:
 	}
 }

@@ -137,6 +137,7 @@ func (ss *session) close() {
 	if ss.inTx {
 		_, _ = ss.conn.ExecContext(context.Background(), "ROLLBACK")
 	}
+	ss.srv.locks.Release(ss)
 	_ = ss.conn.Close()
 }
 
@@ -451,6 +452,7 @@ func (ss *session) exec(ctx context.Context, q string, args []any, describe bool
 			stmt, tag = "ROLLBACK", "ROLLBACK"
 		}
 		ss.inTx, ss.failed = false, false
+		defer ss.srv.locks.Release(ss)
 		if _, err := ss.conn.ExecContext(ctx, stmt); err != nil {
 			return "", &pgError{"40001", err.Error()}
 		}
@@ -462,8 +464,17 @@ func (ss *session) exec(ctx context.Context, q string, args []any, describe bool
 	if err := refused(q); err != nil {
 		return "", err
 	}
-	if word == "COPY" {
+	switch word {
+	case "COPY":
 		return ss.copyFromS3(ctx, q)
+	case "LOCK":
+		if err := ss.lock(q); err != nil {
+			return "", err
+		}
+		if !ss.inTx { // outside a transaction a lock ends with its statement
+			ss.srv.locks.Release(ss)
+		}
+		return "LOCK TABLE", nil
 	}
 	if isQuery(q) {
 		return ss.query(ctx, q, args, describe)

@@ -48,7 +48,16 @@
 //     DROP, ALTER TABLE, TRUNCATE. DDL commits an open transaction first,
 //     as in Snowflake.
 //   - BEGIN / START TRANSACTION / COMMIT / ROLLBACK; COMMIT and ROLLBACK
-//     outside a transaction do nothing, as in Snowflake.
+//     outside a transaction do nothing, as in Snowflake. Isolation is
+//     DuckDB's snapshot, begun at a transaction's first statement, where
+//     Snowflake reads committed data statement by statement.
+//   - Table locks (lock.go): UPDATE, DELETE and MERGE lock their table
+//     until the transaction ends, and another session's UPDATE, DELETE or
+//     MERGE of it waits, up to Options.LockTimeout (then 000625); INSERT
+//     and COPY take none. A transaction idle for Options.DetachedTimeout
+//     (Snowflake: 4 hours) while another waits is rolled back as
+//     Snowflake aborts a detached one; its client then gets 000625 until
+//     it ends it.
 //   - USE DATABASE / SCHEMA / WAREHOUSE / ROLE, ALTER SESSION (accepted).
 //   - CREATE [OR REPLACE] [TEMPORARY] STAGE [IF NOT EXISTS], DROP STAGE,
 //     PUT file://... @stage[/prefix] [AUTO_COMPRESS] [OVERWRITE]

@@ -121,6 +121,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, q queryRequest, f
 	reqID := params.Get("requestId")
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
+	defer sess.lastUsed.Store(time.Now().UnixNano())
 	if sess.conn == nil {
 		writeJSON(w, http.StatusOK, failure(codeSessionGone, "", "Session no longer exists.  New login required to access the service."))
 		return
@@ -140,6 +141,8 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, q queryRequest, f
 		err error
 	)
 	switch {
+	case sess.aborted:
+		res, err = sess.afterAbort(q.SQLText)
 	case f != nil && f.Kind == FaultStatementError:
 		err = s.injectedError(ctx, sess, q.SQLText)
 	case f != nil && f.Kind == FaultInsufficientPrivileges:
@@ -185,11 +188,26 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, q queryRequest, f
 	_, _ = w.Write(b)
 }
 
+// afterAbort answers a statement of a session whose transaction was
+// rolled back as detached: ROLLBACK ends it, anything else fails, COMMIT
+// too.
+func (sess *session) afterAbort(sqlText string) (*result, error) {
+	switch leading(sqlText, 1) {
+	case "ROLLBACK":
+		sess.aborted = false
+		return status(stmtTransaction, "Statement executed successfully."), nil
+	case "COMMIT":
+		sess.aborted = false
+	}
+	return nil, &sqlError{"000625", "57014", "Transaction aborted: it was idle with locks held longer than the detached transaction timeout (snowtest)"}
+}
+
 // injectedError is FaultStatementError: nothing runs, and a COMMIT that
 // fails rolls the transaction back.
 func (s *Server) injectedError(ctx context.Context, sess *session, sqlText string) error {
 	if leading(sqlText, 1) == "COMMIT" && sess.inTx {
 		sess.inTx = false
+		defer s.locks.Release(sess)
 		if _, err := sess.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 			return fmt.Errorf("snowtest: cannot roll back after an injected commit failure: %w", err)
 		}
@@ -284,6 +302,14 @@ func (s *Server) selectRows(ctx context.Context, sess *session, text string, arg
 
 func (s *Server) dml(ctx context.Context, sess *session, verb, text string, argRows [][]any) (*result, error) {
 	sqlText := translate(text, sess.database)
+	if table := dmlTable(sqlText); table != "" {
+		if err := s.lock(ctx, sess, table); err != nil {
+			return nil, err
+		}
+		if !sess.inTx {
+			defer s.locks.Release(sess)
+		}
+	}
 	counts := make([]int64, 3) // inserted, updated, deleted
 	for _, args := range argRows {
 		if verb == "MERGE" {
@@ -370,6 +396,7 @@ func (s *Server) transaction(ctx context.Context, sess *session, verb string) (*
 	case !sess.inTx:
 	case verb == "COMMIT":
 		sess.inTx = false
+		defer s.locks.Release(sess)
 		if _, err := sess.conn.ExecContext(ctx, "COMMIT"); err != nil {
 			// DuckDB has aborted the transaction; make sure the
 			// connection is out of it.
@@ -378,6 +405,7 @@ func (s *Server) transaction(ctx context.Context, sess *session, verb string) (*
 		}
 	default:
 		sess.inTx = false
+		defer s.locks.Release(sess)
 		if _, err := sess.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 			return nil, duckError(err)
 		}

@@ -18,6 +18,8 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" database/sql driver
 	"github.com/snowflakedb/gosnowflake"
+
+	"github.com/offload/offload/internal/tablelock"
 )
 
 // Endpoints of the Snowflake REST protocol that the server answers, for
@@ -47,6 +49,14 @@ type Options struct {
 	// MasterTTL is how long the master token (used to renew) is valid.
 	// Default 4 hours.
 	MasterTTL time.Duration
+	// LockTimeout bounds how long an UPDATE, DELETE or MERGE waits for
+	// the lock of its table (then 000625). Default 1 minute (Snowflake's
+	// LOCK_TIMEOUT is 12 hours).
+	LockTimeout time.Duration
+	// DetachedTimeout is how long a transaction whose client stopped
+	// sending statements keeps its locks before a waiter rolls it back.
+	// Default 4 hours, Snowflake's.
+	DetachedTimeout time.Duration
 	// OnCopy, if set, is called with the path of each staged file a COPY
 	// INTO is about to read, so a test can see what was handed over for
 	// loading.
@@ -74,7 +84,8 @@ type Server struct {
 	ownDir bool
 	http   *http.Server
 	port   int
-	done   chan struct{} // closed by Close: releases hung requests
+	done   chan struct{}              // closed by Close: releases hung requests
+	locks  *tablelock.Locks[*session] // of UPDATE, DELETE and MERGE (lock.go)
 
 	mu       sync.Mutex // guards the fields below
 	ln       net.Listener
@@ -101,6 +112,12 @@ func New(opts Options) (*Server, error) {
 	if opts.MasterTTL <= 0 {
 		opts.MasterTTL = 4 * time.Hour
 	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Minute
+	}
+	if opts.DetachedTimeout <= 0 {
+		opts.DetachedTimeout = 4 * time.Hour
+	}
 	db, err := sql.Open("duckdb", opts.Path)
 	if err != nil {
 		return nil, fmt.Errorf("snowtest: cannot open DuckDB %q: %w", opts.Path, err)
@@ -113,6 +130,7 @@ func New(opts Options) (*Server, error) {
 		db:       db,
 		dir:      opts.Dir,
 		done:     make(chan struct{}),
+		locks:    tablelock.New[*session](),
 		conns:    map[net.Conn]struct{}{},
 		users:    map[string]User{},
 		sessions: map[int64]*session{},
@@ -299,6 +317,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	for _, sess := range sessions {
 		sess.close()
+		s.locks.Release(sess)
 	}
 	err := s.db.Close()
 	if s.ownDir {

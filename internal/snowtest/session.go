@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,9 +47,14 @@ type session struct {
 	masterExp  time.Time
 	tempStages []string
 
+	// lastUsed is when the session's last statement ended (Unix
+	// nanoseconds): a transaction idle since long ago is detached.
+	lastUsed atomic.Int64
+
 	mu       sync.Mutex // serialises statements; guards the fields below
 	conn     *sql.Conn
 	inTx     bool
+	aborted  bool              // the transaction was rolled back as detached; the client has not ended it yet
 	answered map[string][]byte // answers by requestId, for retried requests
 }
 
@@ -62,6 +68,9 @@ func (sess *session) close() {
 		sess.conn = nil
 	}
 }
+
+// idleSince is when the session's last statement ended.
+func (sess *session) idleSince() time.Time { return time.Unix(0, sess.lastUsed.Load()) }
 
 func newToken() string {
 	b := make([]byte, 24)
@@ -389,9 +398,11 @@ func (s *Server) closeSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		sess.close()
+		s.locks.Release(sess)
 		writeJSON(w, http.StatusOK, failure("390400", "", "snowtest: cannot remove a temporary stage: "+err.Error()))
 		return
 	}
 	sess.close()
+	s.locks.Release(sess)
 	writeJSON(w, http.StatusOK, ok(nil))
 }

@@ -1,6 +1,7 @@
 package snowtest
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -93,6 +94,8 @@ func tokenize(s string) []token {
 			}
 		case c == ':' && j < len(s) && s[j] == ':':
 			j++
+		case j < len(s) && slices.Contains([]string{"<>", "<=", ">=", "!=", "||"}, s[i:j+1]):
+			j++ // a two-character operator stays one token
 		case c == ':' && j < len(s) && s[j] >= '0' && s[j] <= '9':
 			kind = tokParam
 			for j < len(s) && s[j] >= '0' && s[j] <= '9' {
