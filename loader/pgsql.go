@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,12 @@ type pgSQL struct {
 	// ALTER TABLE of a missing one (table, column, type).
 	rows      rowSQL
 	addColumn string
-	log       *slog.Logger
+	// lockLedger is the LOCK statement (format of the ledger's name) a
+	// load with mergeRows takes first: loads of appliances sharing the
+	// table then commit one at a time, and each one's anti-join sees
+	// the rows the one before it committed (docs/LOADER.md).
+	lockLedger string
+	log        *slog.Logger
 	// duplicates counts rows mergeRows kept out because the table held
 	// their event already.
 	duplicates atomic.Int64
@@ -70,8 +76,24 @@ func (p *pgSQL) DDL() []string {
 }
 
 // Prepare creates the tables where missing and adds the transactions
-// table's missing columns: ATTRIBUTES, the extra columns.
+// table's missing columns: ATTRIBUTES, the extra columns. Appliances that
+// start together race to create the same objects: PostgreSQL checks IF
+// NOT EXISTS before it writes its catalog, so the loser fails with a
+// unique violation on the catalog or "already exists". Run again, it
+// finds what the other created.
 func (p *pgSQL) Prepare(ctx context.Context) error {
+	for try := 1; ; try++ {
+		err := p.prepare(ctx)
+		var pe *pgconn.PgError
+		// Each object can be lost to the race once.
+		if try > len(p.DDL()) || !errors.As(err, &pe) || !slices.Contains([]string{"23505", "42P07", "42710", "42701"}, pe.Code) {
+			return err
+		}
+		p.log.Info("loader: another appliance created a warehouse object at the same moment; looking again", "err", err)
+	}
+}
+
+func (p *pgSQL) prepare(ctx context.Context) error {
 	for _, q := range p.DDL() {
 		if _, err := p.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", firstWords(q), err)
@@ -173,6 +195,11 @@ func (p *pgSQL) commit(ctx context.Context, conn *sql.Conn, x engine.Export, par
 // the table held already.
 func (p *pgSQL) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged) (skipped int64, err error) {
 	t := p.tables
+	if p.mergeRows {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(p.lockLedger, t.Ledger)); err != nil {
+			return 0, fmt.Errorf("LOCK %s: %w", t.Ledger, err)
+		}
+	}
 	if err := checkStaged(ctx, tx, parts); err != nil {
 		return 0, err
 	}

@@ -85,6 +85,9 @@ func NewPostgres(o PostgresOptions) (*Postgres, error) {
 		parse:   func(e string) string { return "CAST(" + e + " AS JSONB)" },
 		extract: func(e, name string) string { return "json_extract_path_text(CAST(" + e + " AS JSON), '" + name + "')" }}
 	p.addColumn = "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s"
+	// SHARE ROW EXCLUSIVE conflicts with itself and with writers only:
+	// readers of the ledger do not wait.
+	p.lockLedger = "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE"
 	return p, nil
 }
 

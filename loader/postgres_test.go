@@ -135,6 +135,17 @@ func TestPostgresMergeRowsKeepsDuplicatesOut(t *testing.T) {
 	}
 }
 
+// TestPostgresMergeRowsConcurrentAppliances: checkConcurrentMergeRows on
+// the postgres sink.
+func TestPostgresMergeRowsConcurrentAppliances(t *testing.T) {
+	s := newPgServer(t)
+	checkConcurrentMergeRows(t, func(appliance string) mergeSink {
+		return s.sink(t, func(o *PostgresOptions) { o.MergeRows, o.ApplianceID = true, appliance })
+	}, func() string {
+		return s.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+	})
+}
+
 // TestPostgresWindowVersions: a window loaded again with an older version
 // keeps the newer one; a newer version replaces it.
 func TestPostgresWindowVersions(t *testing.T) {

@@ -139,6 +139,9 @@ func NewRedshift(o RedshiftOptions) (*Redshift, error) {
 		parse:   func(e string) string { return e },
 		extract: func(e, name string) string { return "JSON_EXTRACT_PATH_TEXT(" + e + ", '" + name + "')" }}
 	r.addColumn = "ALTER TABLE %s ADD COLUMN %s %s"
+	// Redshift has one lock mode; LOCK as the transaction's first
+	// statement also keeps serializable isolation from aborting it.
+	r.lockLedger = "LOCK %s"
 	return r, nil
 }
 

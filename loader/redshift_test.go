@@ -167,6 +167,17 @@ func TestRedshiftMergeRowsKeepsDuplicatesOut(t *testing.T) {
 	}
 }
 
+// TestRedshiftMergeRowsConcurrentAppliances: checkConcurrentMergeRows on
+// the redshift sink.
+func TestRedshiftMergeRowsConcurrentAppliances(t *testing.T) {
+	srv := newRsServer(t)
+	checkConcurrentMergeRows(t, func(appliance string) mergeSink {
+		return rsSink(t, srv, func(o *RedshiftOptions) { o.MergeRows, o.ApplianceID = true, appliance })
+	}, func() string {
+		return rsQuery(t, srv, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+	})
+}
+
 // TestRedshiftCopyCredentials: COPY with a role the cluster may not
 // assume fails, and the error shows no secret.
 func TestRedshiftCopyCredentials(t *testing.T) {

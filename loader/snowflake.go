@@ -227,6 +227,10 @@ var ledgerColumns = []column{
 	{"BYTES", "BIGINT"}, {"CONTROL_TOTALS", "VARCHAR"}, {"LOADED_AT", "TIMESTAMP_TZ"}, {"DUPLICATES", "BIGINT"},
 }
 
+// lockColumns are the load lock table's: one row, which every load with
+// MergeRows updates first (lockLoads).
+var lockColumns = []column{{"NAME", "VARCHAR NOT NULL"}, {"APPLIANCE_ID", "VARCHAR"}, {"LOCKED_AT", "TIMESTAMP_TZ"}}
+
 func ddl(table string, cols []column, extra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (", table)
@@ -252,12 +256,38 @@ func names(cols []column, prefix string) string {
 // objects.
 func (s *Snowflake) DDL() []string {
 	o := s.opts
-	return []string{
+	q := []string{
 		ddl(o.TransactionsTable, s.rows.tableColumns(transactionColumns), ""),
 		ddl(o.WindowsTable, windowTableColumns, ", PRIMARY KEY ("+strings.Join(windowTableKey, ", ")+")"),
 		ddl(o.LedgerTable, ledgerColumns, ", PRIMARY KEY (BATCH_ID)"),
 		"CREATE STAGE IF NOT EXISTS " + o.Stage,
 	}
+	if o.MergeRows {
+		q = append(q, ddl(s.lockTable(), lockColumns, ""))
+	}
+	return q
+}
+
+// lockTable is the table whose one row serialises the loads of the
+// appliances sharing the warehouse tables with MergeRows: the ledger's
+// name with _LOCK.
+func (s *Snowflake) lockTable() string { return s.opts.LedgerTable + "_LOCK" }
+
+// lockLoads is a load's first statement with MergeRows. Snowflake's
+// UPDATE and MERGE hold the table's lock until the transaction ends, so
+// the loads of all appliances commit one at a time, and each one's MERGE
+// of rows, a statement begun after the lock was granted, sees what the
+// one before it committed (read committed). Without it two appliances
+// loading the same events at once would each find them missing and both
+// insert them.
+func (s *Snowflake) lockLoads(ctx context.Context, tx *sql.Tx) error {
+	q := fmt.Sprintf(`MERGE INTO %s t USING (SELECT 'loads' AS NAME) s ON t.NAME = s.NAME
+WHEN MATCHED THEN UPDATE SET APPLIANCE_ID = ?, LOCKED_AT = CURRENT_TIMESTAMP()
+WHEN NOT MATCHED THEN INSERT (NAME, APPLIANCE_ID, LOCKED_AT) VALUES (s.NAME, ?, CURRENT_TIMESTAMP())`, s.lockTable())
+	if _, err := tx.ExecContext(ctx, q, s.opts.ApplianceID, s.opts.ApplianceID); err != nil {
+		return fmt.Errorf("lock the loads (%s): %w", s.lockTable(), err)
+	}
+	return nil
 }
 
 // Prepare creates the tables and the stage where missing, and adds the
@@ -269,6 +299,13 @@ func (s *Snowflake) Prepare(ctx context.Context) error {
 	for _, q := range s.DDL() {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", firstWords(q), err)
+		}
+	}
+	if s.opts.MergeRows {
+		// The lock's row exists before the first load: two first loads
+		// that both inserted it would not wait for each other.
+		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("INSERT INTO %[1]s (NAME) SELECT 'loads' WHERE NOT EXISTS (SELECT 1 FROM %[1]s WHERE NAME = 'loads')", s.lockTable())); err != nil {
+			return fmt.Errorf("cannot add the row of %s: %w", s.lockTable(), err)
 		}
 	}
 	if err := addColumns(ctx, s.db, s.opts.TransactionsTable, s.rows.added(), "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s"); err != nil {
@@ -366,6 +403,11 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 // rows kept out as duplicates, and the control totals of what went in.
 func (s *Snowflake) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged) (skipped int64, err error) {
 	o := s.opts
+	if o.MergeRows {
+		if err := s.lockLoads(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
 	if err := checkStaged(ctx, tx, parts); err != nil {
 		return 0, err
 	}

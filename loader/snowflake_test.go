@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,12 +307,80 @@ func TestMergeRowsKeepsCrossApplianceDuplicatesOut(t *testing.T) {
 	}
 }
 
+// TestMergeRowsConcurrentAppliances: checkConcurrentMergeRows on the
+// Snowflake sink.
+func TestMergeRowsConcurrentAppliances(t *testing.T) {
+	w := newWarehouse(t)
+	checkConcurrentMergeRows(t, func(appliance string) mergeSink {
+		return w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.MergeRows, o.ApplianceID = true, appliance })
+	}, func() string {
+		return w.query(t, `SELECT count(*), count(DISTINCT EVENT_ID) FROM PUBLIC.OFFLOAD_TRANSACTIONS`)[0]
+	})
+}
+
 // mergeSink is a sink reconcile reads that counts the rows MergeRows
 // kept out.
 type mergeSink interface {
 	Sink
 	Reconciler
 	Duplicates() int64
+}
+
+// checkConcurrentMergeRows ships the same events from three appliances
+// at once, each through sinkOf(appliance) with MergeRows, the way
+// appliances of one consumer group do after a partition moved while
+// copies were resent: their loads overlap in time, and still every event
+// is in the transactions table once and the rows kept out are counted.
+// rowsDistinct reads "rows|distinct event ids" of the transactions table.
+func checkConcurrentMergeRows(t *testing.T, sinkOf func(appliance string) mergeSink, rowsDistinct func() string) {
+	t.Helper()
+	const batches, rowsPer = 6, 30
+	boxes := []string{"box-a", "box-b", "box-c"}
+	loaders := make([]*Loader, len(boxes))
+	outboxes := make([]*engine.Engine, len(boxes))
+	sinks := make([]mergeSink, len(boxes))
+	for i, box := range boxes {
+		outboxes[i] = testOutboxOf(t, box, batches, rowsPer)
+		sinks[i] = sinkOf(box)
+		l, err := New(fastOptions(outboxes[i], sinks[i], t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaders[i] = l
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	errs := make(chan error, len(loaders))
+	for _, l := range loaders {
+		wg.Go(func() { errs <- l.Run(ctx) })
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, e := range outboxes {
+		for !outboxEmpty(e)() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, e := range outboxes {
+		if !outboxEmpty(e)() {
+			t.Fatalf("%s did not ship its batches within 60s: %+v", boxes[i], loaders[i].Status())
+		}
+	}
+	var dups int64
+	for _, s := range sinks {
+		dups += s.Duplicates()
+	}
+	want := fmt.Sprintf("%d|%d", batches*rowsPer, batches*rowsPer)
+	if rows := rowsDistinct(); rows != want || dups != int64((len(boxes)-1)*batches*rowsPer) {
+		t.Fatalf("rows|distinct %s, want %s; duplicates counted %d, want %d", rows, want, dups, (len(boxes)-1)*batches*rowsPer)
+	}
 }
 
 // checkMergeRows ships the same 20 events from two appliances (a partition
