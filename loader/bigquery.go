@@ -751,12 +751,19 @@ var (
 
 // Classify sorts errors: a table's wrong schema, and the reasons invalid,
 // invalidQuery, notFound and accessDenied (among others in
-// bqPermanentReasons) are permanent; 429, 5xx, rateLimitExceeded,
+// bqPermanentReasons) are permanent, except a transaction cancelled for a
+// concurrent update; 429, 5xx, rateLimitExceeded,
 // backendError, network failures, timeouts and expired or refused
 // credentials retryable (the operator fixes credentials, not each batch).
 func (b *BigQuery) Classify(err error) Class {
 	if errors.Is(err, errBigQuerySchema) {
 		return Permanent
+	}
+	// BigQuery cancels the later of two transactions that change one
+	// table (the loads of two appliances of the tables) with reason
+	// invalidQuery; run again, it goes through.
+	if strings.Contains(err.Error(), "due to concurrent update") {
+		return Retryable
 	}
 	rs := reasons(err)
 	for _, r := range rs {

@@ -558,6 +558,10 @@ func TestBigQueryClassify(t *testing.T) {
 		return fmt.Errorf("commit job x: %w", &googleapi.Error{Code: code, Errors: []googleapi.ErrorItem{{Reason: reason}}})
 	}
 	job := func(reason string) error { return fmt.Errorf("load: %w", &bigquery.Error{Reason: reason}) }
+	// Another appliance's load changed the table at the same moment.
+	concurrent := func(msg string) error {
+		return fmt.Errorf("commit job x: %w", &googleapi.Error{Code: 400, Message: msg, Errors: []googleapi.ErrorItem{{Reason: "invalidQuery", Message: msg}}})
+	}
 	for _, c := range []struct {
 		err  error
 		want Class
@@ -572,6 +576,9 @@ func TestBigQueryClassify(t *testing.T) {
 		{api(404, "notFound"), Permanent},
 		{api(403, "accessDenied"), Permanent},
 		{job("invalidQuery"), Permanent},
+		{concurrent("Transaction is aborted due to concurrent update against table p:d.OFFLOAD_TRANSACTIONS. Transaction ID: 1"), Retryable},
+		{concurrent("Could not serialize access to table p:d.OFFLOAD_WINDOWS due to concurrent update"), Retryable},
+		{fmt.Errorf("script: %w", &bigquery.Error{Reason: "invalidQuery", Message: "Transaction is aborted due to concurrent update against table p:d.T"}), Retryable},
 		{job("backendError"), Retryable},
 		{job("jobInternalError"), Retryable},
 		{fmt.Errorf("prepare: %w", errBigQuerySchema), Permanent},
