@@ -175,11 +175,15 @@ func (c *snowflakeCheck) production(ctx context.Context) {
 	// Without DUPLICATES: Prepare adds it to a ledger of an earlier
 	// release.
 	ledger := slices.DeleteFunc(slices.Clone(ledgerColumns), func(c column) bool { return c.name == "DUPLICATES" })
-	for _, t := range []table{
+	tables := []table{
 		{o.TransactionsTable, rowsVerb, rowsStmt},
 		{o.WindowsTable, "MERGE", c.s.mergeWindows(fmt.Sprintf("(SELECT %s FROM %s WHERE 1 = 0)", cols(windowColumns), o.WindowsTable))},
 		{o.LedgerTable, "INSERT", fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE 1 = 0", o.LedgerTable, cols(ledger), cols(ledger), o.LedgerTable)},
-	} {
+	}
+	if o.MergeRows {
+		tables = append(tables, table{c.s.lockTable(), "UPDATE", fmt.Sprintf("UPDATE %s SET LOCKED_AT = LOCKED_AT WHERE 1 = 0", c.s.lockTable())})
+	}
+	for _, t := range tables {
 		probe := "SELECT COUNT(*) FROM " + t.name + " WHERE 1 = 0"
 		var n int64
 		err := c.conn.QueryRowContext(ctx, probe).Scan(&n)

@@ -91,6 +91,30 @@ func TestSnowflakeCheckPasses(t *testing.T) {
 	}
 }
 
+// TestSnowflakeCheckMerge: with MergeRows the check runs the rows' MERGE
+// and an UPDATE of the load lock's table with zero rows, and leaves the
+// lock's one row as Prepare wrote it.
+func TestSnowflakeCheckMerge(t *testing.T) {
+	w := newWarehouse(t)
+	sink := w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) { o.MergeRows = true })
+	if err := sink.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rs := sink.Check(context.Background())
+	if f := failed(rs); len(f) > 0 {
+		t.Fatalf("failed checks: %+v", f)
+	}
+	names := strings.Join(checkNames(rs), "\n")
+	for _, want := range []string{"snowflake: MERGE into OFFLOAD_TRANSACTIONS (zero rows)", "snowflake: UPDATE into OFFLOAD_LOAD_LEDGER_LOCK (zero rows)"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("no check %q in:\n%s", want, names)
+		}
+	}
+	if got := w.query(t, "SELECT NAME, count(*), count(LOCKED_AT) FROM PUBLIC.OFFLOAD_LOAD_LEDGER_LOCK GROUP BY NAME"); len(got) != 1 || got[0] != "loads|1|0" {
+		t.Fatalf("lock table after Prepare and Check: %v, want [loads|1|0]", got)
+	}
+}
+
 // TestSnowflakeCheckEarlierLedger: a ledger created before the DUPLICATES
 // column existed passes (the loader adds the column at start).
 func TestSnowflakeCheckEarlierLedger(t *testing.T) {
