@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net"
 	"strconv"
@@ -112,6 +113,20 @@ func TestFakesnowMergeGap(t *testing.T) {
 	}
 	if got := deliverytest.QueryStrings(t, sink.db, "SELECT count(*) FROM OFFLOAD_WINDOWS"); got[0] != strconv.FormatInt(x.WindowRows, 10) {
 		t.Fatalf("windows merged: %v, want %d", got, x.WindowRows)
+	}
+}
+
+// TestFakesnowTransactionFunctionsGap: fakesnow has neither
+// CURRENT_TRANSACTION() nor SYSTEM$ABORT_TRANSACTION, which the sink uses
+// with a transaction file (docs/LOADER.md); if this fails, fakesnow has
+// them and TestFakesnowLoads should run with a transaction file.
+func TestFakesnowTransactionFunctionsGap(t *testing.T) {
+	sink := fakesnowSink(t, 2*time.Second)
+	for _, q := range []string{"SELECT CURRENT_TRANSACTION()", "SELECT SYSTEM$ABORT_TRANSACTION(1)"} {
+		var v sql.NullString
+		if err := sink.db.QueryRowContext(context.Background(), q).Scan(&v); err == nil {
+			t.Errorf("%s on fakesnow: %v, no error (the gap may be fixed: see the test's comment)", q, v)
+		}
 	}
 }
 

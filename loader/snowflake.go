@@ -62,6 +62,11 @@ type SnowflakeOptions struct {
 	// ExtraColumns are the typed columns the topics promote, sorted by
 	// name; Prepare adds the ones the transactions table lacks.
 	ExtraColumns []ExtraColumn
+	// TransactionFile, if set, is where the id of the load transaction in
+	// flight is kept, so that the transaction a crash left open (holding
+	// Snowflake's table locks for hours) is aborted at the next start
+	// (snowflake_tx.go).
+	TransactionFile string
 	// LoginTimeout and RequestTimeout bound the driver's own retries of a
 	// login and of one request (network errors, 5xx, 429); ClientTimeout
 	// one round trip.
@@ -290,12 +295,16 @@ WHEN NOT MATCHED THEN INSERT (NAME, APPLIANCE_ID, LOCKED_AT) VALUES (s.NAME, ?, 
 	return nil
 }
 
-// Prepare creates the tables and the stage where missing, and adds the
+// Prepare aborts the load transaction a crash left open (snowflake_tx.go),
+// creates the tables and the stage where missing, and adds the
 // DUPLICATES column to a ledger created before it existed (its rows read
 // as 0). The ALTER runs only when the column is missing: it needs the
 // table's ownership, which a role using objects created beforehand may
 // not have.
 func (s *Snowflake) Prepare(ctx context.Context) error {
+	if err := s.abortLeftTransaction(ctx); err != nil {
+		return err
+	}
 	for _, q := range s.DDL() {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("%s: %w", firstWords(q), err)
@@ -393,9 +402,19 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 			}
 		}
 	}
-	return commitLoad(ctx, s.db.BeginTx, x, s.log, &s.duplicates, func(tx *sql.Tx) (int64, error) {
+	if err := s.abortLeftTransaction(ctx); err != nil {
+		return err
+	}
+	err := commitLoad(ctx, s.db.BeginTx, x, s.log, &s.duplicates, func(tx *sql.Tx) (int64, error) {
+		if err := s.recordTransaction(ctx, tx); err != nil {
+			return 0, err
+		}
 		return s.inTx(ctx, tx, x, parts)
 	})
+	if err == nil {
+		s.forgetTransaction()
+	}
+	return err
 }
 
 // inTx runs the load's transaction and returns, with MergeRows, the rows

@@ -25,7 +25,13 @@ type warehouse struct {
 
 func newWarehouse(t testing.TB) *warehouse {
 	t.Helper()
-	srv, err := snowtest.New(snowtest.Options{})
+	return newWarehouseWith(t, snowtest.Options{})
+}
+
+// newWarehouseWith is newWarehouse with the server's options.
+func newWarehouseWith(t testing.TB, opts snowtest.Options) *warehouse {
+	t.Helper()
+	srv, err := snowtest.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,12 @@ func HashKeyPath(dataDir string) string { return filepath.Join(dataDir, "secrets
 // outboxDir is where the loader writes a batch's files while shipping it.
 func outboxDir(dataDir string) string { return filepath.Join(dataDir, "outbox") }
 
+// snowflakeTransactionFile names the Snowflake load transaction in flight,
+// so that one a crash left open is aborted at the next start.
+func snowflakeTransactionFile(dataDir string) string {
+	return filepath.Join(outboxDir(dataDir), "snowflake-load-transaction")
+}
+
 // outboxQuarantineDir is where the loader keeps exported files that failed
 // their checksum, for the operator (docs/OPERATIONS.md).
 func outboxQuarantineDir(dataDir string) string {

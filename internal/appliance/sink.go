@@ -119,6 +119,7 @@ func snowflakeSink(c *config.Config, log *slog.Logger) (*loader.Snowflake, error
 		Stage: wc.Stage, TransactionsTable: wc.Tables.Transactions, WindowsTable: wc.Tables.Windows, LedgerTable: wc.Tables.Ledger,
 		ApplianceID: c.ApplianceID, MergeRows: c.Dedupe.Warehouse == "merge", LoginTimeout: wc.LoginTimeout.D(), RequestTimeout: wc.RequestTimeout.D(), ClientTimeout: wc.RequestTimeout.D(),
 		ExtraColumns: extraColumns(c), Logger: log,
+		TransactionFile: snowflakeTransactionFile(c.DataDir),
 	}
 	if wc.Auth == loader.AuthKeyPair {
 		pem, err := os.ReadFile(wc.PrivateKeyFile)

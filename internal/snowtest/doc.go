@@ -57,7 +57,9 @@
 //     and COPY take none. A transaction idle for Options.DetachedTimeout
 //     (Snowflake: 4 hours) while another waits is rolled back as
 //     Snowflake aborts a detached one; its client then gets 000625 until
-//     it ends it.
+//     it ends it. SELECT CURRENT_TRANSACTION() and SELECT
+//     SYSTEM$ABORT_TRANSACTION(id) (txfunc.go) name and end a session's
+//     open transaction.
 //   - USE DATABASE / SCHEMA / WAREHOUSE / ROLE, ALTER SESSION (accepted).
 //   - CREATE [OR REPLACE] [TEMPORARY] STAGE [IF NOT EXISTS], DROP STAGE,
 //     PUT file://... @stage[/prefix] [AUTO_COMPRESS] [OVERWRITE]

@@ -73,8 +73,21 @@ func (s *Server) abortDetached(h *session) bool {
 	if !h.inTx || h.conn == nil || time.Since(h.idleSince()) < s.opts.DetachedTimeout {
 		return false
 	}
+	s.abortTx(h)
+	return true
+}
+
+// abortTx rolls back h's open transaction for the server (a detached one,
+// or SYSTEM$ABORT_TRANSACTION): its client then gets errors until it ends
+// it. Callers hold h.mu.
+func (s *Server) abortTx(h *session) {
 	h.inTx, h.aborted = false, true
 	_, _ = h.conn.ExecContext(context.Background(), "ROLLBACK")
-	s.locks.Release(h)
-	return true
+	s.endTx(h)
+}
+
+// endTx releases what sess's transaction held: its id and its locks.
+func (s *Server) endTx(sess *session) {
+	sess.txID.Store(0)
+	s.locks.Release(sess)
 }

@@ -2,6 +2,8 @@ package snowtest_test
 
 import (
 	"context"
+	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +101,44 @@ func TestDetachedTransactionRolledBack(t *testing.T) {
 	}
 	if n := count(t, b, "SELECT count(*) FROM t WHERE v <> 2"); n != 0 {
 		t.Fatalf("%d rows of the rolled back transaction", n)
+	}
+}
+
+// TestAbortTransaction: CURRENT_TRANSACTION() names a session's open
+// transaction and SYSTEM$ABORT_TRANSACTION ends it from another session,
+// its locks with it; a transaction no longer running is left alone.
+func TestAbortTransaction(t *testing.T) {
+	srv := newServer(t, snowtest.Options{})
+	a, b := open(t, srv.Config("loader")), open(t, srv.Config("loader"))
+	exec(t, a, "CREATE TABLE t (k VARCHAR, v NUMBER)")
+	exec(t, a, "INSERT INTO t VALUES ('lock', 0)")
+	var none sql.NullString
+	if err := a.QueryRowContext(ctxT(t), "SELECT CURRENT_TRANSACTION()").Scan(&none); err != nil || none.Valid {
+		t.Fatalf("CURRENT_TRANSACTION() outside a transaction: %v, %v", none, err)
+	}
+	tx, err := a.BeginTx(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("UPDATE t SET v = 1"); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	if err := tx.QueryRow("SELECT CURRENT_TRANSACTION()").Scan(&id); err != nil || id == "" {
+		t.Fatalf("CURRENT_TRANSACTION(): %q, %v", id, err)
+	}
+	var msg string
+	if err := b.QueryRowContext(ctxT(t), "SELECT SYSTEM$ABORT_TRANSACTION("+id+")").Scan(&msg); err != nil || !strings.Contains(msg, "aborted") {
+		t.Fatalf("SYSTEM$ABORT_TRANSACTION: %q, %v", msg, err)
+	}
+	exec(t, b, "UPDATE t SET v = 2") // the lock went with the transaction
+	if err := tx.Commit(); snowflakeCode(err) != 625 {
+		t.Fatalf("COMMIT of an aborted transaction: %v, want 000625", err)
+	}
+	if err := b.QueryRowContext(ctxT(t), "SELECT SYSTEM$ABORT_TRANSACTION("+id+")").Scan(&msg); err != nil || !strings.Contains(msg, "not running") {
+		t.Fatalf("SYSTEM$ABORT_TRANSACTION of an ended transaction: %q, %v", msg, err)
+	}
+	if n := count(t, b, "SELECT count(*) FROM t WHERE v = 2"); n != 1 {
+		t.Fatalf("%d rows with v = 2, want 1", n)
 	}
 }

@@ -207,7 +207,7 @@ func (sess *session) afterAbort(sqlText string) (*result, error) {
 func (s *Server) injectedError(ctx context.Context, sess *session, sqlText string) error {
 	if leading(sqlText, 1) == "COMMIT" && sess.inTx {
 		sess.inTx = false
-		defer s.locks.Release(sess)
+		defer s.endTx(sess)
 		if _, err := sess.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 			return fmt.Errorf("snowtest: cannot roll back after an injected commit failure: %w", err)
 		}
@@ -232,6 +232,9 @@ func (s *Server) execute(ctx context.Context, sess *session, q queryRequest) (*r
 	}
 	switch first {
 	case "SELECT", "WITH", "VALUES":
+		if res, ok, err := s.txFunction(sess, text); ok {
+			return res, err
+		}
 		return s.selectRows(ctx, sess, text, argRows[0])
 	case "INSERT", "UPDATE", "DELETE", "MERGE":
 		return s.dml(ctx, sess, first, text, argRows)
@@ -307,7 +310,7 @@ func (s *Server) dml(ctx context.Context, sess *session, verb, text string, argR
 			return nil, err
 		}
 		if !sess.inTx {
-			defer s.locks.Release(sess)
+			defer s.endTx(sess)
 		}
 	}
 	counts := make([]int64, 3) // inserted, updated, deleted
@@ -393,10 +396,11 @@ func (s *Server) transaction(ctx context.Context, sess *session, verb string) (*
 			return nil, duckError(err)
 		}
 		sess.inTx = true
+		sess.txID.Store(s.newID())
 	case !sess.inTx:
 	case verb == "COMMIT":
 		sess.inTx = false
-		defer s.locks.Release(sess)
+		defer s.endTx(sess)
 		if _, err := sess.conn.ExecContext(ctx, "COMMIT"); err != nil {
 			// DuckDB has aborted the transaction; make sure the
 			// connection is out of it.
@@ -405,7 +409,7 @@ func (s *Server) transaction(ctx context.Context, sess *session, verb string) (*
 		}
 	default:
 		sess.inTx = false
-		defer s.locks.Release(sess)
+		defer s.endTx(sess)
 		if _, err := sess.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 			return nil, duckError(err)
 		}

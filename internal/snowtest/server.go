@@ -317,7 +317,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	for _, sess := range sessions {
 		sess.close()
-		s.locks.Release(sess)
+		s.endTx(sess)
 	}
 	err := s.db.Close()
 	if s.ownDir {

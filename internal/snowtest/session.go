@@ -50,6 +50,9 @@ type session struct {
 	// lastUsed is when the session's last statement ended (Unix
 	// nanoseconds): a transaction idle since long ago is detached.
 	lastUsed atomic.Int64
+	// txID is the open transaction's id, 0 outside one (written under
+	// mu).
+	txID atomic.Int64
 
 	mu       sync.Mutex // serialises statements; guards the fields below
 	conn     *sql.Conn
@@ -398,11 +401,11 @@ func (s *Server) closeSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		sess.close()
-		s.locks.Release(sess)
+		s.endTx(sess)
 		writeJSON(w, http.StatusOK, failure("390400", "", "snowtest: cannot remove a temporary stage: "+err.Error()))
 		return
 	}
 	sess.close()
-	s.locks.Release(sess)
+	s.endTx(sess)
 	writeJSON(w, http.StatusOK, ok(nil))
 }
