@@ -23,8 +23,10 @@ type Snowflake struct {
 // and a user OFFLOAD with a password of its own.
 func newSnowflake(dir string) (*Snowflake, error) {
 	path := filepath.Join(dir, "warehouse.duckdb")
-	// The fault harness kills appliances inside a load's transaction:
-	// Snowflake would keep its locks for 4 hours (docs/OPERATIONS.md).
+	// The fault harness kills appliances inside a load's transaction and
+	// can delete their data directory, and with it the file that lets the
+	// next start abort that transaction: Snowflake would keep its locks
+	// for 4 hours (docs/OPERATIONS.md).
 	srv, err := snowtest.New(snowtest.Options{Path: path, Dir: filepath.Join(dir, "warehouse-stage"), DetachedTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("cannot start the Snowflake-protocol test server: %w", err)

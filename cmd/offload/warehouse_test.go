@@ -27,8 +27,10 @@ const detachedTimeout = 5 * time.Second
 // newWarehouse starts a Snowflake-protocol test server with user OFFLOAD.
 func newWarehouse(t *testing.T) *snowtest.Server {
 	t.Helper()
-	// Tests kill appliances inside a load's transaction: Snowflake would
-	// keep its locks for 4 hours (docs/OPERATIONS.md).
+	// Tests kill appliances inside a load's transaction and some delete
+	// their data directory, and with it the file that lets the next start
+	// abort that transaction: Snowflake would keep its locks for 4 hours
+	// (docs/OPERATIONS.md).
 	srv, err := snowtest.New(snowtest.Options{DetachedTimeout: detachedTimeout})
 	if err != nil {
 		t.Fatal(err)
