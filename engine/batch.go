@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"strconv"
@@ -73,6 +74,9 @@ type batch struct {
 	emitted []window.Emitted
 	changed []*window.Window
 	purged  []window.WindowID
+	// windowHolds are the engine's window holds after this batch; nil
+	// without KeepUntilLoaded (holds.go).
+	windowHolds map[holdKey]int64
 
 	dedupeMax int64 // Unix ns
 	// horizon is the dedupe horizon (µs) this batch runs at: keys older
@@ -135,13 +139,18 @@ func (b *batch) setSeal(s *sealInfo) {
 }
 
 func (e *Engine) newBatch() *batch {
-	return &batch{
+	b := &batch{
 		offsets:   map[wal.TopicPartition]offsetRange{},
 		delta:     map[string]int64{},
 		dedupeMax: e.dedupeMax,
 		horizon:   e.keys.horizon,
 		nextDLQID: e.nextDLQID,
 	}
+	if e.opts.KeepUntilLoaded {
+		b.windowHolds = make(map[holdKey]int64, len(e.windowHolds))
+		maps.Copy(b.windowHolds, e.windowHolds)
+	}
+	return b
 }
 
 // process decodes the batch's records and decides each one's fate, then
@@ -179,7 +188,9 @@ func (e *Engine) process(b *batch) {
 					Reason: fmt.Sprintf("topic %q has no mapping configured (add it under topics)", tp.Topic)})
 				continue
 			}
-			e.handle(b, &d.ev, d.res, src, rec.Value)
+			if out, _ := e.handle(b, &d.ev, d.res, src, rec.Value); out == outAccepted && b.windowHolds != nil {
+				b.holdWindow(e.windows.StartOf(d.ev.EventTime), tp, rec.Offset)
+			}
 		}
 	}
 	e.finish(b, false)
@@ -352,6 +363,7 @@ func (e *Engine) finish(b *batch, forceSeal bool) {
 	if o.since.IsZero() && len(b.rows)+len(b.emitted) > 0 {
 		o.since = b.now
 	}
+	e.holdEmitted(b, &o)
 	b.open = o
 	if e.sealDueFor(&o, b.now, forceSeal) {
 		b.setSeal(e.newSeal(&o, b.now))
@@ -454,6 +466,9 @@ func (e *Engine) advance(b *batch) {
 	e.dedupeMax = b.dedupeMax
 	e.open = b.open
 	e.nextDLQID = b.nextDLQID
+	if b.windowHolds != nil {
+		e.windowHolds = b.windowHolds
+	}
 	if b.part != nil {
 		e.nextPartSeq = b.part.seq + 1
 		e.partsBytes.Add(b.part.file.Bytes)
@@ -463,7 +478,7 @@ func (e *Engine) advance(b *batch) {
 		e.sealed.rows += s.rows
 		e.sealed.windowRows += s.windowRows
 		e.sealed.bytes += s.bytes
-		e.unshipped[s.id] = s.rangeMap
+		e.unshipped[s.id] = heldRanges(s.rangeMap, s.holds)
 		e.log.Info("engine: outbox batch sealed", "batch", s.id, "rows", s.rows, "window_rows", s.windowRows, "bytes", s.bytes, "why", s.why)
 	}
 }
@@ -690,9 +705,10 @@ func (e *Engine) writeState(ctx context.Context, b *batch) error {
 	if b.part != nil {
 		nextPart = b.part.seq + 1
 	}
-	_, err := e.conn.ExecContext(ctx, `INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := e.conn.ExecContext(ctx, `INSERT OR REPLACE INTO engine_state VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.opts.Window.Size.Milliseconds(), maxNS, dedupeMax, horizon, formatRanges(b.open.ranges), since,
-		b.open.rows, b.open.windowRows, b.open.bytes, b.nextDLQID, nextPart)
+		b.open.rows, b.open.windowRows, b.open.bytes, b.nextDLQID, nextPart,
+		formatWindowHolds(b.windowHolds), formatHolds(b.open.holds))
 	if err != nil {
 		return fmt.Errorf("cannot write the engine state: %w", err)
 	}

@@ -24,7 +24,8 @@
 // engine state (the dedupe horizon among it) and the new cursor. Only
 // after COMMIT are its dedupe keys stored ("Dedupe") and the WAL
 // truncated below the cursor (with Options.KeepUntilLoaded, below what
-// shipped batches account for: loaded.go). A crash at any moment therefore leaves
+// shipped batches account for and above the records of the windows still
+// open: loaded.go, holds.go). A crash at any moment therefore leaves
 // either all of a micro-batch or none of it: a part that
 // no committed transaction names is deleted at the next Open, which then
 // reloads the state from DuckDB and reads the WAL again from the committed
@@ -60,19 +61,21 @@
 //	                 column is wal's TopicKey, "topic#N" for incarnation N
 //	                 of a recreated topic (docs/ARCHITECTURE.md)
 //	engine_state     window size, highest event time, dedupe bounds, the open
-//	                 outbox batch's ranges and sizes, the next dead-letter id
+//	                 outbox batch's ranges and sizes, the next dead-letter id;
+//	                 with KeepUntilLoaded the window holds (holds.go)
 //	engine_counters  persisted counters (Stats): records_in, accepted,
 //	                 rejected.CODE, filtered.RULE, deduplicated, late, ...
 //	windows          open windows: aggregates and the customer sketch
 //	outbox_parts     the parts: number, rows, bytes, SHA-256, control totals,
 //	                 oldest ingest time; batch_id NULL while the batch is open
 //	outbox_windows   emitted windows (each version once); batch_id as above
-//	outbox_batches   sealed batches: id, ranges, sizes, state
+//	outbox_batches   sealed batches: id, ranges, window holds, sizes, state
 //	dlq              dead letters
 //
 // The column lists are in schema.go; the DDL is created when missing, a
-// database of schema version 1 or 2 is upgraded in place (migrate.go:
-// version 2's dedupe table moves into the key store), and one of another
+// database of schema version 1, 2 or 3 is upgraded in place (migrate.go:
+// version 2's dedupe table moves into the key store, version 3 gains the
+// window holds' columns), and one of another
 // version is refused.
 //
 // # Dedupe

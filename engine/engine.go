@@ -67,6 +67,10 @@ type Engine struct {
 	// unshipped are the ranges of the batches not shipped yet (sealed
 	// or parked), by batch id (loaded.go).
 	unshipped map[string]map[wal.TopicPartition]offsetRange
+	// windowHolds are, with KeepUntilLoaded, the first offset of each
+	// partition's records that fed the windows of each start the window
+	// set still holds (holds.go).
+	windowHolds map[holdKey]int64
 	// nextPartSeq numbers the next micro-batch's part file.
 	nextPartSeq int64
 
@@ -115,6 +119,10 @@ type openBatch struct {
 	rows       int64
 	windowRows int64
 	bytes      int64
+	// holds are, with KeepUntilLoaded, the first offset of each
+	// partition's records that fed the windows emitted into the batch
+	// (holds.go).
+	holds map[wal.TopicPartition]int64
 }
 
 type offsetRange struct{ first, last int64 }

@@ -13,19 +13,23 @@ import (
 // truncate from the WAL (docs/ARCHITECTURE.md, "Delivery contract").
 
 // loadUnshipped reads the ranges of the batches not shipped yet (sealed or
-// parked), by batch id.
+// parked), lowered to their window holds (holds.go), by batch id.
 func (e *Engine) loadUnshipped(ctx context.Context) (map[string]map[wal.TopicPartition]offsetRange, error) {
 	out := map[string]map[wal.TopicPartition]offsetRange{}
-	err := e.queryEach(ctx, `SELECT batch_id, ranges FROM outbox_batches WHERE state <> 'shipped'`, func(rows *sql.Rows) error {
-		var id, ranges string
-		if err := rows.Scan(&id, &ranges); err != nil {
+	err := e.queryEach(ctx, `SELECT batch_id, ranges, coalesce(holds, '') FROM outbox_batches WHERE state <> 'shipped'`, func(rows *sql.Rows) error {
+		var id, ranges, holds string
+		if err := rows.Scan(&id, &ranges, &holds); err != nil {
 			return err
 		}
 		rs, err := parseRanges(ranges)
 		if err != nil {
 			return fmt.Errorf("outbox_batches.ranges of batch %s: %w", id, err)
 		}
-		out[id] = rs
+		hs, err := parseHolds(holds)
+		if err != nil {
+			return fmt.Errorf("outbox_batches.holds of batch %s: %w", id, err)
+		}
+		out[id] = heldRanges(rs, hs)
 		return nil
 	})
 	return out, err
@@ -36,7 +40,9 @@ func (e *Engine) loadUnshipped(ctx context.Context) (map[string]map[wal.TopicPar
 // every record below it was loaded into the warehouse, or dead-lettered,
 // filtered or deduplicated in a micro-batch whose outbox batch is shipped
 // (or that added no row to the outbox). Records of the open batch and of
-// sealed or parked batches hold it back. It is the offset
+// sealed or parked batches hold it back, and so, with KeepUntilLoaded,
+// do the records that fed a window the window set still holds or whose
+// last emission is not shipped yet (holds.go). It is the offset
 // `kafka.delivery: end-to-end` commits to Kafka; it never moves back
 // while the engine is open. Safe for concurrent use: it does not wait for
 // a micro-batch.
@@ -55,11 +61,14 @@ func (e *Engine) publishLoaded() {
 	for tp, next := range e.cursor {
 		out[tp] = next
 	}
+	holdAt := func(tp wal.TopicPartition, first int64) {
+		if next, ok := out[tp]; ok && first < next {
+			out[tp] = first
+		}
+	}
 	hold := func(ranges map[wal.TopicPartition]offsetRange) {
 		for tp, r := range ranges {
-			if next, ok := out[tp]; ok && r.first < next {
-				out[tp] = r.first
-			}
+			holdAt(tp, r.first)
 		}
 	}
 	// An open batch without rows holds only records that were
@@ -70,6 +79,12 @@ func (e *Engine) publishLoaded() {
 	}
 	for _, ranges := range e.unshipped {
 		hold(ranges)
+	}
+	for tp, first := range e.open.holds {
+		holdAt(tp, first)
+	}
+	for k, first := range e.windowHolds {
+		holdAt(k.tp, first)
 	}
 	for tp, next := range out {
 		if p, ok := prev[tp]; ok && p > next {

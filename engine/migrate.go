@@ -27,8 +27,33 @@ func (e *Engine) migrate(ctx context.Context) error {
 		if err := e.migrateV2(ctx); err != nil {
 			return fmt.Errorf("engine: cannot upgrade %s from schema version 2 (nothing of it changed; the offload that wrote it still runs on it): %w", e.path, err)
 		}
+		v = 3
+	}
+	if v == 3 {
+		if err := e.migrateV3(ctx); err != nil {
+			return fmt.Errorf("engine: cannot upgrade %s from schema version 3 (nothing of it changed; the offload that wrote it still runs on it): %w", e.path, err)
+		}
 	}
 	return nil
+}
+
+// migrateV3 adds the window holds of `kafka.delivery: end-to-end`
+// (holds.go) in one transaction. The windows open at the upgrade hold
+// nothing: their records were read before holds were kept.
+func (e *Engine) migrateV3(ctx context.Context) error {
+	return e.inTx(ctx, func() error {
+		for _, q := range []string{
+			`ALTER TABLE engine_state ADD COLUMN window_holds VARCHAR`,
+			`ALTER TABLE engine_state ADD COLUMN open_holds VARCHAR`,
+			`ALTER TABLE outbox_batches ADD COLUMN holds VARCHAR`,
+			`UPDATE schema_version SET version = 4`,
+		} {
+			if _, err := e.conn.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	})
 }
 
 // migrateV2 moves a version 2 database's dedupe table into the key store:

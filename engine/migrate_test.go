@@ -119,6 +119,9 @@ func downgradeToV2(t *testing.T, dir string) *sql.DB {
 	keys := storedKeys(t, db, dir)
 	for _, q := range []string{
 		`CREATE TABLE dedupe (hash_hi UBIGINT NOT NULL, hash_lo UBIGINT NOT NULL, event_time TIMESTAMP NOT NULL)`,
+		`ALTER TABLE engine_state DROP COLUMN window_holds`, // version 3 had no window holds
+		`ALTER TABLE engine_state DROP COLUMN open_holds`,
+		`ALTER TABLE outbox_batches DROP COLUMN holds`,
 		`UPDATE schema_version SET version = 2`,
 	} {
 		if _, err := db.Exec(q); err != nil {

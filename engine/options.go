@@ -49,9 +49,10 @@ type Options struct {
 	// close it.
 	WAL *wal.WAL
 	// KeepUntilLoaded keeps WAL entries until every batch holding their
-	// records is shipped, instead of until the engine consumed them: the
-	// `kafka.delivery: end-to-end` mode (docs/ARCHITECTURE.md, "Delivery
-	// contract"). Loaded then tells which offsets may be committed.
+	// records is shipped and every window they fed is shipped in its last
+	// version, instead of until the engine consumed them: the
+	// `kafka.delivery: end-to-end` mode (docs/ARCHITECTURE.md, "End-to-end
+	// delivery"). Loaded then tells which offsets may be committed.
 	KeepUntilLoaded bool
 	// Topics gives each topic's decode, clean and validate configuration.
 	// A WAL record of a topic missing here goes to the dead-letter table

@@ -58,6 +58,7 @@ type sealInfo struct {
 	id         string
 	ranges     string
 	rangeMap   map[wal.TopicPartition]offsetRange // ranges, parsed
+	holds      map[wal.TopicPartition]int64       // openBatch.holds
 	rows       int64
 	windowRows int64
 	bytes      int64
@@ -98,7 +99,7 @@ func (e *Engine) newSeal(o *openBatch, now time.Time) *sealInfo {
 	}
 	return &sealInfo{
 		id:     e.opts.ApplianceID + "-" + hex.EncodeToString(sum[:8]),
-		ranges: ranges, rangeMap: o.ranges, rows: o.rows, windowRows: o.windowRows, bytes: o.bytes,
+		ranges: ranges, rangeMap: o.ranges, holds: o.holds, rows: o.rows, windowRows: o.windowRows, bytes: o.bytes,
 		createdAt: created, sealedAt: now, why: why,
 	}
 }
@@ -123,8 +124,8 @@ func (e *Engine) writeSeal(ctx context.Context, s *sealInfo) error {
 	if n, err := res.RowsAffected(); err == nil && n != s.windowRows {
 		return fmt.Errorf("BUG: engine: sealing batch %s assigned %d window rows, the open batch counted %d", s.id, n, s.windowRows)
 	}
-	if _, err := e.conn.ExecContext(ctx, `INSERT INTO outbox_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
-		s.id, e.opts.ApplianceID, s.ranges, s.rows, s.windowRows, s.bytes, s.createdAt, s.sealedAt, BatchSealed); err != nil {
+	if _, err := e.conn.ExecContext(ctx, `INSERT INTO outbox_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
+		s.id, e.opts.ApplianceID, s.ranges, s.rows, s.windowRows, s.bytes, s.createdAt, s.sealedAt, BatchSealed, formatHolds(s.holds)); err != nil {
 		return fmt.Errorf("cannot record batch %s: %w", s.id, err)
 	}
 	return nil

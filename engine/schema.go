@@ -3,7 +3,7 @@ package engine
 // schemaVersion is the version of the DDL below. A database created by
 // another version is refused at Open: migrations are added with the version
 // that needs them.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // schemaDDL creates the engine's tables (doc.go explains each). Column
 // order matters: the engine appends rows positionally with the DuckDB
@@ -30,7 +30,9 @@ var schemaDDL = []string{
 	open_window_rows      BIGINT  NOT NULL,
 	open_bytes            BIGINT  NOT NULL,
 	next_dlq_id           BIGINT  NOT NULL,
-	next_part_seq         BIGINT  NOT NULL
+	next_part_seq         BIGINT  NOT NULL,
+	window_holds          VARCHAR,
+	open_holds            VARCHAR
 )`,
 	`CREATE TABLE IF NOT EXISTS engine_counters (
 	name  VARCHAR PRIMARY KEY,
@@ -91,7 +93,8 @@ var schemaDDL = []string{
 	sealed_at    TIMESTAMPTZ NOT NULL,
 	state        VARCHAR NOT NULL,
 	shipped_at   TIMESTAMPTZ,
-	error        VARCHAR
+	error        VARCHAR,
+	holds        VARCHAR
 )`,
 	`CREATE TABLE IF NOT EXISTS dlq (
 	id                 BIGINT PRIMARY KEY,

@@ -170,6 +170,7 @@ func (e *Engine) loadState(ctx context.Context) error {
 	e.dedupeMax = st.dedupeMax
 	e.open, e.nextDLQID, e.sealed, e.nextPartSeq = st.open, st.nextDLQ, sealed, st.nextPart
 	e.unshipped = unshipped
+	e.windowHolds = st.windowHolds
 	return nil
 }
 
@@ -184,20 +185,23 @@ type storedState struct {
 	open         openBatch
 	nextDLQ      int64
 	nextPart     int64
+	windowHolds  map[holdKey]int64
 }
 
 // loadEngineState reads engine_state: the watermark's and the dedupe's
 // event times, the open batch and the next ids.
 func (e *Engine) loadEngineState(ctx context.Context) (storedState, error) {
 	var (
-		maxNS, dedupeMaxNS, horizonN sql.NullInt64
-		ranges                       string
-		since                        sql.NullTime
+		maxNS, dedupeMaxNS, horizonN   sql.NullInt64
+		ranges, windowHolds, openHolds string
+		since                          sql.NullTime
 	)
 	st := storedState{horizon: math.MinInt64}
 	err := e.conn.QueryRowContext(ctx, `SELECT window_size_ms, max_event_time_ns, dedupe_max_time_ns, dedupe_horizon_ns,
-		open_ranges, open_since, open_rows, open_window_rows, open_bytes, next_dlq_id, next_part_seq FROM engine_state WHERE id = 1`).
-		Scan(&st.windowSizeMS, &maxNS, &dedupeMaxNS, &horizonN, &ranges, &since, &st.open.rows, &st.open.windowRows, &st.open.bytes, &st.nextDLQ, &st.nextPart)
+		open_ranges, open_since, open_rows, open_window_rows, open_bytes, next_dlq_id, next_part_seq,
+		coalesce(window_holds, ''), coalesce(open_holds, '') FROM engine_state WHERE id = 1`).
+		Scan(&st.windowSizeMS, &maxNS, &dedupeMaxNS, &horizonN, &ranges, &since, &st.open.rows, &st.open.windowRows, &st.open.bytes, &st.nextDLQ, &st.nextPart,
+			&windowHolds, &openHolds)
 	st.fresh = errors.Is(err, sql.ErrNoRows)
 	if err != nil && !st.fresh {
 		return st, err
@@ -220,6 +224,12 @@ func (e *Engine) loadEngineState(ctx context.Context) (storedState, error) {
 	}
 	if since.Valid {
 		st.open.since = since.Time
+	}
+	if st.windowHolds, err = parseWindowHolds(windowHolds); err != nil {
+		return st, fmt.Errorf("engine_state.window_holds: %w", err)
+	}
+	if st.open.holds, err = parseHolds(openHolds); err != nil {
+		return st, fmt.Errorf("engine_state.open_holds: %w", err)
 	}
 	return st, nil
 }

@@ -625,8 +625,9 @@ func bqLiteral(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`, "\n", `\n`, "\r", `\r`).Replace(s) + "'"
 }
 
-// mergeWindows upserts the staged windows of this appliance: an older
-// version never replaces a newer one. The staging table holds the
+// mergeWindows upserts the staged windows of this appliance: a row
+// replaces the table's only if it counts more events, or as many with a
+// higher version (Snowflake.mergeWindows says why). The staging table holds the
 // highest version of each window only (dedupeStaged): the emulator's
 // MERGE takes a table as its source, not a query.
 func (b *BigQuery) mergeWindows(stg string) string {
@@ -640,7 +641,7 @@ func (b *BigQuery) mergeWindows(stg string) string {
 	}
 	return fmt.Sprintf(`MERGE %s t USING %s s
 ON %s
-WHEN MATCHED AND s.version > t.`+"`VERSION`"+` THEN UPDATE SET %s
+WHEN MATCHED AND (s.count > t.`+"`COUNT`"+` OR (s.count = t.`+"`COUNT`"+` AND s.version > t.`+"`VERSION`"+`)) THEN UPDATE SET %s
 WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s, @appliance)`,
 		b.table(b.opts.WindowsTable), b.table(stg), strings.Join(on, " AND "), strings.Join(set, ", "),
 		quoted(windowTableColumns, ""), lowerNames(windowColumns, "s."))

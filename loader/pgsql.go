@@ -242,10 +242,11 @@ WHERE s.OFFLOAD_RN = 1 AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.EVENT_ID = s.E
 
 // mergeWindows returns the statements that upsert the staged windows of
 // this appliance, keeping the highest version of each: a batch may hold
-// several versions of one window (a late event re-emitted it), and an
-// older version never replaces a newer one. Redshift's MERGE takes
+// several versions of one window (a late event re-emitted it). A row
+// replaces the table's only if it counts more events, or as many with a
+// higher version (Snowflake.mergeWindows says why). Redshift's MERGE takes
 // neither a condition on WHEN MATCHED nor a subquery as its source, so
-// the newer versions go to a table of their own first, and the MERGE
+// the rows that replace go to a table of their own first, and the MERGE
 // replaces whatever it matches.
 func (p *pgSQL) mergeWindows(stg string) []string {
 	newer := stg + "_NEWER"
@@ -261,7 +262,7 @@ func (p *pgSQL) mergeWindows(stg string) []string {
 		"DROP TABLE IF EXISTS " + newer,
 		fmt.Sprintf(`CREATE TEMP TABLE %s AS SELECT %s FROM (
 SELECT %s, CAST('%s' AS VARCHAR(255)) AS APPLIANCE_ID, ROW_NUMBER() OVER (PARTITION BY %s ORDER BY VERSION DESC) AS OFFLOAD_RN FROM %s) w
-WHERE w.OFFLOAD_RN = 1 AND NOT EXISTS (SELECT 1 FROM %s t WHERE %s AND t.VERSION >= w.VERSION)`,
+WHERE w.OFFLOAD_RN = 1 AND NOT EXISTS (SELECT 1 FROM %s t WHERE %s AND (t.COUNT > w.COUNT OR (t.COUNT = w.COUNT AND t.VERSION >= w.VERSION)))`,
 			newer, names(windowTableColumns, "w."), names(windowColumns, ""), sqlString(p.applianceID),
 			strings.Join(windowKey, ", "), stg, p.tables.Windows, strings.Join(held, " AND ")),
 		fmt.Sprintf(`MERGE INTO %s USING %s s ON %s

@@ -147,7 +147,10 @@ func TestPostgresMergeRowsConcurrentAppliances(t *testing.T) {
 }
 
 // TestPostgresWindowVersions: a window loaded again with an older version
-// keeps the newer one; a newer version replaces it.
+// keeps the newer one; a newer version replaces it. Across appliance
+// lifetimes (a data directory lost), the row counting more events wins
+// whatever the versions: a partial re-emission never replaces a fuller
+// row, and a fuller one replaces it even at a lower version.
 func TestPostgresWindowVersions(t *testing.T) {
 	s := newPgServer(t)
 	sink := s.sink(t, func(*PostgresOptions) {})
@@ -160,16 +163,17 @@ func TestPostgresWindowVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	load := func(id string, versions ...int) {
+	type row struct{ version, count int }
+	load := func(id string, rows ...row) {
 		t.Helper()
 		parts := sink.staging(id)[1:]
-		parts[0].rows = int64(len(versions))
+		parts[0].rows = int64(len(rows))
 		if err := sink.createStaging(ctx, conn, parts); err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range versions {
+		for _, r := range rows {
 			if _, err := conn.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %s VALUES ('s1', 'EUR', 'order_placed', 'web',
-				'2026-01-01 10:00:00+00', '2026-01-01 10:01:00+00', %d, %d, 0, 0, 1, 1, 1, %d, now(), '%s')`, parts[0].table, v, v, v, id)); err != nil {
+				'2026-01-01 10:00:00+00', '2026-01-01 10:01:00+00', %d, %d, 0, 0, 1, 1, 1, %d, now(), '%s')`, parts[0].table, r.count, r.count, r.version, id)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -186,15 +190,23 @@ func TestPostgresWindowVersions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	load("lt-1", 2, 5, 3)
-	load("lt-2", 4)
-	if got := s.query(t, `SELECT VERSION, COUNT, BATCH_ID FROM PUBLIC.OFFLOAD_WINDOWS`); strings.Join(got, ",") != "5|5|lt-1" {
-		t.Fatalf("after versions 2, 5, 3 then 4: %v", got)
+	check := func(after, want string) {
+		t.Helper()
+		if got := s.query(t, `SELECT VERSION, COUNT, BATCH_ID FROM PUBLIC.OFFLOAD_WINDOWS`); strings.Join(got, ",") != want {
+			t.Fatalf("after %s: %v, want %s", after, got, want)
+		}
 	}
-	load("lt-3", 6)
-	if got := s.query(t, `SELECT VERSION, COUNT, BATCH_ID FROM PUBLIC.OFFLOAD_WINDOWS`); strings.Join(got, ",") != "6|6|lt-3" {
-		t.Fatalf("after version 6: %v", got)
-	}
+	load("lt-1", row{2, 2}, row{5, 5}, row{3, 3})
+	load("lt-2", row{4, 4})
+	check("versions 2, 5, 3 then 4", "5|5|lt-1")
+	load("lt-3", row{6, 6})
+	check("version 6", "6|6|lt-3")
+	load("lt-4", row{9, 4})
+	check("a partial window at a higher version", "6|6|lt-3")
+	load("lt-5", row{1, 7})
+	check("a fuller window at a lower version", "1|7|lt-5")
+	load("lt-6", row{2, 7})
+	check("as many events at a higher version", "2|7|lt-6")
 }
 
 // TestPostgresCheck: the preflight passes on a usable schema and leaves

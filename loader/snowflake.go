@@ -462,7 +462,11 @@ WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`, o.TransactionsTable, parts[0].ta
 
 // mergeWindows upserts the staged windows of this appliance: a batch may
 // hold several versions of one window (a late event re-emitted it), and
-// only the highest goes in; an older version never replaces a newer one.
+// only the highest goes in. A row replaces the table's only if it counts
+// more events, or as many with a higher version: an older version never
+// replaces a newer one, and after a lost data directory a window emitted
+// again from re-read events replaces the table's row only when it is
+// fuller (docs/ARCHITECTURE.md, "End-to-end delivery").
 func (s *Snowflake) mergeWindows(stg string) string {
 	var on, set []string
 	for _, k := range windowTableKey {
@@ -473,7 +477,7 @@ func (s *Snowflake) mergeWindows(stg string) string {
 	}
 	return fmt.Sprintf(`MERGE INTO %s t USING (SELECT w.*, '%s' AS APPLIANCE_ID FROM %s w QUALIFY ROW_NUMBER() OVER (PARTITION BY %s ORDER BY VERSION DESC) = 1) s
 ON %s
-WHEN MATCHED AND s.VERSION > t.VERSION THEN UPDATE SET %s
+WHEN MATCHED AND (s.COUNT > t.COUNT OR (s.COUNT = t.COUNT AND s.VERSION > t.VERSION)) THEN UPDATE SET %s
 WHEN NOT MATCHED THEN INSERT (%s) VALUES (%s)`,
 		s.opts.WindowsTable, sqlString(s.opts.ApplianceID), stg, strings.Join(windowKey, ", "), strings.Join(on, " AND "),
 		strings.Join(set, ", "), names(windowTableColumns, ""), names(windowTableColumns, "s."))

@@ -64,8 +64,9 @@
 // can still correct it. A window is never purged before it is emitted:
 // End + L <= watermark implies End <= watermark, and Advance emits before
 // it purges. A window can be emitted several times (once per micro-batch in
-// which late events changed it); the warehouse upserts on (Key, Start) and
-// the highest Version is the final state. Which versions are emitted
+// which late events changed it), each counting more events than the one
+// before; the warehouse upserts on (Key, Start) and the highest Version,
+// the one that counts the most events, is the final state. Which versions are emitted
 // depends on micro-batch boundaries; the final state of every window does
 // not.
 //

@@ -456,6 +456,20 @@ func (s *Set) Restore(ws []Window, maxEventTime time.Time) {
 	}
 }
 
+// StartOf returns the start, in Unix nanoseconds, of the windows an
+// event at t belongs to.
+func (s *Set) StartOf(t time.Time) int64 {
+	return floorDiv(t.UnixNano(), s.size) * s.size
+}
+
+// Kept reports whether the windows that start at start (Unix nanoseconds)
+// are still held under the watermark in force: Advance purges them once
+// End + Lateness <= Watermark(). Before the first Advance every window is
+// kept.
+func (s *Set) Kept(start int64) bool {
+	return !s.wmSeen || start+s.size+s.lateness > s.wmMax-s.lateness
+}
+
 // Len returns the number of windows held.
 func (s *Set) Len() int { return s.n }
 

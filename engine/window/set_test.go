@@ -160,3 +160,40 @@ func TestBeforeEpoch(t *testing.T) {
 		t.Fatalf("window [%v, %v)", w.Start, w.End())
 	}
 }
+
+// TestStartOfAndKept: StartOf is the start of an event's window, and Kept
+// says true for the starts of the windows the Set holds and false for
+// those Advance purged.
+func TestStartOfAndKept(t *testing.T) {
+	s := NewSet(Options{Size: time.Minute, Lateness: 2 * time.Minute})
+	var starts []int64
+	for i := range 10 {
+		e := &event.Event{StoreID: "s1", Currency: "EUR", EventType: "order_placed", Channel: "web",
+			EventTime: testDay.Add(time.Duration(i)*time.Minute + 30*time.Second), Amount: 1}
+		start := s.StartOf(e.EventTime)
+		if want := testDay.Add(time.Duration(i) * time.Minute).UnixNano(); start != want {
+			t.Fatalf("StartOf(%s) = %d, want %d", e.EventTime, start, want)
+		}
+		if !s.Kept(start) {
+			t.Fatalf("before the event at %s: Kept(its start) = false", e.EventTime)
+		}
+		s.Add(e)
+		s.Advance()
+		starts = append(starts, start)
+	}
+	held := map[int64]bool{}
+	for _, w := range s.Windows() {
+		held[w.Start.UnixNano()] = true
+	}
+	for _, start := range starts {
+		if s.Kept(start) != held[start] {
+			t.Errorf("Kept(%s) = %v, the Set holds its window: %v", time.Unix(0, start).UTC(), s.Kept(start), held[start])
+		}
+	}
+	if len(held) == 0 || len(held) == len(starts) {
+		t.Fatalf("%d of %d windows held: nothing to tell apart", len(held), len(starts))
+	}
+	if got := s.StartOf(time.Unix(-1, 0)); got != -int64(time.Minute) {
+		t.Errorf("StartOf(1 s before the epoch) = %d, want %d", got, -int64(time.Minute))
+	}
+}
