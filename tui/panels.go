@@ -12,6 +12,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/internal/config"
 )
 
 // labelWidth aligns the panels' values after their labels.
@@ -191,14 +192,21 @@ func (m Model) recreatedTopics(st styles) []string {
 }
 
 // lagPanel draws the partitions' lag in columns, sorted and filtered, in
-// at most height lines.
+// at most height lines. With kafka.delivery: end-to-end each partition
+// also shows how long its oldest record has waited for the warehouse
+// load that lets its offset be committed, and the title the oldest of
+// them: Kafka must retain the records that long (docs/OPERATIONS.md,
+// "Choosing the delivery mode").
 func (m Model) lagPanel(st styles, height int) []string {
+	endToEnd := m.status.Kafka.Delivery == config.DeliveryEndToEnd
 	var parts []admin.PartitionStatus
 	var total int64
+	var oldest float64
 	for _, p := range m.status.Kafka.Partitions {
 		if strings.Contains(p.Topic, m.filter) {
 			parts = append(parts, p)
 			total += max(p.Lag, 0)
+			oldest = max(oldest, p.UncommittedAgeSeconds)
 		}
 	}
 	order := "lag"
@@ -213,6 +221,10 @@ func (m Model) lagPanel(st styles, height int) []string {
 		return cmp.Or(cmp.Compare(b.Lag, a.Lag), byName)
 	})
 	title := fmt.Sprintf("lag %s across %d partitions · sorted by %s", count(total), len(parts), order)
+	if endToEnd {
+		title = fmt.Sprintf("lag (uncommitted age) %s across %d partitions · oldest %s · sorted by %s",
+			count(total), len(parts), age(oldest), order)
+	}
 	if m.filter != "" {
 		title += " · topic ~ " + strconv.Quote(m.filter)
 	}
@@ -226,6 +238,9 @@ func (m Model) lagPanel(st styles, height int) []string {
 			lag = count(p.Lag)
 		}
 		cells[i] = fmt.Sprintf("%s/%d %s", p.Topic, p.Partition, lag)
+		if endToEnd {
+			cells[i] += " (" + age(p.UncommittedAgeSeconds) + ")"
+		}
 		cellWidth = max(cellWidth, lipgloss.Width(cells[i]))
 	}
 	cols := max(1, (m.width+2)/(cellWidth+2))

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,7 @@ func views(t *testing.T, p termenv.Profile, width, height int) map[string]Model 
 	hung.State = "warehouse_unavailable"
 	hung.Loader.UnansweredSeconds, hung.Loader.Message = 70, "warehouse not answering for 1m10s"
 	return map[string]Model{
+		"end_to_end":     feed(warm, statusMsg{status: endToEnd(t)}),
 		"warehouse_hung": feed(warm, statusMsg{status: hung}),
 		"connecting":     feed(m, size),
 		"healthy":        warm,
@@ -54,6 +56,19 @@ func views(t *testing.T, p termenv.Profile, width, height int) map[string]Model 
 		"help":           helpOpen,
 		"filtered":       feed(warm, keys("/", "pay", "enter", "s")...),
 	}
+}
+
+// endToEnd is the healthy fixture with kafka.delivery: end-to-end: the
+// records of orders/1 have waited 2h1m for their warehouse load, the
+// others seconds or nothing.
+func endToEnd(t *testing.T) admin.Status {
+	st := loadStatus(t, "healthy")
+	st.Kafka.Delivery = "end-to-end"
+	ages := map[string]float64{"orders/0": 2.4, "orders/1": 7260.5, "orders/2": 0.4}
+	for i, p := range st.Kafka.Partitions {
+		st.Kafka.Partitions[i].UncommittedAgeSeconds = ages[fmt.Sprintf("%s/%d", p.Topic, p.Partition)]
+	}
+	return st
 }
 
 // keys turns key names and typed text into key messages.
@@ -229,5 +244,35 @@ func TestUnmappedFieldsLine(t *testing.T) {
 	}
 	if n := strings.Count(v, "\n") + 1; n > 24 {
 		t.Errorf("the view is %d lines, more than the terminal's 24", n)
+	}
+}
+
+// TestUncommittedAgeColumn: with kafka.delivery: end-to-end the lag panel
+// shows each partition's uncommitted age and the oldest in its title; in
+// custody mode, where offsets are committed within seconds, it shows the
+// lag alone, even when the status document carries ages.
+func TestUncommittedAgeColumn(t *testing.T) {
+	vs := views(t, termenv.Ascii, 80, 24)
+	v := vs["end_to_end"].View()
+	for _, want := range []string{
+		"lag (uncommitted age) 440 across 5 partitions · oldest 2h1m · sorted by lag",
+		"orders/1 410 (2h1m)",
+		"orders/0 29 (2s)",
+		"payments/1 ? (0s)",
+	} {
+		if !strings.Contains(v, want) {
+			t.Errorf("end-to-end view lacks %q:\n%s", want, v)
+		}
+	}
+	custody := endToEnd(t)
+	custody.Kafka.Delivery = "custody"
+	for name, m := range map[string]Model{"healthy": vs["healthy"], "custody with ages": feed(vs["healthy"], statusMsg{status: custody})} {
+		v := m.View()
+		if strings.Contains(v, "uncommitted") || strings.Contains(v, "(2h1m)") {
+			t.Errorf("%s: custody view shows uncommitted ages:\n%s", name, v)
+		}
+		if !strings.Contains(v, "lag 440 across 5 partitions · sorted by lag") || !strings.Contains(v, "orders/1 410  ") {
+			t.Errorf("%s: custody view lost its lag panel:\n%s", name, v)
+		}
 	}
 }

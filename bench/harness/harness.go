@@ -5,7 +5,8 @@
 // and goes through its scenarios: SIGKILLs at random moments and during
 // loads, warehouse outages, injected warehouse faults at each step of a
 // load, a broker restart, an exhausted disk budget, a full disk (a tmpfs
-// it mounts, as root) and a slow one (bench/slowfs). It ends by draining,
+// it mounts, as root), a slow one (bench/slowfs) and, in end-to-end
+// delivery, the loss of the whole data directory. It ends by draining,
 // counting the warehouse and the dead letters against what was produced
 // and running `offload reconcile`: nothing lost, nothing duplicated.
 //
@@ -23,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -90,7 +92,19 @@ type Result struct {
 	Duplicates  int64          `json:"duplicates"` // extra copies the producer sent
 	Malformed   int64          `json:"malformed"`
 	Loaded      int64          `json:"loaded"` // rows in the warehouse
-	DLQ         int64          `json:"dlq"`    // dead letters
+	// DLQ counts the dead letters, those of the deleted data directories
+	// included (read from each before its deletion), a record's dead
+	// letter written again after a deletion once.
+	DLQ int64 `json:"dlq"`
+	// DataDirsDeleted counts the data directories the disk-loss scenario
+	// deleted; DLQRewritten the dead letters written again after one, of
+	// records whose offsets were not committed then and that were read
+	// again; LedgerOnlyBatches the batches in the warehouse's ledger that
+	// no surviving data directory shipped (reconcile lists them as
+	// extra; their rows and control totals must still match).
+	DataDirsDeleted   int   `json:"data_dirs_deleted,omitempty"`
+	DLQRewritten      int64 `json:"dlq_rewritten,omitempty"`
+	LedgerOnlyBatches int   `json:"ledger_only_batches,omitempty"`
 	// Lost counts valid events missing from the warehouse plus malformed
 	// records missing from the DLQ; Duplicated the copies beyond one of
 	// either; UnexpectedDLQ dead letters of anything but a malformed
@@ -126,6 +140,9 @@ type harness struct {
 	res     Result
 	g       *gen.Generator
 	client  *admin.Client // the daemon's admin API
+	// deletedDLQ holds the dead letters of each data directory the
+	// disk-loss scenario deleted, read before the deletion.
+	deletedDLQ [][]engine.DLQEntry
 }
 
 // Run runs the harness with o.
@@ -193,6 +210,8 @@ func Run(o Options) (Result, error) {
 		{"disk-budget", h.diskBudget},
 		{"disk-full", func(sc *Scenario) error { return h.diskFull(sc, noTmpfs) }},
 		{"slow-disk", h.slowDisk},
+		// Last: it leaves the daemon in end-to-end delivery.
+		{"disk-loss", h.diskLoss},
 	}
 	for _, s := range scenarios {
 		if len(o.Scenarios) > 0 && !o.Scenarios[s.name] {
@@ -222,7 +241,7 @@ func Run(o Options) (Result, error) {
 	h.res.Produced, h.res.Valid, h.res.Duplicates, h.res.Malformed = sum.Produced, sum.Valid, sum.Duplicates, sum.Malformed
 	valid, malformed := h.g.ValidIDs(), h.g.MalformedIDs()
 	h.logf("produced %d records (%d valid events, %d duplicates, %d malformed); draining", sum.Produced, sum.Valid, sum.Duplicates, sum.Malformed)
-	if err := h.drain(len(valid), len(malformed)); err != nil {
+	if err := h.drain(len(valid), malformed); err != nil {
 		h.res.Errors = append(h.res.Errors, err.Error())
 	}
 	h.res.DrainSeconds = time.Since(stopped).Seconds()
@@ -292,6 +311,14 @@ func (h *harness) pause(lo, hi time.Duration) {
 // kill SIGKILLs the daemon, noting what its loader was doing, and starts
 // it again at once with env.
 func (h *harness) kill(sc *Scenario, env []string) error {
+	if err := h.sigkill(sc); err != nil {
+		return err
+	}
+	return h.d.start(env)
+}
+
+// sigkill SIGKILLs the daemon, noting what its loader was doing.
+func (h *harness) sigkill(sc *Scenario) error {
 	h.res.KillMoments[h.loaderState()]++
 	exited, err := h.d.kill()
 	if err != nil {
@@ -302,7 +329,7 @@ func (h *harness) kill(sc *Scenario, env []string) error {
 	} else {
 		sc.Kills++
 	}
-	return h.d.start(env)
+	return nil
 }
 
 // status reads the daemon's status document; false when it does not
@@ -340,28 +367,71 @@ func (h *harness) waitStatus(what string, timeout time.Duration, cond func(admin
 // taken every sealed batch for shipped (a load whose commit the
 // warehouse shows may not have been answered yet: stopped then, the
 // appliance would not know it shipped, and reconcile would say so),
-// restarting a daemon that stopped by itself.
-func (h *harness) drain(valid, malformed int) error {
+// restarting a daemon that stopped by itself. After a deleted data
+// directory, whose dead letters the status no longer counts, it waits
+// instead for every offset to be committed: in end-to-end delivery only
+// the loads, dead letters written, commit them.
+func (h *harness) drain(valid int, malformed map[string]struct{}) error {
 	deadline := time.Now().Add(10 * time.Minute)
 	for time.Now().Before(deadline) {
 		_, _ = h.d.restartIfExited()
 		_, loaded := h.srv.Loaded()
-		if st, ok := h.status(); ok && loaded >= int64(valid) && st.DLQ.Rows >= int64(malformed) && st.Outbox.SealedBatches == 0 {
-			return nil
+		if st, ok := h.status(); ok && loaded >= int64(valid) && st.Outbox.SealedBatches == 0 {
+			if len(h.deletedDLQ) == 0 && st.DLQ.Rows >= int64(len(malformed)) ||
+				len(h.deletedDLQ) > 0 && allCommitted(st) {
+				return nil
+			}
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	return errors.New("the run was not all loaded within 10 minutes")
 }
 
-// reconcile runs `offload reconcile` on the stopped appliance.
+// allCommitted says every partition has its offsets committed up to its
+// high watermark.
+func allCommitted(st admin.Status) bool {
+	for _, p := range st.Kafka.Partitions {
+		if p.Lag != 0 {
+			return false
+		}
+	}
+	return len(st.Kafka.Partitions) > 0
+}
+
+// reconcile runs `offload reconcile` on the stopped appliance. After a
+// deleted data directory the batches it shipped are in the ledger only:
+// reconcile lists them as extra, and any other discrepancy (a batch
+// missing from the ledger, rows or control totals that differ from the
+// warehouse's, rows without a ledger row) still fails the run.
 func (h *harness) reconcile() bool {
 	cmd := exec.Command(h.d.bin, "reconcile", "--config", h.cfgPath)
-	cmd.Env = h.d.environ(nil)
+	cmd.Env = h.d.environ(h.d.extra)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		h.res.Errors = append(h.res.Errors, fmt.Sprintf("reconcile: %v: %s", err, truncate(string(out), 500)))
-		return false
+	if err == nil {
+		return true
 	}
-	return true
+	if n, ok := ledgerOnly(string(out)); ok && len(h.deletedDLQ) > 0 {
+		h.res.LedgerOnlyBatches = n
+		return true
+	}
+	h.res.Errors = append(h.res.Errors, fmt.Sprintf("reconcile: %v: %s", err, truncate(string(out), 500)))
+	return false
+}
+
+// ledgerOnly counts the discrepancies in reconcile's report (its table
+// from the BATCH header to the count), if each is a batch in the ledger
+// that this appliance did not ship, and there is nothing else.
+func ledgerOnly(report string) (int, bool) {
+	lines := strings.Split(strings.TrimSpace(report), "\n")
+	head := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "BATCH") })
+	if head < 0 || len(lines)-head < 3 || !strings.Contains(lines[len(lines)-1], " discrepancies (") {
+		return 0, false
+	}
+	found := lines[head+1 : len(lines)-1]
+	for _, l := range found {
+		if f := strings.Fields(l); len(f) < 2 || f[1] != "extra" || !strings.HasSuffix(l, "in the warehouse's ledger but not shipped by this appliance") {
+			return 0, false
+		}
+	}
+	return len(found), true
 }

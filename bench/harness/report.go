@@ -26,6 +26,10 @@ func WriteReport(w io.Writer, r Result) {
 	if r.OutageDrainPerSec > 0 { // the warehouse-outage scenario ran
 		fmt.Fprintf(w, "after a 20 s outage the backlog drained at %.0f events/s, %.1f× the rate produced\n", r.OutageDrainPerSec, r.OutageDrainRatio)
 	}
+	if r.DataDirsDeleted > 0 { // the disk-loss scenario ran
+		fmt.Fprintf(w, "data directory deleted %d times: %d dead letters written again for records read again, %d ledger batches shipped from a deleted directory\n",
+			r.DataDirsDeleted, r.DLQRewritten, r.LedgerOnlyBatches)
+	}
 	fmt.Fprintf(w, "lost %d  duplicated %d  unexpected_dlq %d  unexpected_rows %d\n", r.Lost, r.Duplicated, r.UnexpectedDLQ, r.UnexpectedRows)
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)

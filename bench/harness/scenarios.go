@@ -15,6 +15,7 @@ import (
 	"github.com/offload/offload/bench/slowfs"
 	"github.com/offload/offload/bench/testwarehouse"
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/snowtest"
 )
 
@@ -299,4 +300,107 @@ func (h *harness) slowDisk(sc *Scenario) error {
 	h.pause(2*time.Second, 4*time.Second)
 	sc.Detail = "WAL fsync delayed by 25ms"
 	return h.kill(sc, nil)
+}
+
+// diskLosses is how many times diskLoss deletes the data directory.
+const diskLosses = 3
+
+// diskLoss switches the daemon to kafka.delivery: end-to-end with
+// dedupe.warehouse: merge, then SIGKILLs it diskLosses times, deletes its
+// whole data directory and starts it again empty: Kafka, which holds
+// every record whose load has not committed, is the replica
+// (docs/ARCHITECTURE.md, "End-to-end delivery"). As docs/OPERATIONS.md
+// advises for this mode, the e-mail hash key is kept outside the data
+// directory. Every other kill waits (up to 5 s) for a load to be under
+// way.
+func (h *harness) diskLoss(sc *Scenario) error {
+	// Run alone, the scenario starts on a warehouse without tables.
+	if err := h.waitRows(1, time.Minute); err != nil {
+		return err
+	}
+	if err := h.sigkill(sc); err != nil {
+		return err
+	}
+	key, err := os.ReadFile(appliance.HashKeyPath(h.dataDir))
+	if err != nil {
+		return fmt.Errorf("cannot read the generated hash key: %w", err)
+	}
+	keyFile := filepath.Join(h.o.Dir, "hash.key")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		return err
+	}
+	e2e := []string{"OFFLOAD_KAFKA_DELIVERY=end-to-end", "OFFLOAD_DEDUPE_WAREHOUSE=merge", "OFFLOAD_ENGINE_HASH_KEY_FILE=" + keyFile}
+	// In custody the offsets of what the WAL and the outbox hold are
+	// committed already: all that must be loaded before the first
+	// deletion, which would lose it.
+	before := h.g.ValidIDs()
+	if err := h.d.start(e2e); err != nil {
+		return err
+	}
+	if err := h.waitLoaded(before, 3*time.Minute); err != nil {
+		return fmt.Errorf("before the first deletion: %w", err)
+	}
+	var moments []string
+	for i := range diskLosses {
+		h.pause(time.Second, 4*time.Second)
+		if i%2 == 1 {
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && h.loaderState() != "loading"; {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		moments = append(moments, h.loaderState())
+		if err := h.sigkill(sc); err != nil {
+			return err
+		}
+		if err := h.deleteDataDir(e2e); err != nil {
+			return err
+		}
+		if err := h.d.start(e2e); err != nil {
+			return err
+		}
+	}
+	h.pause(2*time.Second, 4*time.Second)
+	sc.Detail = fmt.Sprintf("end-to-end, merge: data dir deleted %d× (loader %s), restarted empty",
+		diskLosses, strings.Join(moments, ", "))
+	return nil
+}
+
+// waitLoaded waits until the warehouse holds every event of ids.
+func (h *harness) waitLoaded(ids map[string]struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		missing, _, _, err := h.srv.Tally(ids)
+		if err != nil {
+			return err
+		}
+		if missing == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d events are not in the warehouse after %s", missing, len(ids), timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// deleteDataDir keeps the dead letters of the stopped daemon's data
+// directory (configured with env) for the tally, then deletes everything
+// in it (the directory itself may be the tmpfs's mount point).
+func (h *harness) deleteDataDir(env []string) error {
+	entries, err := h.deadLetters(env)
+	if err != nil {
+		return err
+	}
+	h.deletedDLQ = append(h.deletedDLQ, entries)
+	names, err := os.ReadDir(h.dataDir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := os.RemoveAll(filepath.Join(h.dataDir, n.Name())); err != nil {
+			return err
+		}
+	}
+	h.res.DataDirsDeleted++
+	return nil
 }

@@ -47,7 +47,7 @@ func TestChaos(t *testing.T) {
 	for _, s := range r.Scenarios {
 		ran[s.Name] = s
 	}
-	for _, name := range []string{"kills", "warehouse-outage", "warehouse-faults", "broker-restart", "disk-budget", "disk-full", "slow-disk"} {
+	for _, name := range []string{"kills", "warehouse-outage", "warehouse-faults", "broker-restart", "disk-budget", "disk-full", "slow-disk", "disk-loss"} {
 		s, ok := ran[name]
 		switch {
 		case !ok:
@@ -64,6 +64,29 @@ func TestChaos(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "lost 0  duplicated 0  unexpected_dlq 0") {
 		t.Errorf("the report does not print the counts")
+	}
+}
+
+// TestChaosDiskLoss runs the harness's disk-loss scenario alone, a short
+// run on the shared broker: the daemon switched to kafka.delivery:
+// end-to-end with dedupe.warehouse: merge, SIGKILLed three times with its
+// whole data directory deleted and started empty. Every valid event is in
+// the warehouse once, every malformed record's dead letter in one of the
+// data directories, and reconcile finds nothing but the ledger's batches
+// shipped from the deleted ones.
+func TestChaosDiskLoss(t *testing.T) {
+	brokers := testenv.Brokers(t)
+	r, b, stdout := runChaosBench(t, nil, "--scenarios", "disk-loss", "--kills", "4", "--partitions", "3", "--rate", "500",
+		"--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
+	if !r.OK || r.Kills < 4 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedDLQ != 0 || r.UnexpectedRows != 0 ||
+		!r.ReconcileOK || len(r.Errors) != 0 || len(r.Scenarios) != 1 || r.Scenarios[0].Name != "disk-loss" {
+		t.Fatalf("chaos run failed: %s", b)
+	}
+	if r.Valid == 0 || r.Malformed == 0 || r.Loaded != r.Valid || r.DLQ != r.Malformed || r.DataDirsDeleted != 3 {
+		t.Fatalf("the run did not deliver every kind of record through 3 deleted data directories: %s", b)
+	}
+	if !strings.Contains(stdout, "data directory deleted 3 times") {
+		t.Errorf("the report does not count the deletions:\n%s", stdout)
 	}
 }
 
