@@ -132,6 +132,9 @@ type PartitionStatus struct {
 	Committed     int64  `json:"committed"`
 	HighWatermark int64  `json:"high_watermark"`
 	Lag           int64  `json:"lag"`
+	// Durable is the offset after the last one the WAL holds (fetched
+	// and fsync'd), -1 if none.
+	Durable int64 `json:"durable"`
 	// UncommittedAgeSeconds is how long the oldest record durable in
 	// the WAL has waited for its offset commit: in end-to-end delivery,
 	// for the warehouse load holding it; 0 when all are committed.
@@ -306,7 +309,7 @@ func (m *Metrics) status(applianceID string, started time.Time, rates *statusRat
 		ingested = float64(in.Records)
 		for _, p := range in.Partitions {
 			st.Kafka.Partitions = append(st.Kafka.Partitions, PartitionStatus{Topic: p.Topic, Partition: p.Partition,
-				Committed: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag, UncommittedAgeSeconds: p.UncommittedAge.Seconds()})
+				Committed: p.Committed, HighWatermark: p.HighWatermark, Lag: p.Lag, Durable: p.Durable, UncommittedAgeSeconds: p.UncommittedAge.Seconds()})
 		}
 		for _, r := range in.Recreated {
 			st.Kafka.RecreatedTopics = append(st.Kafka.RecreatedTopics, RecreatedTopic{Topic: r.Topic,

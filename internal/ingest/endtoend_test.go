@@ -106,6 +106,10 @@ func TestIngestEndToEndCommit(t *testing.T) {
 		if ps.UncommittedAge == 0 {
 			t.Errorf("%s: uncommitted age 0 with records past the committed offset %d", wal.TopicPartition{Topic: ps.Topic, Partition: ps.Partition}, ps.Committed)
 		}
+		// Fetched and durable to the end, committed to half.
+		if want := end[ps.Partition]; ps.Durable != want {
+			t.Errorf("%s: durable %d, want %d (committed %d)", wal.TopicPartition{Topic: ps.Topic, Partition: ps.Partition}, ps.Durable, want, ps.Committed)
+		}
 	}
 
 	// Partition 0 loaded whole, then the stop: its commit on stop takes

@@ -156,6 +156,11 @@ type PartitionStats struct {
 	HighWatermark int64
 	// Lag is HighWatermark - Committed, -1 if either is unknown.
 	Lag int64
+	// Durable is the offset after the last one the WAL holds durably
+	// (what was fetched), -1 if it holds none of the partition. In
+	// end-to-end delivery it runs ahead of Committed by what waits for
+	// the warehouse.
+	Durable int64
 	// LastError is the last fetch error of this partition, "" if none.
 	LastError string
 	// UncommittedAge is how long the oldest record durable in the WAL
@@ -405,6 +410,13 @@ func (in *Ingest) Stats() Stats {
 	s.TopicRecreations = in.recreated.Load()
 	s.Recreated = slices.SortedFunc(slices.Values(in.recreations), func(a, b TopicRecreation) int { return strings.Compare(a.Topic, b.Topic) })
 	in.mu.Unlock()
+	for i := range s.Partitions {
+		ps := &s.Partitions[i]
+		ps.Durable = -1
+		if hw := in.opts.WAL.HighWater(in.walPartition(ps.Topic, ps.Partition)); hw >= 0 {
+			ps.Durable = hw + 1
+		}
+	}
 	slices.SortFunc(s.Partitions, func(a, b PartitionStats) int {
 		return wal.TopicPartition{Topic: a.Topic, Partition: a.Partition}.Compare(wal.TopicPartition{Topic: b.Topic, Partition: b.Partition})
 	})
