@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/offload/offload/internal/durable"
 )
 
 // migrate upgrades a database of an earlier schema version in place, before
@@ -215,13 +217,13 @@ func (e *Engine) migratePart(ctx context.Context, seq int64, g v1Group) (partRec
 		` (FORMAT parquet, COMPRESSION zstd)`, g.batch); err != nil {
 		return partRecord{}, fmt.Errorf("cannot write part %s: %w", path, err)
 	}
-	if err := fsyncPath(tmp); err != nil {
+	if err := durable.Sync(tmp); err != nil {
 		return partRecord{}, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return partRecord{}, err
 	}
-	if err := fsyncPath(e.partsDir()); err != nil {
+	if err := durable.Sync(e.partsDir()); err != nil {
 		return partRecord{}, err
 	}
 	p := partRecord{seq: seq, file: partFile{Rows: g.rows}}

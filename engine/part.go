@@ -5,12 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 	"unsafe"
 
@@ -18,6 +15,8 @@ import (
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/gzip"
 	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/offload/offload/internal/durable"
 )
 
 // partFile describes a part written by writePart.
@@ -136,46 +135,25 @@ func (c *partCounter) Write(p []byte) (int, error) {
 // final name is complete and durable. It returns the file's size and
 // SHA-256 (computed while writing, not by re-reading).
 func writePart(ctx context.Context, path string, rows []outRow, items []byte) (partFile, error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return partFile{}, fmt.Errorf("cannot create part %s: %w (check the outbox directory's permissions and free space)", tmp, err)
-	}
-	pf, err := encodePartFile(f, rows, items)
-	if err == nil {
+	var pf partFile
+	err := durable.WriteFile(path, 0o644, func(w io.Writer) (err error) {
+		if pf, err = encodePartFile(w, rows, items); err != nil {
+			return err
+		}
 		// The fsync is what a slow disk makes long: a micro-batch
 		// abandoned by then (Engine.Interrupt) skips it.
-		err = ctx.Err()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
+		return ctx.Err()
+	})
 	if err != nil {
-		return partFile{}, errors.Join(fmt.Errorf("cannot write part %s: %w (check free space in the outbox directory)", path, err), removeIfExists(tmp))
-	}
-	if err := fsyncPath(filepath.Dir(path)); err != nil {
-		return partFile{}, errors.Join(fmt.Errorf("cannot write part %s: %w", path, err), removeIfExists(path))
+		return partFile{}, fmt.Errorf("cannot write part %s: %w (check the parts directory's permissions and free space)", path, err)
 	}
 	return pf, nil
 }
 
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("cannot remove %s: %w", path, err)
-	}
-	return nil
-}
-
-// encodePartFile writes the Parquet bytes of rows to f through a buffer,
+// encodePartFile writes the Parquet bytes of rows to w through a buffer,
 // counting and hashing them on the way.
-func encodePartFile(f *os.File, rows []outRow, items []byte) (partFile, error) {
-	c := &partCounter{w: f, h: sha256.New()}
+func encodePartFile(w io.Writer, rows []outRow, items []byte) (partFile, error) {
+	c := &partCounter{w: w, h: sha256.New()}
 	bw := bufio.NewWriterSize(c, 1<<20)
 	if err := encodePart(bw, rows, items); err != nil {
 		return partFile{}, err
@@ -254,18 +232,4 @@ func checkPartRow(r *outRow) error {
 		return fmt.Errorf("event %q: base amount %v exceeds the part column DECIMAL(18,4): lower the topic's max_amount or its rates", r.ev.EventID, a)
 	}
 	return nil
-}
-
-// fsyncPath fsyncs the file or directory at path: a directory's to make a
-// rename in it durable.
-func fsyncPath(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

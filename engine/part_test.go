@@ -180,7 +180,7 @@ func TestWritePartFailure(t *testing.T) {
 		if err := os.Remove(dir); err != nil {
 			t.Fatal(err)
 		}
-	}, "cannot create part")
+	}, "cannot write part")
 	f("amount out of range", func(_, _ string, rows []outRow) {
 		rows[1].ev.Amount = maxPartDecimal + 1
 	}, "exceeds the part column DECIMAL(18,4)")

@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/offload/offload/internal/durable"
 )
 
 // A Snowflake transaction whose client died in the middle (SIGKILL, power
@@ -31,7 +33,7 @@ func (s *Snowflake) recordTransaction(ctx context.Context, tx *sql.Tx) error {
 	if err := tx.QueryRowContext(ctx, "SELECT CURRENT_TRANSACTION()").Scan(&id); err != nil {
 		return fmt.Errorf("SELECT CURRENT_TRANSACTION(): %w", err)
 	}
-	if err := writeSynced(path, id); err != nil {
+	if err := durable.WriteFile(path, 0o600, func(w io.Writer) error { _, err := io.WriteString(w, id); return err }); err != nil {
 		return fmt.Errorf("cannot record the load's transaction id in %s: %w (check the data directory's permissions and free space)", path, err)
 	}
 	return nil
@@ -77,36 +79,4 @@ func (s *Snowflake) abortLeftTransaction(ctx context.Context) error {
 
 func isDigits(s string) bool {
 	return s != "" && strings.Trim(s, "0123456789") == ""
-}
-
-// writeSynced writes data to path through a temporary file, fsync'd and
-// renamed, and fsyncs the directory.
-func writeSynced(path, data string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
