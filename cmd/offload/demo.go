@@ -74,6 +74,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	if *noTUI && *duration == 0 {
 		return usageError{errors.New("--no-tui needs --duration (e.g. --duration 30s)")}
 	}
+	if !*noTUI && !terminal(os.Stdin, stdout) {
+		return usageError{errors.New("the dashboard needs a terminal; without one, run headless: --no-tui --duration 30s")}
+	}
 	if err := testwarehouse.Check(*warehouse, false); err != nil {
 		return usageError{err}
 	}
@@ -196,6 +199,18 @@ func (d *demo) close() {
 		d.client.Close()
 	}
 	d.embedded.Close()
+}
+
+// terminal tells whether in and out are terminals, as the dashboard needs:
+// without one it would end at once, before anything was loaded.
+func terminal(in *os.File, out io.Writer) bool {
+	f, ok := out.(*os.File)
+	return ok && charDevice(in) && charDevice(f)
+}
+
+func charDevice(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func printDemoSummary(w io.Writer, s demoSummary) {
