@@ -35,4 +35,8 @@ func TestStack(t *testing.T) {
 	if rows, events := s.Warehouse.Loaded(); rows != 0 || events != 0 {
 		t.Fatalf("a new warehouse holds %d rows, %d events", rows, events)
 	}
+	// Stopped before anything was produced, the warehouse has no tables.
+	if v, err := s.Verify(nil); err != nil || !v.ExactlyOnce || v.Loaded != 0 {
+		t.Fatalf("Verify of nothing on a warehouse without tables: %+v, %v", v, err)
+	}
 }

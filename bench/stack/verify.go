@@ -11,6 +11,12 @@ type Verified struct {
 func (s *Stack) Verify(valid map[string]struct{}) (Verified, error) {
 	v := Verified{Windows: s.Warehouse.Windows()}
 	v.Loaded, _ = s.Warehouse.Loaded()
+	if len(valid) == 0 && v.Loaded == 0 {
+		// Stopped before anything was produced: no load made the
+		// warehouse's tables.
+		v.ExactlyOnce = true
+		return v, nil
+	}
 	missing, duplicated, unexpected, err := s.Warehouse.Tally(valid)
 	if err != nil {
 		return v, err
