@@ -201,18 +201,6 @@ func (d *demo) close() {
 	d.embedded.Close()
 }
 
-// terminal tells whether in and out are terminals, as the dashboard needs:
-// without one it would end at once, before anything was loaded.
-func terminal(in *os.File, out io.Writer) bool {
-	f, ok := out.(*os.File)
-	return ok && charDevice(in) && charDevice(f)
-}
-
-func charDevice(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 func printDemoSummary(w io.Writer, s demoSummary) {
 	verdict := "yes: every valid event is in the warehouse exactly once"
 	if !s.ExactlyOnce {

@@ -111,12 +111,3 @@ func waitDemoState(t *testing.T, base, want string, extra func(admin.Status) boo
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
-// TestDemoNeedsATerminal: without a terminal the dashboard would end at
-// once; the demo refuses to start and says how to run it headless.
-func TestDemoNeedsATerminal(t *testing.T) {
-	code, _, errOut := runCLI("demo", "--dir", t.TempDir())
-	if code != 2 || !strings.Contains(errOut, "--no-tui --duration") {
-		t.Fatalf("demo without a terminal: exit %d\n%s", code, errOut)
-	}
-}

@@ -45,6 +45,9 @@ Flags:
 	if *token != "" && *tokenFile != "" {
 		return usageError{errors.New("give --token or --token-file, not both")}
 	}
+	if !terminal(os.Stdin, stdout) {
+		return usageError{fmt.Errorf("the dashboard needs a terminal; without one, read the status: curl -s %s/api/v1/status", *addr)}
+	}
 	secret := cmp.Or(*token, os.Getenv("OFFLOAD_ADMIN_TOKEN"))
 	if *tokenFile != "" {
 		raw, err := os.ReadFile(*tokenFile)
