@@ -14,7 +14,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/gzip"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/offload/offload/internal/durable"
 )
@@ -73,7 +72,7 @@ type partRow struct {
 // partCodec compresses a part's columns but customer_email_hash. One
 // codec for every part keeps its pool of zstd encoders (a new codec made a
 // new encoder, tables and all, per part).
-var partCodec = &zstd.Codec{Level: zstd.SpeedDefault}
+var partCodec = &zstdCodec{}
 
 // hashCodec compresses customer_email_hash. Its dictionary holds each
 // hash once, and the hex of an HMAC holds no repeats for zstd's match
