@@ -56,8 +56,7 @@ Flags:
 		}
 		secret = strings.TrimSpace(string(raw))
 	}
-	// SIGHUP: the terminal closed.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	return tui.Run(ctx, tui.Config{Addr: *addr, Token: secret, Interval: *interval, In: os.Stdin, Out: stdout, Getenv: os.Getenv})
 }
