@@ -94,7 +94,9 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	} else if err != nil {
 		return fmt.Errorf("cannot use --dir %s: %w", *dir, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP too: a closed terminal must end the demo, not leave it
+	// producing with its dashboard drawing to nowhere.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if *duration > 0 {
 		var cancel context.CancelFunc

@@ -6,11 +6,14 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/offload/offload/internal/admin"
+	"github.com/offload/offload/internal/testenv"
 )
 
 // TestDemoHeadless runs `offload demo --no-tui --json` for a few seconds:
@@ -49,6 +52,39 @@ func TestDemoHeadless(t *testing.T) {
 				t.Fatalf("summary: %+v", s)
 			}
 		})
+	}
+}
+
+// TestDemoEndsOnHangup: a demo whose terminal closes (SIGHUP) stops,
+// checks the warehouse and prints its summary, instead of running on.
+func TestDemoEndsOnHangup(t *testing.T) {
+	cmd := exec.Command(offloadBin, "demo", "--no-tui", "--duration", "10m", "--rate", "200", "--dir", t.TempDir())
+	var stdout bytes.Buffer
+	stderr := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "admin endpoint"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the demo did not start within 60s:\n%s", stderr.String())
+		}
+	}
+	time.Sleep(3 * time.Second)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil || !regexp.MustCompile(`exactly once +yes`).MatchString(stdout.String()) {
+			t.Fatalf("demo after SIGHUP: %v\n%s\n%s", err, stdout.String(), stderr.String())
+		}
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the demo still runs 3 minutes after SIGHUP:\n%s", stderr.String())
 	}
 }
 

@@ -56,7 +56,8 @@ Flags:
 		}
 		secret = strings.TrimSpace(string(raw))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	// SIGHUP: the terminal closed.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	return tui.Run(ctx, tui.Config{Addr: *addr, Token: secret, Interval: *interval, In: os.Stdin, Out: stdout, Getenv: os.Getenv})
 }
