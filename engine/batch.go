@@ -58,6 +58,10 @@ type batch struct {
 	cursor  wal.Cursor
 	offsets map[wal.TopicPartition]offsetRange // consumed this batch
 
+	// decodedAhead: the engine's decodings hold the records' already
+	// (readahead.go).
+	decodedAhead bool
+
 	rows  []outRow
 	items []byte // arena holding every row's items JSON
 	dlq   []dlqRow
@@ -165,7 +169,9 @@ func (e *Engine) process(b *batch) {
 	b.keys = make([]keyTime, 0, b.records)
 	b.seen = make(map[dedupeKey]struct{}, b.records)
 	e.expireDedupe(b)
-	e.decoded = e.decodeBatch(b, e.decoded)
+	if !b.decodedAhead {
+		e.decoded = e.decodeBatch(b, e.decoded)
+	}
 	i := 0
 	for _, en := range b.entries {
 		tp := en.TopicPartition

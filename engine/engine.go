@@ -45,7 +45,13 @@ type Engine struct {
 	broken error
 
 	decoders []decoderSet // one per decoding goroutine (decode.go)
-	decoded  []decoded    // the last micro-batch's decodings, reused
+	// decodeGen counts the changes of the decoders' configuration and
+	// tables: a read-ahead decoded before one is not used.
+	decodeGen uint64
+	decoded   []decoded // the last micro-batch's decodings, reused
+	// ahead is the next micro-batch's records, read and decoded while
+	// the last one committed (readahead.go); nil when there are none.
+	ahead *readAhead
 
 	// keys are the remembered dedupe keys (keystore.go), written after
 	// each micro-batch's transaction has committed.
@@ -275,6 +281,7 @@ func (e *Engine) Reconfigure(topics map[string]event.Config, seal SealPolicy) er
 	for name, cfg := range topics {
 		e.opts.Topics[name] = cfg
 	}
+	e.decodeGen++
 	e.opts.Seal = seal
 	return nil
 }
@@ -288,6 +295,7 @@ func (e *Engine) applyTables() {
 	if t == nil {
 		return
 	}
+	e.decodeGen++
 	for _, set := range e.decoders {
 		for _, d := range set {
 			d.SetRates(t.rates)
@@ -425,22 +433,29 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 	e.applyTables()
 	start := time.Now()
 	b := e.newBatch()
-	next, err := e.opts.WAL.Read(e.cursor, e.opts.BatchRecords, func(en wal.Entry) error {
-		b.entries = append(b.entries, en)
-		b.records += len(en.Records)
-		return ctx.Err()
-	})
-	if err != nil {
-		return 0, fmt.Errorf("engine: cannot read the WAL from the cursor: %w", err)
+	ahead := e.ahead
+	e.ahead = nil
+	if ahead == nil || !ahead.take(e, b) {
+		if err := e.readRecords(ctx, b, e.cursor); err != nil {
+			return 0, fmt.Errorf("engine: cannot read the WAL from the cursor: %w", err)
+		}
 	}
-	b.cursor = next
 	if b.records == 0 && !e.sealDue(e.opts.Now(), false) {
 		return 0, nil
 	}
 	e.process(b)
-	if err := e.commit(ctx, b); err != nil {
+	var ra *readAhead
+	if b.records >= e.opts.BatchRecords {
+		ra = e.startReadAhead(ctx, b.cursor) // more records are likely waiting
+	}
+	err := e.commit(ctx, b)
+	if ra != nil {
+		ra = ra.wait(e)
+	}
+	if err != nil {
 		return 0, err
 	}
+	e.ahead = ra
 	e.snapshotStats(time.Since(start), b.records)
 	if b.records > 0 {
 		e.truncateWAL()

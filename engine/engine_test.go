@@ -341,9 +341,27 @@ func TestSealNowAndAge(t *testing.T) {
 // point inside it, by an error or by its context ending (a shutdown past
 // its grace): nothing of the batch may remain (no dedupe key, row, dead
 // letter, window or counter; the cursor unchanged), and the retry then
-// gives exactly what a run without the failure gives.
+// gives exactly what a run without the failure gives. It does so with
+// the failed micro-batch alone, and with one record per micro-batch, so
+// that the next micro-batch is being read ahead while the failed one
+// commits.
 func TestRollbackLeavesNoTrace(t *testing.T) {
+	t.Run("alone", func(t *testing.T) { testRollbackLeavesNoTrace(t, false) })
+	t.Run("read ahead", func(t *testing.T) { testRollbackLeavesNoTrace(t, true) })
+}
+
+func testRollbackLeavesNoTrace(t *testing.T, ahead bool) {
 	recs := []string{ev("a", "s1", "1", at(0)), `not json`, ev("b", "s2", "2", at(10*time.Minute)), ev("a", "s1", "1", at(0))}
+	mutate := func(o *Options) { o.Seal.Rows = 2 }
+	// add2 adds the last two records: one WAL entry, or one each.
+	add2 := func(h *harness) { h.add("orders", 0, recs[2:]...) }
+	if ahead {
+		mutate = func(o *Options) { o.Seal.Rows, o.BatchRecords = 2, 1 }
+		add2 = func(h *harness) {
+			h.add("orders", 0, recs[2])
+			h.add("orders", 0, recs[3])
+		}
+	}
 	tables := []string{"outbox_rows", "outbox_parts", "outbox_windows", "windows", "dlq", "engine_cursor", "engine_counters", "engine_state", "outbox_batches"}
 	dump := func(h *harness) map[string][]string {
 		out := map[string][]string{}
@@ -361,11 +379,11 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 		out["dedupe keys"] = h.keys()
 		return out
 	}
-	ref := newHarness(t, func(o *Options) { o.Seal.Rows = 2 })
+	ref := newHarness(t, mutate)
 	ref.add("orders", 0, recs[:2]...)
 	ref.drain()
 	afterFirst := dump(ref)
-	ref.add("orders", 0, recs[2:]...)
+	add2(ref)
 	ref.drain()
 	want := dump(ref)
 
@@ -377,10 +395,10 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 				name = "cancelled at " + point
 			}
 			t.Run(name, func(t *testing.T) {
-				h := newHarness(t, func(o *Options) { o.Seal.Rows = 2 })
+				h := newHarness(t, mutate)
 				h.add("orders", 0, recs[:2]...)
 				h.drain()
-				h.add("orders", 0, recs[2:]...)
+				add2(h)
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				wantErr := injected
@@ -657,5 +675,33 @@ func TestRunIdlesOverMissingRecords(t *testing.T) {
 	// About ten micro-batches in a second; a spinning loop makes thousands.
 	if n := calls.Load() - before; n > 200 {
 		t.Fatalf("Run went round %d times in a second over an empty WAL: it spins", n)
+	}
+}
+
+// TestReadAheadFollowsReconfigure changes the decoders' configuration
+// while the next micro-batch is held read and decoded ahead: that
+// micro-batch follows the new configuration, as one read after the change
+// does.
+func TestReadAheadFollowsReconfigure(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.BatchRecords = 1 })
+	h.add("orders", 0, ev("a", "s1", "1", at(0)))
+	h.add("orders", 0, ev("b", "s2", "2", at(time.Second)))
+	if n := h.step(); n != 1 {
+		t.Fatalf("first micro-batch consumed %d records, want 1", n)
+	}
+	if h.e.ahead == nil || h.e.ahead.records != 1 {
+		t.Fatalf("the second record was not read ahead: %+v", h.e.ahead)
+	}
+	topics := testTopics()
+	cfg := topics["orders"]
+	cfg.Filters = append(cfg.Filters, event.Rule{Name: "store_s2", Field: "store_id", Equals: []string{"s2"}})
+	topics["orders"] = cfg
+	if err := h.e.Reconfigure(topics, h.e.opts.Seal); err != nil {
+		t.Fatal(err)
+	}
+	h.drain()
+	st := h.e.Stats()
+	if st.Accepted != 1 || st.FilteredByRule["store_s2"] != 1 {
+		t.Fatalf("after the change: accepted %d, filtered by store_s2 %d; want 1, 1 (stats %+v)", st.Accepted, st.FilteredByRule["store_s2"], st)
 	}
 }

@@ -161,6 +161,7 @@ func (e *Engine) loadState(ctx context.Context) error {
 	// Dedupe horizon: the key store holds its keys (keystore.go).
 	e.keys.forgetBelow(st.horizon)
 	e.cursor, e.counters, e.windows = cursor, counters, set
+	e.ahead = nil // read from a cursor that may not be this one
 	e.unmappedNames = 0
 	for name := range counters {
 		if strings.HasPrefix(name, cUnmappedPrefix) && name != cUnmappedPrefix+UnmappedOther {
