@@ -49,6 +49,7 @@ type Engine struct {
 	// tables: a read-ahead decoded before one is not used.
 	decodeGen uint64
 	decoded   []decoded // the last micro-batch's decodings, reused
+	spare     scratch   // the last micro-batch's buffers, reused (recycle)
 	// ahead is the next micro-batch's records, read and decoded while
 	// the last one committed (readahead.go); nil when there are none.
 	ahead *readAhead
@@ -449,6 +450,7 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 		ra = e.startReadAhead(ctx, b.cursor) // more records are likely waiting
 	}
 	err := e.commit(ctx, b)
+	e.recycle(b)
 	if ra != nil {
 		ra = ra.wait(e)
 	}
