@@ -39,7 +39,7 @@ func benchEvents(n int) [][]byte {
 // benchWAL fills a WAL in dir/wal with n benchEvents: 4 partitions,
 // fetched batches of 1000 records. It returns the WAL and the events'
 // bytes.
-func benchWAL(b *testing.B, dir string, n int) (*wal.WAL, int64) {
+func benchWAL(b testing.TB, dir string, n int) (*wal.WAL, int64) {
 	b.Helper()
 	w, err := wal.Open(filepath.Join(dir, "wal"), wal.Options{Logger: quietLogger()})
 	if err != nil {

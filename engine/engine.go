@@ -50,6 +50,8 @@ type Engine struct {
 	decodeGen uint64
 	decoded   []decoded // the last micro-batch's decodings, reused
 	spare     scratch   // the last micro-batch's buffers, reused (recycle)
+	// partEnc writes the micro-batches' parts, one at a time (part.go).
+	partEnc partEncoder
 	// ahead is the next micro-batch's records, read and decoded while
 	// the last one committed (readahead.go); nil when there are none.
 	ahead *readAhead

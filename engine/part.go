@@ -128,15 +128,31 @@ func (c *partCounter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// writePart writes rows (their items JSON in items[r.itemsFrom:r.itemsTo]
+// partEncoder writes parts, one at a time, reusing its Parquet writer's
+// column buffers, its row conversion buffers and its file buffer from one
+// part to the next: a new writer per part allocated ~800 bytes a row for
+// the collector (docs/PERFORMANCE.md, "Drain"). The zero value is ready.
+type partEncoder struct {
+	pw  *parquet.GenericWriter[partRow]
+	bw  *bufio.Writer
+	buf []partRow
+	js  []string
+}
+
+// writePart writes a part with an encoder of its own.
+func writePart(ctx context.Context, path string, rows []outRow, items []byte) (partFile, error) {
+	return new(partEncoder).write(ctx, path, rows, items)
+}
+
+// write writes rows (their items JSON in items[r.itemsFrom:r.itemsTo]
 // when r.hasItems) to path as a zstd Parquet file: written to path+".tmp",
 // fsync'd, renamed to path, and the directory fsync'd, so a file under its
 // final name is complete and durable. It returns the file's size and
 // SHA-256 (computed while writing, not by re-reading).
-func writePart(ctx context.Context, path string, rows []outRow, items []byte) (partFile, error) {
+func (pe *partEncoder) write(ctx context.Context, path string, rows []outRow, items []byte) (partFile, error) {
 	var pf partFile
 	err := durable.WriteFile(path, 0o644, func(w io.Writer) (err error) {
-		if pf, err = encodePartFile(w, rows, items); err != nil {
+		if pf, err = pe.encodeFile(w, rows, items); err != nil {
 			return err
 		}
 		// The fsync is what a slow disk makes long: a micro-batch
@@ -149,36 +165,47 @@ func writePart(ctx context.Context, path string, rows []outRow, items []byte) (p
 	return pf, nil
 }
 
-// encodePartFile writes the Parquet bytes of rows to w through a buffer,
+// encodeFile writes the Parquet bytes of rows to w through a buffer,
 // counting and hashing them on the way.
-func encodePartFile(w io.Writer, rows []outRow, items []byte) (partFile, error) {
+func (pe *partEncoder) encodeFile(w io.Writer, rows []outRow, items []byte) (partFile, error) {
 	c := &partCounter{w: w, h: sha256.New()}
-	bw := bufio.NewWriterSize(c, 1<<20)
-	if err := encodePart(bw, rows, items); err != nil {
+	if pe.bw == nil {
+		pe.bw = bufio.NewWriterSize(c, 1<<20)
+	}
+	pe.bw.Reset(c)
+	defer pe.bw.Reset(nil) // the file is closed after the call
+	if err := pe.encode(pe.bw, rows, items); err != nil {
 		return partFile{}, err
 	}
-	if err := bw.Flush(); err != nil {
+	if err := pe.bw.Flush(); err != nil {
 		return partFile{}, err
 	}
 	return partFile{Rows: int64(len(rows)), Bytes: c.n, SHA256: hex.EncodeToString(c.h.Sum(nil))}, nil
 }
 
-// partChunk is how many rows encodePart converts to partRow at a time.
+// partChunk is how many rows encode converts to partRow at a time.
 const partChunk = 1024
 
-// encodePart writes rows as one row group with parquet-go, zstd at its
+// encode writes rows as one row group with parquet-go, zstd at its
 // default level but for customer_email_hash (hashCodec): docs/PERFORMANCE.md ("Parquet writer") has the
 // measurements this choice comes from.
-func encodePart(w io.Writer, rows []outRow, items []byte) error {
+func (pe *partEncoder) encode(w io.Writer, rows []outRow, items []byte) error {
 	for i := range rows {
 		if err := checkPartRow(&rows[i]); err != nil {
 			return err
 		}
 	}
-	pw := parquet.NewGenericWriter[partRow](w, partSchema, parquet.Compression(partCodec),
-		parquet.MaxRowsPerRowGroup(int64(max(len(rows), 1))), parquet.PageBufferSize(partPageBuffer))
-	buf := make([]partRow, min(partChunk, len(rows)))
-	js := make([]string, len(buf))
+	if pe.pw == nil {
+		// One row group: its rows are never more than MaxInt64, parquet-go's
+		// default bound.
+		pe.pw = parquet.NewGenericWriter[partRow](w, partSchema, parquet.Compression(partCodec),
+			parquet.PageBufferSize(partPageBuffer))
+		pe.buf = make([]partRow, partChunk)
+		pe.js = make([]string, partChunk)
+	}
+	pe.pw.Reset(w)
+	buf, js := pe.buf, pe.js
+	defer clear(buf) // the rows' strings: the collector may free them
 	for i := 0; i < len(rows); i += len(buf) {
 		n := min(len(buf), len(rows)-i)
 		for j := range n {
@@ -206,11 +233,16 @@ func encodePart(w io.Writer, rows []outRow, items []byte) error {
 				p.BaseAmount = (*int64)(&ev.BaseAmount)
 			}
 		}
-		if _, err := pw.Write(buf[:n]); err != nil {
+		if _, err := pe.pw.Write(buf[:n]); err != nil {
+			pe.pw = nil // the next part starts from a new writer
 			return err
 		}
 	}
-	return pw.Close()
+	if err := pe.pw.Close(); err != nil {
+		pe.pw = nil
+		return err
+	}
+	return nil
 }
 
 // strOrNull is s, or nil (NULL) for "", as nullString.

@@ -78,6 +78,31 @@ var partTestWant = []string{
 	"evt-5 ORD-1 order_placed store-1 cust-1 NULL 0 NULL card 4242 web DE [] 2024-05-01T11:59:59.654321Z 0 eu-central Europe/Berlin payments 2147483647 4611686018427387904 2024-05-01T12:00:00.127456Z 2024-05-01T12:00:01.999999Z \"{\\\"coupon\\\":\\\"SPRING\\\",\\\"gift\\\":true}\" \"{\\\"tier\\\":\\\"gold\\\"}\"",
 }
 
+// TestPartEncoderReused writes parts of different rows in turn with one
+// encoder, a failed one among them: each file is byte for byte the file a
+// new encoder writes of the same rows.
+func TestPartEncoderReused(t *testing.T) {
+	small, smallItems := partTestRows()
+	many, manyItems, _ := benchRows(t, 3000)
+	bad := slices.Clone(small)
+	bad[1].ev.Amount = maxPartDecimal + 1
+	dir := t.TempDir()
+	var pe partEncoder
+	for i, c := range []struct {
+		rows  []outRow
+		items []byte
+	}{{many, manyItems}, {small, smallItems}, {bad, smallItems}, {many, manyItems}, {small, smallItems}} {
+		got, err := pe.write(context.Background(), filepath.Join(dir, fmt.Sprintf("reused-%d", i)), c.rows, c.items)
+		want, werr := writePart(context.Background(), filepath.Join(dir, fmt.Sprintf("new-%d", i)), c.rows, c.items)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("part %d: reused encoder's error %v, a new one's %v", i, err, werr)
+		}
+		if err == nil && (got != want || got.Rows != int64(len(c.rows))) {
+			t.Fatalf("part %d: reused encoder wrote %+v, a new one %+v", i, got, want)
+		}
+	}
+}
+
 // TestWritePartRoundTrip reads a part back with DuckDB and compares every
 // value with what the row store kept of the same rows (partTestWant).
 func TestWritePartRoundTrip(t *testing.T) {
@@ -197,7 +222,7 @@ func TestWritePartFailure(t *testing.T) {
 // benchRows returns the accepted rows and items arena of one micro-batch
 // of n benchEvents, decoded and cleaned by the engine, and the raw size of
 // the accepted records.
-func benchRows(b *testing.B, n int) ([]outRow, []byte, int64) {
+func benchRows(b testing.TB, n int) ([]outRow, []byte, int64) {
 	b.Helper()
 	dir := b.TempDir()
 	w, _ := benchWAL(b, dir, n)
@@ -263,12 +288,13 @@ func BenchmarkWritePart(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			path := filepath.Join(b.TempDir(), "part.parquet")
 			var pf partFile
+			var pe partEncoder // as the engine's, reused part after part
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu0 := cpuTime()
 			for range b.N {
 				var err error
-				if pf, err = writePart(context.Background(), path, bc.rows, items); err != nil {
+				if pf, err = pe.write(context.Background(), path, bc.rows, items); err != nil {
 					b.Fatal(err)
 				}
 			}

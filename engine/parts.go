@@ -43,7 +43,7 @@ func (e *Engine) writeBatchPart(ctx context.Context, b *batch, seq int64) error 
 	if len(b.rows) == 0 {
 		return nil
 	}
-	f, err := writePart(ctx, partPath(e.partsDir(), seq), b.rows, b.items)
+	f, err := e.partEnc.write(ctx, partPath(e.partsDir(), seq), b.rows, b.items)
 	if err != nil {
 		return err
 	}
