@@ -169,6 +169,7 @@ func (e *Engine) process(b *batch) {
 	// micro-batch's are reused (recycle).
 	b.rows = slices.Grow(e.spare.rows, b.records)
 	b.keys = slices.Grow(e.spare.keys, b.records)
+	b.items = e.spare.items
 	if b.seen = e.spare.seen; b.seen == nil {
 		b.seen = make(map[dedupeKey]struct{}, b.records)
 	}
@@ -211,9 +212,10 @@ func (e *Engine) process(b *batch) {
 // reuse: allocating them anew for each cost the collector a third of the
 // micro-batches' allocations (docs/PERFORMANCE.md, "Drain").
 type scratch struct {
-	rows []outRow
-	keys []keyTime
-	seen map[dedupeKey]struct{}
+	rows  []outRow
+	keys  []keyTime
+	items []byte
+	seen  map[dedupeKey]struct{}
 }
 
 // recycle keeps b's buffers for the next micro-batch, emptied, once
@@ -222,7 +224,7 @@ type scratch struct {
 func (e *Engine) recycle(b *batch) {
 	clear(b.rows) // the rows' strings: the collector may free them
 	clear(b.seen)
-	e.spare = scratch{rows: b.rows[:0], keys: b.keys[:0], seen: b.seen}
+	e.spare = scratch{rows: b.rows[:0], keys: b.keys[:0], items: b.items[:0], seen: b.seen}
 }
 
 // outcome is what became of one record.
