@@ -324,7 +324,7 @@ func TestCorruptionInSSTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := TopicPartition{Topic: "a", Partition: 0}
-	appendOrders(t, w, tp, 40)
+	appendOrders(t, w, tp, 2000, smallEntry)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestCorruptionInLogFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := TopicPartition{Topic: "a", Partition: 0}
-	appendOrders(t, w, tp, 40)
+	appendOrders(t, w, tp, 2000, bigEntry)
 	mustClose(t, w)
 	log, size := largestFile(dir, "*.log")
 	if size < 256<<10 {

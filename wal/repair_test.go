@@ -221,7 +221,7 @@ func TestRepairFlippedSSTableByte(t *testing.T) {
 	}
 	tp := TopicPartition{Topic: "a", Partition: 0}
 	const n = 2000
-	appendOrders(t, w, tp, n/50)
+	appendOrders(t, w, tp, n, smallEntry)
 	mustAppend(t, w, TopicPartition{Topic: "b", Partition: 0}, recs(0, 9))
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
@@ -292,20 +292,28 @@ func largestSST(t *testing.T, dir string) string {
 	return sst
 }
 
-// appendOrders appends to tp entries of 50 records each, offsets from 0
-// on, whose values are 300-byte JSON orders: enough data for sstables
-// with many blocks.
-func appendOrders(t *testing.T, w *WAL, tp TopicPartition, entries int64) {
+// appendOrders appends to tp the records 0..n-1 in entries of perEntry
+// records each, whose values are 300-byte JSON orders: enough data for
+// Pebble files with many blocks. Entries of smallEntry records stay in the
+// sstables; entries of bigEntry records go to blob files (their values
+// are at least valueSeparationMinimum bytes).
+func appendOrders(t *testing.T, w *WAL, tp TopicPartition, n, perEntry int64) {
 	t.Helper()
-	for i := int64(0); i < entries; i++ {
-		batch := make([]Record, 50)
+	for first := int64(0); first < n; first += perEntry {
+		batch := make([]Record, min(perEntry, n-first))
 		for j := range batch {
-			off := i*50 + int64(j)
+			off := first + int64(j)
 			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
 		}
 		mustAppend(t, w, tp, batch)
 	}
 }
+
+// Records per entry for appendOrders.
+const (
+	smallEntry = 2  // ~690-byte values: kept in the sstables
+	bigEntry   = 50 // ~17 KB values: moved to blob files
+)
 
 // largestFile returns the largest file in dir matching pattern, and its size.
 func largestFile(dir, pattern string) (string, int64) {
@@ -369,7 +377,7 @@ func TestRepairUnreadableSSTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
-	appendOrders(t, w, a, 40)
+	appendOrders(t, w, a, 2000, smallEntry)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
