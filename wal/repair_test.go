@@ -742,3 +742,107 @@ func TestRepairKeepsIncarnations(t *testing.T) {
 		t.Fatalf("registered partition after repair: %x %v", id, ok)
 	}
 }
+
+// checkBlobRepair checks a repair of blobWAL's WAL whose blob file was
+// damaged: every moved item is one unreadable entry of a/0, bounded by
+// the entries' offsets and naming the blob file; kept and moved records
+// add up; the blob file is kept in quarantine as it was; the repaired WAL
+// reads everything else and keeps a/0's high water. It returns the moved
+// entries' first offsets.
+func checkBlobRepair(t *testing.T, dir string, rep RepairReport, blob string, data []byte) map[int64]bool {
+	t.Helper()
+	a, b := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
+	if rep.Quarantine == "" || len(rep.Damage) == 0 || len(rep.Moved) == 0 {
+		t.Fatalf("repair found nothing: %+v", rep)
+	}
+	moved := map[int64]bool{}
+	for _, m := range rep.Moved {
+		if m.Kind != MovedRange || m.Topic != "a" || m.PebbleFile != blob || m.FirstOffset%bigEntry != 0 ||
+			m.LastOffset != m.FirstOffset+bigEntry-1 || !strings.Contains(m.Reason, blob) {
+			t.Errorf("moved %+v, want one entry of a/0 with its offsets and %s", m, blob)
+		}
+		moved[m.FirstOffset] = true
+	}
+	if len(moved) != len(rep.Moved) || rep.Entries != int64(len(moved)) || rep.Records != int64(len(moved))*bigEntry ||
+		rep.KeptRecords+rep.Records != 2010 {
+		t.Errorf("moved %d entries, %d records, kept %d records; want each entry once, %d records each, 2010 in all",
+			rep.Entries, rep.Records, rep.KeptRecords, bigEntry)
+	}
+	if got, err := os.ReadFile(filepath.Join(rep.Quarantine, "wal", filepath.Base(blob))); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the damaged blob file is not kept as it was in quarantine (%v)", err)
+	}
+	var man RepairReport
+	if b, err := os.ReadFile(filepath.Join(rep.Quarantine, ManifestFile)); err != nil || json.Unmarshal(b, &man) != nil || len(man.Moved) != len(rep.Moved) {
+		t.Errorf("manifest: %v %+v", err, man)
+	}
+
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	entries, _ := readAll(t, w, nil)
+	var want []int64
+	for first := int64(0); first < 2000; first += bigEntry {
+		if !moved[first] {
+			want = append(want, span(first, first+bigEntry-1)...)
+		}
+	}
+	if got := offsetsOf(entries, a); !equalOffsets(got, want) {
+		t.Errorf("a/0 after repair holds %d records, want the %d not moved", len(got), len(want))
+	}
+	if got := offsetsOf(entries, b); !equalOffsets(got, span(0, 9)) {
+		t.Errorf("b/0 after repair: %v", got)
+	}
+	if hw := w.HighWater(a); hw != 1999 {
+		t.Errorf("high water %d after repair, want 1999", hw)
+	}
+	// The moved records are not admitted again by a re-fetch.
+	if res := mustAppend(t, w, a, recs(1990, 2001)); res.Duplicates != 10 || res.Appended != 2 {
+		t.Errorf("re-fetch after repair: %+v", res)
+	}
+	return moved
+}
+
+// TestRepairFlippedBlobByte flips one byte in the middle of the blob file
+// holding the entries' values: the entries whose values lie in the
+// damaged block are moved, one range per entry (their keys still read),
+// and everything else is kept.
+func TestRepairFlippedBlobByte(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	blob := blobWAL(t, dir)
+	data := flipMiddleBit(t, blob)
+	rep := mustRepair(t, dir, quarantine)
+	if moved := checkBlobRepair(t, dir, rep, blob, data); len(moved) >= 40 {
+		t.Errorf("every entry was moved for one flipped byte: %+v", rep.Moved)
+	}
+	t.Logf("moved %+v", rep.Moved)
+}
+
+// TestRepairUnreadableBlobFile: a blob file that cannot be opened takes
+// every entry whose value it holds; repair moves them, one range per
+// entry, keeps the file in quarantine, and leaves a WAL that opens.
+func TestRepairUnreadableBlobFile(t *testing.T) {
+	for _, name := range []string{"truncated", "zeroed"} {
+		t.Run(name, func(t *testing.T) {
+			dir, quarantine := repairDirs(t)
+			blob := blobWAL(t, dir)
+			data, err := os.ReadFile(blob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "truncated" {
+				data = data[:len(data)/2]
+			} else {
+				data = make([]byte, len(data))
+			}
+			if err := os.WriteFile(blob, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rep := mustRepair(t, dir, quarantine)
+			if moved := checkBlobRepair(t, dir, rep, blob, data); len(moved) != 40 {
+				t.Errorf("moved %d entries, want all 40 of a/0", len(moved))
+			}
+		})
+	}
+}
