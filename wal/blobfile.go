@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage"
@@ -21,6 +22,29 @@ import (
 // (DB.reportCorruption has no case for a blob file without metadata). So
 // the WAL maps an entry's blob file to its path itself, and checks that
 // every blob file opens before anything reads from one.
+
+// valueSeparationPolicy is Pebble's value separation policy for the WAL,
+// as measured in the drain (docs/PERFORMANCE.md), with one change: blob
+// file rewrites, which copy the values still referenced out of a file
+// that is mostly garbage, wait until Verify has found no damage, and stop
+// once a read meets damage in a blob file. A rewrite that meets a damaged
+// block panics in Pebble v2.1.7 (it reports the damage without the file's
+// metadata), in a compaction, which no caller can recover: after a
+// restart the WAL would panic again before the verify at start could
+// report the damage.
+func (w *WAL) valueSeparationPolicy() pebble.ValueSeparationPolicy {
+	p := pebble.ValueSeparationPolicy{
+		Enabled:               true,
+		MinimumSize:           valueSeparationMinimum,
+		MaxBlobReferenceDepth: 10,
+		RewriteMinimumAge:     time.Minute,
+		TargetGarbageRatio:    0.5,
+	}
+	if !w.blobRewrites.Load() {
+		p.TargetGarbageRatio = 1 // no rewrites
+	}
+	return p
+}
 
 // blobFile is a blob file the current Pebble version references.
 type blobFile struct {
@@ -134,6 +158,7 @@ func (w *WAL) value(it *pebble.Iterator) ([]byte, error) {
 	}
 	v, err := it.ValueAndErr()
 	if err != nil && pebble.IsCorruptionError(err) && pebble.ExtractDataCorruptionInfo(err) == nil {
+		w.blobRewrites.Store(false)
 		return nil, blobCorruption(it.Key(), lv, w.blobPath(id), err)
 	}
 	return v, err

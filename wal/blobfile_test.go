@@ -175,3 +175,42 @@ func TestBlobGarbageBounded(t *testing.T) {
 		t.Errorf("the directory reached %d bytes and ends at %d for ~2 MB held: garbage is not reclaimed", peakDisk, end)
 	}
 }
+
+// TestBlobRewritesWaitForVerify: Pebble may rewrite blob files only
+// while no damage is known: not before a Verify found none, and not after
+// a read met damage in a blob file (valueSeparationPolicy).
+func TestBlobRewritesWaitForVerify(t *testing.T) {
+	dir := t.TempDir()
+	blob := blobWAL(t, dir)
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrites := func(what string, want bool) {
+		t.Helper()
+		if got := w.valueSeparationPolicy().TargetGarbageRatio < 1; got != want {
+			t.Errorf("%s: blob file rewrites allowed %v, want %v", what, got, want)
+		}
+	}
+	rewrites("opened", false)
+	if v, err := w.Verify(); err != nil || len(v.Corruptions) > 0 {
+		t.Fatalf("verify: %v %v", err, v.Corruptions)
+	}
+	rewrites("verified", true)
+	mustClose(t, w)
+
+	flipMiddleBit(t, blob)
+	if w, err = Open(dir, testOptions(t, vfs.Default)); err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	if v, err := w.Verify(); err != nil || len(v.Corruptions) == 0 {
+		t.Fatalf("verify of a damaged blob file: %v %v", err, v.Corruptions)
+	}
+	rewrites("damage verified", false)
+	w.blobRewrites.Store(true) // as if the damage came after a clean verify
+	if _, err := w.Read(nil, 1<<20, func(Entry) error { return nil }); err == nil {
+		t.Fatal("read of a damaged blob file succeeded")
+	}
+	rewrites("damage read", false)
+}

@@ -115,9 +115,13 @@ func (w *WAL) Verify() (VerifyReport, error) {
 		}
 		// The scan stopped at the damage: partitions whose meta was not
 		// reached yet cannot be judged.
+		w.blobRewrites.Store(false)
 		rep.Corruptions = append(rep.Corruptions, corruptionOf(err))
 		return rep, nil
 	}
+	// Pebble may rewrite blob files once no damage is known
+	// (valueSeparationPolicy).
+	w.blobRewrites.Store(len(rep.Corruptions) == 0 && len(parts) == 0)
 	orphans := make([]TopicPartition, 0, len(parts))
 	for tp := range parts {
 		orphans = append(orphans, tp)

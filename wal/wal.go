@@ -82,6 +82,10 @@ type WAL struct {
 	// ID, found at open (blobfile.go): only a read-only WAL opens with
 	// them, and no read of it asks Pebble for their values.
 	unreadable map[uint64]*CorruptionError
+	// blobRewrites lets Pebble rewrite blob files to drop their garbage:
+	// set once Verify found no damage, cleared when a read meets damage
+	// in a blob file (blobfile.go, valueSeparationPolicy).
+	blobRewrites atomic.Bool
 
 	mu    sync.Mutex // guards parts (the map, not each partition's state)
 	parts map[TopicPartition]*partition
@@ -195,15 +199,7 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 	// copied from level to level (docs/PERFORMANCE.md, "Pebble's
 	// compactions in the WAL"). Damage in a blob file is reported and
 	// repaired per entry, like damage in an sstable (doc.go, "Blob files").
-	popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-		return pebble.ValueSeparationPolicy{
-			Enabled:               true,
-			MinimumSize:           valueSeparationMinimum,
-			MaxBlobReferenceDepth: 10,
-			RewriteMinimumAge:     time.Minute,
-			TargetGarbageRatio:    0.5,
-		}
-	}
+	popts.Experimental.ValueSeparationPolicy = w.valueSeparationPolicy
 	popts.EnsureDefaults()
 	for i := range popts.Levels {
 		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
