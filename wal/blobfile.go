@@ -62,17 +62,17 @@ type blobFile struct {
 // liveBlobFiles lists the blob files the current Pebble version
 // references.
 func (w *WAL) liveBlobFiles() []blobFile {
-	db := w.db
 	metas := map[uint64]objstorage.ObjectMetadata{}
-	provider := db.ObjProvider()
+	provider := w.db.ObjProvider()
 	for _, m := range provider.List() {
 		if m.FileType.String() == "blob" {
 			metas[uint64(m.DiskFileNum)] = m
 		}
 	}
-	// The version is referenced while it is read: a compaction may
-	// install a newer one meanwhile.
-	v := db.DebugCurrentVersion()
+	// The current version is Pebble's only view of the mapping from blob
+	// file IDs to files (the manifest's); it is referenced while it is
+	// read, for a compaction may install a newer one meanwhile.
+	v := w.db.DebugCurrentVersion()
 	v.Ref()
 	defer v.Unref()
 	var out []blobFile
@@ -124,7 +124,7 @@ func (w *WAL) checkBlobFiles() map[uint64]*CorruptionError {
 // checkBlobFile opens f with Pebble's own blob file reader.
 func checkBlobFile(provider objstorage.Provider, f blobFile) error {
 	if !f.found {
-		return errors.New("the file is missing")
+		return fmt.Errorf("%w: the file is missing", pebble.ErrCorruption)
 	}
 	ctx := context.Background()
 	r, err := provider.OpenForReading(ctx, f.meta.FileType, f.meta.DiskFileNum, objstorage.OpenOptions{MustExist: true})

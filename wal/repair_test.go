@@ -127,20 +127,7 @@ func TestRepairEntryDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer mustClose(t, w)
-			entries, _ := readAll(t, w, nil)
-			if got := offsetsOf(entries, tp); !equalOffsets(got, append(span(0, 4), span(10, 14)...)) {
-				t.Errorf("a/0 after repair: %v", got)
-			}
-			if got := offsetsOf(entries, other); !equalOffsets(got, span(0, 2)) {
-				t.Errorf("b/0 after repair: %v", got)
-			}
-			if hw := w.HighWater(tp); hw != 14 {
-				t.Errorf("high water %d after repair, want 14", hw)
-			}
-			// The moved records are not admitted again by a re-fetch.
-			if res := mustAppend(t, w, tp, recs(5, 16)); res.Duplicates != 10 || res.Appended != 2 {
-				t.Errorf("re-fetch after repair: %+v", res)
-			}
+			wantRepaired(t, w, tp, append(span(0, 4), span(10, 14)...), other, span(0, 2), 14)
 		})
 	}
 }
@@ -781,27 +768,35 @@ func checkBlobRepair(t *testing.T, dir string, rep RepairReport, blob string, da
 		t.Fatal(err)
 	}
 	defer mustClose(t, w)
-	entries, _ := readAll(t, w, nil)
 	var want []int64
 	for first := int64(0); first < 2000; first += bigEntry {
 		if !moved[first] {
 			want = append(want, span(first, first+bigEntry-1)...)
 		}
 	}
-	if got := offsetsOf(entries, a); !equalOffsets(got, want) {
-		t.Errorf("a/0 after repair holds %d records, want the %d not moved", len(got), len(want))
+	wantRepaired(t, w, a, want, b, span(0, 9), 1999)
+	return moved
+}
+
+// wantRepaired checks what the repaired WAL w holds: the offsets want of
+// tp and otherWant of other, tp's high water hw, and that a re-fetch of
+// the ten records up to it is dropped while the two after it are kept.
+func wantRepaired(t *testing.T, w *WAL, tp TopicPartition, want []int64, other TopicPartition, otherWant []int64, hw int64) {
+	t.Helper()
+	entries, _ := readAll(t, w, nil)
+	if got := offsetsOf(entries, tp); !equalOffsets(got, want) {
+		t.Errorf("%s after repair holds %d records, want %d: %v", tp, len(got), len(want), got)
 	}
-	if got := offsetsOf(entries, b); !equalOffsets(got, span(0, 9)) {
-		t.Errorf("b/0 after repair: %v", got)
+	if got := offsetsOf(entries, other); !equalOffsets(got, otherWant) {
+		t.Errorf("%s after repair: %v", other, got)
 	}
-	if hw := w.HighWater(a); hw != 1999 {
-		t.Errorf("high water %d after repair, want 1999", hw)
+	if got := w.HighWater(tp); got != hw {
+		t.Errorf("high water %d after repair, want %d", got, hw)
 	}
 	// The moved records are not admitted again by a re-fetch.
-	if res := mustAppend(t, w, a, recs(1990, 2001)); res.Duplicates != 10 || res.Appended != 2 {
+	if res := mustAppend(t, w, tp, recs(hw-9, hw+2)); res.Duplicates != 10 || res.Appended != 2 {
 		t.Errorf("re-fetch after repair: %+v", res)
 	}
-	return moved
 }
 
 // TestRepairFlippedBlobByte flips one byte in the middle of the blob file

@@ -167,8 +167,11 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 		key := it.Key()
 		prefix, tp, _, ok := decodeKey(key)
 		if !ok {
-			val, _ := s.old.value(it)
+			val, verr := s.old.value(it)
 			s.malformedKey(key, val)
+			if verr != nil {
+				skipValue(it, key)
+			}
 			valid = it.Next()
 			continue
 		}

@@ -221,7 +221,11 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 			}
 		}
 		_ = db.Close()
-		return fmt.Errorf("wal: cannot open %s: %d blob files cannot be opened, the first: %w", dir, len(w.unreadable), first)
+		more := ""
+		if n := len(w.unreadable) - 1; n > 0 {
+			more = fmt.Sprintf(" (and %d more blob files)", n)
+		}
+		return fmt.Errorf("wal: cannot open %s: %w%s", dir, first, more)
 	}
 	return nil
 }
