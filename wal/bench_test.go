@@ -266,7 +266,7 @@ func BenchmarkVerify(b *testing.B) {
 // ingest does for a fetch, and, once ~130 MB are held, reads and
 // truncates as many records, as the engine does. It reports the
 // process's CPU time per record and the directory's peak size. Run it
-// with a fixed op count, e.g. -benchtime 400x, and compare builds in
+// with a fixed op count, e.g. -benchtime 1000x, and compare builds in
 // alternating runs (docs/PERFORMANCE.md).
 func BenchmarkDrain(b *testing.B) {
 	const (

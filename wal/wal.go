@@ -187,11 +187,6 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 			},
 		},
 	}
-	// No block compression: the WAL's entries live seconds to minutes,
-	// and compressing them at every flush and compaction and
-	// decompressing them for the engine's read cost ~1.3 µs of CPU an
-	// event in the drain benchmark (docs/PERFORMANCE.md). The byte budget
-	// counts the entries' own bytes either way.
 	// Value separation: an entry's value (a fetched batch, well above
 	// valueSeparationMinimum) goes to a blob file at the memtable's flush
 	// and stays there; compactions rewrite only the keys and a small
@@ -200,6 +195,13 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 	// compactions in the WAL"). Damage in a blob file is reported and
 	// repaired per entry, like damage in an sstable (doc.go, "Blob files").
 	popts.Experimental.ValueSeparationPolicy = w.valueSeparationPolicy
+	// No block compression: the WAL's entries live seconds to minutes,
+	// and compressing them at every flush and compaction and
+	// decompressing them for the engine's read cost ~1.3 µs of CPU an
+	// event in the drain benchmark (docs/PERFORMANCE.md). The byte budget
+	// counts the entries' own bytes either way. Blob files take the
+	// compression of their level's sstables, so they are not compressed
+	// either.
 	popts.EnsureDefaults()
 	for i := range popts.Levels {
 		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
