@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,4 +257,81 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	reportRates(b, rep.Records*b.N, rep.Bytes*int64(b.N))
 	b.ReportMetric(float64(rep.Bytes)/1e6, "MB-verified")
+}
+
+// BenchmarkDrain measures the CPU the WAL costs a backlog drain, Pebble's
+// flushes and compactions included (they run on Pebble's goroutines, so
+// the process's CPU time is what counts, not the wall clock): each op
+// appends one 500-record entry (~165 KB) to each of 8 partitions, as
+// ingest does for a fetch, and, once ~130 MB are held, reads and
+// truncates as many records, as the engine does. It reports the
+// process's CPU time per record and the directory's peak size. Run it
+// with a fixed op count, e.g. -benchtime 1000x, and compare builds in
+// alternating runs (docs/PERFORMANCE.md).
+func BenchmarkDrain(b *testing.B) {
+	const (
+		partitions = 8
+		batch      = 500
+		lag        = 100 // ops appended before the first is consumed
+	)
+	w, _ := benchOpen(b)
+	defer mustClose(b, w)
+	batches := make([][]Record, partitions)
+	for p := range batches {
+		batches[p] = benchBatch(0, batch)
+	}
+	cur := Cursor{}
+	consume := func() {
+		next, err := w.Read(cur, partitions*batch, func(Entry) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.Truncate(next); err != nil {
+			b.Fatal(err)
+		}
+		cur = next
+	}
+	var peak uint64
+	cpu0 := cpuTime(b)
+	b.ResetTimer()
+	for i := range b.N {
+		for p := range partitions {
+			for j := range batches[p] {
+				batches[p][j].Offset = int64(i*batch + j)
+			}
+			if _, err := w.Append(TopicPartition{Topic: "orders", Partition: int32(p)}, batches[p]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if i >= lag {
+			consume()
+		}
+		if i%20 == 0 {
+			peak = max(peak, w.DiskUsage())
+		}
+	}
+	for w.Bytes() > 0 {
+		consume()
+	}
+	// Compactions the drain started are part of its cost.
+	for deadline := time.Now().Add(30 * time.Second); w.db.Metrics().Compact.NumInProgress > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	records := float64(b.N * partitions * batch)
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/records/1e3, "cpu-µs/record")
+	b.ReportMetric(float64(peak)/1e6, "peak-disk-MB")
+	b.ReportMetric(float64(w.DiskUsage())/1e6, "end-disk-MB")
+	m := w.db.Metrics()
+	b.ReportMetric(float64(m.BlobFiles.Local.LiveSize)/1e6, "end-blob-MB")
+	b.ReportMetric(float64(m.Table.Local.LiveSize)/1e6, "end-sst-MB")
+}
+
+// cpuTime returns the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

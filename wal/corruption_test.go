@@ -3,7 +3,9 @@ package wal
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -324,7 +326,7 @@ func TestCorruptionInSSTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := TopicPartition{Topic: "a", Partition: 0}
-	appendOrders(t, w, tp, 40)
+	appendOrders(t, w, tp, 2000, smallEntry)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +383,7 @@ func TestCorruptionInLogFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := TopicPartition{Topic: "a", Partition: 0}
-	appendOrders(t, w, tp, 40)
+	appendOrders(t, w, tp, 2000, bigEntry)
 	mustClose(t, w)
 	log, size := largestFile(dir, "*.log")
 	if size < 256<<10 {
@@ -417,4 +419,200 @@ func flipMiddleBit(t *testing.T, file string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// blobWAL writes, on the real disk in dir, a/0's offsets 0..1999 in
+// entries of bigEntry records, whose values go to a blob file at the
+// flush, and b/0's offsets 0..9 in one small entry that stays in the
+// sstable. It returns the path of the one blob file.
+func blobWAL(t *testing.T, dir string) string {
+	t.Helper()
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendOrders(t, w, TopicPartition{Topic: "a", Partition: 0}, 2000, bigEntry)
+	mustAppend(t, w, TopicPartition{Topic: "b", Partition: 0}, recs(0, 9))
+	if err := w.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	blobs, _ := filepath.Glob(filepath.Join(dir, "*.blob"))
+	if len(blobs) != 1 {
+		t.Fatalf("the flush wrote %d blob files (%v), the test needs one", len(blobs), blobs)
+	}
+	if _, size := largestFile(dir, "*.sst"); size > 16<<10 {
+		t.Fatalf("the sstable is %d bytes: the entries' values were not separated", size)
+	}
+	return blobs[0]
+}
+
+// checkBlobDamage checks that err is a *CorruptionError naming the
+// damaged blob file and an entry of a/0 whose value it holds.
+func checkBlobDamage(t *testing.T, what string, err error, blob string) *CorruptionError {
+	t.Helper()
+	var ce *CorruptionError
+	if !errors.As(err, &ce) {
+		t.Fatalf("%s: %v (%T), want a *CorruptionError", what, err, err)
+	}
+	if ce.File != blob || ce.Topic != "a" || ce.Partition != 0 || ce.FirstOffset < 0 || ce.FirstOffset%bigEntry != 0 {
+		t.Errorf("%s: %+v, want an entry of a/0 and the file %s", what, ce, blob)
+	}
+	if msg := ce.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, blob) || !strings.Contains(msg, fmt.Sprintf("a/0 entry at offset %d", ce.FirstOffset)) {
+		t.Errorf("%s: message %q: want one line naming the entry and %s", what, msg, blob)
+	}
+	return ce
+}
+
+// TestCorruptionInBlobFile flips one byte in the middle of the blob file
+// that holds the entries' values. The entries' keys still read; verify
+// and read name the entry and the blob file's path, verify goes on past
+// it, and a read from past it reads on.
+func TestCorruptionInBlobFile(t *testing.T) {
+	dir := t.TempDir()
+	blob := blobWAL(t, dir)
+	flipMiddleBit(t, blob)
+	a, b := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
+
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer mustClose(t, w)
+	rep, err := w.Verify()
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if len(rep.Corruptions) == 0 {
+		t.Fatalf("verify found nothing wrong after a byte flip in %s", blob)
+	}
+	damaged := map[int64]bool{}
+	for i, ce := range rep.Corruptions {
+		checkBlobDamage(t, fmt.Sprintf("verify %d", i), ce, blob)
+		damaged[ce.FirstOffset] = true
+		if !strings.Contains(ce.Error(), "checksum mismatch") {
+			t.Errorf("verify %d: %q does not give Pebble's reason", i, ce.Error())
+		}
+	}
+	// Every other entry was read: the damaged ones are all a/0's 40 miss.
+	if want := 40 + 1 - len(damaged); rep.Entries != want || len(damaged) != len(rep.Corruptions) {
+		t.Errorf("verify read %d entries and reports %v; want %d entries and each damaged one once", rep.Entries, rep.Corruptions, want)
+	}
+
+	first := rep.Corruptions[0].FirstOffset
+	var passed []int64
+	_, err = w.Read(nil, 1<<20, func(e Entry) error {
+		for _, r := range e.Records {
+			if e.TopicPartition == a {
+				passed = append(passed, r.Offset)
+			}
+		}
+		return nil
+	})
+	if ce := checkBlobDamage(t, "read", err, blob); ce.FirstOffset != first {
+		t.Errorf("read stops at the entry at %d, verify's first is at %d", ce.FirstOffset, first)
+	}
+	if !equalOffsets(passed, span(0, first-1)) {
+		t.Errorf("read passed %d records of a/0 before the damage at %d", len(passed), first)
+	}
+	// A cursor past the damaged entries reads on.
+	last := int64(0)
+	for off := range damaged {
+		last = max(last, off)
+	}
+	entries, _ := readAll(t, w, Cursor{a: last + bigEntry})
+	if got := offsetsOf(entries, a); !equalOffsets(got, span(last+bigEntry, 1999)) {
+		t.Errorf("read past the damage: %d records", len(got))
+	}
+	if got := offsetsOf(entries, b); !equalOffsets(got, span(0, 9)) {
+		t.Errorf("read of the other partition: %v", got)
+	}
+	// Damage to old data is reported, not fatal: appends go on.
+	mustAppend(t, w, b, recs(10, 12))
+}
+
+// TestCorruptionUnreadableBlobFile makes the blob file unreadable as a
+// whole. Pebble panics when it cannot open a blob file, so the WAL checks
+// them at open: a read-write open refuses, naming the file; a read-only
+// open (verify, repair) reports every entry whose value is in it and
+// reads the rest.
+func TestCorruptionUnreadableBlobFile(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, blob string)
+	}{
+		{"truncated", func(t *testing.T, blob string) {
+			fi, err := os.Stat(blob)
+			if err == nil {
+				err = os.Truncate(blob, fi.Size()/2)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"zeroed", func(t *testing.T, blob string) {
+			data, err := os.ReadFile(blob)
+			if err == nil {
+				err = os.WriteFile(blob, make([]byte, len(data)), 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"footer flipped", func(t *testing.T, blob string) {
+			data, err := os.ReadFile(blob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[len(data)-10] ^= 0x01
+			if err := os.WriteFile(blob, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"missing", func(t *testing.T, blob string) {
+			if err := os.Remove(blob); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			blob := blobWAL(t, dir)
+			c.damage(t, blob)
+
+			_, err := Open(dir, testOptions(t, vfs.Default))
+			var ce *CorruptionError
+			if !errors.As(err, &ce) || ce.File != blob || !strings.Contains(err.Error(), blob) {
+				t.Fatalf("open: %v, want a *CorruptionError naming %s", err, blob)
+			}
+
+			opts := testOptions(t, vfs.Default)
+			opts.ReadOnly = true
+			w, err := Open(dir, opts)
+			if err != nil {
+				t.Fatalf("read-only open: %v", err)
+			}
+			defer mustClose(t, w)
+			rep, err := w.Verify()
+			if err != nil {
+				t.Fatalf("verify: %v", err)
+			}
+			if len(rep.Corruptions) != 40 || rep.Entries != 1 || rep.Records != 10 {
+				t.Fatalf("verify: %d entries, %d records, %d damaged; want b/0's 1 entry of 10 records and a/0's 40 entries damaged",
+					rep.Entries, rep.Records, len(rep.Corruptions))
+			}
+			for i, ce := range rep.Corruptions {
+				if checkBlobDamage(t, fmt.Sprintf("verify %d", i), ce, blob); ce.FirstOffset != int64(i)*bigEntry {
+					t.Errorf("verify %d names the entry at %d, want %d", i, ce.FirstOffset, i*bigEntry)
+				}
+			}
+			_, err = w.Read(nil, 1<<20, func(Entry) error { return nil })
+			checkBlobDamage(t, "read", err, blob)
+			entries, _ := readAll(t, w, Cursor{{Topic: "a", Partition: 0}: 2000})
+			if got := offsetsOf(entries, TopicPartition{Topic: "b", Partition: 0}); !equalOffsets(got, span(0, 9)) {
+				t.Errorf("read of the other partition: %v", got)
+			}
+		})
+	}
 }

@@ -95,6 +95,39 @@
 // WAL fsync and the Kafka offset commit is dropped on append even when the
 // engine already consumed and truncated those records.
 //
+// # Blob files
+//
+// Pebble keeps an entry's value apart from its key once the value is at
+// least 1 KiB (value separation; every entry of more than a few records):
+// at the memtable's flush the value goes to a blob file (NNNNNN.blob in
+// the WAL directory) and the sstable keeps the key and a reference (the
+// blob file's ID, a block and a value index). Compactions then move keys
+// and references, not the batches, which live seconds to minutes. Metas
+// (53 bytes) and small entries stay in the sstables, so opening the WAL
+// and reading its state never reads a blob file. A WAL written before
+// separation reads as it is: its values stay in the sstables until they
+// are consumed. The format of the values is the same wherever they lie.
+//
+// A blob file goes once no key references it: consumed entries leave
+// garbage in their blob files until compactions drop their deleted keys
+// (or, for a file mostly garbage and at least a minute old, Pebble
+// copies its referenced values to a new file). The byte budget counts the
+// entries' own bytes; what the files hold beyond them is reported as the
+// WAL's disk usage (docs/PERFORMANCE.md has measured figures).
+//
+// Pebble names a damaged sstable in its errors but not a damaged blob
+// file, and it panics when it cannot open a blob file (Pebble v2.1.7), so
+// the WAL handles blob files itself. Open opens every blob file the
+// manifest references, as Pebble would (footer and index): a read-write
+// Open refuses one that cannot be opened, naming its path; a read-only
+// Open (verify, repair) keeps going and never lets Pebble read from it.
+// A value that cannot be read (a damaged block, or a file that cannot be
+// opened) is a *CorruptionError that names the entry (its key still
+// reads), the blob file's path in File, and the value's block and index
+// in the file. Pebble's blob file rewrites, which panic on a damaged
+// block, are allowed only once Verify found no damage and stop when a
+// read meets some.
+//
 // # Constants that never change
 //
 // The key prefixes 0x01 and 0x02, the entry's format version byte 1, the
@@ -110,7 +143,9 @@
 // reported by Pebble's own block checksums and surfaces as a
 // *CorruptionError without a partition, naming the damaged sstable in File:
 // from the read that met it (Read, Verify), or from Open when it is in the
-// middle of Pebble's log. Such damage is reported, never fatal. A torn tail
+// middle of Pebble's log. Damage in a blob file names the entry and the
+// blob file (above, "Blob files"); Verify goes on with the next key. Such
+// damage is reported, never fatal. A torn tail
 // (a crash during the last write) is not corruption: Pebble's log recovery
 // stops at the last complete batch, and a batch is either wholly present or
 // absent.
@@ -122,7 +157,12 @@
 // manifest.json and the whole old WAL directory into a quarantine folder,
 // and renames the rebuilt WAL into place. Where Pebble cannot read a block
 // it probes forward to the first readable key and records the unreadable
-// run of offsets. Metas are rebuilt from the kept entries. Each partition
+// run of offsets. An entry whose key reads and whose value does not (it
+// lies in a damaged blob file) is moved as a run of its own, from its
+// first offset to the one before the next entry's (or the high water for
+// the last), naming the blob file; the file stays, with the rest of the
+// old WAL directory, in the quarantine folder. Metas are rebuilt from the
+// kept entries. Each partition
 // keeps its high water from its meta or, when the meta cannot be read,
 // from the last offset of its highest entry whose header checksum holds
 // (kept or moved). When neither tells it (meta and that entry's header

@@ -150,21 +150,31 @@ type CorruptionError struct {
 	Record      int   // index of the damaged record in the entry, -1 for the header
 	Pos         int   // byte position inside the entry value
 	Reason      string
-	// File is the Pebble file holding the damage when Pebble found it and
-	// knows the file (an sstable): what repair moves to quarantine.
+	// File is the Pebble file holding the damage when Pebble found it: an
+	// sstable, or the blob file holding an entry's value (then Topic,
+	// Partition and FirstOffset name the entry, whose key still reads).
+	// Repair keeps it in quarantine with the whole damaged WAL directory.
 	File string
 	Err  error // underlying Pebble error, if any
 }
 
 func (e *CorruptionError) Error() string {
+	// Pebble joins a detail carrier to its corruption errors, which
+	// prints as a second line; the first says it all.
+	var pebbleMsg string
+	if e.Err != nil {
+		pebbleMsg, _, _ = strings.Cut(e.Err.Error(), "\n")
+	}
 	if e.Partition < 0 {
 		if e.Err == nil {
 			return "wal: corruption: " + e.Reason
 		}
-		// Pebble joins a detail carrier to its corruption errors, which
-		// prints as a second line; the first says it all.
-		msg, _, _ := strings.Cut(e.Err.Error(), "\n")
-		return fmt.Sprintf("wal: corruption: %s: %s", e.Reason, msg)
+		return fmt.Sprintf("wal: corruption: %s: %s", e.Reason, pebbleMsg)
+	}
+	if e.Err != nil && e.FirstOffset >= 0 {
+		// An entry whose key reads and whose value Pebble cannot read.
+		return fmt.Sprintf("wal: corruption in %s/%d entry at offset %d: %s: %s",
+			e.Topic, e.Partition, e.FirstOffset, e.Reason, pebbleMsg)
 	}
 	if e.FirstOffset < 0 {
 		// Damage of the partition as a whole (its meta), not of an entry.

@@ -143,7 +143,7 @@ func Repair(dir, quarantine string, opts Options) (RepairReport, error) {
 		_ = old.db.Close()
 		return rep, err
 	}
-	s := &repairScan{old: old.db, out: rebuilt.db, rep: &rep, seen: map[string]bool{}}
+	s := &repairScan{old: old, out: rebuilt.db, rep: &rep, seen: map[string]bool{}}
 	err = s.run()
 	if cerr := old.db.Close(); err == nil {
 		err = cerr

@@ -127,20 +127,7 @@ func TestRepairEntryDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer mustClose(t, w)
-			entries, _ := readAll(t, w, nil)
-			if got := offsetsOf(entries, tp); !equalOffsets(got, append(span(0, 4), span(10, 14)...)) {
-				t.Errorf("a/0 after repair: %v", got)
-			}
-			if got := offsetsOf(entries, other); !equalOffsets(got, span(0, 2)) {
-				t.Errorf("b/0 after repair: %v", got)
-			}
-			if hw := w.HighWater(tp); hw != 14 {
-				t.Errorf("high water %d after repair, want 14", hw)
-			}
-			// The moved records are not admitted again by a re-fetch.
-			if res := mustAppend(t, w, tp, recs(5, 16)); res.Duplicates != 10 || res.Appended != 2 {
-				t.Errorf("re-fetch after repair: %+v", res)
-			}
+			wantRepaired(t, w, tp, append(span(0, 4), span(10, 14)...), other, span(0, 2), 14)
 		})
 	}
 }
@@ -221,7 +208,7 @@ func TestRepairFlippedSSTableByte(t *testing.T) {
 	}
 	tp := TopicPartition{Topic: "a", Partition: 0}
 	const n = 2000
-	appendOrders(t, w, tp, n/50)
+	appendOrders(t, w, tp, n, smallEntry)
 	mustAppend(t, w, TopicPartition{Topic: "b", Partition: 0}, recs(0, 9))
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
@@ -292,20 +279,28 @@ func largestSST(t *testing.T, dir string) string {
 	return sst
 }
 
-// appendOrders appends to tp entries of 50 records each, offsets from 0
-// on, whose values are 300-byte JSON orders: enough data for sstables
-// with many blocks.
-func appendOrders(t *testing.T, w *WAL, tp TopicPartition, entries int64) {
+// appendOrders appends to tp the records 0..n-1 in entries of perEntry
+// records each, whose values are 300-byte JSON orders: enough data for
+// Pebble files with many blocks. Entries of smallEntry records stay in the
+// sstables; entries of bigEntry records go to blob files (their values
+// are at least valueSeparationMinimum bytes).
+func appendOrders(t *testing.T, w *WAL, tp TopicPartition, n, perEntry int64) {
 	t.Helper()
-	for i := int64(0); i < entries; i++ {
-		batch := make([]Record, 50)
+	for first := int64(0); first < n; first += perEntry {
+		batch := make([]Record, min(perEntry, n-first))
 		for j := range batch {
-			off := i*50 + int64(j)
+			off := first + int64(j)
 			batch[j] = Record{Offset: off, Timestamp: off, Key: []byte("order"), Value: jsonish(off, 300)}
 		}
 		mustAppend(t, w, tp, batch)
 	}
 }
+
+// Records per entry for appendOrders.
+const (
+	smallEntry = 2  // ~690-byte values: kept in the sstables
+	bigEntry   = 50 // ~17 KB values: moved to blob files
+)
 
 // largestFile returns the largest file in dir matching pattern, and its size.
 func largestFile(dir, pattern string) (string, int64) {
@@ -369,7 +364,7 @@ func TestRepairUnreadableSSTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
-	appendOrders(t, w, a, 40)
+	appendOrders(t, w, a, 2000, smallEntry)
 	if err := w.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -732,5 +727,117 @@ func TestRepairKeepsIncarnations(t *testing.T) {
 	}
 	if id, ok := w.TopicID(TopicPartition{Topic: "a", Incarnation: 1, Partition: 1}); !ok || id != ([16]byte{0xb}) {
 		t.Fatalf("registered partition after repair: %x %v", id, ok)
+	}
+}
+
+// checkBlobRepair checks a repair of blobWAL's WAL whose blob file was
+// damaged: every moved item is one unreadable entry of a/0, bounded by
+// the entries' offsets and naming the blob file; kept and moved records
+// add up; the blob file is kept in quarantine as it was; the repaired WAL
+// reads everything else and keeps a/0's high water. It returns the moved
+// entries' first offsets.
+func checkBlobRepair(t *testing.T, dir string, rep RepairReport, blob string, data []byte) map[int64]bool {
+	t.Helper()
+	a, b := TopicPartition{Topic: "a", Partition: 0}, TopicPartition{Topic: "b", Partition: 0}
+	if rep.Quarantine == "" || len(rep.Damage) == 0 || len(rep.Moved) == 0 {
+		t.Fatalf("repair found nothing: %+v", rep)
+	}
+	moved := map[int64]bool{}
+	for _, m := range rep.Moved {
+		if m.Kind != MovedRange || m.Topic != "a" || m.PebbleFile != blob || m.FirstOffset%bigEntry != 0 ||
+			m.LastOffset != m.FirstOffset+bigEntry-1 || !strings.Contains(m.Reason, blob) {
+			t.Errorf("moved %+v, want one entry of a/0 with its offsets and %s", m, blob)
+		}
+		moved[m.FirstOffset] = true
+	}
+	if len(moved) != len(rep.Moved) || rep.Entries != int64(len(moved)) || rep.Records != int64(len(moved))*bigEntry ||
+		rep.KeptRecords+rep.Records != 2010 {
+		t.Errorf("moved %d entries, %d records, kept %d records; want each entry once, %d records each, 2010 in all",
+			rep.Entries, rep.Records, rep.KeptRecords, bigEntry)
+	}
+	if got, err := os.ReadFile(filepath.Join(rep.Quarantine, "wal", filepath.Base(blob))); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the damaged blob file is not kept as it was in quarantine (%v)", err)
+	}
+	var man RepairReport
+	if b, err := os.ReadFile(filepath.Join(rep.Quarantine, ManifestFile)); err != nil || json.Unmarshal(b, &man) != nil || len(man.Moved) != len(rep.Moved) {
+		t.Errorf("manifest: %v %+v", err, man)
+	}
+
+	w, err := Open(dir, testOptions(t, vfs.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, w)
+	var want []int64
+	for first := int64(0); first < 2000; first += bigEntry {
+		if !moved[first] {
+			want = append(want, span(first, first+bigEntry-1)...)
+		}
+	}
+	wantRepaired(t, w, a, want, b, span(0, 9), 1999)
+	return moved
+}
+
+// wantRepaired checks what the repaired WAL w holds: the offsets want of
+// tp and otherWant of other, tp's high water hw, and that a re-fetch of
+// the ten records up to it is dropped while the two after it are kept.
+func wantRepaired(t *testing.T, w *WAL, tp TopicPartition, want []int64, other TopicPartition, otherWant []int64, hw int64) {
+	t.Helper()
+	entries, _ := readAll(t, w, nil)
+	if got := offsetsOf(entries, tp); !equalOffsets(got, want) {
+		t.Errorf("%s after repair holds %d records, want %d: %v", tp, len(got), len(want), got)
+	}
+	if got := offsetsOf(entries, other); !equalOffsets(got, otherWant) {
+		t.Errorf("%s after repair: %v", other, got)
+	}
+	if got := w.HighWater(tp); got != hw {
+		t.Errorf("high water %d after repair, want %d", got, hw)
+	}
+	// The moved records are not admitted again by a re-fetch.
+	if res := mustAppend(t, w, tp, recs(hw-9, hw+2)); res.Duplicates != 10 || res.Appended != 2 {
+		t.Errorf("re-fetch after repair: %+v", res)
+	}
+}
+
+// TestRepairFlippedBlobByte flips one byte in the middle of the blob file
+// holding the entries' values: the entries whose values lie in the
+// damaged block are moved, one range per entry (their keys still read),
+// and everything else is kept.
+func TestRepairFlippedBlobByte(t *testing.T) {
+	dir, quarantine := repairDirs(t)
+	blob := blobWAL(t, dir)
+	data := flipMiddleBit(t, blob)
+	rep := mustRepair(t, dir, quarantine)
+	if moved := checkBlobRepair(t, dir, rep, blob, data); len(moved) >= 40 {
+		t.Errorf("every entry was moved for one flipped byte: %+v", rep.Moved)
+	}
+	t.Logf("moved %+v", rep.Moved)
+}
+
+// TestRepairUnreadableBlobFile: a blob file that cannot be opened takes
+// every entry whose value it holds; repair moves them, one range per
+// entry, keeps the file in quarantine, and leaves a WAL that opens.
+func TestRepairUnreadableBlobFile(t *testing.T) {
+	for _, name := range []string{"truncated", "zeroed"} {
+		t.Run(name, func(t *testing.T) {
+			dir, quarantine := repairDirs(t)
+			blob := blobWAL(t, dir)
+			data, err := os.ReadFile(blob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "truncated" {
+				data = data[:len(data)/2]
+			} else {
+				data = make([]byte, len(data))
+			}
+			if err := os.WriteFile(blob, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rep := mustRepair(t, dir, quarantine)
+			if moved := checkBlobRepair(t, dir, rep, blob, data); len(moved) != 40 {
+				t.Errorf("moved %d entries, want all 40 of a/0", len(moved))
+			}
+		})
 	}
 }

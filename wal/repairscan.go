@@ -16,11 +16,12 @@ import (
 
 // repairScan copies what checks from old to out and collects the rest.
 type repairScan struct {
-	old, out *pebble.DB
-	rep      *RepairReport
-	raw      [][2][]byte     // key and value of each Moved with files, in order
-	seen     map[string]bool // keys already moved
-	batch    *pebble.Batch
+	old   *WAL // the damaged WAL, open read-only
+	out   *pebble.DB
+	rep   *RepairReport
+	raw   [][2][]byte     // key and value of each Moved with files, in order
+	seen  map[string]bool // keys already moved
+	batch *pebble.Batch
 }
 
 // movedRaw records a moved item whose key and value are saved, unless
@@ -132,7 +133,7 @@ func (s *repairScan) partitions() ([]TopicPartition, error) {
 // found and moving malformed keys; from a partition's first entry it seeks
 // past the partition. It returns the Pebble files it had to skip.
 func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*pebble.DataCorruptionInfo, error) {
-	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := s.old.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +167,11 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 		key := it.Key()
 		prefix, tp, _, ok := decodeKey(key)
 		if !ok {
-			val, _ := it.ValueAndErr()
+			val, verr := s.old.value(it)
 			s.malformedKey(key, val)
+			if verr != nil {
+				skipValue(it, key)
+			}
 			valid = it.Next()
 			continue
 		}
@@ -190,7 +194,7 @@ func (s *repairScan) scanKeys(lo, hi []byte, found map[TopicPartition]bool) ([]*
 func (s *repairScan) partition(tp TopicPartition) error {
 	p := s.startPartition(tp)
 	lo := partitionPrefix(prefixEntry, tp)
-	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := s.old.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return err
 	}
@@ -212,10 +216,14 @@ func (s *repairScan) partition(tp TopicPartition) error {
 		}
 		key := it.Key()
 		prefix, _, first, ok := decodeKey(key)
-		val, verr := it.ValueAndErr()
+		val, verr := s.old.value(it)
 		switch {
-		case verr != nil:
+		case verr != nil && ok && prefix == prefixEntry:
 			p.unreadableValue(first, verr)
+			skipValue(it, key)
+		case verr != nil:
+			s.malformedKey(key, nil)
+			skipValue(it, key)
 		case !ok || prefix != prefixEntry:
 			s.malformedKey(key, val)
 		default:
@@ -242,12 +250,15 @@ type partitionScan struct {
 	// tail says why the last offset of the highest entry met is not
 	// known; empty once it is.
 	tail string
+	// open is the index in the report's Moved of an unreadable entry
+	// whose last offset the next key bounds, -1 for none.
+	open int
 }
 
 // startPartition reads tp's meta and starts its copy from the high water
 // the meta holds.
 func (s *repairScan) startPartition(tp TopicPartition) *partitionScan {
-	p := &partitionScan{s: s, tp: tp, kept: partitionMeta{highWater: -1}, end: -1, tail: "no entry is left"}
+	p := &partitionScan{s: s, tp: tp, kept: partitionMeta{highWater: -1}, end: -1, tail: "no entry is left", open: -1}
 	p.oldMeta, p.metaOK = s.meta(tp)
 	if p.metaOK {
 		p.kept.highWater, p.kept.topicID = p.oldMeta.highWater, p.oldMeta.topicID
@@ -259,6 +270,7 @@ func (s *repairScan) startPartition(tp TopicPartition) *partitionScan {
 // and seeks to the first offset after it that Pebble can. more is false
 // when no such offset is found: the rest of the partition is moved.
 func (p *partitionScan) unreadableBlock(it *pebble.Iterator, corrupt error) (valid, more bool) {
+	p.open = -1 // the run starts at its first offset, so its end is not known
 	ce := corruptionOf(corrupt)
 	p.s.damage(ce)
 	next, ok := p.s.probe(p.tp, p.bad)
@@ -288,12 +300,15 @@ func (p *partitionScan) unreadableBlock(it *pebble.Iterator, corrupt error) (val
 }
 
 // unreadableValue moves the entry at offset first whose value Pebble
-// cannot read (a damaged value block); the iterator moves on past it.
+// cannot read (a damaged blob file or value block) while its key reads;
+// the scan goes on at the next key, whose offset bounds the entry's.
 func (p *partitionScan) unreadableValue(first int64, verr error) {
+	p.bound(first)
 	ce := corruptionOf(verr)
 	p.s.damage(ce)
 	p.s.rep.Moved = append(p.s.rep.Moved, Moved{Kind: MovedRange, Topic: p.tp.TopicKey(), Partition: p.tp.Partition,
 		FirstOffset: first, LastOffset: -1, Records: -1, Reason: ce.Error(), PebbleFile: ce.File})
+	p.open = len(p.s.rep.Moved) - 1
 	p.unknown = true
 	p.moved.entries++
 	p.kept.highWater = max(p.kept.highWater, first)
@@ -301,9 +316,22 @@ func (p *partitionScan) unreadableValue(first int64, verr error) {
 	p.bad = first + 1
 }
 
+// bound ends the unreadable entry met last, if any, before the entry at
+// offset next: entries do not overlap.
+func (p *partitionScan) bound(next int64) {
+	if p.open < 0 {
+		return
+	}
+	m := &p.s.rep.Moved[p.open]
+	m.LastOffset = next - 1
+	p.kept.highWater = max(p.kept.highWater, m.LastOffset)
+	p.open = -1
+}
+
 // entry copies the entry at offset first when it checks and does not
 // overlap the one before, and moves it otherwise.
 func (p *partitionScan) entry(key, val []byte, first int64) error {
+	p.bound(first)
 	p.bad = first + 1
 	h, derr := decodeEntry(p.tp, first, val, nil)
 	if derr == nil && first <= p.end {
@@ -352,6 +380,11 @@ func (p *partitionScan) damagedEntry(key, val []byte, first int64, derr error) {
 // partition to the report and writes its rebuilt meta.
 func (p *partitionScan) finish() error {
 	s, tp, kept, moved, oldMeta := p.s, p.tp, &p.kept, &p.moved, p.oldMeta
+	if p.open >= 0 && p.metaOK {
+		// The partition's last entry is unreadable: it ends at the high
+		// water, as the last entry always does.
+		p.bound(oldMeta.highWater + 1)
+	}
 	if p.metaOK && (oldMeta.entries != kept.entries+moved.entries || oldMeta.records != kept.records+moved.records) && !p.unknown {
 		// The meta disagreed with the entries while every entry's count
 		// is known: the meta was wrong, not the entries. Keep its bytes.
@@ -379,7 +412,7 @@ func (p *partitionScan) finish() error {
 // meta reads tp's meta; a damaged one is moved and reported.
 func (s *repairScan) meta(tp TopicPartition) (partitionMeta, bool) {
 	k := metaKey(tp)
-	v, closer, err := s.old.Get(k)
+	v, closer, err := s.old.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		s.damage(&CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition, FirstOffset: -1, Record: -1, Reason: "entries without partition meta"})
 		return partitionMeta{}, false
@@ -406,7 +439,7 @@ func (s *repairScan) meta(tp TopicPartition) (partitionMeta, bool) {
 // into tp's entries gets past the damage.
 func (s *repairScan) probe(tp TopicPartition, bad int64) (next int64, ok bool) {
 	lo := partitionPrefix(prefixEntry, tp)
-	it, err := s.old.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := s.old.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
 		return 0, false
 	}

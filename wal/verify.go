@@ -55,9 +55,10 @@ func (w *WAL) Verify() (VerifyReport, error) {
 			if s == nil {
 				s = &seen{last: -1}
 			}
-			val, verr := it.ValueAndErr()
+			val, verr := w.value(it)
 			if verr != nil {
 				rep.Corruptions = append(rep.Corruptions, corruptionOf(verr))
+				skipValue(it, it.Key())
 				continue
 			}
 			m, merr := decodeMeta(tp, val)
@@ -81,10 +82,12 @@ func (w *WAL) Verify() (VerifyReport, error) {
 			s = &seen{last: -1}
 			parts[tp] = s
 		}
-		val, verr := it.ValueAndErr()
+		val, verr := w.value(it)
 		if verr != nil {
+			// The key reads: the scan goes on after it.
 			rep.Corruptions = append(rep.Corruptions, corruptionOf(verr))
 			s.damaged = true
+			skipValue(it, it.Key())
 			continue
 		}
 		rep.Entries++
@@ -112,9 +115,13 @@ func (w *WAL) Verify() (VerifyReport, error) {
 		}
 		// The scan stopped at the damage: partitions whose meta was not
 		// reached yet cannot be judged.
+		w.blobRewrites.Store(false)
 		rep.Corruptions = append(rep.Corruptions, corruptionOf(err))
 		return rep, nil
 	}
+	// Pebble may rewrite blob files once no damage is known
+	// (valueSeparationPolicy).
+	w.blobRewrites.Store(len(rep.Corruptions) == 0 && len(parts) == 0)
 	orphans := make([]TopicPartition, 0, len(parts))
 	for tp := range parts {
 		orphans = append(orphans, tp)

@@ -76,7 +76,16 @@ func (o *Options) EnsureDefaults() {
 // safe for concurrent use.
 type WAL struct {
 	db   *pebble.DB
+	dir  string
 	opts Options
+	// unreadable holds the blob files that cannot be opened, by blob file
+	// ID, found at open (blobfile.go): only a read-only WAL opens with
+	// them, and no read of it asks Pebble for their values.
+	unreadable map[uint64]*CorruptionError
+	// blobRewrites lets Pebble rewrite blob files to drop their garbage:
+	// set once Verify found no damage, cleared when a read meets damage
+	// in a blob file (blobfile.go, valueSeparationPolicy).
+	blobRewrites atomic.Bool
 
 	mu    sync.Mutex // guards parts (the map, not each partition's state)
 	parts map[TopicPartition]*partition
@@ -149,6 +158,12 @@ func Open(dir string, opts Options) (*WAL, error) {
 	return w, nil
 }
 
+// valueSeparationMinimum is the smallest value Pebble moves to a blob
+// file. Partition metas (53 bytes) stay in the sstables, so opening the
+// WAL and reading its state never touches a blob file; entries of more
+// than a few records go to blob files.
+const valueSeparationMinimum = 1024
+
 // openDB opens the Pebble database in dir as w.db, without reading the
 // partition state. lock, if not nil, is the directory lock already held.
 func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
@@ -172,11 +187,21 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 			},
 		},
 	}
+	// Value separation: an entry's value (a fetched batch, well above
+	// valueSeparationMinimum) goes to a blob file at the memtable's flush
+	// and stays there; compactions rewrite only the keys and a small
+	// reference, not the values, so the entries that live seconds are not
+	// copied from level to level (docs/PERFORMANCE.md, "Pebble's
+	// compactions in the WAL"). Damage in a blob file is reported and
+	// repaired per entry, like damage in an sstable (doc.go, "Blob files").
+	popts.Experimental.ValueSeparationPolicy = w.valueSeparationPolicy
 	// No block compression: the WAL's entries live seconds to minutes,
 	// and compressing them at every flush and compaction and
 	// decompressing them for the engine's read cost ~1.3 µs of CPU an
 	// event in the drain benchmark (docs/PERFORMANCE.md). The byte budget
-	// counts the entries' own bytes either way.
+	// counts the entries' own bytes either way. Blob files take the
+	// compression of their level's sstables, so they are not compressed
+	// either.
 	popts.EnsureDefaults()
 	for i := range popts.Levels {
 		popts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
@@ -185,7 +210,25 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 	if err != nil {
 		return fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
 	}
-	w.db = db
+	w.db, w.dir = db, dir
+	w.unreadable = w.checkBlobFiles()
+	if len(w.unreadable) > 0 && !w.opts.ReadOnly {
+		// Pebble panics when it meets a blob file it cannot open, in a
+		// read or in a compaction: only a read-only WAL, which compacts
+		// nothing, may open with one, for verify and repair.
+		var first *CorruptionError
+		for _, ce := range w.unreadable {
+			if first == nil || ce.File < first.File {
+				first = ce
+			}
+		}
+		_ = db.Close()
+		more := ""
+		if n := len(w.unreadable) - 1; n > 0 {
+			more = fmt.Sprintf(" (and %d more blob files)", n)
+		}
+		return fmt.Errorf("wal: cannot open %s: %w%s", dir, first, more)
+	}
 	return nil
 }
 
@@ -703,7 +746,7 @@ func (w *WAL) readPartition(tp TopicPartition, first int64, next Cursor, limit i
 	n := 0
 	for ; valid && n < limit; valid = it.Next() {
 		_, _, first, _ := decodeKey(it.Key())
-		val, err := it.ValueAndErr()
+		val, err := w.value(it)
 		if err != nil {
 			return asCorruption(err)
 		}
@@ -795,7 +838,7 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 	var freed int64
 	for valid := it.First(); valid; valid = it.Next() {
 		_, _, first, _ := decodeKey(it.Key())
-		val, verr := it.ValueAndErr()
+		val, verr := w.value(it)
 		if verr != nil {
 			_ = it.Close()
 			return 0, asCorruption(verr)
