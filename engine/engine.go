@@ -447,6 +447,9 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	e.process(b)
+	// Decided: the records' bytes are garbage now but for the dead
+	// letters' raw values, while the next micro-batch's are read ahead.
+	b.entries = nil
 	var ra *readAhead
 	if b.records >= e.opts.BatchRecords {
 		ra = e.startReadAhead(ctx, b.cursor) // more records are likely waiting
