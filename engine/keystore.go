@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -91,6 +90,7 @@ type keyStore struct {
 	stamps map[int64]uint64
 	log    *slog.Logger
 	kb     []byte // a lookup's Pebble key
+	sorter keySorter
 
 	fatal atomic.Pointer[error] // Pebble's fatal error (a failed fsync)
 	// diskBytes is the store's size on disk after the last commit, for
@@ -427,9 +427,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	// In key order: the memtable's skiplist inserts a sorted run next to
 	// the previous key instead of searching from its head for each
 	// (docs/PERFORMANCE.md, "Dedupe").
-	slices.SortFunc(keys, func(a, b keyTime) int {
-		return cmp.Or(cmp.Compare(bucketStart(a.us), bucketStart(b.us)), bytes.Compare(a.k[:], b.k[:]))
-	})
+	s.sorter.sort(keys)
 	wb := s.db.NewBatch()
 	defer wb.Close()
 	val := make([]byte, 8)
