@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -23,6 +24,10 @@ type bigQuery struct {
 	srv    *bqtest.Server
 	client *bigquery.Client
 	path   string
+
+	mu sync.Mutex
+	// counted is Loaded's last count by a query job.
+	counted struct{ rows, events int64 }
 }
 
 // bigQueryDataset is the test warehouse's dataset.
@@ -138,8 +143,27 @@ func (w *bigQuery) ints(q string, dst ...*int64) {
 	})
 }
 
+// Loaded counts the transactions table's rows by tables.get, which
+// the emulator answers without a job, and its events by a query job
+// only when the row count moved since the last count: the fault harness
+// polls Loaded up to 20 times a second, and every query job costs the
+// emulator memory it never gives back, until it fails mid-run
+// (docs/LOADER.md, "BigQuery emulator gaps"). Nothing deletes the
+// table's rows, so the same row count means the same events.
 func (w *bigQuery) Loaded() (rows, events int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), bigQueryReadTimeout)
+	defer cancel()
+	md, err := w.client.Dataset(bigQueryDataset).Table("OFFLOAD_TRANSACTIONS").Metadata(ctx)
+	if err != nil || md.NumRows == 0 {
+		return 0, 0 // not created yet, or empty
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if int64(md.NumRows) == w.counted.rows {
+		return w.counted.rows, w.counted.events
+	}
 	w.ints("SELECT COUNT(*), COUNT(DISTINCT `EVENT_ID`) FROM "+w.table("OFFLOAD_TRANSACTIONS"), &rows, &events)
+	w.counted.rows, w.counted.events = rows, events
 	return rows, events
 }
 

@@ -3,7 +3,13 @@ package testwarehouse
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/option"
 
 	"github.com/offload/offload/internal/appliance"
 	"github.com/offload/offload/internal/config"
@@ -99,5 +105,71 @@ func TestBigQuery(t *testing.T) {
 	}
 	if err := w.AcceptConnections(); err != nil || !checks() {
 		t.Fatalf("accepting again: %v", err)
+	}
+}
+
+// jobCounter counts the query jobs inserted through it.
+type jobCounter struct{ jobs atomic.Int64 }
+
+func (c *jobCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/jobs") || strings.HasSuffix(r.URL.Path, "/queries")) {
+		c.jobs.Add(1)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestBigQueryLoadedPolled: the fault harness polls Loaded many times a
+// second, and every query job costs the emulator memory for good, so
+// Loaded runs a query job only when the transactions table's row count
+// moved, and still counts rows and events right.
+func TestBigQueryLoadedPolled(t *testing.T) {
+	w, err := New("bigquery", t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	bq := w.(*bigQuery)
+	ctx := context.Background()
+	counter := &jobCounter{}
+	checks, err := bigquery.NewClient(ctx, bq.srv.Project(), option.WithEndpoint(bq.srv.DirectEndpoint()),
+		option.WithHTTPClient(&http.Client{Transport: counter}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checks.Close()
+	writer := bq.client
+	bq.client = checks
+	defer func() { bq.client = writer }()
+	poll := func(wantRows, wantEvents, wantJobs int64) {
+		t.Helper()
+		before := counter.jobs.Load()
+		for range 20 {
+			if rows, events := w.Loaded(); rows != wantRows || events != wantEvents {
+				t.Fatalf("loaded %d rows, %d events; want %d, %d", rows, events, wantRows, wantEvents)
+			}
+		}
+		if n := counter.jobs.Load() - before; n != wantJobs {
+			t.Fatalf("20 polls ran %d query jobs, want %d", n, wantJobs)
+		}
+	}
+	poll(0, 0, 0) // no table yet
+	ds := writer.Dataset(bigQueryDataset)
+	if err := ds.Create(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	schema := bigquery.Schema{{Name: "EVENT_ID", Type: bigquery.StringFieldType}}
+	if err := ds.Table("OFFLOAD_TRANSACTIONS").Create(ctx, &bigquery.TableMetadata{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	poll(0, 0, 0)
+	for i, values := range []string{"('e-1'), ('e-2'), ('e-2')", "('e-3')"} {
+		j, err := writer.Query("INSERT INTO " + bq.table("OFFLOAD_TRANSACTIONS") + " (`EVENT_ID`) VALUES " + values).Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := j.Wait(ctx); err != nil || st.Err() != nil {
+			t.Fatalf("insert: %v %v", err, st)
+		}
+		poll(int64(3+i), int64(2+i), 1)
 	}
 }

@@ -24,8 +24,8 @@ import (
 func TestChaos(t *testing.T) {
 	dir := t.TempDir()
 	brokers, kafkaEnv, script := chaosBroker(t, dir)
-	r, b, stdout := runChaosBench(t, nil, "--kills", "50", "--partitions", "4", "--brokers", brokers,
-		"--broker-restart", kafkaEnv+" "+script+" restart", "--dir", filepath.Join(dir, "run"))
+	r, b, stdout := runChaosBench(t, nil, filepath.Join(dir, "run"), "--kills", "50", "--partitions", "4", "--brokers", brokers,
+		"--broker-restart", kafkaEnv+" "+script+" restart")
 	// go test shows a passing test's log only with -v: scripts/test.sh
 	// prints the report from this file after the tests.
 	if path := os.Getenv("OFFLOAD_CHAOS_REPORT"); path != "" {
@@ -76,8 +76,8 @@ func TestChaos(t *testing.T) {
 // shipped from the deleted ones.
 func TestChaosDiskLoss(t *testing.T) {
 	brokers := testenv.Brokers(t)
-	r, b, stdout := runChaosBench(t, nil, "--scenarios", "disk-loss", "--kills", "4", "--partitions", "3", "--rate", "500",
-		"--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
+	r, b, stdout := runChaosBench(t, nil, filepath.Join(t.TempDir(), "run"), "--scenarios", "disk-loss", "--kills", "4",
+		"--partitions", "3", "--rate", "500", "--brokers", brokers, "--tmpfs-mib", "0")
 	if !r.OK || r.Kills < 4 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedDLQ != 0 || r.UnexpectedRows != 0 ||
 		!r.ReconcileOK || len(r.Errors) != 0 || len(r.Scenarios) != 1 || r.Scenarios[0].Name != "disk-loss" {
 		t.Fatalf("chaos run failed: %s", b)
@@ -133,8 +133,8 @@ func TestChaosWarehouses(t *testing.T) {
 			if typ == "postgres" {
 				env = []string{testwarehouse.PostgresDSNEnv + "=" + testenv.Postgres(t)}
 			}
-			r, b, _ := runChaosBench(t, env, "--warehouse", typ, "--scenarios", "kills,warehouse-outage",
-				"--kills", "3", "--partitions", "2", "--rate", rate, "--brokers", brokers, "--tmpfs-mib", "0", "--dir", filepath.Join(t.TempDir(), "run"))
+			r, b, _ := runChaosBench(t, env, filepath.Join(t.TempDir(), "run"), "--warehouse", typ, "--scenarios", "kills,warehouse-outage",
+				"--kills", "3", "--partitions", "2", "--rate", rate, "--brokers", brokers, "--tmpfs-mib", "0")
 			if !r.OK || r.Kills < 3 || r.Lost != 0 || r.Duplicated != 0 || r.UnexpectedRows != 0 || !r.ReconcileOK ||
 				r.Valid == 0 || r.Loaded != r.Valid || len(r.Scenarios) != 2 {
 				t.Fatalf("chaos run failed: %s", b)
@@ -143,20 +143,30 @@ func TestChaosWarehouses(t *testing.T) {
 	}
 }
 
-// runChaosBench runs offload bench --chaos with args (and env added to
-// the environment), fails the test if it fails, and returns its result,
-// that result's JSON and its report.
-func runChaosBench(t *testing.T, env []string, args ...string) (harness.Result, []byte, string) {
+// runChaosBench runs offload bench --chaos in the run directory dir with
+// args (and env added to the environment), fails the test if it fails,
+// and returns its result, that result's JSON and its report. If the test
+// fails, its output gets a digest of the daemon's log: dir is gone by
+// the time anyone looks (docs/RELIABILITY.md, "When a chaos run fails").
+func runChaosBench(t *testing.T, env []string, dir string, args ...string) (harness.Result, []byte, string) {
 	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			var digest strings.Builder
+			harness.WriteLogDigest(&digest, dir)
+			t.Logf("the chaos run failed; %s", digest.String())
+		}
+	})
 	out := filepath.Join(t.TempDir(), "chaos.json")
-	cmd := exec.Command(offloadBin, append([]string{"bench", "--chaos", "--json", out}, args...)...)
+	cmd := exec.Command(offloadBin, append([]string{"bench", "--chaos", "--json", out, "--dir", dir}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	t.Logf("offload bench --chaos %s:\n%s", strings.Join(args, " "), stdout.String())
+	// Its progress and scenario failures are on stderr.
+	t.Logf("offload bench --chaos %s:\n%s\n%s", strings.Join(args, " "), stderr.String(), stdout.String())
 	if err != nil {
-		t.Fatalf("offload bench --chaos: %v\n%s", err, stderr.String())
+		t.Fatalf("offload bench --chaos: %v", err)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
