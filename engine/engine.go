@@ -460,6 +460,9 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 		ra = ra.wait(e)
 	}
 	if err != nil {
+		if ra != nil {
+			e.decoded = ra.decoded // read from a cursor that did not commit
+		}
 		return 0, err
 	}
 	e.ahead = ra
