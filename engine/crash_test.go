@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 // so that every kind of state change happens many times.
 func crashOptions(dir string, w *wal.WAL) Options {
 	o := baseOptions(dir, w)
-	o.BatchRecords = 150
+	o.BatchRecords = 100
 	o.Seal.Rows = 700
 	o.DedupeWindow = 10 * time.Minute
 	o.DedupeMemory = minDedupeMemory
