@@ -20,12 +20,9 @@ type holdKey struct {
 }
 
 // holdWindow notes that the record at offset of tp fed a window starting
-// at start. Records of a partition come in offset order, so the first
-// noted is the lowest. A no-op unless the batch keeps window holds.
+// at start, in a batch that keeps window holds. Records of a partition
+// come in offset order, so the first noted is the lowest.
 func (b *batch) holdWindow(start int64, tp wal.TopicPartition, offset int64) {
-	if b.windowHolds == nil {
-		return
-	}
 	k := holdKey{start, tp}
 	if _, ok := b.windowHolds[k]; !ok {
 		b.windowHolds[k] = offset

@@ -157,11 +157,11 @@ func (s *Set) lookup(k *Key, start int64, h uint64) *state {
 // which moves the watermark at the next Advance.
 func (s *Set) Add(ev *event.Event) Lateness {
 	t := ev.EventTime.UnixNano()
-	start := floorDiv(t, s.size) * s.size
+	start := s.startOf(t)
 	verdict := OnTime
 	if s.wmSeen {
 		if wm := s.wmMax - s.lateness; t < wm {
-			if start+s.size+s.lateness <= wm {
+			if !s.heldAt(start, wm) {
 				return TooLate
 			}
 			verdict = Late
@@ -320,7 +320,7 @@ func (s *Set) Advance() (emitted []Emitted, purged int) {
 	n := 0
 	for ; n < len(s.buckets); n++ {
 		b := s.buckets[n]
-		if b.start+s.size+s.lateness > wm {
+		if s.heldAt(b.start, wm) {
 			break
 		}
 		for _, w := range b.windows {
@@ -458,17 +458,22 @@ func (s *Set) Restore(ws []Window, maxEventTime time.Time) {
 
 // StartOf returns the start, in Unix nanoseconds, of the windows an
 // event at t belongs to.
-func (s *Set) StartOf(t time.Time) int64 {
-	return floorDiv(t.UnixNano(), s.size) * s.size
-}
+func (s *Set) StartOf(t time.Time) int64 { return s.startOf(t.UnixNano()) }
+
+func (s *Set) startOf(t int64) int64 { return floorDiv(t, s.size) * s.size }
 
 // Kept reports whether the windows that start at start (Unix nanoseconds)
 // are still held under the watermark in force: Advance purges them once
 // End + Lateness <= Watermark(). Before the first Advance every window is
 // kept.
 func (s *Set) Kept(start int64) bool {
-	return !s.wmSeen || start+s.size+s.lateness > s.wmMax-s.lateness
+	return !s.wmSeen || s.heldAt(start, s.wmMax-s.lateness)
 }
+
+// heldAt reports whether the windows that start at start are held under
+// the watermark wm: their End + Lateness lies after it. Add finds an
+// event of windows no longer held too late, and Advance purges them.
+func (s *Set) heldAt(start, wm int64) bool { return start+s.size+s.lateness > wm }
 
 // Len returns the number of windows held.
 func (s *Set) Len() int { return s.n }
