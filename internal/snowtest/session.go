@@ -278,12 +278,11 @@ func (s *Server) openSession(ctx context.Context, user, database, schema string)
 			return nil, fmt.Errorf("%s: %w", q, err)
 		}
 	}
-	now := time.Now()
+	now, id := time.Now(), s.newID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nextID++
 	sess := &session{
-		id:        s.nextID,
+		id:        id,
 		user:      user,
 		database:  database,
 		schema:    schema,
