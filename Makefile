@@ -2,6 +2,7 @@
 
 GO        ?= go
 BIN       ?= bin/offload
+EMULATOR  := $(dir $(BIN))offload-bigquery-emulator
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 PKGS      := ./...
@@ -15,14 +16,15 @@ help: ## list the targets
 setup: ## install what the project needs (Debian packages, Kafka broker jars)
 	bash scripts/setup.sh
 
-build: ## build bin/offload
+build: ## build bin/offload, and beside it the BigQuery emulator that demo and bench run for --warehouse bigquery
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/offload
+	$(GO) build -o $(EMULATOR) ./cmd/offload-bigquery-emulator
 
 test: ## the full suite as CI runs it: set-up, real Kafka broker, unit + integration tests, short fuzzing
 	bash scripts/test.sh
 
 test-race: build ## unit tests under the race detector (integration tests run when a broker is up)
-	OFFLOAD_BIN=$(abspath $(BIN)) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	OFFLOAD_BIN=$(abspath $(BIN)) OFFLOAD_BIGQUERY_EMULATOR=$(abspath $(EMULATOR)) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 BENCH_EVENTS ?= 1000000
 

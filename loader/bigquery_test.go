@@ -21,6 +21,7 @@ import (
 	"google.golang.org/api/googleapi"
 
 	"github.com/offload/offload/engine"
+	"github.com/offload/offload/internal/bqemu"
 	"github.com/offload/offload/internal/bqtest"
 	"github.com/offload/offload/internal/deliverytest"
 )
@@ -28,7 +29,7 @@ import (
 // newEmulator starts the BigQuery emulator for one test.
 func newEmulator(t testing.TB) *bqtest.Server {
 	t.Helper()
-	srv, err := bqtest.Start(bqtest.Options{})
+	srv, err := bqtest.Start(bqtest.Options{Launch: bqemu.Start})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,10 @@ log() { echo "test.sh: $*" >&2; }
 
 bash scripts/setup.sh
 
-log "building bin/offload"
+log "building bin/offload and bin/offload-bigquery-emulator"
 make -s build
 export OFFLOAD_BIN="$PWD/bin/offload"
+export OFFLOAD_BIGQUERY_EMULATOR="$PWD/bin/offload-bigquery-emulator"
 
 broker_started=""
 fakesnow_started=""

@@ -37,10 +37,15 @@ const bigQueryDataset = "offload"
 // retries a failed request until its context ends.
 const bigQueryReadTimeout = time.Minute
 
-// newBigQuery starts the emulator with its data in dir.
+// newBigQuery starts the emulator, as its own program (the offload binary
+// does not link it), with its data in dir.
 func newBigQuery(dir string) (*bigQuery, error) {
 	w := &bigQuery{path: filepath.Join(dir, "warehouse-bigquery.sqlite")}
-	srv, err := bqtest.Start(bqtest.Options{Project: "offload-demo", Path: w.path})
+	prog, err := bqtest.FindProgram()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := bqtest.Start(bqtest.Options{Launch: bqtest.Program(prog), Project: "offload-demo", Path: w.path})
 	if err != nil {
 		return nil, err
 	}

@@ -25,14 +25,20 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "offload-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// The BigQuery test warehouse runs the emulator's program, which the
+	// tests that run the command in-process find through the environment.
+	if err := testenv.BigQueryEmulator(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	offloadBin = os.Getenv("OFFLOAD_BIN")
 	if offloadBin == "" {
-		dir, err := os.MkdirTemp("", "offload-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
 		offloadBin = filepath.Join(dir, "offload")
 		out, err := exec.Command("go", "build", "-o", offloadBin, ".").CombinedOutput()
 		if err != nil {
@@ -151,4 +157,20 @@ func (d *daemonProc) waitLog(t *testing.T, s string, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("daemon log never contained %q", s)
+}
+
+// TestBinaryLeavesOutTheEmulator: the offload binary does not link the
+// BigQuery emulator, which `offload demo|bench --warehouse bigquery` run as
+// its own program (docs/PERFORMANCE.md, "The BigQuery emulator out of the
+// binary").
+func TestBinaryLeavesOutTheEmulator(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/goccy/bigquery-emulator") || strings.HasPrefix(pkg, "github.com/goccy/googlesql") {
+			t.Errorf("cmd/offload links %s", pkg)
+		}
+	}
 }

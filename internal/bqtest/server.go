@@ -1,11 +1,15 @@
-// Package bqtest runs github.com/goccy/bigquery-emulator in-process as a
-// BigQuery stand-in on 127.0.0.1: the loader's tests and `offload demo
-// --warehouse bigquery` talk to it through the real Go client
+// Package bqtest puts a BigQuery emulator (github.com/goccy/bigquery-emulator)
+// on 127.0.0.1 as a BigQuery stand-in: the loader's tests and `offload
+// demo --warehouse bigquery` talk to it through the real Go client
 // (cloud.google.com/go/bigquery) with the endpoint overridden and no
 // authentication. A TCP relay in front of the emulator can refuse
 // connections for a while (a warehouse outage). What the emulator does
 // not model, and how the loader lives with it, is in docs/LOADER.md
 // ("BigQuery emulator gaps"); it must never be taken for BigQuery itself.
+//
+// The emulator runs where Options.Launch says: in the test's own process
+// (internal/bqemu.Start), or as the program offload-bigquery-emulator
+// (Program), which is how the offload binary runs it without linking it.
 //
 // The relay does not see everything: a resumable upload (the client
 // library's choice for a load job's file above 16 MiB) continues at the
@@ -14,19 +18,22 @@
 package bqtest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
-	"time"
-
-	"github.com/goccy/bigquery-emulator/server"
 )
+
+// Launch starts the emulator with its one project, its data in the SQLite
+// file path (a temporary one when empty), its REST API on httpAddr and
+// its gRPC API on grpcAddr, and returns once it listens; stop stops it.
+type Launch func(project, path, httpAddr, grpcAddr string) (stop func() error, err error)
 
 // Options configures a Server.
 type Options struct {
+	// Launch starts the emulator (required).
+	Launch Launch
 	// Project is the emulator's one project ["offload-test"].
 	Project string
 	// Path is the SQLite file the emulator keeps its data in; empty: a
@@ -38,10 +45,8 @@ type Options struct {
 // connections.
 type Server struct {
 	project string
-	emu     *server.Server
+	stopEmu func() error
 	emuAddr string
-	serveWG sync.WaitGroup
-	served  error
 
 	mu      sync.Mutex
 	ln      net.Listener // nil while refusing
@@ -53,56 +58,31 @@ type Server struct {
 
 // Start starts the emulator and its relay.
 func Start(o Options) (*Server, error) {
+	if o.Launch == nil {
+		return nil, errors.New("bqtest: Options.Launch is required")
+	}
 	if o.Project == "" {
 		o.Project = "offload-test"
-	}
-	storage := server.TempStorage
-	if o.Path != "" {
-		storage = server.Storage("file:" + o.Path + "?cache=shared")
-	}
-	emu, err := server.New(storage)
-	if err != nil {
-		return nil, fmt.Errorf("bqtest: cannot start the emulator: %w", err)
-	}
-	if err := emu.SetProject(o.Project); err != nil {
-		_ = emu.Close()
-		return nil, fmt.Errorf("bqtest: cannot create project %s: %w", o.Project, err)
 	}
 	// The emulator names its own address in the upload URLs it hands out
 	// (resumable uploads), so it must listen on a known port: take a free
 	// one, then let the emulator listen on it.
 	emuAddr, err := freeAddr()
 	if err != nil {
-		_ = emu.Close()
 		return nil, err
 	}
 	grpcAddr, err := freeAddr()
 	if err != nil {
-		_ = emu.Close()
 		return nil, err
 	}
-	s := &Server{project: o.Project, emu: emu, emuAddr: emuAddr, conns: map[net.Conn]bool{}}
-	listening := make(chan struct{})
-	emu.SetListenCallback(func(string, string) { close(listening) })
-	served := make(chan struct{})
-	s.serveWG.Add(1)
-	go func() {
-		defer s.serveWG.Done()
-		s.served = emu.Serve(context.Background(), emuAddr, grpcAddr)
-		close(served)
-	}()
-	select {
-	case <-listening:
-	case <-served:
-		_ = emu.Close()
-		return nil, fmt.Errorf("bqtest: the emulator did not start: %w", s.served)
-	case <-time.After(30 * time.Second):
-		_ = s.stopEmulator()
-		return nil, errors.New("bqtest: the emulator did not listen within 30s")
+	stop, err := o.Launch(o.Project, o.Path, emuAddr, grpcAddr)
+	if err != nil {
+		return nil, fmt.Errorf("bqtest: %w", err)
 	}
+	s := &Server{project: o.Project, stopEmu: stop, emuAddr: emuAddr, conns: map[net.Conn]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		_ = s.stopEmulator()
+		_ = stop()
 		return nil, fmt.Errorf("bqtest: cannot listen: %w", err)
 	}
 	s.port = ln.Addr().(*net.TCPAddr).Port
@@ -215,16 +195,8 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.RefuseConnections()
-	return s.stopEmulator()
-}
-
-func (s *Server) stopEmulator() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := s.emu.Stop(ctx)
-	s.serveWG.Wait()
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("bqtest: the emulator did not stop within 10s: %w", err)
+	if err := s.stopEmu(); err != nil {
+		return fmt.Errorf("bqtest: %w", err)
 	}
 	return nil
 }
