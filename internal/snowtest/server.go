@@ -118,7 +118,12 @@ func New(opts Options) (*Server, error) {
 	if opts.DetachedTimeout <= 0 {
 		opts.DetachedTimeout = 4 * time.Hour
 	}
-	db, err := sql.Open("duckdb", opts.Path)
+	// One thread, and a checkpoint per GB of DuckDB's own WAL: in the
+	// drain benchmark the server shares the appliance's two cores, and
+	// there its second thread spun waiting for tasks and a checkpoint
+	// after nearly every load recompressed the growing table
+	// (docs/PERFORMANCE.md, "The test warehouse's share of the cores").
+	db, err := sql.Open("duckdb", opts.Path+"?threads=1&checkpoint_threshold=1GB")
 	if err != nil {
 		return nil, fmt.Errorf("snowtest: cannot open DuckDB %q: %w", opts.Path, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -336,4 +337,19 @@ func heartbeat(t *testing.T, srv *snowtest.Server, token string) string {
 		t.Fatal("failed heartbeat without a code")
 	}
 	return *answer.Code
+}
+
+// TestDuckDBSettings: the server's DuckDB runs on one thread and
+// checkpoints per GB of its WAL, on a file and in memory.
+func TestDuckDBSettings(t *testing.T) {
+	for _, path := range []string{"", filepath.Join(t.TempDir(), "w.duckdb")} {
+		srv := newServer(t, snowtest.Options{Path: path})
+		var threads, threshold string
+		if err := srv.DB().QueryRowContext(ctxT(t), `SELECT current_setting('threads')::VARCHAR, current_setting('checkpoint_threshold')`).Scan(&threads, &threshold); err != nil {
+			t.Fatal(err)
+		}
+		if threads != "1" || threshold != "953.6 MiB" {
+			t.Errorf("path %q: threads %s, checkpoint_threshold %s; want 1 and 953.6 MiB (1GB)", path, threads, threshold)
+		}
+	}
 }
