@@ -37,11 +37,10 @@ const partPageBuffer = 1 << 20
 // columns are DECIMAL(18,4), so at most 18 digits.
 const maxPartDecimal = 999_999_999_999_999_999
 
-// partRow is one row of a part: the columns of outbox_rows in
-// engine/schema.go without batch_id, in the same order. A nil pointer is
-// NULL: nullString's "" for the strings (parquet-go's optional string
-// without a pointer did not write every "" as NULL), !hasItems and
-// !HasBaseAmount.
+// partRow declares a part's schema: the columns of outbox_rows in
+// engine/schema.go without batch_id, in the same order. encode writes the
+// columns straight from outRow, never a partRow; its NULLs are
+// nullString's "" for the optional strings, !hasItems and !HasBaseAmount.
 type partRow struct {
 	EventID           string    `parquet:"event_id"`
 	OrderID           *string   `parquet:"order_id,optional"`
@@ -83,8 +82,7 @@ var partCodec = &zstdCodec{}
 var hashCodec = &gzip.Codec{Level: gzip.HuffmanOnly}
 
 // partSchema is partRow's schema with customer_email_hash compressed by
-// hashCodec. Compression is not part of a node's type, so parquet-go still
-// takes its direct struct-to-column path for partRow.
+// hashCodec (compression is not part of a node's type).
 var partSchema = newPartSchema()
 
 func newPartSchema() *parquet.Schema {
@@ -129,14 +127,13 @@ func (c *partCounter) Write(p []byte) (int, error) {
 }
 
 // partEncoder writes parts, one at a time, reusing its Parquet writer's
-// column buffers, its row conversion buffers and its file buffer from one
-// part to the next: a new writer per part allocated ~800 bytes a row for
-// the collector (docs/PERFORMANCE.md, "Drain"). The zero value is ready.
+// column buffers, its value buffer and its file buffer from one part to the
+// next: a new writer per part allocated ~800 bytes a row for the collector
+// (docs/PERFORMANCE.md, "Drain"). The zero value is ready.
 type partEncoder struct {
-	pw  *parquet.GenericWriter[partRow]
-	bw  *bufio.Writer
-	buf []partRow
-	js  []string
+	pw   *parquet.GenericWriter[any] // of no row type: encode writes its columns
+	bw   *bufio.Writer
+	vals []parquet.Value // partColumnCount runs of partChunk values, one a column
 }
 
 // writePart writes a part with an encoder of its own.
@@ -183,12 +180,47 @@ func (pe *partEncoder) encodeFile(w io.Writer, rows []outRow, items []byte) (par
 	return partFile{Rows: int64(len(rows)), Bytes: c.n, SHA256: hex.EncodeToString(c.h.Sum(nil))}, nil
 }
 
-// partChunk is how many rows encode converts to partRow at a time.
-const partChunk = 1024
+// partChunk is how many rows encode writes to each column at a time.
+// A column writer starts a page once its buffer holds partPageBuffer
+// bytes after a write, so a page ends at most partChunk rows past it: 64,
+// as parquet-go's GenericWriter cuts its writes.
+const partChunk = 64
+
+// The leaf columns of partSchema, in partRow's field order
+// (TestWritePartRoundTrip reads each back by name).
+const (
+	pcEventID = iota
+	pcOrderID
+	pcEventType
+	pcStoreID
+	pcCustomerID
+	pcCustomerEmailHash
+	pcAmount
+	pcCurrency
+	pcPaymentMethod
+	pcCardLast4
+	pcChannel
+	pcCountry
+	pcItems
+	pcEventTime
+	pcBaseAmount
+	pcRegion
+	pcTimezone
+	pcSourceTopic
+	pcSourcePartition
+	pcSourceOffset
+	pcKafkaTime
+	pcIngestTime
+	pcAttributes
+	pcExtras
+	partColumnCount
+)
 
 // encode writes rows as one row group with parquet-go, zstd at its
 // default level but for customer_email_hash (hashCodec): docs/PERFORMANCE.md ("Parquet writer") has the
-// measurements this choice comes from.
+// measurements this choice comes from. It writes each column's values
+// straight from the rows, partChunk rows at a time, instead of building a
+// partRow per row for parquet-go to take apart by reflection.
 func (pe *partEncoder) encode(w io.Writer, rows []outRow, items []byte) error {
 	for i := range rows {
 		if err := checkPartRow(&rows[i]); err != nil {
@@ -198,44 +230,60 @@ func (pe *partEncoder) encode(w io.Writer, rows []outRow, items []byte) error {
 	if pe.pw == nil {
 		// One row group: its rows are never more than MaxInt64, parquet-go's
 		// default bound.
-		pe.pw = parquet.NewGenericWriter[partRow](w, partSchema, parquet.Compression(partCodec),
+		pe.pw = parquet.NewGenericWriter[any](w, partSchema, parquet.Compression(partCodec),
 			parquet.PageBufferSize(partPageBuffer))
-		pe.buf = make([]partRow, partChunk)
-		pe.js = make([]string, partChunk)
+		pe.vals = make([]parquet.Value, partColumnCount*partChunk)
 	}
 	pe.pw.Reset(w)
-	buf, js := pe.buf, pe.js
-	defer clear(buf) // the rows' strings: the collector may free them
-	for i := 0; i < len(rows); i += len(buf) {
-		n := min(len(buf), len(rows)-i)
+	cols, vals := pe.pw.ColumnWriters(), pe.vals
+	defer clear(vals) // the rows' strings: the collector may free them
+	for i := 0; i < len(rows); i += partChunk {
+		n := min(partChunk, len(rows)-i)
 		for j := range n {
 			r := &rows[i+j]
 			ev := &r.ev
-			p := &buf[j]
-			*p = partRow{
-				EventID: ev.EventID, OrderID: strOrNull(&ev.OrderID), EventType: ev.EventType,
-				StoreID: strOrNull(&ev.StoreID), CustomerID: strOrNull(&ev.CustomerID),
-				CustomerEmailHash: strOrNull(&ev.CustomerEmailHash), Amount: int64(ev.Amount),
-				Currency: strOrNull(&ev.Currency), PaymentMethod: strOrNull(&ev.PaymentMethod),
-				CardLast4: strOrNull(&ev.CardLast4), Channel: strOrNull(&ev.Channel), Country: strOrNull(&ev.Country),
-				EventTime: ev.EventTime, Region: strOrNull(&ev.Region), Timezone: strOrNull(&ev.Timezone),
-				SourceTopic: r.source.topic, SourcePartition: r.source.partition, SourceOffset: r.source.offset,
-				KafkaTime: r.source.kafkaTime, IngestTime: r.source.ingestTime,
-				Attributes: strOrNull(&ev.Attributes), Extras: strOrNull(&ev.Extras),
-			}
-			if r.hasItems {
+			setString(&vals[pcEventID*partChunk+j], ev.EventID)
+			setStringOrNull(&vals[pcOrderID*partChunk+j], ev.OrderID)
+			setString(&vals[pcEventType*partChunk+j], ev.EventType)
+			setStringOrNull(&vals[pcStoreID*partChunk+j], ev.StoreID)
+			setStringOrNull(&vals[pcCustomerID*partChunk+j], ev.CustomerID)
+			setStringOrNull(&vals[pcCustomerEmailHash*partChunk+j], ev.CustomerEmailHash)
+			vals[pcAmount*partChunk+j] = parquet.Int64Value(int64(ev.Amount))
+			setStringOrNull(&vals[pcCurrency*partChunk+j], ev.Currency)
+			setStringOrNull(&vals[pcPaymentMethod*partChunk+j], ev.PaymentMethod)
+			setStringOrNull(&vals[pcCardLast4*partChunk+j], ev.CardLast4)
+			setStringOrNull(&vals[pcChannel*partChunk+j], ev.Channel)
+			setStringOrNull(&vals[pcCountry*partChunk+j], ev.Country)
+			if v := &vals[pcItems*partChunk+j]; r.hasItems {
 				// Not copied: parquet-go copies the bytes into its pages
-				// before Write returns, and the arena outlives the call.
-				js[j] = unsafe.String(unsafe.SliceData(items[r.itemsFrom:r.itemsTo]), r.itemsTo-r.itemsFrom)
-				p.Items = &js[j]
+				// before WriteRowValues returns, and the arena outlives the call.
+				*v = parquet.ByteArrayValue(items[r.itemsFrom:r.itemsTo])
+				v.SetDefinitionLevel(1)
+			} else {
+				*v = parquet.NullValue()
 			}
-			if ev.HasBaseAmount {
-				p.BaseAmount = (*int64)(&ev.BaseAmount)
+			vals[pcEventTime*partChunk+j] = parquet.Int64Value(ev.EventTime.UnixMicro())
+			if v := &vals[pcBaseAmount*partChunk+j]; ev.HasBaseAmount {
+				*v = parquet.Int64Value(int64(ev.BaseAmount))
+				v.SetDefinitionLevel(1)
+			} else {
+				*v = parquet.NullValue()
 			}
+			setStringOrNull(&vals[pcRegion*partChunk+j], ev.Region)
+			setStringOrNull(&vals[pcTimezone*partChunk+j], ev.Timezone)
+			setString(&vals[pcSourceTopic*partChunk+j], r.source.topic)
+			vals[pcSourcePartition*partChunk+j] = parquet.Int32Value(r.source.partition)
+			vals[pcSourceOffset*partChunk+j] = parquet.Int64Value(r.source.offset)
+			vals[pcKafkaTime*partChunk+j] = parquet.Int64Value(r.source.kafkaTime.UnixMicro())
+			vals[pcIngestTime*partChunk+j] = parquet.Int64Value(r.source.ingestTime.UnixMicro())
+			setStringOrNull(&vals[pcAttributes*partChunk+j], ev.Attributes)
+			setStringOrNull(&vals[pcExtras*partChunk+j], ev.Extras)
 		}
-		if _, err := pe.pw.Write(buf[:n]); err != nil {
-			pe.pw = nil // the next part starts from a new writer
-			return err
+		for c, cw := range cols {
+			if _, err := cw.WriteRowValues(vals[c*partChunk : c*partChunk+n]); err != nil {
+				pe.pw = nil // the next part starts from a new writer
+				return err
+			}
 		}
 	}
 	if err := pe.pw.Close(); err != nil {
@@ -245,12 +293,22 @@ func (pe *partEncoder) encode(w io.Writer, rows []outRow, items []byte) error {
 	return nil
 }
 
-// strOrNull is s, or nil (NULL) for "", as nullString.
-func strOrNull(s *string) *string {
-	if *s == "" {
-		return nil
+// setString sets v to s as a BYTE_ARRAY value, not copied: parquet-go
+// copies it into the column's buffer or dictionary before WriteRowValues
+// returns.
+func setString(v *parquet.Value, s string) {
+	*v = parquet.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s)))
+}
+
+// setStringOrNull sets v to s, or to NULL for "" as nullString, in an
+// optional column: a value present there has definition level 1.
+func setStringOrNull(v *parquet.Value, s string) {
+	if s == "" {
+		*v = parquet.NullValue()
+		return
 	}
-	return s
+	setString(v, s)
+	v.SetDefinitionLevel(1)
 }
 
 // checkPartRow refuses an amount the part's DECIMAL(18,4) columns cannot
