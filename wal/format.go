@@ -347,22 +347,12 @@ func parseHeader(v []byte) entryHeader {
 // The returned error is a *CorruptionError with Topic, Partition and
 // FirstOffset taken from the key.
 func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record) (entryHeader, error) {
+	h, err := decodeHeader(tp, firstOffset, v)
+	if err != nil {
+		return h, err
+	}
 	fail := func(rec, pos int, format string, args ...any) (entryHeader, error) {
-		return entryHeader{}, &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
-			FirstOffset: firstOffset, Record: rec, Pos: pos, Reason: fmt.Sprintf(format, args...)}
-	}
-	if len(v) < entryHeaderLen {
-		return fail(-1, 0, "entry value is %d bytes, shorter than its %d-byte header", len(v), entryHeaderLen)
-	}
-	if got, want := checksum(v[:entryCRCAt]), binary.BigEndian.Uint32(v[entryCRCAt:]); got != want {
-		return fail(-1, entryCRCAt, "header checksum mismatch (stored %08x, computed %08x)", want, got)
-	}
-	if v[entryVersionAt] != formatVersion {
-		return fail(-1, entryVersionAt, "unknown format version %d", v[entryVersionAt])
-	}
-	h := parseHeader(v)
-	if h.count == 0 {
-		return fail(-1, entryCountAt, "entry holds no records")
+		return entryHeader{}, corruption(tp, firstOffset, rec, pos, format, args...)
 	}
 	pos := entryHeaderLen
 	prev := int64(-1)
@@ -414,6 +404,34 @@ func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record)
 		return fail(h.count, pos, "%d unexpected bytes after the last record", len(v)-pos)
 	}
 	return h, nil
+}
+
+// decodeHeader checks and decodes an entry value's header alone: what
+// truncation needs (the entry's last offset and record count, which the
+// header's checksum covers) of entries the engine has read and checked
+// whole already.
+func decodeHeader(tp TopicPartition, firstOffset int64, v []byte) (entryHeader, error) {
+	if len(v) < entryHeaderLen {
+		return entryHeader{}, corruption(tp, firstOffset, -1, 0, "entry value is %d bytes, shorter than its %d-byte header", len(v), entryHeaderLen)
+	}
+	if got, want := checksum(v[:entryCRCAt]), binary.BigEndian.Uint32(v[entryCRCAt:]); got != want {
+		return entryHeader{}, corruption(tp, firstOffset, -1, entryCRCAt, "header checksum mismatch (stored %08x, computed %08x)", want, got)
+	}
+	if v[entryVersionAt] != formatVersion {
+		return entryHeader{}, corruption(tp, firstOffset, -1, entryVersionAt, "unknown format version %d", v[entryVersionAt])
+	}
+	h := parseHeader(v)
+	if h.count == 0 {
+		return entryHeader{}, corruption(tp, firstOffset, -1, entryCountAt, "entry holds no records")
+	}
+	return h, nil
+}
+
+// corruption is the *CorruptionError of entry (tp, firstOffset): its
+// record rec (-1: the header) at byte pos.
+func corruption(tp TopicPartition, firstOffset int64, rec, pos int, format string, args ...any) *CorruptionError {
+	return &CorruptionError{Topic: tp.TopicKey(), Partition: tp.Partition,
+		FirstOffset: firstOffset, Record: rec, Pos: pos, Reason: fmt.Sprintf(format, args...)}
 }
 
 // partitionMeta is the per-partition state kept under the meta key.

@@ -2,6 +2,8 @@ package wal
 
 import (
 	"encoding/binary"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -76,5 +78,32 @@ func TestFormatLayout(t *testing.T) {
 	m.topicID = [16]byte{}
 	if got, err := decodeMeta(TopicPartition{Topic: "t"}, v1); err != nil || got != m {
 		t.Fatalf("decodeMeta(version 1) = %+v, %v; want %+v", got, err, m)
+	}
+}
+
+// TestDecodeHeader: the header alone is checked by its own checksum, so
+// truncation reads an entry's last offset and count past damage in its
+// records, and never past damage in its header.
+func TestDecodeHeader(t *testing.T) {
+	tp := TopicPartition{Topic: "t"}
+	v := encodeEntry(nil, 1234, []Record{{Offset: 7, Value: []byte("a")}, {Offset: 9, Value: []byte("b")}})
+	body := slices.Clone(v)
+	body[len(body)-1] ^= 0xff
+	if _, err := decodeEntry(tp, 7, body, nil); err == nil {
+		t.Fatal("decodeEntry accepted a damaged record")
+	}
+	if h, err := decodeHeader(tp, 7, body); err != nil || h != (entryHeader{appendTime: 1234, lastOffset: 9, count: 2}) {
+		t.Fatalf("decodeHeader of a damaged record's entry = %+v, %v", h, err)
+	}
+	for _, pos := range []int{entryAppendTimeAt, entryLastOffsetAt, entryCountAt, entryCRCAt} {
+		head := slices.Clone(v)
+		head[pos] ^= 0x01
+		var ce *CorruptionError
+		if _, err := decodeHeader(tp, 7, head); !errors.As(err, &ce) || ce.Record != -1 || ce.FirstOffset != 7 {
+			t.Errorf("byte %d of the header flipped: err = %v, want a *CorruptionError of the header", pos, err)
+		}
+	}
+	if _, err := decodeHeader(tp, 7, v[:entryHeaderLen-1]); err == nil {
+		t.Error("decodeHeader accepted a short value")
 	}
 }

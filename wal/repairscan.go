@@ -2,7 +2,6 @@ package wal
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -363,7 +362,7 @@ func (p *partitionScan) damagedEntry(key, val []byte, first int64, derr error) {
 	// water set too far would drop records never seen: its last offset
 	// counts only when the header's checksum holds.
 	p.kept.highWater = max(p.kept.highWater, first)
-	if hh, ok := decodeHeader(val); ok {
+	if hh, herr := decodeHeader(p.tp, first, val); herr == nil {
 		m.LastOffset, m.Records = hh.lastOffset, int64(hh.count)
 		p.moved.records += uint64(hh.count)
 		p.kept.highWater = max(p.kept.highWater, hh.lastOffset)
@@ -467,13 +466,4 @@ func (s *repairScan) probe(tp TopicPartition, bad int64) (next int64, ok bool) {
 		}
 	}
 	return good, true
-}
-
-// decodeHeader decodes a damaged entry's header when its checksum holds,
-// for the record count the report gives.
-func decodeHeader(v []byte) (entryHeader, bool) {
-	if len(v) < entryHeaderLen || checksum(v[:entryCRCAt]) != binary.BigEndian.Uint32(v[entryCRCAt:]) || v[entryVersionAt] != formatVersion {
-		return entryHeader{}, false
-	}
-	return parseHeader(v), true
 }

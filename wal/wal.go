@@ -843,7 +843,7 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 			_ = it.Close()
 			return 0, asCorruption(verr)
 		}
-		h, derr := decodeEntry(tp, first, val, nil)
+		h, derr := decodeHeader(tp, first, val)
 		if derr != nil {
 			_ = it.Close()
 			return 0, derr
