@@ -32,7 +32,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log, level := newLogger(c.Log, stderr)
-	setGoMemoryLimit(log)
+	setGoMemoryDefaults(log)
 	walFS, err := slowfs.FromEnv(log)
 	if err != nil {
 		return err
@@ -56,11 +56,25 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 // (docs/PERFORMANCE.md). DuckDB's and Pebble's memory are outside it.
 const defaultGoMemoryLimit = 384 << 20
 
-// setGoMemoryLimit applies defaultGoMemoryLimit unless GOMEMLIMIT is set.
-func setGoMemoryLimit(log *slog.Logger) {
+// defaultGCPercent is the Go collector's target in `offload run` when the
+// GOGC variable sets none: the heap may grow 60 % past what the last
+// collection left live, not Go's 100 %. A drain keeps ~160 MiB live (a
+// micro-batch's rows, the next one's records, the part writer), so the
+// smaller target takes ~60 MiB off the appliance's peak RSS for a few
+// more collections (docs/PERFORMANCE.md, "The appliance's peak RSS").
+const defaultGCPercent = 60
+
+// setGoMemoryDefaults applies defaultGoMemoryLimit and defaultGCPercent
+// where GOMEMLIMIT and GOGC do not set them.
+func setGoMemoryDefaults(log *slog.Logger) {
 	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
 		log.Debug("Go memory limit from GOMEMLIMIT", "limit", v)
-		return
+	} else {
+		debug.SetMemoryLimit(defaultGoMemoryLimit)
 	}
-	debug.SetMemoryLimit(defaultGoMemoryLimit)
+	if v, ok := os.LookupEnv("GOGC"); ok {
+		log.Debug("Go collector target from GOGC", "percent", v)
+	} else {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
