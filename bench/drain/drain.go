@@ -128,6 +128,9 @@ type Result struct {
 	SteadySeconds float64 `json:"steady_seconds"`
 	SteadyEvents  int64   `json:"steady_events"`
 	check.Latencies
+	// Dedupe is the appliance's index of remembered ids once the steady
+	// phase was loaded: its keys, the event time they span, its filters.
+	Dedupe admin.DedupeStatus `json:"dedupe"`
 	// Both phases' valid events in the warehouse, each exactly once.
 	ExactlyOnce bool  `json:"exactly_once"`
 	Missing     int64 `json:"missing"`
@@ -346,11 +349,13 @@ func runSteady(ctx context.Context, w watcher, cl *kgo.Client, res *Result, o Op
 		return nil, fmt.Errorf("cannot produce the steady phase to %s: %w", res.Topic, err)
 	}
 	res.SteadySeconds, res.SteadyEvents = time.Since(began).Seconds(), sum.Produced
-	if _, err := w.until(ctx, "loaded after the steady phase", func(st admin.Status) bool {
+	st, err := w.until(ctx, "loaded after the steady phase", func(st admin.Status) bool {
 		return loaded(st, res.ValidEvents+sum.Valid)
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
+	res.Dedupe = st.Engine.Dedupe
 	return g, nil
 }
 

@@ -79,6 +79,11 @@ func TestDrain(t *testing.T) {
 	if d := res.ApplianceMetricsCPUSeconds - res.ApplianceCPUSeconds; d < -0.05 || d > 0.3+0.1*res.ApplianceCPUSeconds {
 		t.Errorf("CPU seconds: /proc %.2f, /metrics %.2f", res.ApplianceCPUSeconds, res.ApplianceMetricsCPUSeconds)
 	}
+	// The dedupe index remembers every valid event of both phases, in the
+	// default window.
+	if d := res.Dedupe; d.Keys < res.ValidEvents || d.HeldSeconds <= 0 || d.WindowSeconds != 24*3600 || d.FilterBytes <= 0 {
+		t.Errorf("dedupe %+v: want at least %d keys, a window of 24h held in part, filters", d, res.ValidEvents)
+	}
 	if res.BareConsumerEvents != res.Events+res.SteadyEvents {
 		t.Errorf("the bare consumer read %d records, want %d", res.BareConsumerEvents, res.Events+res.SteadyEvents)
 	}

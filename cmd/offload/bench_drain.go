@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/offload/offload/bench/drain"
 )
@@ -53,6 +54,13 @@ func printDrain(w io.Writer, r drain.Result) {
 	row("produce → warehouse p50/p99 ms", fmt.Sprintf("%.0f / %.0f", r.P50WarehouseMs, r.P99WarehouseMs))
 	row("loads; shipped / raw bytes", fmt.Sprintf("%d; %.1f %%", r.Loads, 100*r.BytesShippedRatio))
 	row("deduplicated; dead-lettered", fmt.Sprintf("%d; %d", r.Deduplicated, r.DeadLettered))
+	row("dedupe index: keys, event time held", fmt.Sprintf("%d, %s of %s", r.Dedupe.Keys,
+		secondsText(r.Dedupe.HeldSeconds), secondsText(r.Dedupe.WindowSeconds)))
 	row("exactly once", onceText(r.ExactlyOnce, r.Missing, r.Extra))
 	_ = tw.Flush()
+}
+
+// secondsText writes seconds as a duration rounded to the second.
+func secondsText(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,10 +111,13 @@ func TestBenchRealBroker(t *testing.T) {
 // the appliance, and says so on its first line.
 func TestBenchDrainDefault(t *testing.T) {
 	brokers := testenv.Brokers(t)
-	_, res := benchOut(t, "drain", []string{"OFFLOAD_BIN="}, // the bench runs itself
+	table, res := benchOut(t, "drain", []string{"OFFLOAD_BIN="}, // the bench runs itself
 		"--brokers", brokers, "--events", "5000", "--partitions", "2", "--rate", "1000", "--steady", "2s")
 	if res["events"].(float64) < 5000 || res["drain_loaded_events_per_sec"].(float64) <= 0 {
 		t.Fatalf("result %v", res)
+	}
+	if !regexp.MustCompile(`dedupe index: keys, event time held +[1-9][0-9]+, [0-9hms]+ of 24h0m0s`).MatchString(table) {
+		t.Errorf("the table lacks the dedupe index's keys and the event time they span:\n%s", table)
 	}
 }
 
