@@ -359,8 +359,7 @@ func drainOnce(b *testing.B, n int, prepare func(dir string)) drain {
 
 // fillKeyStore builds in dir, unless a complete one is there, a key store
 // of n random keys spread evenly over the 24 hours of event time before
-// t0, written as the engine writes them: micro-batches of 50,000 keys.
-// A file "filled" marks it complete.
+// t0 (writeDayOfKeys). A file "filled" marks it complete.
 func fillKeyStore(b *testing.B, dir string, n int64) {
 	b.Helper()
 	mark := filepath.Join(dir, "filled")
@@ -370,14 +369,27 @@ func fillKeyStore(b *testing.B, dir string, n int64) {
 	if err := os.RemoveAll(dir); err != nil {
 		b.Fatal(err)
 	}
+	took := writeDayOfKeys(b, filepath.Join(dir, KeysDir), n, t0)
+	if err := os.WriteFile(mark, []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("filled a key store of %d keys in %s in %s", n, dir, took.Round(time.Second))
+}
+
+// writeDayOfKeys writes a new key store at dir: n random keys spread
+// evenly over the 24 hours of event time before end, written as the
+// engine writes them (micro-batches of 50,000 keys), closed cleanly so
+// that its filters are saved. It returns the time that took.
+func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Duration {
+	b.Helper()
 	window := int64(24 * time.Hour / time.Microsecond)
-	s, err := openKeyStore(filepath.Join(dir, KeysDir), window, int64(DefaultDedupeMemory), quietLogger())
+	s, err := openKeyStore(dir, window, int64(DefaultDedupeMemory), quietLogger())
 	if err != nil {
 		b.Fatal(err)
 	}
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(3, 4))
-	from := t0.UnixMicro() - window
+	from := end.UnixMicro() - window
 	const batchKeys = 50000
 	keys := make([]keyTime, 0, batchKeys)
 	for i := int64(0); i < n; i++ {
@@ -392,10 +404,34 @@ func fillKeyStore(b *testing.B, dir string, n int64) {
 	if err := s.close(); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(mark, []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
-		b.Fatal(err)
+	return time.Since(start)
+}
+
+// dedupeSeedEnv names the data directory BenchmarkFillKeyStore fills.
+const dedupeSeedEnv = "OFFLOAD_DEDUPE_SEED"
+
+// BenchmarkFillKeyStore writes OFFLOAD_DEDUPE_DAY_EVENTS random keys,
+// spread over the 24 hours of event time before now, into the key store
+// of the data directory OFFLOAD_DEDUPE_SEED, which must not hold one yet,
+// and reports the keys written a second. It prepares a full day's index
+// for the real appliance: `offload bench --profile drain --dir D` runs
+// `offload run` over D/data, so a store filled in D/data is the one its
+// engine opens (docs/PERFORMANCE.md, "The appliance over a full day of
+// remembered ids").
+//
+//	OFFLOAD_DEDUPE_DAY_EVENTS=86400000 OFFLOAD_DEDUPE_SEED=$D/data go test ./engine -run '^$' -bench BenchmarkFillKeyStore -benchtime 1x -timeout 1h
+func BenchmarkFillKeyStore(b *testing.B) {
+	n, _ := strconv.ParseInt(os.Getenv(dedupeDayEnv), 10, 64)
+	data := os.Getenv(dedupeSeedEnv)
+	if n <= 0 || data == "" {
+		b.Skipf("set %s and %s (the data directory to fill)", dedupeDayEnv, dedupeSeedEnv)
 	}
-	b.Logf("filled a key store of %d keys in %s in %s", n, dir, time.Since(start).Round(time.Second))
+	dir := filepath.Join(data, KeysDir)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		b.Fatalf("%s exists (%v): fill a data directory without a key store", dir, err)
+	}
+	took := writeDayOfKeys(b, dir, n, time.Now())
+	b.ReportMetric(float64(n)/took.Seconds(), "keys/s")
 }
 
 // checkpointKeyStore puts a copy of the key store in from at to: a Pebble
