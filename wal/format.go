@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -353,6 +354,11 @@ func decodeEntry(tp TopicPartition, firstOffset int64, v []byte, recs *[]Record)
 	}
 	fail := func(rec, pos int, format string, args ...any) (entryHeader, error) {
 		return entryHeader{}, corruption(tp, firstOffset, rec, pos, format, args...)
+	}
+	if recs != nil {
+		// One allocation instead of a doubling per append; a damaged count
+		// cannot ask for more records than the value's bytes can hold.
+		*recs = slices.Grow(*recs, min(h.count, len(v)/(recordHeaderLen+bodyMinLen)))
 	}
 	pos := entryHeaderLen
 	prev := int64(-1)

@@ -107,3 +107,21 @@ func TestDecodeHeader(t *testing.T) {
 		t.Error("decodeHeader accepted a short value")
 	}
 }
+
+// TestDecodeEntryAllocatesOnce: decoding an entry makes its record slice
+// in one allocation, sized by the header's count.
+func TestDecodeEntryAllocatesOnce(t *testing.T) {
+	tp := TopicPartition{Topic: "orders"}
+	in := recs(0, 1999)
+	v := encodeEntry(nil, 1234, in)
+	var out []Record
+	allocs := testing.AllocsPerRun(20, func() {
+		out = nil
+		if _, err := decodeEntry(tp, 0, v, &out); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 1 || len(out) != len(in) {
+		t.Errorf("decoding %d records took %.0f allocations and gave %d records, want 1 and %d", len(in), allocs, len(out), len(in))
+	}
+}
