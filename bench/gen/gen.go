@@ -321,18 +321,7 @@ func (g *Generator) Run(ctx context.Context, cl *kgo.Client) (Summary, error) {
 				}
 			}
 		}
-		recs := make([]*kgo.Record, 0, n+n/10)
-		var kinds []string
-		now := time.Now()
-		for i := 0; i < n; i++ {
-			r, kind := g.next(now)
-			r.Topic = o.Topic
-			recs, kinds = append(recs, r), append(kinds, kind)
-			if kind != "malformed" && g.rngFloat() < o.DuplicateShare {
-				dup := *r
-				recs, kinds = append(recs, &dup), append(kinds, "duplicate")
-			}
-		}
+		recs, kinds := g.Batch(n, time.Now())
 		if err := g.produce(ctx, cl, recs); err != nil {
 			return g.Summary(), err
 		}
@@ -356,6 +345,25 @@ func (g *Generator) Run(ctx context.Context, cl *kgo.Client) (Summary, error) {
 		sent += n
 	}
 	return g.Summary(), nil
+}
+
+// Batch returns the next n events at now, as Run produces them, and the
+// kind of each record ("valid", "late", "malformed", "duplicate"): a
+// duplicate copy follows its original, so there may be more than n. Run
+// counts what it produced in the summary; a caller that produces nothing
+// (a benchmark of the stages after ingest) can use the records' values.
+func (g *Generator) Batch(n int, now time.Time) (recs []*kgo.Record, kinds []string) {
+	recs = make([]*kgo.Record, 0, n+n/10)
+	for range n {
+		r, kind := g.next(now)
+		r.Topic = g.opts.Topic
+		recs, kinds = append(recs, r), append(kinds, kind)
+		if kind != "malformed" && g.rngFloat() < g.opts.DuplicateShare {
+			dup := *r
+			recs, kinds = append(recs, &dup), append(kinds, "duplicate")
+		}
+	}
+	return recs, kinds
 }
 
 // batchTimeout bounds the acknowledgement of a batch once Run's context
