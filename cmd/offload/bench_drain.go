@@ -62,5 +62,5 @@ func printDrain(w io.Writer, r drain.Result) {
 
 // secondsText writes seconds as a duration rounded to the second.
 func secondsText(s float64) string {
-	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
+	return time.Duration(s * float64(time.Second)).Round(time.Second).String()
 }
