@@ -128,6 +128,21 @@
 // block, are allowed only once Verify found no damage and stop when a
 // read meets some.
 //
+// # Memory
+//
+// Pebble grows the memtable, doubling at each flush, up to
+// Options.MemTableSize (32 MiB by default) and keeps the last flushed one
+// to reuse, so a WAL written at any steady rate would hold two full
+// memtables. Written slowly (less than half of MemTableSize in
+// memflush.Interval, 10 s: under ~1.6 MB/s by default), the WAL flushes
+// its memtable at the first append or truncation after each interval, and
+// the memtables stay at what an interval's writes fill (~5 MB at 1,000
+// events a second of ~460 bytes). A backlog fills them to MemTableSize as
+// before; the pages a full memtable touched stay with the process while
+// Pebble reuses it. Each early flush writes a small sstable: mostly
+// deletions of consumed entries, and the values not consumed yet go to a
+// small blob file.
+//
 // # Constants that never change
 //
 // The key prefixes 0x01 and 0x02, the entry's format version byte 1, the

@@ -15,6 +15,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/offload/offload/internal/memflush"
 )
 
 // ErrClosed is returned by operations on a closed WAL.
@@ -40,9 +42,12 @@ type Options struct {
 	// with status 1. Pebble cannot tell what reached the disk after such a
 	// failure, so retrying would risk acknowledging lost data.
 	Fatal func(error)
-	// MemTableSize is Pebble's memtable size; 0 means 32 MiB.
+	// MemTableSize is Pebble's largest memtable; 0 means 32 MiB. Written
+	// slowly, the WAL flushes its memtable every memflush.Interval and
+	// holds far less (doc.go, "Memory").
 	MemTableSize uint64
-	// Now returns the append time stamped on each entry; nil means time.Now.
+	// Now returns the append time stamped on each entry and is the clock
+	// of those flushes; nil means time.Now.
 	Now func() time.Time
 	// ReadOnly opens the WAL for inspection: appends and truncations fail
 	// and nothing on disk changes.
@@ -105,6 +110,9 @@ type WAL struct {
 	// fatal holds the first error passed to Pebble's Fatalf. Once set, no
 	// append is acknowledged, even if Options.Fatal returned.
 	fatal atomic.Pointer[error]
+
+	// flusher keeps the memtables small while the WAL is written slowly.
+	flusher *memflush.Flusher
 }
 
 // use takes closeMu shared; it returns false, without the lock, when the
@@ -211,6 +219,8 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 		return fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
 	}
 	w.db, w.dir = db, dir
+	w.flusher = memflush.New(func() error { _, err := db.AsyncFlush(); return err },
+		w.opts.MemTableSize, w.opts.Now, w.opts.Logger, "wal")
 	w.unreadable = w.checkBlobFiles()
 	if len(w.unreadable) > 0 && !w.opts.ReadOnly {
 		// Pebble panics when it meets a blob file it cannot open, in a
@@ -437,6 +447,7 @@ func (w *WAL) Append(tp TopicPartition, recs []Record) (AppendResult, error) {
 	res.Appended = len(keep)
 	res.Bytes = len(key) + vlen
 	w.bytes.Add(int64(res.Bytes))
+	w.flusher.Wrote(b.Len())
 	return res, nil
 }
 
@@ -888,6 +899,7 @@ func (w *WAL) truncatePartition(tp TopicPartition, below int64) (int64, error) {
 	if err := w.db.Apply(b, pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("wal: cannot truncate %s below %d: %w", tp, below, err)
 	}
+	w.flusher.Wrote(b.Len())
 	p.meta = m
 	p.first = newFirst
 	w.bytes.Add(-freed)
