@@ -386,7 +386,7 @@ func fillKeyStore(b *testing.B, dir string, n int64) {
 func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Duration {
 	b.Helper()
 	window := int64(24 * time.Hour / time.Microsecond)
-	s, err := openKeyStore(dir, window, int64(DefaultDedupeMemory), quietLogger())
+	s, err := openKeyStore(dir, window, int64(DefaultDedupeMemory), time.Now, quietLogger())
 	if err != nil {
 		b.Fatal(err)
 	}

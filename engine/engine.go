@@ -172,7 +172,7 @@ func Open(opts Options) (*Engine, error) {
 	// The key store first: upgrading a schema 2 database moves its
 	// dedupe table into it.
 	if e.keys, err = openKeyStore(filepath.Join(opts.Dir, KeysDir), int64(opts.DedupeWindow/time.Microsecond),
-		opts.DedupeMemory, opts.Logger); err != nil {
+		opts.DedupeMemory, opts.Now, opts.Logger); err != nil {
 		return nil, err
 	}
 	e.db = sql.OpenDB(connector)

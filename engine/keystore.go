@@ -9,9 +9,12 @@ import (
 	"math"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/sstable"
+
+	"github.com/offload/offload/internal/memflush"
 )
 
 // KeysDir is the folder under Options.Dir that holds the remembered dedupe
@@ -93,6 +96,8 @@ type keyStore struct {
 	sorter keySorter
 
 	fatal atomic.Pointer[error] // Pebble's fatal error (a failed fsync)
+	// flusher keeps the memtables small while keys come slowly.
+	flusher *memflush.Flusher
 	// diskBytes is the store's size on disk after the last commit, for
 	// Engine.DiskBytes, which may run concurrently.
 	diskBytes atomic.Int64
@@ -115,8 +120,9 @@ func keysSliceLen(window int64) int64 {
 // openKeyStore opens the key store in dir, converts keys of the slice
 // layout and rebuilds the filters from what it holds; forgetBelow then
 // sets the horizon the database records. window is the dedupe window in
-// µs, memory the filters' budget in bytes.
-func openKeyStore(dir string, window, memory int64, log *slog.Logger) (*keyStore, error) {
+// µs, memory the filters' budget in bytes, now the clock of the early
+// flushes of its memtable (memflush).
+func openKeyStore(dir string, window, memory int64, now func() time.Time, log *slog.Logger) (*keyStore, error) {
 	s := &keyStore{dir: dir, sliceLen: keysSliceLen(window), minutes: map[int64]int64{},
 		horizon: math.MinInt64, deletedBelow: math.MinInt64, kb: make([]byte, keysKeyLen),
 		stamps: map[int64]uint64{}, log: log}
@@ -139,6 +145,7 @@ func openKeyStore(dir string, window, memory int64, log *slog.Logger) (*keyStore
 		return nil, fmt.Errorf("engine: cannot open the dedupe key store %s: %w", dir, err)
 	}
 	s.db = db
+	s.flusher = memflush.New(func() error { _, err := db.AsyncFlush(); return err }, keysMemTableSize, now, log, "dedupe key store")
 	if err := s.convertSliceKeys(log); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("engine: cannot convert the dedupe key store %s to keys ordered by time: %w (move it aside to start with no remembered ids)", dir, err)
@@ -472,6 +479,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 		return fmt.Errorf("cannot write %d dedupe keys to %s: %w", len(keys), s.dir, *p)
 	}
 	s.seq, s.deletedBelow, s.gen = seq, below, gen
+	s.flusher.Wrote(wb.Len())
 	s.diskBytes.Store(int64(s.db.Metrics().DiskSpaceUsage()))
 	var sl *keySlice
 	for _, kt := range keys {

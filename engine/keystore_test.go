@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/offload/offload/internal/memflush"
 	"github.com/offload/offload/wal"
 )
 
@@ -311,7 +312,7 @@ func TestKeyFiltersPersisted(t *testing.T) {
 	window := int64(24 * time.Hour / time.Microsecond)
 	open := func(window int64) *keyStore {
 		t.Helper()
-		s, err := openKeyStore(dir, window, minDedupeMemory, quietLogger())
+		s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,5 +407,53 @@ func TestKeyFiltersPersisted(t *testing.T) {
 	check(s, nil)
 	if err := s.close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeyStoreSlowCommitsKeepMemtablesSmall: a key store given keys
+// slowly flushes its memtable every memflush.Interval, so Pebble does not
+// grow it, where the same commits within one interval double it; every
+// key stays found either way.
+func TestKeyStoreSlowCommitsKeepMemtablesSmall(t *testing.T) {
+	const commits, perCommit = 40, 500
+	window := int64(24 * time.Hour / time.Microsecond)
+	memtables := func(slow bool) uint64 {
+		now := testNow
+		s, err := openKeyStore(filepath.Join(t.TempDir(), KeysDir), window, minDedupeMemory, func() time.Time { return now }, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = s.close() }()
+		var keys []keyTime
+		for c := range commits {
+			batch := make([]keyTime, perCommit)
+			for i := range batch {
+				batch[i] = keyTime{keyOf(fmt.Sprint(c, "/", i)), testNow.Add(time.Duration(c) * time.Second).UnixMicro()}
+			}
+			keys = append(keys, batch...)
+			if err := s.commit(batch, math.MinInt64, s.seq+1); err != nil {
+				t.Fatal(err)
+			}
+			if slow {
+				now = now.Add(memflush.Interval)
+			}
+		}
+		for deadline := time.Now().Add(10 * time.Second); s.db.Metrics().Flush.NumInProgress > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, kt := range keys {
+			if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found {
+				t.Fatalf("a committed key not found (%v)", err)
+			}
+		}
+		return s.db.Metrics().MemTable.Size
+	}
+	slow, fast := memtables(true), memtables(false)
+	t.Logf("memtables: %d bytes committed slowly, %d fast", slow, fast)
+	if slow > 2*256<<10 {
+		t.Errorf("committed slowly: memtables of %d bytes, want at most two of Pebble's first size (256 KiB)", slow)
+	}
+	if fast <= 2*slow {
+		t.Errorf("committed fast: memtables of %d bytes, want them grown past twice the slow store's %d", fast, slow)
 	}
 }
