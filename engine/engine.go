@@ -159,12 +159,19 @@ func Open(opts Options) (*Engine, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("engine: cannot create the data directory %s: %w", opts.Dir, err)
 	}
-	// checkpoint_threshold: DuckDB's default (16 MB of its own WAL) made
-	// nearly every micro-batch a checkpoint that rewrote the last, partial
-	// row group of a growing table; 256 MB made the engine ~30% faster
-	// (docs/PERFORMANCE.md). DuckDB's WAL counts in DiskBytes, and a
-	// restart after a crash replays at most that much.
-	dsn := fmt.Sprintf("%s?memory_limit=%dKiB&threads=%d&checkpoint_threshold=256MB", e.path, opts.MemoryLimit>>10, opts.Threads)
+	// checkpoint_threshold: what DuckDB wrote since its last checkpoint
+	// stays in memory besides its WAL (~2.5 times the WAL's size, the
+	// windows rewritten by every micro-batch most of it), so the 256 MB
+	// kept while the clean rows were DuckDB's let a steady rate grow the
+	// process by ~25 MiB a minute for most of an hour; the rows are in
+	// parts now, and DuckDB's default of 16 MB bounds it.
+	// enable_external_file_cache: DuckDB would keep the parts it reads
+	// (sealing, compaction) in its buffer pool up to memory_limit; the
+	// kernel's page cache already holds them (docs/PERFORMANCE.md, "The
+	// appliance's memory at a steady rate"). DuckDB's WAL counts in
+	// DiskBytes, and a restart after a crash replays at most that much.
+	dsn := fmt.Sprintf("%s?memory_limit=%dKiB&threads=%d&checkpoint_threshold=16MB&enable_external_file_cache=false",
+		e.path, opts.MemoryLimit>>10, opts.Threads)
 	connector, err := duckdb.NewConnector(dsn, nil)
 	if err != nil {
 		return nil, fmt.Errorf("engine: cannot open %s: %w", e.path, err)

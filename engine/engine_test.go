@@ -705,3 +705,19 @@ func TestReadAheadFollowsReconfigure(t *testing.T) {
 		t.Fatalf("after the change: accepted %d, filtered by store_s2 %d; want 1, 1 (stats %+v)", st.Accepted, st.FilteredByRule["store_s2"], st)
 	}
 }
+
+// TestDuckDBSettings: the engine's DuckDB checkpoints every 16 MB of its
+// WAL and keeps no cache of the files it reads (Open says why).
+func TestDuckDBSettings(t *testing.T) {
+	h := newHarness(t, nil)
+	// 16 MB as DuckDB prints it.
+	for setting, want := range map[string]string{"checkpoint_threshold": "15.2 MiB", "enable_external_file_cache": "false"} {
+		var got string
+		if err := h.e.conn.QueryRowContext(context.Background(), `SELECT current_setting(?)::VARCHAR`, setting).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", setting, err)
+		}
+		if got != want {
+			t.Errorf("%s = %s, want %s", setting, got, want)
+		}
+	}
+}
