@@ -60,6 +60,11 @@ type Engine struct {
 	// each micro-batch's transaction has committed.
 	keys *keyStore
 
+	// duckMemory is DuckDB's memory as duckdb_memory() last reported it,
+	// at duckRead (Engine.duckDBMemory).
+	duckMemory int64
+	duckRead   time.Time
+
 	// State mirrored from DuckDB, rebuilt by load. Changed in memory only
 	// after the transaction that persists it has committed, except the
 	// window set, which a failed transaction reloads.
@@ -546,6 +551,10 @@ type Stats struct {
 	DedupeWindow time.Duration
 	// DedupeFilterBytes is the memory of the key store's Bloom filters.
 	DedupeFilterBytes int64
+	// DuckDBMemory is the memory DuckDB's buffer manager holds
+	// (duckdb_memory(): tables not checkpointed yet, cached blocks, query
+	// state), read at most once a second.
+	DuckDBMemory int64
 	// DedupeFilterHits counts event ids some filter may hold,
 	// DedupeDiskLookups the key store reads they cost, and
 	// DedupeFalsePositives the reads that found no live key.
@@ -646,6 +655,20 @@ func cloneMap(m map[string]int64) map[string]int64 {
 	return out
 }
 
+// duckDBMemory returns the memory DuckDB's buffer manager holds, read
+// from duckdb_memory() at most once a second of the wall clock. A failed
+// read keeps the last figure: the next micro-batch's statements report
+// what is wrong with the database. Callers hold mu.
+func (e *Engine) duckDBMemory() int64 {
+	if now := time.Now(); now.Sub(e.duckRead) >= time.Second {
+		var n sql.NullInt64
+		if err := e.conn.QueryRowContext(context.Background(), `SELECT sum(memory_usage_bytes)::BIGINT FROM duckdb_memory()`).Scan(&n); err == nil {
+			e.duckMemory, e.duckRead = n.Int64, now
+		}
+	}
+	return e.duckMemory
+}
+
 // snapshotStats copies the committed state into the Stats snapshot.
 // Callers hold mu.
 func (e *Engine) snapshotStats(d time.Duration, records int) {
@@ -657,7 +680,7 @@ func (e *Engine) snapshotStats(d time.Duration, records int) {
 		UnmappedByField: map[string]int64{},
 		Deduplicated:    c[cDeduplicated], DedupeExpired: c[cDedupeExpired],
 		DedupeTooOld: c[cDedupeTooOld], DedupeKeys: e.keys.held, DedupeHeld: e.dedupeHeld(), DedupeWindow: e.opts.DedupeWindow,
-		DedupeFilterBytes: e.keys.memory(), DedupeFilterHits: e.keys.filterHits.Load(),
+		DedupeFilterBytes: e.keys.memory(), DuckDBMemory: e.duckDBMemory(), DedupeFilterHits: e.keys.filterHits.Load(),
 		DedupeDiskLookups: e.keys.lookups.Load(), DedupeFalsePositives: e.keys.falsePositives.Load(),
 		Late: c[cLate], TooLate: c[cTooLate], NoBaseAmount: c[cNoBaseAmount],
 		WindowsEmitted: c[cWindowsEmitted], WindowOverflows: c[cWindowOverflows], Windows: e.windows.Len(),

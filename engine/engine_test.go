@@ -721,3 +721,14 @@ func TestDuckDBSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestDuckDBMemoryReported: Stats reports the memory DuckDB's buffer
+// manager holds, within its memory_limit.
+func TestDuckDBMemoryReported(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add("orders", 0, ev("e-1", "s1", "1", at(0)), ev("e-2", "s2", "2", at(time.Second)))
+	h.drain()
+	if got := h.e.Stats().DuckDBMemory; got <= 0 || got > h.e.opts.MemoryLimit {
+		t.Fatalf("DuckDB's memory reported as %d bytes, want more than 0 and at most memory_limit %d", got, h.e.opts.MemoryLimit)
+	}
+}

@@ -148,6 +148,7 @@ var (
 	dDedupeKeys        = desc("offload_engine_dedupe_keys", "Event ids remembered in the dedupe key store.")
 	dDedupeHeld        = desc("offload_engine_dedupe_held_seconds", "Event time the remembered ids span (at most engine.dedupe_window).")
 	dDedupeFilterBytes = desc("offload_engine_dedupe_filter_bytes", "Memory of the dedupe key store's Bloom filters.")
+	dDuckDBMemory      = desc("offload_engine_duckdb_memory_bytes", "Memory DuckDB's buffer manager holds in the engine's database.")
 	dDedupeFilterHits  = desc("offload_engine_dedupe_filter_hits_total", "Event ids a dedupe filter may hold (since start).")
 	dDedupeLookups     = desc("offload_engine_dedupe_disk_lookups_total", "Dedupe key store reads confirming a filter hit (since start).")
 	dDedupeFalsePos    = desc("offload_engine_dedupe_false_positives_total", "Dedupe key store reads that found no remembered id (since start).")
@@ -180,7 +181,7 @@ var (
 )
 
 var scrapeDescs = []*prometheus.Desc{
-	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dKafkaUncommitted, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineUnmapped, dEngineDedup, dDedupeKeys, dDedupeHeld, dDedupeFilterBytes, dDedupeFilterHits, dDedupeLookups, dDedupeFalsePos, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
+	dIngestRecords, dIngestBytes, dIngestDuplicates, dIngestFetchErrors, dTopicRecreations, dIngestCommitErrs, dIngestPaused, dIngestPauses, dIngestReady, dKafkaLag, dKafkaUncommitted, dWALBytes, dWALRecords, dWALQuarEntries, dWALQuarRecords, dEngineRecords, dEngineAccepted, dEngineRejected, dEngineFiltered, dEngineUnmapped, dEngineDedup, dDedupeKeys, dDedupeHeld, dDedupeFilterBytes, dDuckDBMemory, dDedupeFilterHits, dDedupeLookups, dDedupeFalsePos, dEngineLate, dEngineWindows, dEngineBacklog, dWatermarkLag, dDLQRows, dDLQBytes, dOutboxRows, dOutboxBytes, dOutboxBatches, dOldestUnshipped, dBudget, dUsed, dRunway, dLoaderState, dLoaderCircuit, dLoaderLoads, dLoaderAlready, dLoaderRows, dLoaderBytes, dLoaderRetries, dLoaderParked, dLoaderUnanswered, dLoaderWHDups, dBuildInfo, dWatchdog,
 	dOutboxQuarantined,
 }
 
@@ -241,6 +242,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(dDedupeKeys, float64(e.DedupeKeys))
 	gauge(dDedupeHeld, e.DedupeHeld.Seconds())
 	gauge(dDedupeFilterBytes, float64(e.DedupeFilterBytes))
+	gauge(dDuckDBMemory, float64(e.DuckDBMemory))
 	counter(dDedupeFilterHits, float64(e.DedupeFilterHits))
 	counter(dDedupeLookups, float64(e.DedupeDiskLookups))
 	counter(dDedupeFalsePos, float64(e.DedupeFalsePositives))
