@@ -84,8 +84,9 @@ type Options struct {
 	Seal SealPolicy
 	// Logger receives the engine's messages; nil means slog.Default().
 	Logger *slog.Logger
-	// Now is the clock for DLQ, emission and seal times and for sealing by
-	// age; nil means time.Now.
+	// Now is the clock for DLQ, emission and seal times, for sealing by
+	// age and for the dedupe key store's early memtable flushes
+	// (internal/memflush); nil means time.Now.
 	Now func() time.Time
 	// OnBatch, if set, is called after each micro-batch that consumed
 	// records, with its duration (read, process, commit) and its records.
