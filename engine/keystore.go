@@ -145,7 +145,7 @@ func openKeyStore(dir string, window, memory int64, now func() time.Time, log *s
 		return nil, fmt.Errorf("engine: cannot open the dedupe key store %s: %w", dir, err)
 	}
 	s.db = db
-	s.flusher = memflush.New(func() error { _, err := db.AsyncFlush(); return err }, keysMemTableSize, now, log, "dedupe key store")
+	s.flusher = memflush.New(db, keysMemTableSize, now, log, "dedupe key store")
 	if err := s.convertSliceKeys(log); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("engine: cannot convert the dedupe key store %s to keys ordered by time: %w (move it aside to start with no remembered ids)", dir, err)

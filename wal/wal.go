@@ -219,8 +219,7 @@ func (w *WAL) openDB(dir string, lock *pebble.Lock) error {
 		return fmt.Errorf("wal: cannot open %s: %w", dir, asCorruption(err))
 	}
 	w.db, w.dir = db, dir
-	w.flusher = memflush.New(func() error { _, err := db.AsyncFlush(); return err },
-		w.opts.MemTableSize, w.opts.Now, w.opts.Logger, "wal")
+	w.flusher = memflush.New(db, w.opts.MemTableSize, w.opts.Now, w.opts.Logger, "wal")
 	w.unreadable = w.checkBlobFiles()
 	if len(w.unreadable) > 0 && !w.opts.ReadOnly {
 		// Pebble panics when it meets a blob file it cannot open, in a

@@ -18,6 +18,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Interval is how often a slowly written database's memtable is flushed.
@@ -36,11 +38,17 @@ type Flusher struct {
 	written atomic.Int64 // bytes written since then
 }
 
-// New returns a Flusher that calls flush (Pebble's AsyncFlush) at the
-// first write after an Interval in which fewer than memTableSize/2 bytes
-// were written. now is the clock; a failed flush is logged on log,
-// naming the database as what.
-func New(flush func() error, memTableSize uint64, now func() time.Time, log *slog.Logger, what string) *Flusher {
+// New returns a Flusher of db, opened with Options.MemTableSize
+// memTableSize, that starts a flush of its memtable at the first write
+// after an Interval in which fewer than memTableSize/2 bytes were
+// written. now is the clock; a failed flush is logged on log, naming the
+// database as what.
+func New(db *pebble.DB, memTableSize uint64, now func() time.Time, log *slog.Logger, what string) *Flusher {
+	return newFlusher(func() error { _, err := db.AsyncFlush(); return err }, memTableSize, now, log, what)
+}
+
+// newFlusher is New with flush in place of the database's AsyncFlush.
+func newFlusher(flush func() error, memTableSize uint64, now func() time.Time, log *slog.Logger, what string) *Flusher {
 	f := &Flusher{flush: flush, below: int64(memTableSize / 2), now: now, log: log, what: what}
 	f.start.Store(now().UnixNano())
 	return f

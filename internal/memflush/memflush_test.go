@@ -20,7 +20,7 @@ func TestWrote(t *testing.T) {
 	c := &clock{t: time.Unix(1_000_000, 0)}
 	flushes := 0
 	var fail error
-	f := New(func() error { flushes++; return fail }, 1<<20, c.now, slog.New(slog.DiscardHandler), "test")
+	f := newFlusher(func() error { flushes++; return fail }, 1<<20, c.now, slog.New(slog.DiscardHandler), "test")
 
 	f.Wrote(100 << 10)
 	c.t = c.t.Add(Interval - time.Nanosecond)
@@ -57,7 +57,7 @@ func TestWrote(t *testing.T) {
 func TestWroteConcurrent(t *testing.T) {
 	c := &clock{t: time.Unix(1_000_000, 0)}
 	var flushes atomic.Int64
-	f := New(func() error { flushes.Add(1); return nil }, 1<<20, c.now, slog.New(slog.DiscardHandler), "test")
+	f := newFlusher(func() error { flushes.Add(1); return nil }, 1<<20, c.now, slog.New(slog.DiscardHandler), "test")
 	c.t = c.t.Add(Interval)
 	done := make(chan struct{})
 	for range 8 {
