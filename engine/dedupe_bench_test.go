@@ -464,3 +464,58 @@ func checkpointKeyStore(b *testing.B, from, to string) {
 		}
 	}
 }
+
+// BenchmarkFilterLookup measures a fresh id's lookup in the filters of a
+// full day at 1,000 ids a second: the default window and memory, each of
+// the window's slices filled with its 6 hours of keys, and a random key
+// probed in each, as keyStore.contains does for an id it has not seen;
+// on 4 KiB pages, and on huge pages asked for before the filters are
+// filled, as Open does with the filters it reads from their files.
+//
+//	go test ./engine -run '^$' -bench BenchmarkFilterLookup -benchtime 2000000x
+func BenchmarkFilterLookup(b *testing.B) {
+	for _, huge := range []bool{false, true} {
+		name := "4KiB-pages"
+		if huge {
+			name = "huge-pages"
+		}
+		b.Run(name, func(b *testing.B) { benchFilterLookup(b, huge) })
+	}
+}
+
+func benchFilterLookup(b *testing.B, huge bool) {
+	window := int64(DefaultDedupeWindow / time.Microsecond)
+	sliceLen := keysSliceLen(window)
+	n := window / sliceLen
+	perSlice := sliceLen / int64(time.Second/time.Microsecond) * 1000
+	rng := rand.New(rand.NewPCG(5, 6))
+	filters := make([]*blockedBloom, n)
+	for i := range filters {
+		f, err := newBlockedBloom(int64(DefaultDedupeMemory) / (n + 2))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.free()
+		if huge {
+			f.preferHugePages()
+		}
+		for range perSlice {
+			f.add(keyFromParts(rng.Uint64(), rng.Uint64()))
+		}
+		filters[i] = f
+	}
+	keys := make([]dedupeKey, 1<<16)
+	for i := range keys {
+		keys[i] = keyFromParts(rng.Uint64(), rng.Uint64())
+	}
+	hits := 0
+	for i := 0; b.Loop(); i++ {
+		k := keys[i&(len(keys)-1)]
+		for _, f := range filters {
+			if f.mayContain(k) {
+				hits++
+			}
+		}
+	}
+	b.ReportMetric(float64(hits)/float64(b.N)*100, "hit-%")
+}

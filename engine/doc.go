@@ -207,7 +207,9 @@
 // DuckDB runs with Options.MemoryLimit and Options.Threads. On the Go side a
 // micro-batch holds at most BatchRecords records and their rows; the open
 // windows are bounded by the window options and the dedupe filters by
-// DedupeMemory (mapped outside the Go heap). The key store's Pebble adds
+// DedupeMemory (mapped outside the Go heap; a filter's pages become
+// resident as keys touch them, on transparent huge pages once it is
+// dense). The key store's Pebble adds
 // its cache (8 MiB) and memtables: up to two of 32 MiB while keys come
 // fast; given keys slowly, it flushes its memtable every 10 s and holds
 // what those seconds fill (internal/memflush).

@@ -169,6 +169,9 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if u(32) >= bf.denseKeys() {
+		bf.preferHugePages() // before its pages are first written
+	}
 	sum := make([]byte, 4)
 	if _, err := io.ReadFull(f, bf.mem); err != nil {
 		bf.free()

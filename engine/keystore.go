@@ -342,6 +342,9 @@ func (s *keyStore) insertSlice(sl *keySlice) error {
 func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
 	sl.filter.add(k)
 	sl.keys++
+	if sl.keys == sl.filter.denseKeys() {
+		sl.filter.preferHugePages()
+	}
 	sl.maxUS = max(sl.maxUS, us)
 	s.minutes[bucketOf(us)]++
 	s.held++

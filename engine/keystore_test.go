@@ -457,3 +457,64 @@ func TestKeyStoreSlowCommitsKeepMemtablesSmall(t *testing.T) {
 		t.Errorf("committed fast: memtables of %d bytes, want them grown past twice the slow store's %d", fast, slow)
 	}
 }
+
+// TestFiltersPreferHugePagesWhenDense: a slice's filter asks for huge
+// pages once it holds denseKeys keys, not before (a filter with a few
+// keys stays a few small pages), whether it is filled by commits, read
+// from its file or rebuilt by a scan of the store.
+func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
+	window := int64(24 * time.Hour / time.Microsecond)
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	open := func() *keyStore {
+		s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	dense := s.filterBytesRounded() / 4096
+	sparseAt, denseAt := testNow.Add(-12*time.Hour).UnixMicro(), testNow.UnixMicro()
+	add := func(n int64, us int64) {
+		batch := make([]keyTime, n)
+		for i := range batch {
+			batch[i] = keyTime{keyOf(fmt.Sprint(us, "/", s.seq, "/", i)), us}
+		}
+		if err := s.commit(batch, math.MinInt64, s.seq+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	huge := func(us int64) bool {
+		sl, err := s.slice(s.sliceOf(us))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sl.filter.huge
+	}
+	add(dense-1, denseAt)
+	add(5, sparseAt)
+	if huge(denseAt) || huge(sparseAt) {
+		t.Fatalf("huge pages asked for with %d and 5 keys, below %d", dense-1, dense)
+	}
+	add(1, denseAt)
+	if !huge(denseAt) || huge(sparseAt) {
+		t.Fatalf("with %d and 5 keys: huge pages %v and %v, want true and false", dense, huge(denseAt), huge(sparseAt))
+	}
+	for _, rebuild := range []bool{false, true} {
+		if err := s.close(); err != nil {
+			t.Fatal(err)
+		}
+		if rebuild {
+			if err := os.RemoveAll(filepath.Join(dir, keyFiltersDir)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s = open()
+		if !huge(denseAt) || huge(sparseAt) {
+			t.Fatalf("reopened (rebuilt by a scan: %v): huge pages %v and %v, want true and false", rebuild, huge(denseAt), huge(sparseAt))
+		}
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+}
