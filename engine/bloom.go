@@ -31,7 +31,7 @@ const madvHugePage = 14
 type blockedBloom struct {
 	mem   []byte
 	words []uint64
-	huge  bool // preferHugePages was called
+	huge  bool // asked for huge pages (holding)
 }
 
 // newBlockedBloom returns a filter of about bytes bytes (at least one
@@ -45,25 +45,25 @@ func newBlockedBloom(bytes int64) (*blockedBloom, error) {
 	return &blockedBloom{mem: mem, words: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), blocks*bloomBlockWords)}, nil
 }
 
-// denseKeys is how many keys leave few of the filter's 4 KiB pages
-// untouched: one a page (each key touches a random block, so about 63 %
-// of the pages are touched by then, and all soon after).
-func (f *blockedBloom) denseKeys() int64 { return max(int64(len(f.mem))/4096, 1) }
+// smallPage is the size of the kernel's base page.
+const smallPage = 4096
 
-// preferHugePages asks the kernel to back the filter with transparent
-// huge pages. A lookup lands on a random block of a filter tens of MiB
-// large: with 4 KiB pages it misses the TLB as well as the cache, and a
-// fresh id's lookup in a full day's filters costs about twice as much
-// (docs/PERFORMANCE.md, "Dedupe"). Called once the filter is dense
-// (denseKeys): before that, huge pages would make the whole filter
-// resident for a few keys. Only a hint: a kernel without transparent
-// huge pages, or with them off, refuses or ignores it, and the filter
-// works the same.
-func (f *blockedBloom) preferHugePages() {
-	if !f.huge {
-		f.huge = true
-		_ = syscall.Madvise(f.mem, madvHugePage)
+// holding tells the filter it holds n keys. Once they make it dense, one
+// a 4 KiB page (each key touches a random block, so about 63 % of the
+// pages are touched by then, and all soon after), it asks the kernel to
+// back it with transparent huge pages: a lookup lands on a random block
+// of a filter tens of MiB large, and with 4 KiB pages it misses the TLB
+// as well as the cache, so a fresh id's lookup in a full day's filters
+// costs about twice as much (docs/PERFORMANCE.md, "Dedupe"). Before
+// that, huge pages would make the whole filter resident for a few keys.
+// Only a hint: a kernel without transparent huge pages, or with them
+// off, refuses or ignores it, and the filter works the same.
+func (f *blockedBloom) holding(n int64) {
+	if f.huge || n < max(int64(len(f.mem))/smallPage, 1) {
+		return
 	}
+	f.huge = true
+	_ = syscall.Madvise(f.mem, madvHugePage)
 }
 
 // free returns the filter's memory; the filter is unusable after.

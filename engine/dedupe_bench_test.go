@@ -470,7 +470,7 @@ func checkpointKeyStore(b *testing.B, from, to string) {
 // the window's slices filled with its 6 hours of keys, and a random key
 // probed in each, as keyStore.contains does for an id it has not seen;
 // on 4 KiB pages, and on huge pages asked for before the filters are
-// filled, as Open does with the filters it reads from their files.
+// filled, as Open does with a full filter it reads from its file.
 //
 //	go test ./engine -run '^$' -bench BenchmarkFilterLookup -benchtime 2000000x
 func BenchmarkFilterLookup(b *testing.B) {
@@ -486,18 +486,17 @@ func BenchmarkFilterLookup(b *testing.B) {
 func benchFilterLookup(b *testing.B, huge bool) {
 	window := int64(DefaultDedupeWindow / time.Microsecond)
 	sliceLen := keysSliceLen(window)
-	n := window / sliceLen
 	perSlice := sliceLen / int64(time.Second/time.Microsecond) * 1000
 	rng := rand.New(rand.NewPCG(5, 6))
-	filters := make([]*blockedBloom, n)
+	filters := make([]*blockedBloom, window/sliceLen)
 	for i := range filters {
-		f, err := newBlockedBloom(int64(DefaultDedupeMemory) / (n + 2))
+		f, err := newBlockedBloom(keysFilterBytes(window, int64(DefaultDedupeMemory)))
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer f.free()
 		if huge {
-			f.preferHugePages()
+			f.holding(perSlice)
 		}
 		for range perSlice {
 			f.add(keyFromParts(rng.Uint64(), rng.Uint64()))

@@ -169,9 +169,7 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if u(32) >= bf.denseKeys() {
-		bf.preferHugePages() // before its pages are first written
-	}
+	bf.holding(u(32)) // before its pages are first written
 	sum := make([]byte, 4)
 	if _, err := io.ReadFull(f, bf.mem); err != nil {
 		bf.free()

@@ -117,6 +117,13 @@ func keysSliceLen(window int64) int64 {
 	return max(floorDiv(window/4, dedupeBucket)*dedupeBucket, dedupeBucket)
 }
 
+// keysFilterBytes is the size of each slice's filter for a dedupe
+// window and the filters' memory: the memory shared by the most slices
+// live at once.
+func keysFilterBytes(window, memory int64) int64 {
+	return memory / (window/keysSliceLen(window) + 2)
+}
+
 // openKeyStore opens the key store in dir, converts keys of the slice
 // layout and rebuilds the filters from what it holds; forgetBelow then
 // sets the horizon the database records. window is the dedupe window in
@@ -126,7 +133,7 @@ func openKeyStore(dir string, window, memory int64, now func() time.Time, log *s
 	s := &keyStore{dir: dir, sliceLen: keysSliceLen(window), minutes: map[int64]int64{},
 		horizon: math.MinInt64, deletedBelow: math.MinInt64, kb: make([]byte, keysKeyLen),
 		stamps: map[int64]uint64{}, log: log}
-	s.filterBytes = memory / (window/s.sliceLen + 2)
+	s.filterBytes = keysFilterBytes(window, memory)
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             keysLogger{s, log},
@@ -342,9 +349,7 @@ func (s *keyStore) insertSlice(sl *keySlice) error {
 func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
 	sl.filter.add(k)
 	sl.keys++
-	if sl.keys == sl.filter.denseKeys() {
-		sl.filter.preferHugePages()
-	}
+	sl.filter.holding(sl.keys)
 	sl.maxUS = max(sl.maxUS, us)
 	s.minutes[bucketOf(us)]++
 	s.held++

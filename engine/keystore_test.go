@@ -459,7 +459,7 @@ func TestKeyStoreSlowCommitsKeepMemtablesSmall(t *testing.T) {
 }
 
 // TestFiltersPreferHugePagesWhenDense: a slice's filter asks for huge
-// pages once it holds denseKeys keys, not before (a filter with a few
+// pages once it holds a key per small page, not before (a filter with a few
 // keys stays a few small pages), whether it is filled by commits, read
 // from its file or rebuilt by a scan of the store.
 func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
@@ -473,7 +473,7 @@ func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
 		return s
 	}
 	s := open()
-	dense := s.filterBytesRounded() / 4096
+	dense := s.filterBytesRounded() / smallPage
 	sparseAt, denseAt := testNow.Add(-12*time.Hour).UnixMicro(), testNow.UnixMicro()
 	add := func(n int64, us int64) {
 		batch := make([]keyTime, n)
