@@ -93,6 +93,11 @@
 //   - FaultHang: the driver waits for ClientTimeout (default 900 s) or the
 //     context; on a context deadline it returns the context error and sends
 //     an abort request.
+//   - FaultSlow: the statement runs Hang late whatever the client does; a
+//     client that gave up first gets the context error (and sends an
+//     abort request, which stops nothing), and a COMMIT is applied all
+//     the same. SYSTEM$ABORT_TRANSACTION of its transaction, and the
+//     session's close, wait for it.
 //   - FaultDropConnection: *url.Error (EOF), retried like 5xx; nothing ran.
 //   - FaultResponseLost: the statement ran (a COMMIT is applied) and the
 //     driver gets a *url.Error; when it retries (RequestTimeout 0) the

@@ -33,6 +33,12 @@ const (
 	// ("Insufficient privileges"), Snowflake's answer to a statement the
 	// role may not run, without executing it: a missing grant.
 	FaultInsufficientPrivileges
+	// FaultSlow runs a query request's statement Fault.Hang late, holding
+	// its session meanwhile, whether or not the client is still waiting:
+	// a warehouse that queues a statement (a COMMIT too) and runs it to
+	// its end after the client gave up. A client still there gets the
+	// answer.
+	FaultSlow
 )
 
 // Fault describes a fault to inject. A request matches when its endpoint
@@ -46,7 +52,8 @@ type Fault struct {
 	Times int
 	// Status is the HTTP status for FaultHTTPStatus.
 	Status int
-	// Hang is how long FaultHang holds a request.
+	// Hang is how long FaultHang holds a request, or FaultSlow delays
+	// its statement.
 	Hang time.Duration
 }
 

@@ -2,6 +2,7 @@ package snowtest_test
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"net/url"
 	"regexp"
@@ -112,6 +113,58 @@ func TestFaultHang(t *testing.T) {
 	// A hang shorter than the client's patience is only a slow answer.
 	srv.Inject(snowtest.Fault{Kind: snowtest.FaultHang, Endpoint: snowtest.EndpointQuery, Hang: 50 * time.Millisecond})
 	exec(t, db, "SELECT 1")
+}
+
+// TestFaultSlowCommit: the warehouse runs a COMMIT after the client gave
+// up on it. The client gets context.DeadlineExceeded, the commit is
+// applied all the same, and SYSTEM$ABORT_TRANSACTION from another session
+// returns only once it has been, even while the client closes the
+// session: after it, the table tells the truth.
+func TestFaultSlowCommit(t *testing.T) {
+	srv := newServer(t, snowtest.Options{})
+	db := open(t, srv.Config("loader"))
+	exec(t, db, "CREATE TABLE t (id INT)")
+	// The transaction by statements on one connection, which is closed
+	// (its session ended) after the failed COMMIT.
+	conn, err := db.Conn(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, q := range []string{"BEGIN", "INSERT INTO t VALUES (1)"} {
+		if _, err := conn.ExecContext(ctxT(t), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.QueryRowContext(ctxT(t), "SELECT CURRENT_TRANSACTION()").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	const slow = 2 * time.Second
+	f := srv.Inject(snowtest.Fault{Kind: snowtest.FaultSlow, SQL: commitSQL, Hang: slow})
+	ctx, cancel := context.WithTimeout(ctxT(t), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := conn.ExecContext(ctx, "COMMIT"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("commit error %v, want context.DeadlineExceeded", err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		closed <- conn.Close()
+	}()
+	time.Sleep(200 * time.Millisecond) // the session's close reaches the server and waits
+	other := open(t, srv.Config("loader"))
+	var answer string
+	if err := other.QueryRowContext(ctxT(t), "SELECT SYSTEM$ABORT_TRANSACTION("+id+")").Scan(&answer); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); f.Hits() != 1 || took < slow || answer != "transaction ["+id+"] is not running." {
+		t.Fatalf("fault hits %d, abort answered %q after %v; want 1, not running, after %v", f.Hits(), answer, took, slow)
+	}
+	if n := count(t, other, "SELECT count(*) FROM t"); n != 1 {
+		t.Fatalf("%d rows, want the slow commit's 1", n)
+	}
+	<-closed
 }
 
 // TestFaultSessionExpired: the driver renews an expired session token with

@@ -136,6 +136,9 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, q queryRequest, f
 	// A statement runs to its end even if the client goes away, as on a
 	// real warehouse.
 	ctx := context.WithoutCancel(r.Context())
+	if f != nil && f.Kind == FaultSlow && !s.hang(ctx, f.Hang) {
+		return // the server is closing
+	}
 	var (
 		res *result
 		err error

@@ -373,7 +373,10 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, f *Injected) 
 
 // closeSession ends a session (POST /session?delete=true): its DuckDB
 // connection closes, rolling back an open transaction, and its temporary
-// stages go.
+// stages go. A statement of the session still running ends first, and
+// until it has, the session and its transaction stay where
+// SYSTEM$ABORT_TRANSACTION finds them: aborting a transaction returns
+// once it is no longer running, committed or not.
 func (s *Server) closeSession(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("delete") != "true" {
 		writeJSON(w, http.StatusBadRequest, failure("390400", "", "snowtest: only POST /session?delete=true is supported"))
@@ -384,6 +387,8 @@ func (s *Server) closeSession(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, *fail)
 		return
 	}
+	sess.close()
+	s.endTx(sess)
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
 	var dirs []string
@@ -399,12 +404,8 @@ func (s *Server) closeSession(w http.ResponseWriter, r *http.Request) {
 		err = errors.Join(err, os.RemoveAll(d))
 	}
 	if err != nil {
-		sess.close()
-		s.endTx(sess)
 		writeJSON(w, http.StatusOK, failure("390400", "", "snowtest: cannot remove a temporary stage: "+err.Error()))
 		return
 	}
-	sess.close()
-	s.endTx(sess)
 	writeJSON(w, http.StatusOK, ok(nil))
 }
