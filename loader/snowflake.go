@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -337,8 +338,14 @@ func snowflakeRows(extras []ExtraColumn) rowSQL {
 		extract: func(e, name string) string { return "JSON_EXTRACT_PATH_TEXT(" + e + ", '" + name + "')" }}
 }
 
-// Loaded tells whether the ledger holds batch id.
+// Loaded tells whether the ledger holds batch id. It first ends the
+// transaction an earlier attempt left (snowflake_tx.go): a COMMIT whose
+// answer the loader gave up on may still be running, and only once it has
+// ended does the ledger tell whether the batch is in.
 func (s *Snowflake) Loaded(ctx context.Context, id string) (bool, error) {
+	if err := s.abortLeftTransaction(ctx); err != nil {
+		return false, err
+	}
 	var n int64
 	if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.opts.LedgerTable+" WHERE BATCH_ID = ?", id).Scan(&n); err != nil {
 		return false, err
@@ -402,19 +409,35 @@ func (s *Snowflake) Load(ctx context.Context, x engine.Export) error {
 			}
 		}
 	}
-	if err := s.abortLeftTransaction(ctx); err != nil {
-		return err
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
 	}
-	err := commitLoad(ctx, s.db.BeginTx, x, s.log, &s.duplicates, func(tx *sql.Tx) (int64, error) {
+	err = commitLoad(ctx, conn.BeginTx, x, s.log, &s.duplicates, func(tx *sql.Tx) (int64, error) {
 		if err := s.recordTransaction(ctx, tx); err != nil {
 			return 0, err
 		}
 		return s.inTx(ctx, tx, x, parts)
 	})
+	release(conn, err != nil)
 	if err == nil {
 		s.forgetTransaction()
 	}
 	return err
+}
+
+// release gives back the session of a load's transaction, closing it
+// when the load failed: its ROLLBACK may not have reached the warehouse
+// (the load's deadline had passed, or the answer was lost), and a session
+// still in the transaction would run the next attempt inside it.
+// Snowflake ignores a BEGIN in an open transaction, so that attempt's
+// COMMIT would commit the failed one's rows as well. Closing the session
+// ends its transaction.
+func release(conn *sql.Conn, failed bool) {
+	if failed {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	_ = conn.Close()
 }
 
 // inTx runs the load's transaction and returns, with MergeRows, the rows

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"database/sql"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -209,6 +210,7 @@ func TestSnowflakeFaultMatrix(t *testing.T) {
 		"503":            {Kind: snowtest.FaultHTTPStatus, Status: 503, Times: 3},
 		"429":            {Kind: snowtest.FaultHTTPStatus, Status: 429, Times: 3},
 		"hang":           {Kind: snowtest.FaultHang, Hang: 10 * time.Second},
+		"slow":           {Kind: snowtest.FaultSlow, Hang: 4 * time.Second},
 		"drop":           {Kind: snowtest.FaultDropConnection},
 		"response lost":  {Kind: snowtest.FaultResponseLost},
 		"session expiry": {Kind: snowtest.FaultSessionExpired},
@@ -240,6 +242,40 @@ func TestSnowflakeFaultMatrix(t *testing.T) {
 		checkOutage(t, w.sink(t, AuthPassword), w.srv.RefuseConnections, w.srv.AcceptConnections,
 			func(want map[string]bool) { checkWarehouse(t, w, want, 2) })
 	})
+}
+
+// TestSnowflakeLoadWhoseRollbackFails: a load's statement fails and its
+// ROLLBACK gets no answer, so the session's transaction may still be
+// open on the warehouse. The next attempt must not run in that session:
+// its BEGIN would be ignored inside the open transaction (as Snowflake
+// ignores it) and its COMMIT would commit the failed attempt's rows too.
+// With the transaction file (the appliance's setting) and without.
+func TestSnowflakeLoadWhoseRollbackFails(t *testing.T) {
+	for _, txFile := range []bool{false, true} {
+		t.Run(fmt.Sprintf("transaction file=%v", txFile), func(t *testing.T) {
+			w := newWarehouse(t)
+			e := testOutbox(t, 2, 20)
+			want := outboxEventIDs(t, e)
+			failed := w.srv.Inject(snowtest.Fault{Kind: snowtest.FaultStatementError, Endpoint: snowtest.EndpointQuery,
+				SQL: regexp.MustCompile(`^INSERT INTO OFFLOAD_LOAD_LEDGER`)})
+			// More 503s than the driver retries within its request timeout.
+			refused := w.srv.Inject(snowtest.Fault{Kind: snowtest.FaultHTTPStatus, Status: 503, Times: 1000, Endpoint: snowtest.EndpointQuery,
+				SQL: regexp.MustCompile(`(?i)^ROLLBACK`)})
+			sink := w.sinkWith(t, AuthPassword, func(o *SnowflakeOptions) {
+				if txFile {
+					o.TransactionFile = filepath.Join(t.TempDir(), "load-transaction")
+				}
+			})
+			l := shipAll(t, e, fastOptions(e, sink, t.TempDir()))
+			if failed.Hits() != 1 || refused.Hits() == 0 {
+				t.Fatalf("faults fired %d and %d times", failed.Hits(), refused.Hits())
+			}
+			if st := l.Status(); st.Loaded != 2 || st.Retries == 0 {
+				t.Fatalf("status %+v", st)
+			}
+			checkWarehouse(t, w, want, 2)
+		})
+	}
 }
 
 // TestSnowflakeSchemaMismatchParks: a transactions table whose AMOUNT
