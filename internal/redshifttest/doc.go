@@ -25,16 +25,18 @@
 //     SQLSTATE 0A000: COPY FROM STDIN, ON CONFLICT, QUALIFY, a MERGE with a
 //     condition on WHEN MATCHED, a subquery as its source or an alias on
 //     its target.
+//   - PRIMARY KEY and UNIQUE taken and not enforced: CREATE TABLE runs
+//     without them.
 //   - Faults (Inject, RefuseConnections): refused connections, a dropped
-//     connection, a failed statement with a chosen SQLSTATE, and a
-//     statement (COMMIT) applied with its answer lost.
+//     connection, a failed statement with a chosen SQLSTATE, a statement
+//     (COMMIT) applied with its answer lost, and a statement held, then
+//     applied whatever its client did meanwhile.
 //
 // What it does not model: Redshift's distribution and sort keys,
-// VARCHAR lengths in bytes (DuckDB ignores lengths), PRIMARY KEY and
-// UNIQUE (DuckDB enforces them where Redshift does not: offload's SQL
-// never relies on either), serializable isolation conflicts between
-// sessions (DuckDB's optimistic concurrency answers differently), leader
-// node only functions, STL/SVL system tables, COPY's other formats and
-// options (MANIFEST, column lists, error limits), TLS, MD5/SCRAM/IAM
-// logins, query cancellation, and COPY's parallel reads of S3 slices.
+// VARCHAR lengths in bytes (DuckDB ignores lengths), serializable
+// isolation conflicts between sessions (DuckDB's optimistic concurrency
+// answers differently), leader node only functions, STL/SVL system
+// tables, COPY's other formats and options (MANIFEST, column lists, error
+// limits), TLS, MD5/SCRAM/IAM logins, query cancellation, and COPY's
+// parallel reads of S3 slices.
 package redshifttest

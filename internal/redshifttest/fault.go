@@ -3,6 +3,7 @@ package redshifttest
 import (
 	"regexp"
 	"sync/atomic"
+	"time"
 )
 
 // FaultKind is what an injected fault does.
@@ -17,6 +18,11 @@ const (
 	// FaultAnswerLost runs the statement (a COMMIT commits) and closes the
 	// connection instead of answering.
 	FaultAnswerLost
+	// FaultSlow holds the statement for Fault.Hang, then runs it whatever
+	// the client did meanwhile, as Redshift finishes a COMMIT whose
+	// client gave up (timed out, or lost its connection) while it waited
+	// in the commit queue; it answers if the connection is still there.
+	FaultSlow
 )
 
 // Fault is a failure injected into the statements matching SQL.
@@ -27,17 +33,24 @@ type Fault struct {
 	Code string
 	// Times bounds how often it fires [1].
 	Times int
+	// Hang is how long FaultSlow holds the statement.
+	Hang time.Duration
 }
 
 // Injection is an injected fault; Hits tells how often it fired.
 type Injection struct {
-	f    Fault
-	left atomic.Int64
-	hits atomic.Int64
+	f       Fault
+	left    atomic.Int64
+	hits    atomic.Int64
+	applied atomic.Int64
 }
 
 // Hits returns how many statements the fault hit.
 func (in *Injection) Hits() int64 { return in.hits.Load() }
+
+// Applied returns how many of the statements FaultAnswerLost or
+// FaultSlow hit have run, their clients told or not.
+func (in *Injection) Applied() int64 { return in.applied.Load() }
 
 // fire tells whether the fault hits statement q, counting it.
 func (in *Injection) fire(q string) bool {

@@ -99,7 +99,7 @@ func TestLoginAndFaults(t *testing.T) {
 	if _, err := db.Exec("INSERT INTO t VALUES (1)"); sqlState(err) != "53100" || in.Hits() != 1 {
 		t.Fatalf("injected failure: %v, hits %d", err, in.Hits())
 	}
-	s.Inject(Fault{Kind: FaultAnswerLost, SQL: regexp.MustCompile(`(?i)^commit`)})
+	lost := s.Inject(Fault{Kind: FaultAnswerLost, SQL: regexp.MustCompile(`(?i)^commit`)})
 	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +109,9 @@ func TestLoginAndFaults(t *testing.T) {
 	}
 	if err := tx.Commit(); err == nil {
 		t.Fatal("COMMIT answered although its answer was to be lost")
+	}
+	if lost.Applied() != 1 {
+		t.Fatalf("the COMMIT whose answer was lost ran %d times, want 1", lost.Applied())
 	}
 	var v int64
 	if err := s.DB().QueryRow("SELECT v FROM t").Scan(&v); err != nil || v != 7 {
@@ -188,5 +191,74 @@ func TestLockWaitsForTheHolder(t *testing.T) {
 	case err := <-locked:
 		t.Fatal(err)
 	default:
+	}
+}
+
+// TestKeysNotEnforced: PRIMARY KEY and UNIQUE are taken, as Redshift
+// takes them, and not enforced.
+func TestKeysNotEnforced(t *testing.T) {
+	db := openNew(t)
+	for _, q := range []string{
+		"CREATE TABLE ledger (id VARCHAR(64) NOT NULL, n BIGINT, PRIMARY KEY (id))",
+		"CREATE TABLE w (k VARCHAR(64) PRIMARY KEY, u BIGINT UNIQUE)",
+		"INSERT INTO ledger VALUES ('b1', 1), ('b1', 2)",
+		"INSERT INTO w VALUES ('a', 1), ('a', 1)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, table := range []string{"ledger", "w"} {
+		var n int64
+		if err := db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("%s holds %d rows (%v), want both", table, n, err)
+		}
+	}
+}
+
+// TestFaultSlowCommit: a COMMIT held by FaultSlow commits after its
+// client gave up and closed the connection.
+func TestFaultSlowCommit(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	host, port := s.Addr()
+	user, pw := s.User()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=dev sslmode=disable connect_timeout=2", host, port, user, pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{"CREATE TABLE t (v BIGINT)", "BEGIN", "INSERT INTO t VALUES (7)"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	in := s.Inject(Fault{Kind: FaultSlow, SQL: regexp.MustCompile(`(?i)^commit`), Hang: time.Second})
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := conn.Exec(cctx, "COMMIT"); err == nil {
+		t.Fatal("the held COMMIT answered within 200ms")
+	}
+	count := func() int64 {
+		var n int64
+		if err := s.DB().QueryRow("SELECT COUNT(*) FROM t").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 0 || in.Hits() != 1 {
+		t.Fatalf("while the COMMIT is held: %d rows, %d hits; want 0 and 1", n, in.Hits())
+	}
+	for deadline := time.Now().Add(10 * time.Second); in.Applied() == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the COMMIT its client gave up on never ran")
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("after the held COMMIT ran: %d rows, want 1", n)
 	}
 }

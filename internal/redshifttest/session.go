@@ -411,7 +411,11 @@ func (ss *session) run(ctx context.Context, q string, args []any, describe bool)
 			return ss.fail(&pgError{code, "injected failure of " + firstWord(q)})
 		case FaultAnswerLost:
 			_, _ = ss.exec(ctx, q, args, false)
+			in.applied.Add(1)
 			return errHangUp
+		case FaultSlow:
+			time.Sleep(in.f.Hang)
+			defer in.applied.Add(1)
 		}
 	}
 	tag, err := ss.exec(ctx, q, args, describe)
@@ -478,6 +482,9 @@ func (ss *session) exec(ctx context.Context, q string, args []any, describe bool
 	}
 	if isQuery(q) {
 		return ss.query(ctx, q, args, describe)
+	}
+	if word == "CREATE" {
+		q = unenforced(q)
 	}
 	res, err := ss.conn.ExecContext(ctx, q, args...)
 	if err != nil {

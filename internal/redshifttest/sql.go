@@ -49,6 +49,20 @@ func refused(q string) error {
 	return nil
 }
 
+// Key constraints of CREATE TABLE: a table's (", PRIMARY KEY (a, b)")
+// and a column's (" PRIMARY KEY").
+var (
+	tableKeyRE  = regexp.MustCompile(`(?is),\s*(?:PRIMARY\s+KEY|UNIQUE)\s*\([^)]*\)`)
+	columnKeyRE = regexp.MustCompile(`(?i)\s+(?:PRIMARY\s+KEY|UNIQUE)\b`)
+)
+
+// unenforced returns CREATE TABLE q without its PRIMARY KEY and UNIQUE
+// constraints: Redshift takes them as information for its planner and
+// does not enforce them, and DuckDB would.
+func unenforced(q string) string {
+	return columnKeyRE.ReplaceAllString(tableKeyRE.ReplaceAllString(q, ""), "")
+}
+
 var (
 	copyS3RE  = regexp.MustCompile(`(?is)^\s*COPY\s+(\S+)\s+FROM\s+'s3://([^/']+)/([^']+)'\s+(.*)$`)
 	optRE     = regexp.MustCompile(`(?i)\b(IAM_ROLE|ACCESS_KEY_ID|SECRET_ACCESS_KEY|REGION)\s+'([^']*)'`)
