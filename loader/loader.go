@@ -43,6 +43,12 @@ type Sink interface {
 	Close() error
 }
 
+// errInLedger is what a sink's Load returns when its transaction finds
+// the batch in the ledger after all (a COMMIT of an earlier attempt that
+// ended after the ledger lookup): the loader marks it shipped as it does a
+// batch the lookup found.
+var errInLedger = errors.New("the batch is in the ledger already")
+
 // Outbox is what the loader needs of the engine (*engine.Engine).
 type Outbox interface {
 	SealedBatches() ([]engine.BatchInfo, error)
@@ -549,7 +555,10 @@ func (l *Loader) load(ctx context.Context, x *engine.Export) (bool, error) {
 	if *x, err = l.verified(ctx, *x); err != nil {
 		return false, err
 	}
-	return false, l.opts.Sink.Load(ctx, *x)
+	if err := l.opts.Sink.Load(ctx, *x); !errors.Is(err, errInLedger) {
+		return false, err
+	}
+	return true, nil
 }
 
 // fail handles a failed attempt at batch id: park it if the error is

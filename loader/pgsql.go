@@ -44,9 +44,9 @@ type pgSQL struct {
 	rows      rowSQL
 	addColumn string
 	// lockLedger is the LOCK statement (format of the ledger's name) a
-	// load with mergeRows takes first: loads of appliances sharing the
-	// table then commit one at a time, and each one's anti-join sees
-	// the rows the one before it committed (docs/LOADER.md).
+	// load takes first: loads of the tables then commit one at a time,
+	// and each one's ledger lookup and anti-join see what the one before
+	// it committed (docs/LOADER.md).
 	lockLedger string
 	log        *slog.Logger
 	// duplicates counts rows mergeRows kept out because the table held
@@ -104,8 +104,15 @@ func (p *pgSQL) prepare(ctx context.Context) error {
 
 // Loaded tells whether the ledger holds batch id.
 func (p *pgSQL) Loaded(ctx context.Context, id string) (bool, error) {
+	return p.inLedger(ctx, p.db, id)
+}
+
+// inLedger looks batch id up in the ledger, in a transaction or not.
+func (p *pgSQL) inLedger(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (bool, error) {
 	var n int64
-	if err := p.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+p.tables.Ledger+" WHERE BATCH_ID = $1", id).Scan(&n); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+p.tables.Ledger+" WHERE BATCH_ID = $1", id).Scan(&n); err != nil {
 		return false, err
 	}
 	return n > 0, nil
@@ -195,10 +202,8 @@ func (p *pgSQL) commit(ctx context.Context, conn *sql.Conn, x engine.Export, par
 // the table held already.
 func (p *pgSQL) inTx(ctx context.Context, tx *sql.Tx, x engine.Export, parts []staged) (skipped int64, err error) {
 	t := p.tables
-	if p.mergeRows {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(p.lockLedger, t.Ledger)); err != nil {
-			return 0, fmt.Errorf("LOCK %s: %w", t.Ledger, err)
-		}
+	if err := p.lockUnloaded(ctx, tx, x.ID); err != nil {
+		return 0, err
 	}
 	if err := checkStaged(ctx, tx, parts); err != nil {
 		return 0, err
@@ -238,6 +243,27 @@ WHERE s.OFFLOAD_RN = 1 AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.EVENT_ID = s.E
 		return 0, fmt.Errorf("INSERT ledger row: %w", err)
 	}
 	return skipped, nil
+}
+
+// lockUnloaded takes the ledger's lock, then makes sure the ledger does
+// not hold batch id: the lock waits for a load of it still committing, an
+// earlier attempt's COMMIT the warehouse went on with after the loader gave
+// up (timed out, or lost the connection), which the ledger lookup before
+// the load could not see yet. Redshift enforces no primary key that would
+// stop its second ledger row (docs/LOADER.md, "A COMMIT that outlives
+// its attempt").
+func (p *pgSQL) lockUnloaded(ctx context.Context, tx *sql.Tx, id string) error {
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(p.lockLedger, p.tables.Ledger)); err != nil {
+		return fmt.Errorf("LOCK %s: %w", p.tables.Ledger, err)
+	}
+	in, err := p.inLedger(ctx, tx, id)
+	if err != nil {
+		return fmt.Errorf("ledger lookup under the lock: %w", err)
+	}
+	if in {
+		return errInLedger
+	}
+	return nil
 }
 
 // mergeWindows returns the statements that upsert the staged windows of

@@ -132,6 +132,38 @@ func TestRedshiftFaultMatrix(t *testing.T) {
 	}
 }
 
+// TestRedshiftCommitAfterTheLoaderGaveUp: Redshift finishes a COMMIT
+// whose client timed out while it waited (the commit queue). The retry's
+// ledger lookup runs before that COMMIT ends and does not see the batch;
+// its transaction, waiting on the ledger's lock, then finds it and loads
+// nothing twice, with and without dedupe.warehouse: merge. Redshift
+// enforces no primary key that would stop the second ledger row.
+func TestRedshiftCommitAfterTheLoaderGaveUp(t *testing.T) {
+	for _, merge := range []bool{false, true} {
+		t.Run(fmt.Sprintf("merge=%v", merge), func(t *testing.T) {
+			t.Parallel()
+			srv := newRsServer(t)
+			e := testOutbox(t, 2, 20)
+			want := outboxEventIDs(t, e)
+			// The first COMMIT ends 4.5s after it began: after the
+			// attempt's 3s, and while the retry waits on the lock.
+			slow := srv.Inject(redshifttest.Fault{Kind: redshifttest.FaultSlow, SQL: regexp.MustCompile(`(?i)^commit`), Hang: 4500 * time.Millisecond})
+			opts := fastOptions(e, rsSink(t, srv, func(o *RedshiftOptions) { o.MergeRows = merge }), t.TempDir())
+			opts.LoadTimeout = 3 * time.Second
+			l := shipAll(t, e, opts)
+			for deadline := time.Now().Add(20 * time.Second); slow.Applied() == 0; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the slow COMMIT (hit %d times) never ran", slow.Hits())
+				}
+			}
+			rsCheck(t, srv, want, 2)
+			if st := l.Status(); st.Loaded != 1 || st.AlreadyLoaded != 1 || st.Retries == 0 {
+				t.Fatalf("status %+v: want the batch found in the ledger after a retry", st)
+			}
+		})
+	}
+}
+
 // TestRedshiftOutage: with the cluster away the loader retries and opens
 // its circuit; once it is back the backlog drains, exactly once.
 func TestRedshiftOutage(t *testing.T) {
