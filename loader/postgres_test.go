@@ -95,6 +95,47 @@ func TestPostgresLostCommitAnswer(t *testing.T) {
 	s.check(t, want, 2)
 }
 
+// TestPostgresCommitAfterTheLoaderGaveUp: the first load's COMMIT runs a
+// deferred trigger that sleeps past load_timeout, so the server applies it
+// after the sink gave up and closed the connection. The retry's ledger
+// lookup runs before that and does not see the batch; its transaction
+// waits on the ledger's lock, finds the batch and marks it shipped.
+// (Without the lock, its ledger INSERT waited on the first's row and then
+// failed the primary key: a constraint violation, which parks the batch.)
+func TestPostgresCommitAfterTheLoaderGaveUp(t *testing.T) {
+	s := newPgServer(t)
+	e := testOutbox(t, 2, 20)
+	want := outboxEventIDs(t, e)
+	sink := s.sink(t, func(*PostgresOptions) {})
+	if err := sink.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The first ledger row's COMMIT ends 4.5 s after it began: after the
+	// attempt's 3 s, and while the retry waits on the lock. The sleep
+	// outlasts a cancel request too.
+	s.query(t, `CREATE SEQUENCE PUBLIC.SLOW_ONCE`)
+	s.query(t, `CREATE FUNCTION PUBLIC.SLOW_COMMIT() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF nextval('PUBLIC.SLOW_ONCE') = 1 THEN
+		BEGIN
+			PERFORM pg_sleep(4.5);
+		EXCEPTION WHEN query_canceled THEN
+			PERFORM pg_sleep(4.5);
+		END;
+	END IF;
+	RETURN NULL;
+END $$`)
+	s.query(t, `CREATE CONSTRAINT TRIGGER SLOW_COMMIT AFTER INSERT ON PUBLIC.OFFLOAD_LOAD_LEDGER
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION PUBLIC.SLOW_COMMIT()`)
+	opts := fastOptions(e, sink, t.TempDir())
+	opts.LoadTimeout = 3 * time.Second
+	l := shipAll(t, e, opts)
+	s.check(t, want, 2)
+	if st := l.Status(); st.Loaded != 1 || st.AlreadyLoaded != 1 || st.Retries == 0 || st.Parked != 0 {
+		t.Fatalf("status %+v: want the batch found in the ledger after a retry", st)
+	}
+}
+
 // TestPostgresOutage: with the server unreachable the loader retries and
 // opens its circuit; once it is back the backlog drains, exactly once.
 func TestPostgresOutage(t *testing.T) {
