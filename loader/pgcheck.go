@@ -3,14 +3,18 @@ package loader
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Check proves, on a scratch table of its own that it drops after, that
-// loads will work: login, the schema's privileges, and a round trip
-// through CREATE, INSERT, a temporary table, MERGE and SELECT, the
-// statements of a load.
+// loads will work: login, the schema's privileges, the ledger's lock, and
+// a round trip through CREATE, INSERT, a temporary table, MERGE and
+// SELECT, the statements of a load.
 func (p *pgSQL) Check(ctx context.Context) []CheckResult {
 	var out []CheckResult
 	report := func(what string, err error, detail, fix string) bool {
@@ -38,6 +42,11 @@ func (p *pgSQL) Check(ctx context.Context) []CheckResult {
 	if !report("schema "+p.schema, err, q, fmt.Sprintf("create schema %s, or GRANT USAGE, CREATE ON SCHEMA %s to the user, or set warehouse.schema", p.schema, p.schema)) {
 		return out
 	}
+	lock := fmt.Sprintf(p.lockLedger, p.tables.Ledger)
+	if !report("the ledger's lock", p.checkLock(ctx, conn), lock,
+		fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON %s to the user (every load takes this lock; docs/LOADER.md)", p.tables.Ledger)) {
+		return out
+	}
 	scratch := "OFFLOAD_CHECK_" + randomHex(6)
 	src := scratch + "_SRC"
 	defer p.dropStaging(conn, "check", scratch, src)
@@ -62,6 +71,24 @@ func (p *pgSQL) Check(ctx context.Context) []CheckResult {
 	}
 	report("round trip through a scratch table", err, q, "the warehouse does not run MERGE as offload needs: see docs/LOADER.md")
 	return out
+}
+
+// checkLock takes the ledger's lock as a load does, in a transaction it
+// rolls back: PostgreSQL's mode needs UPDATE on the ledger, which a user
+// given only SELECT and INSERT lacks. A ledger not created yet passes: the
+// user creates it and owns it.
+func (p *pgSQL) checkLock(ctx context.Context, conn *sql.Conn) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.ExecContext(ctx, fmt.Sprintf(p.lockLedger, p.tables.Ledger))
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P01" {
+		return nil
+	}
+	return err
 }
 
 // randomHex is n random bytes in hex, for scratch names.

@@ -267,6 +267,41 @@ func TestPostgresCheck(t *testing.T) {
 	if last.OK || !strings.Contains(last.Name, "schema no_such_schema") || last.Fix == "" || strings.Contains(last.Detail, s.cfg.Password) {
 		t.Fatalf("check of a missing schema: %+v", res)
 	}
+	checkLedgerLockPrivilege(t, s)
+}
+
+// checkLedgerLockPrivilege: a user given SELECT and INSERT on an existing
+// ledger, but not UPDATE, cannot take the lock every load takes; the
+// check says so and what to grant, and passes once UPDATE is granted.
+func checkLedgerLockPrivilege(t *testing.T, s *pgServer) {
+	t.Helper()
+	if err := s.sink(t, func(*PostgresOptions) {}).Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	role, pw := "offload_check_"+randomHex(4), "Check-"+randomHex(6)
+	s.query(t, `CREATE ROLE `+role+` LOGIN PASSWORD '`+pw+`'`)
+	t.Cleanup(func() {
+		if _, err := s.db.Exec(`DROP OWNED BY ` + role + `; DROP ROLE ` + role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+	s.query(t, `GRANT USAGE, CREATE ON SCHEMA `+s.schema+` TO `+role)
+	s.query(t, `GRANT SELECT, INSERT ON PUBLIC.OFFLOAD_LOAD_LEDGER TO `+role)
+	check := func() []CheckResult {
+		return s.sink(t, func(o *PostgresOptions) { o.User, o.Password = role, pw }).Check(context.Background())
+	}
+	res := check()
+	last := res[len(res)-1]
+	if last.OK || last.Name != "postgres: the ledger's lock" || !strings.Contains(last.Detail, "42501") ||
+		!strings.Contains(last.Fix, "GRANT SELECT, INSERT, UPDATE ON OFFLOAD_LOAD_LEDGER") {
+		t.Fatalf("check without UPDATE on the ledger: %+v", res)
+	}
+	s.query(t, `GRANT UPDATE ON PUBLIC.OFFLOAD_LOAD_LEDGER TO `+role)
+	for _, r := range check() {
+		if !r.OK {
+			t.Errorf("with UPDATE granted: %s: %s (%s)", r.Name, r.Detail, r.Fix)
+		}
+	}
 }
 
 // TestPostgresOptionsNameTheOption: each mistake names its option, and

@@ -237,8 +237,8 @@ func TestRedshiftCheck(t *testing.T) {
 			t.Errorf("%s: %s (%s)", r.Name, r.Detail, r.Fix)
 		}
 	}
-	if len(res) != 4 {
-		t.Errorf("%d checks, want login, schema, round trip and S3: %+v", len(res), res)
+	if len(res) != 5 {
+		t.Errorf("%d checks, want login, schema, the ledger's lock, round trip and S3: %+v", len(res), res)
 	}
 	if left := rsQuery(t, srv, `SELECT count(*) FROM information_schema.tables WHERE table_name LIKE 'OFFLOAD_CHECK%'`); left[0] != "0" {
 		t.Fatalf("the check left %s tables", left[0])
