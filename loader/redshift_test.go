@@ -97,6 +97,7 @@ func TestRedshiftLoadsEveryBatchOnce(t *testing.T) {
 func TestRedshiftFaultMatrix(t *testing.T) {
 	moments := map[string]string{
 		"staging":     `^CREATE TEMP TABLE OFFLOAD_STG_\w+_ROWS `,
+		"lock":        `^LOCK `,
 		"copy":        `^COPY `,
 		"insert rows": `^INSERT INTO OFFLOAD_TRANSACTIONS`,
 		"merge":       `^MERGE INTO`,
