@@ -42,8 +42,7 @@ func (p *pgSQL) Check(ctx context.Context) []CheckResult {
 	if !report("schema "+p.schema, err, q, fmt.Sprintf("create schema %s, or GRANT USAGE, CREATE ON SCHEMA %s to the user, or set warehouse.schema", p.schema, p.schema)) {
 		return out
 	}
-	lock := fmt.Sprintf(p.lockLedger, p.tables.Ledger)
-	if !report("the ledger's lock", p.checkLock(ctx, conn), lock,
+	if !report("the ledger's lock", p.checkLock(ctx, conn), p.lockLedger,
 		fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON %s to the user (every load takes this lock; docs/LOADER.md)", p.tables.Ledger)) {
 		return out
 	}
@@ -83,7 +82,7 @@ func (p *pgSQL) checkLock(ctx context.Context, conn *sql.Conn) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	_, err = tx.ExecContext(ctx, fmt.Sprintf(p.lockLedger, p.tables.Ledger))
+	_, err = tx.ExecContext(ctx, p.lockLedger)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P01" {
 		return nil

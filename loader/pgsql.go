@@ -43,8 +43,8 @@ type pgSQL struct {
 	// ALTER TABLE of a missing one (table, column, type).
 	rows      rowSQL
 	addColumn string
-	// lockLedger is the LOCK statement (format of the ledger's name) a
-	// load takes first: loads of the tables then commit one at a time,
+	// lockLedger is the LOCK statement of the ledger that every load
+	// takes first: loads of the tables then commit one at a time,
 	// and each one's ledger lookup and anti-join see what the one before
 	// it committed (docs/LOADER.md).
 	lockLedger string
@@ -253,7 +253,7 @@ WHERE s.OFFLOAD_RN = 1 AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.EVENT_ID = s.E
 // stop its second ledger row (docs/LOADER.md, "A COMMIT that outlives
 // its attempt").
 func (p *pgSQL) lockUnloaded(ctx context.Context, tx *sql.Tx, id string) error {
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(p.lockLedger, p.tables.Ledger)); err != nil {
+	if _, err := tx.ExecContext(ctx, p.lockLedger); err != nil {
 		return fmt.Errorf("LOCK %s: %w", p.tables.Ledger, err)
 	}
 	in, err := p.inLedger(ctx, tx, id)

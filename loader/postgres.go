@@ -87,7 +87,7 @@ func NewPostgres(o PostgresOptions) (*Postgres, error) {
 	p.addColumn = "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s"
 	// SHARE ROW EXCLUSIVE conflicts with itself and with writers only:
 	// readers of the ledger do not wait.
-	p.lockLedger = "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE"
+	p.lockLedger = "LOCK TABLE " + p.tables.Ledger + " IN SHARE ROW EXCLUSIVE MODE"
 	return p, nil
 }
 

@@ -141,7 +141,7 @@ func NewRedshift(o RedshiftOptions) (*Redshift, error) {
 	r.addColumn = "ALTER TABLE %s ADD COLUMN %s %s"
 	// Redshift has one lock mode; LOCK as the transaction's first
 	// statement also keeps serializable isolation from aborting it.
-	r.lockLedger = "LOCK %s"
+	r.lockLedger = "LOCK " + r.tables.Ledger
 	return r, nil
 }
 
