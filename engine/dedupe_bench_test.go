@@ -540,12 +540,16 @@ func benchFrozenLookup(b *testing.B) {
 	for i := range keys {
 		keys[i] = keyFromParts(rng.Uint64(), rng.Uint64())
 	}
-	many := uint32(1)<<code - 1
+	s := &keyStore{sliceLen: sliceLen, code: code}
+	probes := make([]sliceProbe, len(filters))
+	for i, fz := range filters {
+		probes[i].sl = &keySlice{start: int64(i) * sliceLen, frozen: fz}
+	}
 	hits := 0
 	for i := 0; b.Loop(); i++ {
-		k := keys[i&(len(keys)-1)]
-		for _, fz := range filters {
-			if _, ok := fz.mayContain(k, fz.rangeOf(k), many); ok {
+		s.probe(probes, keys[i&(len(keys)-1)])
+		for _, p := range probes {
+			if p.ok {
 				hits++
 			}
 		}

@@ -72,21 +72,14 @@ func (fz *frozenFilter) rangeStart(r int) uint64 {
 	return q
 }
 
-// mayContain probes the late keys' filters and range r's filter for k
-// (r < len(built)), and returns the bucket code of k. The late keys'
-// filters go first: a key in them may match range r's filter falsely,
-// with the code of another bucket. No key is built with the code many,
-// so a match of range r's filter with it is a false one.
-func (fz *frozenFilter) mayContain(k dedupeKey, r int, many uint32) (uint32, bool) {
+// lateContain reports whether the late keys' filters may hold k.
+func (fz *frozenFilter) lateContain(k dedupeKey) bool {
 	for _, f := range fz.late {
 		if f.mayContain(k) {
-			return many, true
+			return true
 		}
 	}
-	if c, ok := fz.built[r].lookup(k.lo()); ok && c != many {
-		return c, true
-	}
-	return 0, false
+	return false
 }
 
 // addLate adds k to the late keys' filters, with a new one twice as large

@@ -108,10 +108,43 @@ func (f *fuseFilter) setCell(i, v uint32) {
 // lookup returns the bucket code of lo's key, and false if the key is
 // certainly not in the filter.
 func (f *fuseFilter) lookup(lo uint64) (uint32, bool) {
+	r := f.at(lo)
+	r.read()
+	return r.match()
+}
+
+// fuseRead is a lookup in three steps, so that a caller probing several
+// filters for one key has all their cells' reads in flight at once: a
+// key's three cells are three cache misses, which the processor overlaps
+// only if no other work waits between them (docs/PERFORMANCE.md,
+// "Frozen slices").
+type fuseRead struct {
+	f     *fuseFilter
+	h     uint64
+	cells [3]uint32
+	pos   [3]uint32
+}
+
+// at starts the lookup of lo's key.
+func (f *fuseFilter) at(lo uint64) fuseRead {
 	h := fuseMix(lo, f.seed)
 	h0, h1, h2 := f.positions(h)
-	v := f.cell(h0) ^ f.cell(h1) ^ f.cell(h2)
-	if v>>f.code != f.fingerprint(h) {
+	return fuseRead{f: f, h: h, pos: [3]uint32{h0, h1, h2}}
+}
+
+// read reads the key's cells.
+func (r *fuseRead) read() {
+	for i, p := range r.pos {
+		r.cells[i] = r.f.cell(p)
+	}
+}
+
+// match returns the bucket code of the key, and false if it is certainly
+// not in the filter.
+func (r *fuseRead) match() (uint32, bool) {
+	f := r.f
+	v := r.cells[0] ^ r.cells[1] ^ r.cells[2]
+	if v>>f.code != f.fingerprint(r.h) {
 		return 0, false
 	}
 	return v & (1<<f.code - 1), true

@@ -122,6 +122,7 @@ type keyStore struct {
 	stamps map[int64]uint64
 	log    *slog.Logger
 	kb     []byte // a lookup's Pebble key
+	probes []sliceProbe
 	sorter keySorter
 
 	fatal atomic.Pointer[error] // Pebble's fatal error (a failed fsync)
@@ -413,39 +414,77 @@ func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
 	return nil
 }
 
-// probe returns whether sl may hold k and the bucket code of k: that of
-// its bucket if sl's frozen filter tells it, many otherwise. A frozen
-// filter's match naming no bucket of sl is a false one.
-func (s *keyStore) probe(sl *keySlice, k dedupeKey) (uint32, bool) {
-	if fz := sl.frozen; fz != nil {
+// sliceProbe is a lookup of one slice's filters: whether the slice may
+// hold the key, and the key's bucket code in it, many unless its frozen
+// filter tells.
+type sliceProbe struct {
+	sl   *keySlice
+	code uint32
+	ok   bool
+	fuse bool // the answer waits on read
+	read fuseRead
+}
+
+// probe sets whether each slice of ps may hold k, and k's bucket code in
+// it. The late keys' filters go first: a key in them may match a frozen
+// filter falsely, with the code of another bucket. The frozen filters'
+// cells are read together (fuseRead). No key is built with the code
+// many, and a frozen filter's match naming no bucket of its slice is a
+// false one.
+func (s *keyStore) probe(ps []sliceProbe, k dedupeKey) {
+	many := s.many()
+	for i := range ps {
+		p := &ps[i]
+		p.code, p.fuse = many, false
+		fz := p.sl.frozen
+		if fz == nil {
+			p.ok = p.sl.filter.mayContain(k)
+			continue
+		}
+		if p.ok = fz.lateContain(k); p.ok {
+			continue
+		}
 		if r := fz.rangeOf(k); r < len(fz.built) {
-			code, ok := fz.mayContain(k, r, s.many())
-			last := (bucketStart(sl.start+s.sliceLen-1) - bucketStart(sl.start)) / keysBucketLen
-			return code, ok && (code == s.many() || int64(code) <= last)
+			p.fuse, p.read = true, fz.built[r].at(k.lo())
+		} else {
+			p.ok = p.sl.filter.mayContain(k)
 		}
 	}
-	return s.many(), sl.filter.mayContain(k)
+	for i := range ps {
+		if ps[i].fuse {
+			ps[i].read.read()
+		}
+	}
+	for i := range ps {
+		if p := &ps[i]; p.fuse {
+			p.code, p.ok = p.read.match()
+			last := (bucketStart(p.sl.start+s.sliceLen-1) - bucketStart(p.sl.start)) / keysBucketLen
+			p.ok = p.ok && int64(p.code) <= last
+		}
+	}
 }
 
 // contains reports whether k is remembered at or after the horizon h;
 // us is the event time of the id looked up. It probes the newest slices
 // first: a duplicate is most often recent.
 func (s *keyStore) contains(k dedupeKey, us, h int64) (bool, error) {
-	hit := false
+	s.probes = s.probes[:0]
 	for i := len(s.slices) - 1; i >= 0; i-- {
-		sl := s.slices[i]
-		if sl.maxUS < h {
-			continue
+		if sl := s.slices[i]; sl.maxUS >= h {
+			s.probes = append(s.probes, sliceProbe{sl: sl})
 		}
-		code, ok := s.probe(sl, k)
-		if !ok {
+	}
+	s.probe(s.probes, k)
+	hit := false
+	for _, p := range s.probes {
+		if !p.ok {
 			continue
 		}
 		if !hit {
 			hit = true
 			s.filterHits.Add(1)
 		}
-		found, err := s.sliceContains(sl, k, us, h, code)
+		found, err := s.sliceContains(p.sl, k, us, h, p.code)
 		if found || err != nil {
 			return found, err
 		}
