@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -366,34 +365,24 @@ func drainOnce(b *testing.B, n int, prepare func(dir string)) drain {
 // t0 (writeDayOfKeys). A file "filled" marks it complete.
 func fillKeyStore(b *testing.B, dir string, n int64) {
 	b.Helper()
-	// The day ends 90 minutes past t0, where the drain's events begin:
-	// the slice before t0's is then frozen (one range of its 83 a commit
-	// of 50,000 keys, 50 s of event time), as the slices behind the
-	// newest are but in the hour after a slice's end, and the drain adds
-	// its keys to the newest slice. BenchmarkFreezeSlice measures the
-	// freeze itself.
-	end := t0.Add(90 * time.Minute)
-	mark, want := filepath.Join(dir, "filled"), fmt.Sprint(n, " ", end.UnixMicro())
-	if v, err := os.ReadFile(mark); err == nil && string(v) == want {
+	mark := filepath.Join(dir, "filled")
+	if v, err := os.ReadFile(mark); err == nil && string(v) == strconv.FormatInt(n, 10) {
 		return
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		b.Fatal(err)
 	}
-	took := writeDayOfKeys(b, filepath.Join(dir, KeysDir), n, end)
-	if err := os.WriteFile(mark, []byte(want), 0o644); err != nil {
+	took := writeDayOfKeys(b, filepath.Join(dir, KeysDir), n, t0)
+	if err := os.WriteFile(mark, []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("filled a key store of %d keys a day in %s in %s", n, dir, took.Round(time.Second))
+	b.Logf("filled a key store of %d keys in %s in %s", n, dir, took.Round(time.Second))
 }
 
-// writeDayOfKeys writes a new key store at dir as a stream of n unique
-// events a day leaves it at end: random keys at that rate from the start
-// of the slice a day before end (its filter holds its whole 6 hours until
-// the slice leaves the window, so its keys before the window count) to
-// end, written as the engine writes them (micro-batches of 50,000 keys),
-// closed cleanly so that its filters are saved. It returns the time that
-// took.
+// writeDayOfKeys writes a new key store at dir: n random keys spread
+// evenly over the 24 hours of event time before end, written as the
+// engine writes them (micro-batches of 50,000 keys), closed cleanly so
+// that its filters are saved. It returns the time that took.
 func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Duration {
 	b.Helper()
 	window := int64(24 * time.Hour / time.Microsecond)
@@ -403,13 +392,12 @@ func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Durat
 	}
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(3, 4))
-	from := s.sliceOf(end.UnixMicro() - window)
-	total := int64(float64(n) * float64(end.UnixMicro()-from) / float64(window))
+	from := end.UnixMicro() - window
 	const batchKeys = 50000
 	keys := make([]keyTime, 0, batchKeys)
-	for i := int64(0); i < total; i++ {
-		keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), from + int64(float64(i)*float64(window)/float64(n))})
-		if len(keys) == batchKeys || i == total-1 {
+	for i := int64(0); i < n; i++ {
+		keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), from + i*window/n})
+		if len(keys) == batchKeys || i == n-1 {
 			if err := s.commit(keys, math.MinInt64, 0); err != nil {
 				b.Fatal(err)
 			}
@@ -425,8 +413,8 @@ func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Durat
 // dedupeSeedEnv names the data directory BenchmarkFillKeyStore fills.
 const dedupeSeedEnv = "OFFLOAD_DEDUPE_SEED"
 
-// BenchmarkFillKeyStore writes OFFLOAD_DEDUPE_DAY_EVENTS random keys a
-// day, over the day before now (writeDayOfKeys), into the key store
+// BenchmarkFillKeyStore writes OFFLOAD_DEDUPE_DAY_EVENTS random keys,
+// spread over the 24 hours of event time before now, into the key store
 // of the data directory OFFLOAD_DEDUPE_SEED, which must not hold one yet,
 // and reports the keys written a second. It prepares a full day's index
 // for the real appliance: `offload bench --profile drain --dir D` runs
@@ -446,7 +434,7 @@ func BenchmarkFillKeyStore(b *testing.B) {
 		b.Fatalf("%s exists (%v): fill a data directory without a key store", dir, err)
 	}
 	took := writeDayOfKeys(b, dir, n, time.Now())
-	b.ReportMetric(took.Seconds(), "s")
+	b.ReportMetric(float64(n)/took.Seconds(), "keys/s")
 }
 
 // checkpointKeyStore puts a copy of the key store in from at to: a Pebble
@@ -493,69 +481,6 @@ func BenchmarkFilterLookup(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) { benchFilterLookup(b, huge) })
 	}
-	b.Run("frozen", benchFrozenLookup)
-}
-
-// benchFrozenLookup is BenchmarkFilterLookup over the same four slices
-// frozen (frozen.go), as the slices behind the newest are held: each
-// range's fuse filter built from its share of a slice's random keys.
-func benchFrozenLookup(b *testing.B) {
-	window := int64(DefaultDedupeWindow / time.Microsecond)
-	sliceLen := keysSliceLen(window)
-	perSlice := sliceLen / int64(time.Second/time.Microsecond) * 1000
-	code := uint(bits.Len64(uint64((sliceLen-1)/keysBucketLen + 2)))
-	rng := rand.New(rand.NewPCG(5, 6))
-	filters := make([]*frozenFilter, window/sliceLen)
-	var bytes int64
-	for i := range filters {
-		fz := &frozenFilter{ranges: int((perSlice + freezeRangeKeys - 1) / freezeRangeKeys), scratch: &fuseScratch{}}
-		defer fz.free()
-		for r := range fz.ranges {
-			lo, width := fz.rangeStart(r), -fz.rangeStart(r)
-			if r+1 < fz.ranges {
-				width = fz.rangeStart(r+1) - lo
-			}
-			keys := fz.keys[:0]
-			for range perSlice / int64(fz.ranges) {
-				keys = append(keys, fuseKey{keyFromParts(lo+rng.Uint64N(width), rng.Uint64()), uint32(rng.IntN(6))})
-			}
-			keys, _ = uniqueFuseKeys(keys, nil)
-			fz.keys = keys
-			segLen, segCount, n := fuseShape(len(keys))
-			cells, err := fz.cells(fuseBytes(n, freezeFingerprint+code), fuseBytes(n, freezeFingerprint+code)*fz.ranges)
-			if err != nil {
-				b.Fatal(err)
-			}
-			f := fuseFilter{segLen: segLen, segCount: segCount, cells: cells, width: freezeFingerprint + code, code: code}
-			if err := buildFuse(&f, keys, uint64(r), fz.scratch); err != nil {
-				b.Fatal(err)
-			}
-			fz.built = append(fz.built, f)
-		}
-		fz.keys, fz.scratch = nil, nil
-		bytes += fz.bytes()
-		filters[i] = fz
-	}
-	keys := make([]dedupeKey, 1<<16)
-	for i := range keys {
-		keys[i] = keyFromParts(rng.Uint64(), rng.Uint64())
-	}
-	s := &keyStore{sliceLen: sliceLen, code: code}
-	probes := make([]sliceProbe, len(filters))
-	for i, fz := range filters {
-		probes[i].sl = &keySlice{start: int64(i) * sliceLen, frozen: fz}
-	}
-	hits := 0
-	for i := 0; b.Loop(); i++ {
-		s.probe(probes, keys[i&(len(keys)-1)])
-		for _, p := range probes {
-			if p.ok {
-				hits++
-			}
-		}
-	}
-	b.ReportMetric(float64(hits)/float64(b.N)*100, "hit-%")
-	b.ReportMetric(float64(bytes)/float64(1<<20), "MiB")
 }
 
 func benchFilterLookup(b *testing.B, huge bool) {
@@ -592,57 +517,4 @@ func benchFilterLookup(b *testing.B, huge bool) {
 		}
 	}
 	b.ReportMetric(float64(hits)/float64(b.N)*100, "hit-%")
-}
-
-// BenchmarkFreezeSlice measures the freeze of a full slice (frozen.go):
-// a store holding one 6-hour slice of OFFLOAD_DEDUPE_DAY_EVENTS / 4 random
-// keys, as a day at that rate fills it, then commits without keys until
-// the slice is frozen, as the engine's micro-batches freeze it; it
-// reports the time and CPU the freeze took and the filter's bytes before
-// and after.
-//
-//	OFFLOAD_DEDUPE_DAY_EVENTS=86400000 go test ./engine -run '^$' -bench BenchmarkFreezeSlice -benchtime 1x -timeout 1h
-func BenchmarkFreezeSlice(b *testing.B) {
-	n, _ := strconv.ParseInt(os.Getenv(dedupeDayEnv), 10, 64)
-	if n <= 0 {
-		b.Skipf("set %s (86400000 for 24h at 1,000 unique events a second)", dedupeDayEnv)
-	}
-	window := int64(24 * time.Hour / time.Microsecond)
-	s, err := openKeyStore(filepath.Join(b.TempDir(), KeysDir), window, int64(DefaultDedupeMemory), time.Now, quietLogger())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.close()
-	rng := rand.New(rand.NewPCG(7, 8))
-	start := s.sliceOf(t0.UnixMicro())
-	perSlice := n / (window / s.sliceLen)
-	keys := make([]keyTime, 0, 50_000)
-	for i := int64(0); i < perSlice; i++ {
-		keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), start + i*s.sliceLen/perSlice})
-		if len(keys) == cap(keys) || i == perSlice-1 {
-			if err := s.commit(keys, math.MinInt64, 0); err != nil {
-				b.Fatal(err)
-			}
-			keys = keys[:0]
-		}
-	}
-	sl := s.slices[0]
-	before := sl.bytes()
-	next := []keyTime{{keyFromParts(rng.Uint64(), rng.Uint64()), start + s.sliceLen + freezeDelay}}
-	cpu0, wall0 := cpuTime(), time.Now()
-	commits := 0
-	for ; sl.filter != nil; commits++ {
-		if err := s.commit(next, math.MinInt64, 0); err != nil {
-			b.Fatal(err)
-		}
-		next = nil
-	}
-	wall, cpu := time.Since(wall0), cpuTime()-cpu0
-	b.ReportMetric(wall.Seconds(), "freeze-s")
-	b.ReportMetric(cpu.Seconds(), "freeze-cpu-s")
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(sl.keys), "cpu-ns/key")
-	b.ReportMetric(float64(commits), "commits")
-	b.ReportMetric(float64(before)/(1<<20), "MiB-before")
-	b.ReportMetric(float64(sl.bytes())/(1<<20), "MiB-after")
-	b.ReportMetric(float64(sl.bytes()*8)/float64(sl.keys), "bits/key")
 }

@@ -122,22 +122,6 @@
 // is forgotten or missed. Within a micro-batch, the ids seen so far are
 // in a map: its keys reach the store only after the commit.
 //
-// A slice whose end is ten minutes behind the newest key held is frozen
-// (frozen.go): its Bloom filter, sized for a full slice at DedupeRate, is
-// replaced by binary fuse filters (fuse.go) built from the keys the store
-// holds for it, one range of about 262,144 keys (by the key's high half)
-// per key store commit, the Bloom filter's pages that only built ranges
-// used given back as it goes. A fuse filter's cells give a key an 8-bit
-// fingerprint and the code of its bucket in the slice: about 12.7 bits a
-// key actually held (the Bloom filter takes its full size however few
-// keys the slice has), a fresh id matches it with probability 2^-8, and
-// such a match reads the one bucket its code names (none if the code
-// names no bucket), where a Bloom filter's false positive reads every
-// bucket of the slice. Keys added to a slice after its freeze began go to
-// small Bloom filters of its own (late), each twice the last, probed
-// first; so do the rare keys one fuse filter cannot tell apart (two of
-// one low half). A late filter's hit reads every bucket.
-//
 // A key is never durable without its row (docs/ARCHITECTURE.md, contract
 // 2): a micro-batch's keys are written in one synced Pebble batch after
 // its DuckDB transaction has committed, with 'm' "seq" set to the number
@@ -156,9 +140,7 @@
 // below the horizon are deleted with their keys. Close writes each live
 // slice's filter with the generation of its stamp to
 // Options.Dir/dedupe/filters/<slice start, 16 hex digits>.filter, under
-// a temporary name then renamed (a slice half frozen keeps the file it
-// had, which holds every key it held when written), laid out big-endian
-// as:
+// a temporary name then renamed, laid out big-endian as:
 //
 //	 0  8  magic "OFDDFLT1"
 //	 8  8  slice start (µs)
@@ -172,23 +154,7 @@
 //	       F bytes of filter
 //	       4 bytes: CRC32-Castagnoli of every byte before
 //
-// or, for a frozen slice, the same with magic "OFDDFRZ1" and bytes 48 –
-// 59 and the filters as:
-//
-//	48  4  ranges R
-//	52  1  bucket code bits C
-//	53  1  fingerprint bits P (8)
-//	54  1  late filters L
-//	55  1  0
-//	56  4  minutes M
-//	60     M × (minute start µs, keys), 16 bytes each
-//	       R × (seed 8, segment length 4, segment count S 4, then the
-//	            (S+2) × segment length cells of P+C bits, packed from
-//	            the low bits of each byte up, and 4 bytes of zeros)
-//	       L × (filter bytes F 8, keys 8, then F bytes of filter)
-//	       4 bytes: CRC32-Castagnoli of every byte before
-//
-// Open loads a file only if its checksum, slice length and filter sizes
+// Open loads a file only if its checksum, slice length and filter size
 // match and its generation is at least its slice's stamp, and scans the
 // store for the other stamped slices only; a store without stamps, or
 // stamped for another slice length, is scanned whole and stamped again. A file never makes a key
@@ -243,8 +209,7 @@
 // windows are bounded by the window options and the dedupe filters by
 // DedupeMemory (mapped outside the Go heap; a filter's pages become
 // resident as keys touch them, on transparent huge pages once it is
-// dense), a frozen slice's by the keys it holds; freezing a slice works
-// in ~75 bytes a key of one range on the Go heap (~19 MB). The key store's Pebble adds
+// dense). The key store's Pebble adds
 // its cache (8 MiB) and memtables: up to two of 32 MiB while keys come
 // fast; given keys slowly, it flushes its memtable every 10 s and holds
 // what those seconds fill (internal/memflush).

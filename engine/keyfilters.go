@@ -22,12 +22,10 @@ import (
 // keyFiltersDir is the folder of the filter files inside the key store.
 const keyFiltersDir = "filters"
 
-// Filter file layouts: doc.go, "Dedupe". These bytes may never change.
+// Filter file layout: doc.go, "Dedupe". These bytes may never change.
 const (
-	keyFilterMagic  = "OFDDFLT1" // a Bloom filter
-	frozenMagic     = "OFDDFRZ1" // a frozen slice's filters
+	keyFilterMagic  = "OFDDFLT1"
 	keyFilterHeader = 60
-	frozenPartHead  = 16 // a range's or a late filter's own header
 )
 
 var (
@@ -154,37 +152,42 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 	if size < keyFilterHeader+4 {
 		return false, nil
 	}
-	if _, err := io.ReadFull(f, head); err != nil || (string(head[:8]) != keyFilterMagic && string(head[:8]) != frozenMagic) {
+	if _, err := io.ReadFull(f, head); err != nil || string(head[:8]) != keyFilterMagic {
 		return false, nil
 	}
 	u := func(off int) int64 { return int64(binary.BigEndian.Uint64(head[off:])) }
 	nMin := int64(binary.BigEndian.Uint32(head[56:]))
-	if u(8) != start || u(16) != s.sliceLen || uint64(u(24)) < s.stamps[start] || size < keyFilterHeader+16*nMin+4 {
+	if u(8) != start || u(16) != s.sliceLen || uint64(u(24)) < s.stamps[start] || u(48) != s.filterBytesRounded() ||
+		size != keyFilterHeader+16*nMin+u(48)+4 {
 		return false, nil
 	}
 	mins := make([]byte, 16*nMin)
 	if _, err := io.ReadFull(f, mins); err != nil {
 		return false, nil
 	}
-	sl := &keySlice{start: start, maxUS: u(40), keys: u(32), saved: uint64(u(24))}
-	crc := crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, mins)
-	var ok bool
-	if string(head[:8]) == frozenMagic {
-		ok, err = s.readFrozen(f, head, size-keyFilterHeader-16*nMin-4, sl, &crc)
-	} else {
-		ok, err = s.readBloom(f, u(48), size-keyFilterHeader-16*nMin-4, sl, &crc)
-	}
-	if err != nil || !ok {
-		sl.free()
+	bf, err := newBlockedBloom(s.filterBytes)
+	if err != nil {
 		return false, err
 	}
+	bf.holding(u(32)) // before its pages are first written
 	sum := make([]byte, 4)
-	if _, err := io.ReadFull(f, sum); err != nil || crc != binary.BigEndian.Uint32(sum) {
-		sl.free()
+	if _, err := io.ReadFull(f, bf.mem); err != nil {
+		bf.free()
 		return false, nil
 	}
+	if _, err := io.ReadFull(f, sum); err != nil {
+		bf.free()
+		return false, nil
+	}
+	crc := crc32.Update(crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, mins), castagnoli, bf.mem)
+	if crc != binary.BigEndian.Uint32(sum) {
+		bf.free()
+		return false, nil
+	}
+	sl := &keySlice{start: start, maxUS: u(40), keys: u(32), filter: bf}
+	sl.saved = uint64(u(24))
 	if err := s.insertSlice(sl); err != nil {
-		sl.free()
+		bf.free()
 		return false, err
 	}
 	for i := int64(0); i < nMin; i++ {
@@ -193,96 +196,6 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 		s.held += c
 	}
 	return true, nil
-}
-
-// readBloom reads a Bloom filter of size bytes into sl, if the filter
-// body left in the file is that size and it is the size of a slice's
-// filter, and updates crc.
-func (s *keyStore) readBloom(f io.Reader, size, left int64, sl *keySlice, crc *uint32) (bool, error) {
-	if size != s.filterBytesRounded() || left != size {
-		return false, nil
-	}
-	bf, err := newBlockedBloom(s.filterBytes)
-	if err != nil {
-		return false, err
-	}
-	bf.holding(sl.keys) // before its pages are first written
-	if _, err := io.ReadFull(f, bf.mem); err != nil {
-		bf.free()
-		return false, nil
-	}
-	*crc = crc32.Update(*crc, castagnoli, bf.mem)
-	sl.filter = bf
-	return true, nil
-}
-
-// readFrozen reads a frozen slice's filters, left bytes in the file, into
-// sl, if they are laid out as this store writes them, and updates crc.
-func (s *keyStore) readFrozen(f io.Reader, head []byte, left int64, sl *keySlice, crc *uint32) (bool, error) {
-	ranges, code, fp, nLate := int64(binary.BigEndian.Uint32(head[48:])), uint(head[52]), uint(head[53]), int(head[54])
-	if ranges < 1 || code != s.code || fp != freezeFingerprint || left < ranges*frozenPartHead {
-		return false, nil
-	}
-	fz := &frozenFilter{ranges: int(ranges)}
-	sl.frozen = fz
-	part := make([]byte, frozenPartHead)
-	next := func() bool {
-		if _, err := io.ReadFull(f, part); err != nil {
-			return false
-		}
-		*crc = crc32.Update(*crc, castagnoli, part)
-		left -= frozenPartHead
-		return true
-	}
-	fill := func(b []byte) bool {
-		if _, err := io.ReadFull(f, b); err != nil {
-			return false
-		}
-		*crc = crc32.Update(*crc, castagnoli, b)
-		left -= int64(len(b))
-		return true
-	}
-	width := fp + code
-	for range ranges {
-		if !next() {
-			return false, nil
-		}
-		segLen, segCount := binary.BigEndian.Uint32(part[8:]), binary.BigEndian.Uint32(part[12:])
-		if segLen == 0 || segLen&(segLen-1) != 0 || segLen > 1<<18 || segCount == 0 || segCount > 1<<20 {
-			return false, nil
-		}
-		n := int64(fuseBytes(int((segCount+2)*segLen), width))
-		if n > left {
-			return false, nil
-		}
-		cells, err := fz.cells(int(n), int(left))
-		if err != nil {
-			return false, err
-		}
-		if !fill(cells) {
-			return false, nil
-		}
-		fz.built = append(fz.built, fuseFilter{seed: binary.BigEndian.Uint64(part), segLen: segLen, segCount: segCount,
-			cells: cells, width: width, code: code})
-	}
-	for range nLate {
-		if !next() {
-			return false, nil
-		}
-		size, keys := int64(binary.BigEndian.Uint64(part)), int64(binary.BigEndian.Uint64(part[8:]))
-		if size <= 0 || size%(8*bloomBlockWords) != 0 || size > left {
-			return false, nil
-		}
-		bf, err := newBlockedBloom(size)
-		if err != nil {
-			return false, err
-		}
-		fz.late, fz.lateKeys = append(fz.late, bf), keys
-		if !fill(bf.mem) {
-			return false, nil
-		}
-	}
-	return left == 0, nil
 }
 
 // filterBytesRounded is the size of a slice's filter as newBlockedBloom
@@ -305,9 +218,7 @@ func (s *keyStore) saveFilters() error {
 		path := s.filterPath(sl.start)
 		live[filepath.Base(path)] = true
 		gen := s.stamps[sl.start]
-		if gen == 0 || sl.saved >= gen || (sl.frozen != nil && sl.filter != nil) {
-			// Unchanged, or half frozen: its file, if any, still holds
-			// every key it held when written.
+		if gen == 0 || sl.saved >= gen {
 			continue
 		}
 		if err := s.writeFilter(path, sl, gen); err != nil {
@@ -338,45 +249,18 @@ func (s *keyStore) writeFilter(path string, sl *keySlice, gen uint64) error {
 		}
 	}
 	head := make([]byte, keyFilterHeader)
-	for i, v := range []int64{sl.start, s.sliceLen, int64(gen), sl.keys, sl.maxUS} {
+	copy(head, keyFilterMagic)
+	for i, v := range []int64{sl.start, s.sliceLen, int64(gen), sl.keys, sl.maxUS, sl.filter.bytes()} {
 		binary.BigEndian.PutUint64(head[8+8*i:], uint64(v))
 	}
 	binary.BigEndian.PutUint32(head[56:], uint32(len(mins)/16))
-	parts := [][]byte{head, mins}
-	if fz := sl.frozen; fz != nil {
-		copy(head, frozenMagic)
-		binary.BigEndian.PutUint32(head[48:], uint32(fz.ranges))
-		head[52], head[53], head[54] = byte(s.code), freezeFingerprint, byte(len(fz.late))
-		for _, ff := range fz.built {
-			part := binary.BigEndian.AppendUint64(nil, ff.seed)
-			part = binary.BigEndian.AppendUint32(part, ff.segLen)
-			part = binary.BigEndian.AppendUint32(part, ff.segCount)
-			parts = append(parts, part, ff.cells)
-		}
-		for i, bf := range fz.late {
-			keys := bf.bytes() * 8 / dedupeBitsPerKey
-			if i == len(fz.late)-1 {
-				keys = fz.lateKeys
-			}
-			part := binary.BigEndian.AppendUint64(nil, uint64(bf.bytes()))
-			part = binary.BigEndian.AppendUint64(part, uint64(keys))
-			parts = append(parts, part, bf.mem)
-		}
-	} else {
-		copy(head, keyFilterMagic)
-		binary.BigEndian.PutUint64(head[48:], uint64(sl.filter.bytes()))
-		parts = append(parts, sl.filter.mem)
-	}
-	var crc uint32
-	for _, b := range parts {
-		crc = crc32.Update(crc, castagnoli, b)
-	}
+	crc := crc32.Update(crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, mins), castagnoli, sl.filter.mem)
 	tmp := path + ".tmp"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
-	for _, b := range append(parts, binary.BigEndian.AppendUint32(nil, crc)) {
+	for _, b := range [][]byte{head, mins, sl.filter.mem, binary.BigEndian.AppendUint32(nil, crc)} {
 		if _, err := f.Write(b); err != nil {
 			_ = f.Close()
 			_ = os.Remove(tmp)

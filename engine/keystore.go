@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/bits"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -55,40 +54,14 @@ const (
 
 var keysMetaSeq = []byte{keysPrefixMeta, 's', 'e', 'q'}
 
-// keySlice is the keys of one event-time slice: its Bloom filter, or its
-// frozen filter once it is closed (frozen.go), its key count and the
-// newest event time among them.
+// keySlice is the keys of one event-time slice: its Bloom filter, its key
+// count and the newest event time among them.
 type keySlice struct {
 	start  int64 // µs
 	maxUS  int64
 	keys   int64
-	filter *blockedBloom // nil once frozen
-	frozen *frozenFilter // nil until its freeze begins
-	saved  uint64        // generation of its filter file, 0 if none
-}
-
-func (sl *keySlice) free() {
-	if sl.filter != nil {
-		sl.filter.free()
-	}
-	if sl.frozen != nil {
-		sl.frozen.free()
-	}
-}
-
-// bytes is the filters' memory.
-func (sl *keySlice) bytes() int64 {
-	var n int64
-	if sl.filter != nil {
-		n = sl.filter.bytes()
-		if sl.frozen != nil {
-			n -= int64(sl.frozen.dropped)
-		}
-	}
-	if sl.frozen != nil {
-		n += sl.frozen.bytes()
-	}
-	return n
+	filter *blockedBloom
+	saved  uint64 // generation of its filter file, 0 if none
 }
 
 // keyStore is the durable set of remembered dedupe keys: Pebble, keyed by
@@ -105,8 +78,6 @@ type keyStore struct {
 
 	sliceLen    int64 // µs
 	filterBytes int64 // per slice
-	code        uint  // bits of a bucket code in a frozen filter
-	newest      int64 // the newest event time held, µs
 
 	slices  []*keySlice     // by start, newest last
 	minutes map[int64]int64 // minute start (µs) → keys held in it
@@ -122,7 +93,6 @@ type keyStore struct {
 	stamps map[int64]uint64
 	log    *slog.Logger
 	kb     []byte // a lookup's Pebble key
-	probes []sliceProbe
 	sorter keySorter
 
 	fatal atomic.Pointer[error] // Pebble's fatal error (a failed fsync)
@@ -162,10 +132,8 @@ func keysFilterBytes(window, memory int64) int64 {
 func openKeyStore(dir string, window, memory int64, now func() time.Time, log *slog.Logger) (*keyStore, error) {
 	s := &keyStore{dir: dir, sliceLen: keysSliceLen(window), minutes: map[int64]int64{},
 		horizon: math.MinInt64, deletedBelow: math.MinInt64, kb: make([]byte, keysKeyLen),
-		stamps: map[int64]uint64{}, log: log, newest: math.MinInt64}
+		stamps: map[int64]uint64{}, log: log}
 	s.filterBytes = keysFilterBytes(window, memory)
-	// Codes 0 … the most buckets a slice spans - 1, and many above them.
-	s.code = uint(bits.Len64(uint64((s.sliceLen-1)/keysBucketLen + 2)))
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             keysLogger{s, log},
@@ -247,41 +215,31 @@ func (s *keyStore) rebuild() error {
 
 // scan remembers the keys in [lo, hi) of the slices keep accepts.
 func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
-	var cur *keySlice
-	return s.keysIn(lo, hi, func(_ int64, k dedupeKey, us int64) error {
-		start := s.sliceOf(us)
-		if !keep(start) {
-			return nil
-		}
-		if cur == nil || cur.start != start {
-			var err error
-			if cur, err = s.slice(start); err != nil {
-				return err
-			}
-		}
-		return s.remember(cur, k, us)
-	})
-}
-
-// keysIn calls fn with each key held in [lo, hi), its bucket and event
-// time, in the store's order.
-func (s *keyStore) keysIn(lo, hi []byte, fn func(bucket int64, k dedupeKey, us int64) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
+	var cur *keySlice
 	for it.First(); it.Valid(); it.Next() {
 		kb, v := it.Key(), it.Value()
 		if len(kb) != keysKeyLen || len(v) != 8 {
 			_ = it.Close()
 			return fmt.Errorf("key %x of %d bytes with a value of %d, want %d and 8", kb, len(kb), len(v), keysKeyLen)
 		}
+		us := decodeUS(v)
+		start := s.sliceOf(us)
+		if !keep(start) {
+			continue
+		}
+		if cur == nil || cur.start != start {
+			if cur, err = s.slice(start); err != nil {
+				_ = it.Close()
+				return err
+			}
+		}
 		var k dedupeKey
 		copy(k[:], kb[9:])
-		if err := fn(decodeUS(kb[1:9]), k, decodeUS(v)); err != nil {
-			_ = it.Close()
-			return err
-		}
+		s.remember(cur, k, us)
 	}
 	return it.Close()
 }
@@ -385,106 +343,33 @@ func (s *keyStore) insertSlice(sl *keySlice) error {
 		return fmt.Errorf("BUG: engine: two filters of the dedupe slice at %d", sl.start)
 	}
 	s.slices = slices.Insert(s.slices, i, sl)
-	s.newest = max(s.newest, sl.maxUS)
 	return nil
 }
 
-func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
+func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
+	sl.filter.add(k)
 	sl.keys++
-	if fz := sl.frozen; fz != nil {
-		if err := fz.addLate(k, s.filterBytes/64); err != nil {
-			return err
-		}
-		if sl.filter != nil && fz.rangeOf(k) >= len(fz.built) {
-			sl.filter.add(k)
-		}
-		if sl.filter == nil && fz.bytes() > s.filterBytes {
-			if err := s.thaw(sl); err != nil {
-				return err
-			}
-		}
-	} else {
-		sl.filter.add(k)
-		sl.filter.holding(sl.keys)
-	}
+	sl.filter.holding(sl.keys)
 	sl.maxUS = max(sl.maxUS, us)
-	s.newest = max(s.newest, us)
 	s.minutes[bucketOf(us)]++
 	s.held++
-	return nil
-}
-
-// sliceProbe is a lookup of one slice's filters: whether the slice may
-// hold the key, and the key's bucket code in it, many unless its frozen
-// filter tells.
-type sliceProbe struct {
-	sl   *keySlice
-	code uint32
-	ok   bool
-	fuse bool // the answer waits on read
-	read fuseRead
-}
-
-// probe sets whether each slice of ps may hold k, and k's bucket code in
-// it. The late keys' filters go first: a key in them may match a frozen
-// filter falsely, with the code of another bucket. The frozen filters'
-// cells are read together (fuseRead). No key is built with the code
-// many, and a frozen filter's match naming no bucket of its slice is a
-// false one.
-func (s *keyStore) probe(ps []sliceProbe, k dedupeKey) {
-	many := s.many()
-	for i := range ps {
-		p := &ps[i]
-		p.code, p.fuse = many, false
-		fz := p.sl.frozen
-		if fz == nil {
-			p.ok = p.sl.filter.mayContain(k)
-			continue
-		}
-		if p.ok = fz.lateContain(k); p.ok {
-			continue
-		}
-		if r := fz.rangeOf(k); r < len(fz.built) {
-			p.fuse, p.read = true, fz.built[r].at(k.lo())
-		} else {
-			p.ok = p.sl.filter.mayContain(k)
-		}
-	}
-	for i := range ps {
-		if ps[i].fuse {
-			ps[i].read.read()
-		}
-	}
-	for i := range ps {
-		if p := &ps[i]; p.fuse {
-			p.code, p.ok = p.read.match()
-			last := (bucketStart(p.sl.start+s.sliceLen-1) - bucketStart(p.sl.start)) / keysBucketLen
-			p.ok = p.ok && int64(p.code) <= last
-		}
-	}
 }
 
 // contains reports whether k is remembered at or after the horizon h;
 // us is the event time of the id looked up. It probes the newest slices
 // first: a duplicate is most often recent.
 func (s *keyStore) contains(k dedupeKey, us, h int64) (bool, error) {
-	s.probes = s.probes[:0]
-	for i := len(s.slices) - 1; i >= 0; i-- {
-		if sl := s.slices[i]; sl.maxUS >= h {
-			s.probes = append(s.probes, sliceProbe{sl: sl})
-		}
-	}
-	s.probe(s.probes, k)
 	hit := false
-	for _, p := range s.probes {
-		if !p.ok {
+	for i := len(s.slices) - 1; i >= 0; i-- {
+		sl := s.slices[i]
+		if sl.maxUS < h || !sl.filter.mayContain(k) {
 			continue
 		}
 		if !hit {
 			hit = true
 			s.filterHits.Add(1)
 		}
-		found, err := s.sliceContains(p.sl, k, us, h, p.code)
+		found, err := s.sliceContains(sl, k, us, h)
 		if found || err != nil {
 			return found, err
 		}
@@ -494,19 +379,12 @@ func (s *keyStore) contains(k dedupeKey, us, h int64) (bool, error) {
 }
 
 // sliceContains confirms a filter hit of sl on disk: it reads k in the
-// bucket its code names, or if many, in the buckets of sl at or after the
-// horizon, that of event time us first (a duplicate usually carries its
-// original's event time), then the others, newest first.
-func (s *keyStore) sliceContains(sl *keySlice, k dedupeKey, us, h int64, code uint32) (bool, error) {
+// buckets of sl at or after the horizon, that of event time us first (a
+// duplicate usually carries its original's event time), then the others,
+// newest first.
+func (s *keyStore) sliceContains(sl *keySlice, k dedupeKey, us, h int64) (bool, error) {
 	lo := bucketStart(max(sl.start, h))
 	hi := bucketStart(min(sl.start+s.sliceLen-1, sl.maxUS))
-	if code != s.many() {
-		b := bucketStart(sl.start) + int64(code)*keysBucketLen
-		if b < lo || b > hi {
-			return false, nil
-		}
-		return s.bucketContains(b, k, h)
-	}
 	own := bucketStart(us)
 	if own >= lo && own <= hi {
 		if found, err := s.bucketContains(own, k, h); found || err != nil {
@@ -619,9 +497,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 				return err
 			}
 		}
-		if err := s.remember(sl, kt.k, kt.us); err != nil {
-			return err
-		}
+		s.remember(sl, kt.k, kt.us)
 	}
 	for _, start := range starts {
 		s.stamps[start] = gen
@@ -632,7 +508,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 		}
 	}
 	s.forgetBelow(h)
-	return s.freezeStep()
+	return nil
 }
 
 // forgetBelow raises the horizon to h in the minute counts and frees the
@@ -652,7 +528,7 @@ func (s *keyStore) forgetBelow(h int64) {
 		if sl.maxUS >= h {
 			return false
 		}
-		sl.free()
+		sl.filter.free()
 		return true
 	})
 }
@@ -670,7 +546,7 @@ func (s *keyStore) oldest() (int64, bool) {
 func (s *keyStore) memory() int64 {
 	var n int64
 	for _, sl := range s.slices {
-		n += sl.bytes()
+		n += sl.filter.bytes()
 	}
 	return n
 }
@@ -683,7 +559,7 @@ func (s *keyStore) close() error {
 		}
 	}
 	for _, sl := range s.slices {
-		sl.free()
+		sl.filter.free()
 	}
 	s.slices = nil
 	if err := s.db.Close(); err != nil {

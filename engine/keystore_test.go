@@ -369,7 +369,7 @@ func TestKeyFiltersPersisted(t *testing.T) {
 	// older than its stamp.
 	add(s, t0.Add(time.Hour), 10)
 	for _, sl := range s.slices {
-		sl.free()
+		sl.filter.free()
 	}
 	if err := s.db.Close(); err != nil {
 		t.Fatal(err)
@@ -474,8 +474,7 @@ func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
 	}
 	s := open()
 	dense := s.filterBytesRounded() / smallPage
-	// The slice before the newest: not frozen (frozen.go).
-	sparseAt, denseAt := testNow.Add(-6*time.Hour).UnixMicro(), testNow.UnixMicro()
+	sparseAt, denseAt := testNow.Add(-12*time.Hour).UnixMicro(), testNow.UnixMicro()
 	add := func(n int64, us int64) {
 		batch := make([]keyTime, n)
 		for i := range batch {

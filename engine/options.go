@@ -72,10 +72,8 @@ type Options struct {
 	// DedupeWindow is how long, in event time, an event id is remembered
 	// (default 24h). See doc.go, "Dedupe".
 	DedupeWindow time.Duration
-	// DedupeMemory is the memory of the dedupe key store's filters
-	// (default 256 MiB), which it sizes for the Bloom filters of slices
-	// still taking keys; a frozen slice's filter takes less (doc.go,
-	// "Dedupe"). The keys themselves are on disk; the filters
+	// DedupeMemory is the memory of the dedupe key store's Bloom filters
+	// (default 256 MiB). The keys themselves are on disk; the filters
 	// answer a fresh id without reading it up to DedupeRate events a
 	// second, and above it they answer more ids with a disk read, never
 	// wrongly (doc.go, "Dedupe").

@@ -147,7 +147,7 @@ var (
 	dEngineDedup       = desc("offload_engine_deduplicated_total", "Duplicates dropped.")
 	dDedupeKeys        = desc("offload_engine_dedupe_keys", "Event ids remembered in the dedupe key store.")
 	dDedupeHeld        = desc("offload_engine_dedupe_held_seconds", "Event time the remembered ids span (at most engine.dedupe_window).")
-	dDedupeFilterBytes = desc("offload_engine_dedupe_filter_bytes", "Memory of the dedupe key store's filters.")
+	dDedupeFilterBytes = desc("offload_engine_dedupe_filter_bytes", "Memory of the dedupe key store's Bloom filters.")
 	dDuckDBMemory      = desc("offload_engine_duckdb_memory_bytes", "Memory DuckDB's buffer manager holds in the engine's database.")
 	dDedupeFilterHits  = desc("offload_engine_dedupe_filter_hits_total", "Event ids a dedupe filter may hold (since start).")
 	dDedupeLookups     = desc("offload_engine_dedupe_disk_lookups_total", "Dedupe key store reads confirming a filter hit (since start).")
