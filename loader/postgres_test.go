@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -96,10 +97,11 @@ func TestPostgresLostCommitAnswer(t *testing.T) {
 }
 
 // TestPostgresCommitAfterTheLoaderGaveUp: the first load's COMMIT runs a
-// deferred trigger that sleeps past load_timeout, so the server applies it
-// after the sink gave up and closed the connection. The retry's ledger
-// lookup runs before that and does not see the batch; its transaction
-// waits on the ledger's lock, finds the batch and marks it shipped.
+// deferred trigger that waits on a lock the test holds; the sink loses
+// its connection meanwhile and gives up, and the server goes on with the
+// COMMIT. The retry's ledger lookup runs before that COMMIT ends and does
+// not see the batch; its transaction waits on the ledger's lock, and once
+// the test lets the COMMIT end it finds the batch and marks it shipped.
 // (Without the lock, its ledger INSERT waited on the first's row and then
 // failed the primary key: a constraint violation, which parks the batch.)
 func TestPostgresCommitAfterTheLoaderGaveUp(t *testing.T) {
@@ -110,29 +112,98 @@ func TestPostgresCommitAfterTheLoaderGaveUp(t *testing.T) {
 	if err := sink.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// The first ledger row's COMMIT ends 4.5 s after it began: after the
-	// attempt's 3 s, and while the retry waits on the lock. The sleep
-	// outlasts a cancel request too.
-	s.query(t, `CREATE SEQUENCE PUBLIC.SLOW_ONCE`)
-	s.query(t, `CREATE FUNCTION PUBLIC.SLOW_COMMIT() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF nextval('PUBLIC.SLOW_ONCE') = 1 THEN
-		BEGIN
-			PERFORM pg_sleep(4.5);
-		EXCEPTION WHEN query_canceled THEN
-			PERFORM pg_sleep(4.5);
-		END;
-	END IF;
-	RETURN NULL;
-END $$`)
-	s.query(t, `CREATE CONSTRAINT TRIGGER SLOW_COMMIT AFTER INSERT ON PUBLIC.OFFLOAD_LOAD_LEDGER
-DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION PUBLIC.SLOW_COMMIT()`)
-	opts := fastOptions(e, sink, t.TempDir())
-	opts.LoadTimeout = 3 * time.Second
-	l := shipAll(t, e, opts)
+	held := s.holdFirstLedgerCommit(t)
+	steps, done := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer held.release()
+		steps <- s.giveUpDuringCommit(held.key)
+	}()
+	t.Cleanup(func() { <-done })
+	l := shipAll(t, e, fastOptions(e, sink, t.TempDir()))
+	if err := <-steps; err != nil {
+		t.Fatal(err)
+	}
 	s.check(t, want, 2)
 	if st := l.Status(); st.Loaded != 1 || st.AlreadyLoaded != 1 || st.Retries == 0 || st.Parked != 0 {
 		t.Fatalf("status %+v: want the batch found in the ledger after a retry", st)
+	}
+}
+
+// heldCommit is an advisory lock, held by the test on a session of its
+// own, that the first COMMIT of a ledger row waits on.
+type heldCommit struct {
+	key  int64
+	conn *sql.Conn
+}
+
+// holdFirstLedgerCommit takes the lock and installs the trigger. A cancel
+// request does not end the wait: the trigger catches it and waits again,
+// so the COMMIT ends only when the lock is released.
+func (s *pgServer) holdFirstLedgerCommit(t *testing.T) *heldCommit {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &heldCommit{key: 1 + rand.Int64N(1<<31-1), conn: conn} // objid alone names it in pg_locks
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SELECT pg_advisory_lock(%d)", h.key)); err != nil {
+		t.Fatal(err)
+	}
+	s.query(t, `CREATE SEQUENCE PUBLIC.HELD_ONCE`)
+	s.query(t, fmt.Sprintf(`CREATE FUNCTION PUBLIC.HELD_COMMIT() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF nextval('PUBLIC.HELD_ONCE') = 1 THEN
+		LOOP
+			BEGIN
+				PERFORM pg_advisory_xact_lock(%d);
+				EXIT;
+			EXCEPTION WHEN query_canceled THEN
+			END;
+		END LOOP;
+	END IF;
+	RETURN NULL;
+END $$`, h.key))
+	s.query(t, `CREATE CONSTRAINT TRIGGER HELD_COMMIT AFTER INSERT ON PUBLIC.OFFLOAD_LOAD_LEDGER
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION PUBLIC.HELD_COMMIT()`)
+	return h
+}
+
+// release lets the held COMMIT end.
+func (h *heldCommit) release() {
+	_, _ = h.conn.ExecContext(context.Background(), fmt.Sprintf("SELECT pg_advisory_unlock(%d)", h.key))
+}
+
+// giveUpDuringCommit waits for a COMMIT held on lock key, drops the sink's
+// connections (its attempt fails; the server goes on), then waits for the
+// retry's transaction to wait on the ledger's lock.
+func (s *pgServer) giveUpDuringCommit(key int64) error {
+	if err := s.await("the first COMMIT waiting in the trigger", fmt.Sprintf(
+		`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %d AND NOT granted`, key)); err != nil {
+		return err
+	}
+	s.proxy.DropAll()
+	return s.await("the retry waiting on the ledger's lock", fmt.Sprintf(`SELECT count(*) FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.relation = to_regclass('%s.offload_load_ledger') AND NOT l.granted
+AND a.query ILIKE 'LOCK TABLE %%'`, s.schema))
+}
+
+// await polls count query q until it counts something (bounded: 8 s).
+func (s *pgServer) await(what, q string) error {
+	for deadline := time.Now().Add(8 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var n int
+		if err := s.db.QueryRow(q).Scan(&n); err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if n > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not happen within 8 s", what)
+		}
 	}
 }
 
