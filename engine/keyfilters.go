@@ -157,7 +157,7 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 	}
 	u := func(off int) int64 { return int64(binary.BigEndian.Uint64(head[off:])) }
 	nMin := int64(binary.BigEndian.Uint32(head[56:]))
-	if u(8) != start || u(16) != s.sliceLen || uint64(u(24)) < s.stamps[start] || u(48) != s.filterBytesRounded() ||
+	if u(8) != start || u(16) != s.sliceLen || uint64(u(24)) < s.stamps[start] || !s.filterSize(u(48)) ||
 		size != keyFilterHeader+16*nMin+u(48)+4 {
 		return false, nil
 	}
@@ -165,7 +165,7 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 	if _, err := io.ReadFull(f, mins); err != nil {
 		return false, nil
 	}
-	bf, err := newBlockedBloom(s.filterBytes)
+	bf, err := newBlockedBloom(u(48))
 	if err != nil {
 		return false, err
 	}
@@ -198,10 +198,21 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 	return true, nil
 }
 
-// filterBytesRounded is the size of a slice's filter as newBlockedBloom
-// makes it.
-func (s *keyStore) filterBytesRounded() int64 {
-	return max(s.filterBytes/(8*bloomBlockWords), 1) * 8 * bloomBlockWords
+// filterSize tells whether a filter file's filter size is one a slice's
+// filter takes: filterTopBytes or one of its halves, or the whole share
+// in blocks, the only size before filters were sized by their keys.
+func (s *keyStore) filterSize(b int64) bool {
+	if b == max(s.filterBytes/(8*bloomBlockWords), 1)*8*bloomBlockWords {
+		return true
+	}
+	t := s.filterTopBytes()
+	for range keysFilterHalvings {
+		if b == t {
+			return true
+		}
+		t /= 2
+	}
+	return b == t
 }
 
 // saveFilters writes the filter file of each live slice changed since

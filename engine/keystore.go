@@ -77,7 +77,7 @@ type keyStore struct {
 	dir string
 
 	sliceLen    int64 // µs
-	filterBytes int64 // per slice
+	filterBytes int64 // a slice's share of the memory (filterTopBytes)
 
 	slices  []*keySlice     // by start, newest last
 	minutes map[int64]int64 // minute start (µs) → keys held in it
@@ -117,11 +117,55 @@ func keysSliceLen(window int64) int64 {
 	return max(floorDiv(window/4, dedupeBucket)*dedupeBucket, dedupeBucket)
 }
 
-// keysFilterBytes is the size of each slice's filter for a dedupe
-// window and the filters' memory: the memory shared by the most slices
-// live at once.
+// keysFilterBytes is each slice's share of the filters' memory for a
+// dedupe window: the memory shared by the most slices live at once.
 func keysFilterBytes(window, memory int64) int64 {
 	return memory / (window/keysSliceLen(window) + 2)
+}
+
+// keysFilterHalvings is how many times a slice's filter may be halved
+// below its share: down to 1/64 of it (0.67 MiB of the default 256 MiB
+// over 24h), which holds a slice of ~8 unique events a second.
+const keysFilterHalvings = 6
+
+// filterTopBytes is the most a slice's filter takes: its share in
+// blocks, rounded down to a multiple of 2^keysFilterHalvings so that each
+// size below it is exactly half the one above (at least one block).
+func (s *keyStore) filterTopBytes() int64 {
+	blocks := s.filterBytes / (8 * bloomBlockWords)
+	if r := blocks &^ (1<<keysFilterHalvings - 1); r > 0 {
+		blocks = r
+	}
+	return max(blocks, 1) * 8 * bloomBlockWords
+}
+
+// fitBytes is the filter size for a slice of keys that leaves room for as
+// many again: the smallest of filterTopBytes and its halves that gives
+// twice keys dedupeBitsPerKey bits each.
+func (s *keyStore) fitBytes(keys int64) int64 {
+	b := s.filterTopBytes()
+	for range keysFilterHalvings {
+		half := b / 2
+		if half%(8*bloomBlockWords) != 0 || half*8 < 2*keys*dedupeBitsPerKey {
+			break
+		}
+		b = half
+	}
+	return b
+}
+
+// newFilterBytes is the size of a new slice's filter: fitBytes of the
+// fullest live slice, whose rate the new slice most likely sees; the
+// whole share while no slice is live and nothing tells the rate.
+func (s *keyStore) newFilterBytes() int64 {
+	if len(s.slices) == 0 {
+		return s.filterTopBytes()
+	}
+	var most int64
+	for _, sl := range s.slices {
+		most = max(most, sl.keys)
+	}
+	return s.fitBytes(most)
 }
 
 // openKeyStore opens the key store in dir, converts keys of the slice
@@ -190,27 +234,50 @@ func (s *keyStore) rebuild() error {
 		if err := s.scan([]byte{keysPrefixKey}, []byte{keysPrefixKey + 1}, func(int64) bool { return true }); err != nil {
 			return err
 		}
+		for _, sl := range s.slices {
+			if err := s.fit(sl); err != nil {
+				return err
+			}
+		}
 		return s.restamp()
 	}
-	var scanned, loaded int
+	var scan []int64
 	for start := range s.stamps {
 		done, err := s.loadFilter(start)
 		if err != nil {
 			return err
 		}
-		if done {
-			loaded++
-			continue
+		if !done {
+			scan = append(scan, start)
 		}
-		scanned++
-		lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
-		hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
-		if err := s.scan(lo, hi, func(sl int64) bool { return sl == start }); err != nil {
+	}
+	for _, start := range scan {
+		if err := s.scanSlice(start); err != nil {
 			return err
 		}
 	}
-	s.log.Info("engine: rebuilt the dedupe filters", "store", s.dir, "slices_loaded", loaded, "slices_scanned", scanned)
+	s.log.Info("engine: rebuilt the dedupe filters", "store", s.dir, "slices_loaded", len(s.stamps)-len(scan), "slices_scanned", len(scan))
 	return nil
+}
+
+// scanSlice rebuilds the filter of the slice starting at start from its
+// keys: into a whole share, then fitted to the keys it found.
+func (s *keyStore) scanSlice(start int64) error {
+	f, err := newBlockedBloom(s.filterTopBytes())
+	if err != nil {
+		return err
+	}
+	sl := &keySlice{start: start, maxUS: math.MinInt64, filter: f}
+	if err := s.insertSlice(sl); err != nil {
+		f.free()
+		return err
+	}
+	lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
+	hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
+	if err := s.scan(lo, hi, func(st int64) bool { return st == start }); err != nil {
+		return err
+	}
+	return s.fit(sl)
 }
 
 // scan remembers the keys in [lo, hi) of the slices keep accepts.
@@ -239,7 +306,10 @@ func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
 		}
 		var k dedupeKey
 		copy(k[:], kb[9:])
-		s.remember(cur, k, us)
+		if err := s.remember(cur, k, us); err != nil {
+			_ = it.Close()
+			return err
+		}
 	}
 	return it.Close()
 }
@@ -327,7 +397,7 @@ func (s *keyStore) slice(start int64) (*keySlice, error) {
 	if ok {
 		return s.slices[i], nil
 	}
-	f, err := newBlockedBloom(s.filterBytes)
+	f, err := newBlockedBloom(s.newFilterBytes())
 	if err != nil {
 		return nil, err
 	}
@@ -346,13 +416,41 @@ func (s *keyStore) insertSlice(sl *keySlice) error {
 	return nil
 }
 
-func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
+// remember adds k, of event time us, to sl. A filter that reaches
+// dedupeBitsPerKey a key is doubled, up to filterTopBytes: the rate rose
+// above what its size was chosen for. The doubled filter keeps its keys'
+// density, so until the slice ends its fresh ids are found absent a
+// little less often than at its size's rate; nothing is missed.
+func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
+	if b := sl.filter.bytes(); sl.keys*dedupeBitsPerKey >= b*8 && 2*b <= s.filterTopBytes() {
+		g, err := sl.filter.doubled()
+		if err != nil {
+			return err
+		}
+		sl.filter = g
+	}
 	sl.filter.add(k)
 	sl.keys++
 	sl.filter.holding(sl.keys)
 	sl.maxUS = max(sl.maxUS, us)
 	s.minutes[bucketOf(us)]++
 	s.held++
+	return nil
+}
+
+// fit halves sl's filter down to fitBytes of its keys, as if they had
+// been added to the smaller filter: after a scan that filled a whole
+// share.
+func (s *keyStore) fit(sl *keySlice) error {
+	for b := sl.filter.bytes(); b > s.fitBytes(sl.keys) && b%(2*8*bloomBlockWords) == 0; b = sl.filter.bytes() {
+		g, err := sl.filter.halved()
+		if err != nil {
+			return err
+		}
+		sl.filter = g
+	}
+	sl.filter.holding(sl.keys)
+	return nil
 }
 
 // contains reports whether k is remembered at or after the horizon h;
@@ -497,7 +595,9 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 				return err
 			}
 		}
-		s.remember(sl, kt.k, kt.us)
+		if err := s.remember(sl, kt.k, kt.us); err != nil {
+			return err
+		}
 	}
 	for _, start := range starts {
 		s.stamps[start] = gen

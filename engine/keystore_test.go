@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -147,6 +148,173 @@ func TestBlockedBloom(t *testing.T) {
 	}
 	if rate := float64(fp) / n; rate > 0.002 {
 		t.Fatalf("false positive rate %.4f at %d bits a key, want <= 0.002", rate, dedupeBitsPerKey)
+	}
+}
+
+// TestBlockedBloomDoubledAndHalved: a doubled filter answers every key
+// as the filter did, and a halved one is the filter its keys would fill
+// at half the size, bit for bit.
+func TestBlockedBloomDoubledAndHalved(t *testing.T) {
+	const n, blocks = 20_000, 1000
+	fill := func(blocks int64) *blockedBloom {
+		f, err := newBlockedBloom(blocks * 8 * bloomBlockWords)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			f.add(keyOf(fmt.Sprint("in-", i)))
+		}
+		return f
+	}
+	d, err := fill(blocks).doubled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.free()
+	if d.bytes() != 2*blocks*8*bloomBlockWords {
+		t.Fatalf("doubled filter of %d bytes, want %d", d.bytes(), 2*blocks*8*bloomBlockWords)
+	}
+	for i := range n {
+		if !d.mayContain(keyOf(fmt.Sprint("in-", i))) {
+			t.Fatalf("key %d added but not found after doubling", i)
+		}
+	}
+	h, err := fill(2 * blocks).halved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.free()
+	want := fill(blocks)
+	defer want.free()
+	if !slices.Equal(h.words, want.words) {
+		t.Fatal("a halved filter differs from one filled at its size")
+	}
+}
+
+// TestKeyStoreFiltersSizedByRate: a slice's filter is sized by the
+// fullest live slice (the first one, with nothing to go by, takes the
+// whole share), doubles when its keys outgrow it, keeps its size through
+// a clean stop, and is fitted to its keys when a scan rebuilds it; every
+// key is found throughout.
+func TestKeyStoreFiltersSizedByRate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	window := int64(24 * time.Hour / time.Microsecond)
+	open := func() *keyStore {
+		t.Helper()
+		s, err := openKeyStore(dir, window, 24<<20, time.Now, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var keys []keyTime
+	add := func(s *keyStore, at time.Time, n int) {
+		t.Helper()
+		batch := make([]keyTime, n)
+		for i := range batch {
+			batch[i] = keyTime{keyOf(fmt.Sprint(at, "/", len(keys), "/", i)), at.UnixMicro()}
+		}
+		keys = append(keys, batch...)
+		if err := s.commit(batch, math.MinInt64, s.seq+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sizes := func(s *keyStore) []int64 {
+		t.Helper()
+		var got []int64
+		for _, sl := range s.slices {
+			got = append(got, sl.filter.bytes())
+		}
+		for _, kt := range keys {
+			if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found {
+				t.Fatalf("key at %s not found (%v)", time.UnixMicro(kt.us).UTC(), err)
+			}
+		}
+		return got
+	}
+	older, newer := testNow.Add(-12*time.Hour), testNow
+	s := open()
+	top := s.filterTopBytes() // 4 MiB: 64 KiB holds 32,768 keys at 16 bits
+	add(s, older, 3000)
+	add(s, newer, 10)
+	if got := sizes(s); !slices.Equal(got, []int64{top, top / 64}) {
+		t.Fatalf("filters of %v bytes, want the first slice's %d and the second sized for 3,000 keys: %d", got, top, top/64)
+	}
+	add(s, newer, 40_000)
+	if got := sizes(s); !slices.Equal(got, []int64{top, top / 32}) {
+		t.Fatalf("filters of %v bytes after 40,010 keys in the second slice, want %d and %d (doubled)", got, top, top/32)
+	}
+	fp := 0
+	for i := range 20_000 {
+		if s.slices[1].filter.mayContain(keyOf(fmt.Sprint("fresh-", i))) {
+			fp++
+		}
+	}
+	if rate := float64(fp) / 20_000; rate > 0.01 {
+		t.Fatalf("the doubled filter takes %.4f of fresh ids for held ones, want <= 0.01", rate)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open()
+	if got := sizes(s); !slices.Equal(got, []int64{top, top / 32}) {
+		t.Fatalf("filters read from their files: %v bytes, want %d and %d", got, top, top/32)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, keyFiltersDir)); err != nil {
+		t.Fatal(err)
+	}
+	s = open()
+	// 3,000 keys fit the smallest size; 40,010 need 160 KiB at twice
+	// their number: 256 KiB.
+	if got := sizes(s); !slices.Equal(got, []int64{top / 64, top / 16}) {
+		t.Fatalf("filters rebuilt by a scan: %v bytes, want %d and %d", got, top/64, top/16)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKeyFilterFileOfTheWholeShare: a filter file written before filters
+// were sized by their keys, of the whole share in blocks (not a multiple
+// of 64 blocks here), is read, not scanned.
+func TestKeyFilterFileOfTheWholeShare(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	window := int64(24 * time.Hour / time.Microsecond)
+	s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	share := s.filterBytes / (8 * bloomBlockWords) * 8 * bloomBlockWords
+	if share == s.filterTopBytes() {
+		t.Fatalf("the share, %d bytes, is a multiple of 64 blocks: pick another memory", share)
+	}
+	f, err := newBlockedBloom(share)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := s.sliceOf(testNow.UnixMicro())
+	if err := s.insertSlice(&keySlice{start: start, maxUS: math.MinInt64, filter: f}); err != nil {
+		t.Fatal(err)
+	}
+	k := keyTime{keyOf("old-size"), testNow.UnixMicro()}
+	if err := s.commit([]keyTime{k}, math.MinInt64, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	if len(s.slices) != 1 || s.slices[0].filter.bytes() != share {
+		t.Fatalf("after a restart %d slices, the first of %d bytes; want its file read: %d", len(s.slices), s.slices[0].filter.bytes(), share)
+	}
+	if found, err := s.contains(k.k, k.us, math.MinInt64); err != nil || !found {
+		t.Fatalf("the key is not found (%v)", err)
 	}
 }
 
@@ -466,14 +634,15 @@ func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
 	window := int64(24 * time.Hour / time.Microsecond)
 	dir := filepath.Join(t.TempDir(), KeysDir)
 	open := func() *keyStore {
-		s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
+		// A share of 4 MiB: even its smallest filters are 16 pages.
+		s, err := openKeyStore(dir, window, 24<<20, time.Now, quietLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
 	s := open()
-	dense := s.filterBytesRounded() / smallPage
+	dense := s.filterTopBytes() / smallPage
 	sparseAt, denseAt := testNow.Add(-12*time.Hour).UnixMicro(), testNow.UnixMicro()
 	add := func(n int64, us int64) {
 		batch := make([]keyTime, n)
