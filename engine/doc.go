@@ -116,8 +116,9 @@
 // half of it down to 1/64), the first one with nothing to go by takes the
 // whole share, a filter whose keys outgrow it is doubled (block j becomes
 // blocks 2j and 2j+1, so it answers as before), and a scan rebuilds a
-// filter in the whole share and then halves it to fit its keys (blocks 2j
-// and 2j+1 OR-ed into j, as if its keys had filled the smaller filter).
+// filter in the whole share and then halves it to the size a new slice's
+// filter would take (blocks 2j and 2j+1 OR-ed into j, as if its keys had
+// filled the smaller filter).
 // A slow stream's filters thus take a small part of the memory: at 100
 // events a second ~11 MiB a slice instead of 43, once the first slice has
 // left the window. A lookup probes the filter of each

@@ -234,10 +234,8 @@ func (s *keyStore) rebuild() error {
 		if err := s.scan([]byte{keysPrefixKey}, []byte{keysPrefixKey + 1}, func(int64) bool { return true }); err != nil {
 			return err
 		}
-		for _, sl := range s.slices {
-			if err := s.fit(sl); err != nil {
-				return err
-			}
+		if err := s.fit(s.slices); err != nil {
+			return err
 		}
 		return s.restamp()
 	}
@@ -251,33 +249,34 @@ func (s *keyStore) rebuild() error {
 			scan = append(scan, start)
 		}
 	}
-	for _, start := range scan {
-		if err := s.scanSlice(start); err != nil {
+	scanned := make([]*keySlice, len(scan))
+	for i, start := range scan {
+		if scanned[i], err = s.scanSlice(start); err != nil {
 			return err
 		}
+	}
+	if err := s.fit(scanned); err != nil {
+		return err
 	}
 	s.log.Info("engine: rebuilt the dedupe filters", "store", s.dir, "slices_loaded", len(s.stamps)-len(scan), "slices_scanned", len(scan))
 	return nil
 }
 
 // scanSlice rebuilds the filter of the slice starting at start from its
-// keys: into a whole share, then fitted to the keys it found.
-func (s *keyStore) scanSlice(start int64) error {
+// keys, in a whole share (fit then makes it smaller).
+func (s *keyStore) scanSlice(start int64) (*keySlice, error) {
 	f, err := newBlockedBloom(s.filterTopBytes())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sl := &keySlice{start: start, maxUS: math.MinInt64, filter: f}
 	if err := s.insertSlice(sl); err != nil {
 		f.free()
-		return err
+		return nil, err
 	}
 	lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
 	hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
-	if err := s.scan(lo, hi, func(st int64) bool { return st == start }); err != nil {
-		return err
-	}
-	return s.fit(sl)
+	return sl, s.scan(lo, hi, func(st int64) bool { return st == start })
 }
 
 // scan remembers the keys in [lo, hi) of the slices keep accepts.
@@ -438,18 +437,22 @@ func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
 	return nil
 }
 
-// fit halves sl's filter down to fitBytes of its keys, as if they had
-// been added to the smaller filter: after a scan that filled a whole
-// share.
-func (s *keyStore) fit(sl *keySlice) error {
-	for b := sl.filter.bytes(); b > s.fitBytes(sl.keys) && b%(2*8*bloomBlockWords) == 0; b = sl.filter.bytes() {
-		g, err := sl.filter.halved()
-		if err != nil {
-			return err
+// fit halves the filters of scanned, filled by a scan, down to the size
+// a new slice's filter takes now, as if their keys had been added to the
+// smaller filters. Not below it: a slice scanned after a crash may still
+// be taking keys at the rate of the fullest slice.
+func (s *keyStore) fit(scanned []*keySlice) error {
+	want := s.newFilterBytes()
+	for _, sl := range scanned {
+		for b := sl.filter.bytes(); b > want && b%(2*8*bloomBlockWords) == 0; b = sl.filter.bytes() {
+			g, err := sl.filter.halved()
+			if err != nil {
+				return err
+			}
+			sl.filter = g
 		}
-		sl.filter = g
+		sl.filter.holding(sl.keys)
 	}
-	sl.filter.holding(sl.keys)
 	return nil
 }
 

@@ -194,8 +194,8 @@ func TestBlockedBloomDoubledAndHalved(t *testing.T) {
 // TestKeyStoreFiltersSizedByRate: a slice's filter is sized by the
 // fullest live slice (the first one, with nothing to go by, takes the
 // whole share), doubles when its keys outgrow it, keeps its size through
-// a clean stop, and is fitted to its keys when a scan rebuilds it; every
-// key is found throughout.
+// a clean stop, and when a scan rebuilds it is halved to what a new
+// slice's filter would take; every key is found throughout.
 func TestKeyStoreFiltersSizedByRate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), KeysDir)
 	window := int64(24 * time.Hour / time.Microsecond)
@@ -267,10 +267,10 @@ func TestKeyStoreFiltersSizedByRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = open()
-	// 3,000 keys fit the smallest size; 40,010 need 160 KiB at twice
-	// their number: 256 KiB.
-	if got := sizes(s); !slices.Equal(got, []int64{top / 64, top / 16}) {
-		t.Fatalf("filters rebuilt by a scan: %v bytes, want %d and %d", got, top/64, top/16)
+	// Both as a new slice's filter would be, sized by the fullest: 40,010
+	// keys need 160 KiB at twice their number, so 256 KiB.
+	if got := sizes(s); !slices.Equal(got, []int64{top / 16, top / 16}) {
+		t.Fatalf("filters rebuilt by a scan: %v bytes, want %d for both", got, top/16)
 	}
 	if err := s.close(); err != nil {
 		t.Fatal(err)
