@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -224,10 +225,16 @@ func BenchmarkEngineDedupeDay(b *testing.B) {
 	for r := range rounds {
 		for i := range 2 {
 			withFull := (i+r)%2 == 1
-			d := drainOnce(b, events, func(dir string) {
-				if withFull {
-					checkpointKeyStore(b, full, filepath.Join(dir, KeysDir))
-				}
+			// With -cpuprofile, -tagfocus store=full (or empty) picks a
+			// drain's samples, its engine's goroutines included.
+			label := map[bool]string{false: "empty", true: "full"}[withFull]
+			var d drain
+			pprof.Do(context.Background(), pprof.Labels("store", label), func(context.Context) {
+				d = drainOnce(b, events, func(dir string) {
+					if withFull {
+						checkpointKeyStore(b, full, filepath.Join(dir, KeysDir))
+					}
+				})
 			})
 			m := 0
 			if withFull {
