@@ -249,10 +249,17 @@ func (s *keyStore) rebuild() error {
 			scan = append(scan, start)
 		}
 	}
-	scanned := make([]*keySlice, len(scan))
-	for i, start := range scan {
-		if scanned[i], err = s.scanSlice(start); err != nil {
+	for _, start := range scan {
+		lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
+		hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
+		if err := s.scan(lo, hi, func(st int64) bool { return st == start }); err != nil {
 			return err
+		}
+	}
+	var scanned []*keySlice
+	for _, sl := range s.slices {
+		if slices.Contains(scan, sl.start) {
+			scanned = append(scanned, sl)
 		}
 	}
 	if err := s.fit(scanned); err != nil {
@@ -262,24 +269,9 @@ func (s *keyStore) rebuild() error {
 	return nil
 }
 
-// scanSlice rebuilds the filter of the slice starting at start from its
-// keys, in a whole share (fit then makes it smaller).
-func (s *keyStore) scanSlice(start int64) (*keySlice, error) {
-	f, err := newBlockedBloom(s.filterTopBytes())
-	if err != nil {
-		return nil, err
-	}
-	sl := &keySlice{start: start, maxUS: math.MinInt64, filter: f}
-	if err := s.insertSlice(sl); err != nil {
-		f.free()
-		return nil, err
-	}
-	lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
-	hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
-	return sl, s.scan(lo, hi, func(st int64) bool { return st == start })
-}
-
-// scan remembers the keys in [lo, hi) of the slices keep accepts.
+// scan remembers the keys in [lo, hi) of the slices keep accepts. A
+// slice it creates takes a whole share: fit makes it smaller once its
+// keys are in.
 func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
@@ -298,7 +290,7 @@ func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
 			continue
 		}
 		if cur == nil || cur.start != start {
-			if cur, err = s.slice(start); err != nil {
+			if cur, err = s.slice(start, s.filterTopBytes); err != nil {
 				_ = it.Close()
 				return err
 			}
@@ -390,13 +382,14 @@ func bucketStart(us int64) int64 { return floorDiv(us, keysBucketLen) * keysBuck
 
 func (s *keyStore) sliceOf(us int64) int64 { return floorDiv(us, s.sliceLen) * s.sliceLen }
 
-// slice returns the slice starting at start, created if missing.
-func (s *keyStore) slice(start int64) (*keySlice, error) {
+// slice returns the slice starting at start, created if missing with a
+// filter of size() bytes.
+func (s *keyStore) slice(start int64, size func() int64) (*keySlice, error) {
 	i, ok := slices.BinarySearchFunc(s.slices, start, func(sl *keySlice, t int64) int { return cmp.Compare(sl.start, t) })
 	if ok {
 		return s.slices[i], nil
 	}
-	f, err := newBlockedBloom(s.newFilterBytes())
+	f, err := newBlockedBloom(size())
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +430,7 @@ func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
 	return nil
 }
 
-// fit halves the filters of scanned, filled by a scan, down to the size
+// fit halves the filters of scanned, filled by scan, down to the size
 // a new slice's filter takes now, as if their keys had been added to the
 // smaller filters. Not below it: a slice scanned after a crash may still
 // be taking keys at the rate of the fullest slice.
@@ -594,7 +587,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	for _, kt := range keys {
 		if start := s.sliceOf(kt.us); sl == nil || sl.start != start {
 			var err error
-			if sl, err = s.slice(start); err != nil {
+			if sl, err = s.slice(start, s.newFilterBytes); err != nil {
 				return err
 			}
 		}

@@ -10,9 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
-	"slices"
 	"testing"
 	"time"
 
@@ -654,7 +654,7 @@ func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
 		}
 	}
 	huge := func(us int64) bool {
-		sl, err := s.slice(s.sliceOf(us))
+		sl, err := s.slice(s.sliceOf(us), s.newFilterBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
