@@ -66,36 +66,23 @@ func (f *blockedBloom) holding(n int64) {
 	_ = syscall.Madvise(f.mem, madvHugePage)
 }
 
-// doubled returns a filter of twice f's blocks that answers every key as
-// f does, and frees f: a key's block among 2n blocks is twice its block
-// among n, or one more (block's multiply-shift), so block j of f becomes
-// blocks 2j and 2j+1. It holds f's keys at f's density; the keys added
-// after spread over twice the blocks.
-func (f *blockedBloom) doubled() (*blockedBloom, error) {
-	g, err := newBlockedBloom(2 * f.bytes())
-	if err != nil {
-		return nil, err
-	}
-	for j := 0; j < len(f.words); j += bloomBlockWords {
-		b := f.words[j : j+bloomBlockWords]
-		copy(g.words[2*j:], b)
-		copy(g.words[2*j+bloomBlockWords:], b)
-	}
-	f.free()
-	return g, nil
-}
-
-// halved returns a filter of half f's blocks (f's are even) that answers
-// exactly as one filled with f's keys would, and frees f: block j is the
-// union of f's blocks 2j and 2j+1, the inverse of doubled.
-func (f *blockedBloom) halved() (*blockedBloom, error) {
+// halved returns a filter of half f's blocks (f's are even), holding
+// f's keys, that answers exactly as one filled with those keys would,
+// and frees f: a key's block among n blocks is half its block among 2n,
+// rounded down (block's multiply-shift), so block j is the union of f's
+// blocks 2j and 2j+1. Only the words that have a bit set are written,
+// so a sparse filter stays a few pages.
+func (f *blockedBloom) halved(keys int64) (*blockedBloom, error) {
 	g, err := newBlockedBloom(f.bytes() / 2)
 	if err != nil {
 		return nil, err
 	}
+	g.holding(keys) // before its pages are first written
 	for j := 0; j < len(g.words); j += bloomBlockWords {
 		for w := range bloomBlockWords {
-			g.words[j+w] = f.words[2*j+w] | f.words[2*j+bloomBlockWords+w]
+			if v := f.words[2*j+w] | f.words[2*j+bloomBlockWords+w]; v != 0 {
+				g.words[j+w] = v
+			}
 		}
 	}
 	f.free()

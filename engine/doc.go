@@ -114,11 +114,11 @@
 // is the most its filter takes: a new slice's filter is sized for twice
 // the keys of the fullest live slice at 16 bits a key (the share, or a
 // half of it down to 1/64), the first one with nothing to go by takes the
-// whole share, a filter whose keys outgrow it is doubled (block j becomes
-// blocks 2j and 2j+1, so it answers as before), and a scan rebuilds a
-// filter in the whole share and then halves it to the size a new slice's
-// filter would take (blocks 2j and 2j+1 OR-ed into j, as if its keys had
-// filled the smaller filter).
+// whole share, a filter whose keys outgrow it is rebuilt at twice the
+// size from the slice's keys in the store, and a scan rebuilds a filter
+// in the whole share and then halves it to the size a new slice's filter
+// would take (blocks 2j and 2j+1 OR-ed into j: the filter its keys would
+// fill at half the size).
 // A slow stream's filters thus take a small part of the memory: at 100
 // events a second ~11 MiB a slice instead of 43, once the first slice has
 // left the window. A lookup probes the filter of each
@@ -165,8 +165,10 @@
 //	       F bytes of filter
 //	       4 bytes: CRC32-Castagnoli of every byte before
 //
-// Open loads a file only if its checksum, slice length and filter size
-// match and its generation is at least its slice's stamp, and scans the
+// Open loads a file only if its checksum and slice length match, its
+// filter size is one a slice's filter takes (or the whole share, the one
+// size of files written before filters were sized by their keys), and its
+// generation is at least its slice's stamp, and scans the
 // store for the other stamped slices only; a store without stamps, or
 // stamped for another slice length, is scanned whole and stamped again. A file never makes a key
 // look absent: a stale or damaged one is not used. The keys themselves

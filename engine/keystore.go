@@ -203,6 +203,7 @@ func openKeyStore(dir string, window, memory int64, now func() time.Time, log *s
 	}
 	s.diskBytes.Store(int64(db.Metrics().DiskSpaceUsage()))
 	if err := s.rebuild(); err != nil {
+		s.freeFilters()
 		_ = db.Close()
 		return nil, fmt.Errorf("engine: cannot read the dedupe key store %s: %w (move it aside to start with no remembered ids)", dir, err)
 	}
@@ -250,8 +251,7 @@ func (s *keyStore) rebuild() error {
 		}
 	}
 	for _, start := range scan {
-		lo := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
-		hi := keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
+		lo, hi := s.sliceBounds(start)
 		if err := s.scan(lo, hi, func(st int64) bool { return st == start }); err != nil {
 			return err
 		}
@@ -273,36 +273,52 @@ func (s *keyStore) rebuild() error {
 // slice it creates takes a whole share: fit makes it smaller once its
 // keys are in.
 func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
+	var cur *keySlice
+	return s.eachKey(lo, hi, func(k dedupeKey, us int64) error {
+		start := s.sliceOf(us)
+		if !keep(start) {
+			return nil
+		}
+		if cur == nil || cur.start != start {
+			var err error
+			if cur, err = s.slice(start, s.filterTopBytes); err != nil {
+				return err
+			}
+		}
+		return s.remember(cur, k, us)
+	})
+}
+
+// eachKey calls fn with each key in [lo, hi) and its event time, up to
+// fn's first error.
+func (s *keyStore) eachKey(lo, hi []byte, fn func(k dedupeKey, us int64) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return err
 	}
-	var cur *keySlice
 	for it.First(); it.Valid(); it.Next() {
 		kb, v := it.Key(), it.Value()
 		if len(kb) != keysKeyLen || len(v) != 8 {
 			_ = it.Close()
 			return fmt.Errorf("key %x of %d bytes with a value of %d, want %d and 8", kb, len(kb), len(v), keysKeyLen)
 		}
-		us := decodeUS(v)
-		start := s.sliceOf(us)
-		if !keep(start) {
-			continue
-		}
-		if cur == nil || cur.start != start {
-			if cur, err = s.slice(start, s.filterTopBytes); err != nil {
-				_ = it.Close()
-				return err
-			}
-		}
 		var k dedupeKey
 		copy(k[:], kb[9:])
-		if err := s.remember(cur, k, us); err != nil {
+		if err := fn(k, decodeUS(v)); err != nil {
 			_ = it.Close()
 			return err
 		}
 	}
 	return it.Close()
+}
+
+// sliceBounds returns the store's range of the buckets that hold the
+// keys of the slice starting at start (and of its neighbours where a
+// bucket straddles a slice's end).
+func (s *keyStore) sliceBounds(start int64) (lo, hi []byte) {
+	lo = keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
+	hi = keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
+	return lo, hi
 }
 
 // convertSliceKeys rewrites the keys of the slice layout ('k' | slice
@@ -409,17 +425,13 @@ func (s *keyStore) insertSlice(sl *keySlice) error {
 }
 
 // remember adds k, of event time us, to sl. A filter that reaches
-// dedupeBitsPerKey a key is doubled, up to filterTopBytes: the rate rose
-// above what its size was chosen for. The doubled filter keeps its keys'
-// density, so until the slice ends its fresh ids are found absent a
-// little less often than at its size's rate; nothing is missed.
+// dedupeBitsPerKey a key grows, up to filterTopBytes: the rate rose above
+// what its size was chosen for.
 func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
 	if b := sl.filter.bytes(); sl.keys*dedupeBitsPerKey >= b*8 && 2*b <= s.filterTopBytes() {
-		g, err := sl.filter.doubled()
-		if err != nil {
+		if err := s.grow(sl); err != nil {
 			return err
 		}
-		sl.filter = g
 	}
 	sl.filter.add(k)
 	sl.keys++
@@ -427,6 +439,36 @@ func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
 	sl.maxUS = max(sl.maxUS, us)
 	s.minutes[bucketOf(us)]++
 	s.held++
+	return nil
+}
+
+// grow rebuilds sl's filter at twice its size from the slice's keys in
+// the store, those of the commit in progress among them (commit writes
+// keys before it remembers them). Copying each block of the filter twice
+// would answer every key too, without reading, but keeps the keys'
+// density: a filter copied up from 1/4 or 1/64 of its share and filled
+// to 16 bits a key lets 2.8 or 31 % of fresh ids through to the disk,
+// against ~0.1 % (docs/PERFORMANCE.md, "Filters sized to the stream's
+// rate"). The reads are geometric: a slice's growths read fewer keys than
+// twice its last size holds.
+func (s *keyStore) grow(sl *keySlice) error {
+	g, err := newBlockedBloom(2 * sl.filter.bytes())
+	if err != nil {
+		return err
+	}
+	g.holding(sl.keys) // before its pages are first written
+	lo, hi := s.sliceBounds(sl.start)
+	if err := s.eachKey(lo, hi, func(k dedupeKey, us int64) error {
+		if s.sliceOf(us) == sl.start {
+			g.add(k)
+		}
+		return nil
+	}); err != nil {
+		g.free()
+		return fmt.Errorf("cannot read the dedupe key store %s to grow a filter: %w", s.dir, err)
+	}
+	sl.filter.free()
+	sl.filter = g
 	return nil
 }
 
@@ -438,13 +480,12 @@ func (s *keyStore) fit(scanned []*keySlice) error {
 	want := s.newFilterBytes()
 	for _, sl := range scanned {
 		for b := sl.filter.bytes(); b > want && b%(2*8*bloomBlockWords) == 0; b = sl.filter.bytes() {
-			g, err := sl.filter.halved()
+			g, err := sl.filter.halved(sl.keys)
 			if err != nil {
 				return err
 			}
 			sl.filter = g
 		}
-		sl.filter.holding(sl.keys)
 	}
 	return nil
 }
@@ -654,14 +695,19 @@ func (s *keyStore) close() error {
 			s.log.Error("engine: cannot save the dedupe filters; the next start scans the key store", "store", s.dir, "err", err)
 		}
 	}
-	for _, sl := range s.slices {
-		sl.filter.free()
-	}
-	s.slices = nil
+	s.freeFilters()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("cannot close the dedupe key store %s: %w", s.dir, err)
 	}
 	return nil
+}
+
+// freeFilters gives back the filters' memory.
+func (s *keyStore) freeFilters() {
+	for _, sl := range s.slices {
+		sl.filter.free()
+	}
+	s.slices = nil
 }
 
 // keysLogger routes Pebble's messages to slog and records its fatal
