@@ -202,9 +202,6 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 // filter takes: filterTopBytes or one of its halves, or the whole share
 // in blocks, the only size before filters were sized by their keys.
 func (s *keyStore) filterSize(b int64) bool {
-	if b%(8*bloomBlockWords) != 0 {
-		return false
-	}
 	if b == max(s.filterBytes/(8*bloomBlockWords), 1)*8*bloomBlockWords {
 		return true
 	}

@@ -62,6 +62,8 @@ type keySlice struct {
 	keys   int64
 	filter *blockedBloom
 	saved  uint64 // generation of its filter file, 0 if none
+	// stuck is set when its filter could not grow: it keeps its size.
+	stuck bool
 }
 
 // keyStore is the durable set of remembered dedupe keys: Pebble, keyed by
@@ -285,7 +287,8 @@ func (s *keyStore) scan(lo, hi []byte, keep func(start int64) bool) error {
 				return err
 			}
 		}
-		return s.remember(cur, k, us)
+		s.remember(cur, k, us)
+		return nil
 	})
 }
 
@@ -426,11 +429,15 @@ func (s *keyStore) insertSlice(sl *keySlice) error {
 
 // remember adds k, of event time us, to sl. A filter that reaches
 // dedupeBitsPerKey a key grows, up to filterTopBytes: the rate rose above
-// what its size was chosen for.
-func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
-	if b := sl.filter.bytes(); sl.keys*dedupeBitsPerKey >= b*8 && 2*b <= s.filterTopBytes() {
+// what its size was chosen for. A filter that cannot grow keeps its size
+// and every key it holds: it only lets more fresh ids through to the
+// disk, as one past Options.DedupeRate does.
+func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
+	if b := sl.filter.bytes(); !sl.stuck && sl.keys*dedupeBitsPerKey >= b*8 && 2*b <= s.filterTopBytes() {
 		if err := s.grow(sl); err != nil {
-			return err
+			sl.stuck = true
+			s.log.Warn("engine: a dedupe filter could not grow; it keeps its size, and more fresh ids cost a disk read",
+				"store", s.dir, "slice", time.UnixMicro(sl.start).UTC(), "bytes", b, "keys", sl.keys, "err", err)
 		}
 	}
 	sl.filter.add(k)
@@ -439,7 +446,6 @@ func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
 	sl.maxUS = max(sl.maxUS, us)
 	s.minutes[bucketOf(us)]++
 	s.held++
-	return nil
 }
 
 // grow rebuilds sl's filter at twice its size from the slice's keys in
@@ -449,8 +455,9 @@ func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) error {
 // density: a filter copied up from 1/4 or 1/64 of its share and filled
 // to 16 bits a key lets 2.8 or 31 % of fresh ids through to the disk,
 // against ~0.1 % (docs/PERFORMANCE.md, "Filters sized to the stream's
-// rate"). The reads are geometric: a slice's growths read fewer keys than
-// twice its last size holds.
+// rate"). The reads are geometric: a slice's growths read about twice the
+// keys its last size holds, and the keys of neighbouring slices in the
+// buckets they share.
 func (s *keyStore) grow(sl *keySlice) error {
 	g, err := newBlockedBloom(2 * sl.filter.bytes())
 	if err != nil {
@@ -632,9 +639,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 				return err
 			}
 		}
-		if err := s.remember(sl, kt.k, kt.us); err != nil {
-			return err
-		}
+		s.remember(sl, kt.k, kt.us)
 	}
 	for _, start := range starts {
 		s.stamps[start] = gen

@@ -183,24 +183,37 @@ func TestBlockedBloomHalved(t *testing.T) {
 // times here, and then turns fresh ids away as a filter filled at its
 // size does; it keeps its size through a clean stop, and a scan rebuilds
 // it at what a new slice's filter would take. Every key is found
-// throughout.
+// throughout: keys spread over their slice's whole span, to its last
+// microsecond, with a neighbouring slice taking keys in the same hour
+// buckets when slices are shorter than an hour (a 1h window: 15-minute
+// slices).
 func TestKeyStoreFiltersSizedByRate(t *testing.T) {
+	for _, window := range []time.Duration{24 * time.Hour, time.Hour} {
+		t.Run(window.String(), func(t *testing.T) { testFiltersSizedByRate(t, int64(window/time.Microsecond)) })
+	}
+}
+
+func testFiltersSizedByRate(t *testing.T, window int64) {
 	dir := filepath.Join(t.TempDir(), KeysDir)
-	window := int64(24 * time.Hour / time.Microsecond)
 	open := func() *keyStore {
 		t.Helper()
-		s, err := openKeyStore(dir, window, 24<<20, time.Now, quietLogger())
+		// A share of 1 MiB: its smallest filter, 16 KiB, holds 8,192 keys
+		// at 16 bits.
+		s, err := openKeyStore(dir, window, 6<<20, time.Now, quietLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
 	var keys []keyTime
-	add := func(s *keyStore, at time.Time, n int) {
+	// add commits n keys spread over the slice starting at start, the
+	// last at its last microsecond.
+	add := func(s *keyStore, start int64, n int) {
 		t.Helper()
 		batch := make([]keyTime, n)
 		for i := range batch {
-			batch[i] = keyTime{keyOf(fmt.Sprint(at, "/", len(keys), "/", i)), at.UnixMicro()}
+			us := start + (s.sliceLen-1)*int64(i+1)/int64(n)
+			batch[i] = keyTime{keyOf(fmt.Sprint(start, "/", len(keys), "/", i)), us}
 		}
 		keys = append(keys, batch...)
 		if err := s.commit(batch, math.MinInt64, s.seq+1); err != nil {
@@ -213,27 +226,30 @@ func TestKeyStoreFiltersSizedByRate(t *testing.T) {
 		for _, sl := range s.slices {
 			got = append(got, sl.filter.bytes())
 		}
-		for i := 0; i < len(keys); i += 7 { // a key lost by a filter is one of many
-			if found, err := s.contains(keys[i].k, keys[i].us, math.MinInt64); err != nil || !found {
-				t.Fatalf("key %d at %s not found (%v)", i, time.UnixMicro(keys[i].us).UTC(), err)
+		for i, kt := range keys {
+			if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found {
+				t.Fatalf("key %d at %s not found (%v)", i, time.UnixMicro(kt.us).UTC(), err)
 			}
 		}
 		return got
 	}
-	older, newer := testNow.Add(-12*time.Hour), testNow
 	s := open()
-	top := s.filterTopBytes() // 4 MiB: 64 KiB holds 32,768 keys at 16 bits
-	add(s, older, 3000)
-	add(s, newer, 10)
+	top := s.filterTopBytes()
+	b := s.sliceOf(testNow.UnixMicro())
+	a, c := b-s.sliceLen, b+s.sliceLen
+	add(s, a, 3000)
+	add(s, b, 10)
 	if got := sizes(s); !slices.Equal(got, []int64{top, top / 64}) {
 		t.Fatalf("filters of %v bytes, want the first slice's %d and the second sized for 3,000 keys: %d", got, top, top/64)
 	}
-	for range 6 {
-		add(s, newer, 50_000)
+	for range 8 {
+		add(s, b, 10_000)
+		add(s, c, 100)
 	}
-	// 300,010 keys: grown at 32,768, 65,536, 131,072 and 262,144.
-	if got := sizes(s); !slices.Equal(got, []int64{top, top / 4}) {
-		t.Fatalf("filters of %v bytes after 300,010 keys in the second slice, want %d and %d (grown 4 times)", got, top, top/4)
+	// 80,010 keys: grown at 8,192, 16,384, 32,768 and 65,536; the third
+	// slice, sized by the second as it was then, holds 800.
+	if got := sizes(s); len(got) != 3 || got[0] != top || got[1] != top/4 {
+		t.Fatalf("filters of %v bytes after 80,010 keys in the second slice, want %d and %d (grown 4 times) first", got, top, top/4)
 	}
 	fp := 0
 	for i := range 100_000 {
@@ -244,12 +260,13 @@ func TestKeyStoreFiltersSizedByRate(t *testing.T) {
 	if rate := float64(fp) / 100_000; rate > 0.002 {
 		t.Fatalf("the grown filter takes %.4f of fresh ids for held ones, want <= 0.002 as at its size", rate)
 	}
+	saved := sizes(s)
 	if err := s.close(); err != nil {
 		t.Fatal(err)
 	}
 	s = open()
-	if got := sizes(s); !slices.Equal(got, []int64{top, top / 4}) {
-		t.Fatalf("filters read from their files: %v bytes, want %d and %d", got, top, top/4)
+	if got := sizes(s); !slices.Equal(got, saved) {
+		t.Fatalf("filters read from their files: %v bytes, want %v", got, saved)
 	}
 	if err := s.close(); err != nil {
 		t.Fatal(err)
@@ -258,10 +275,10 @@ func TestKeyStoreFiltersSizedByRate(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = open()
-	// Both as a new slice's filter would be, sized by the fullest:
-	// 300,010 keys need 1.2 MB at twice their number, so 2 MiB.
-	if got := sizes(s); !slices.Equal(got, []int64{top / 2, top / 2}) {
-		t.Fatalf("filters rebuilt by a scan: %v bytes, want %d for both", got, top/2)
+	// All as a new slice's filter would be, sized by the fullest: 80,010
+	// keys need 320 KB at twice their number, so 512 KiB.
+	if got := sizes(s); !slices.Equal(got, []int64{top / 2, top / 2, top / 2}) {
+		t.Fatalf("filters rebuilt by a scan: %v bytes, want %d for all three", got, top/2)
 	}
 	if err := s.close(); err != nil {
 		t.Fatal(err)
