@@ -113,15 +113,15 @@
 // its newest key is below the horizon. Each slice's share of the memory
 // is the most its filter takes: a new slice's filter is sized for twice
 // the keys of the fullest live slice at 16 bits a key (the share, or a
-// half of it down to 1/64), the first one with nothing to go by takes the
-// whole share, a filter whose keys outgrow it is rebuilt at twice the
+// half of it down to 1/64), the first one, with nothing to go by, the
+// smallest of them, a filter whose keys outgrow it is rebuilt at twice the
 // size from the slice's keys in the store (the old one is freed after,
 // so for that moment both count against the memory), and a scan rebuilds
 // a filter in the whole share and then halves it to the size a new
 // slice's filter would take (blocks 2j and 2j+1 OR-ed into j: the filter
 // its keys would fill at half the size). A slow stream's filters thus
 // take a small part of the memory: at 100 events a second ~11 MiB a
-// slice instead of 43, once the first slice has left the window. A
+// slice instead of 43. A
 // lookup probes the filter of each
 // live slice (at most window/slice + 2 = 6), newest first, and reads
 // Pebble only on a filter hit: first the key in the bucket of the looked-up

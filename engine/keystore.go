@@ -157,12 +157,9 @@ func (s *keyStore) fitBytes(keys int64) int64 {
 }
 
 // newFilterBytes is the size of a new slice's filter: fitBytes of the
-// fullest live slice, whose rate the new slice most likely sees; the
-// whole share while no slice is live and nothing tells the rate.
+// fullest live slice, whose rate the new slice most likely sees (the
+// smallest size while no slice is live: it grows with the keys).
 func (s *keyStore) newFilterBytes() int64 {
-	if len(s.slices) == 0 {
-		return s.filterTopBytes()
-	}
 	var most int64
 	for _, sl := range s.slices {
 		most = max(most, sl.keys)

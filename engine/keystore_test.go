@@ -179,7 +179,7 @@ func TestBlockedBloomHalved(t *testing.T) {
 
 // TestKeyStoreFiltersSizedByRate: a slice's filter is sized by the
 // fullest live slice (the first one, with nothing to go by, takes the
-// whole share), grows from the store when its keys outgrow it, four
+// smallest size), grows from the store when its keys outgrow it, four
 // times here, and then turns fresh ids away as a filter filled at its
 // size does; it keeps its size through a clean stop, and a scan rebuilds
 // it at what a new slice's filter would take. Every key is found
@@ -239,8 +239,8 @@ func testFiltersSizedByRate(t *testing.T, window int64) {
 	a, c := b-s.sliceLen, b+s.sliceLen
 	add(s, a, 3000)
 	add(s, b, 10)
-	if got := sizes(s); !slices.Equal(got, []int64{top, top / 64}) {
-		t.Fatalf("filters of %v bytes, want the first slice's %d and the second sized for 3,000 keys: %d", got, top, top/64)
+	if got := sizes(s); !slices.Equal(got, []int64{top / 64, top / 64}) {
+		t.Fatalf("filters of %v bytes, want the first slice's and the second's, sized for its 3,000 keys: %d", got, top/64)
 	}
 	for range 8 {
 		add(s, b, 10_000)
@@ -248,8 +248,8 @@ func testFiltersSizedByRate(t *testing.T, window int64) {
 	}
 	// 80,010 keys: grown at 8,192, 16,384, 32,768 and 65,536; the third
 	// slice, sized by the second as it was then, holds 800.
-	if got := sizes(s); len(got) != 3 || got[0] != top || got[1] != top/4 {
-		t.Fatalf("filters of %v bytes after 80,010 keys in the second slice, want %d and %d (grown 4 times) first", got, top, top/4)
+	if got := sizes(s); len(got) != 3 || got[0] != top/64 || got[1] != top/4 {
+		t.Fatalf("filters of %v bytes after 80,010 keys in the second slice, want %d and %d (grown 4 times) first", got, top/64, top/4)
 	}
 	fp := 0
 	for i := range 100_000 {
@@ -665,7 +665,7 @@ func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
 		return s
 	}
 	s := open()
-	dense := s.filterTopBytes() / smallPage
+	dense := s.newFilterBytes() / smallPage // the first slice's filter: the smallest size
 	sparseAt, denseAt := testNow.Add(-12*time.Hour).UnixMicro(), testNow.UnixMicro()
 	add := func(n int64, us int64) {
 		batch := make([]keyTime, n)
