@@ -11,6 +11,13 @@ import (
 // so a lookup touches one line of memory.
 const bloomBlockWords = 8
 
+// bloomBlockBytes is a block's size in bytes.
+const bloomBlockBytes = 8 * bloomBlockWords
+
+// bloomBlocks is the number of blocks of a filter of about bytes bytes:
+// at least one.
+func bloomBlocks(bytes int64) int64 { return max(bytes/bloomBlockBytes, 1) }
+
 // bloomProbes is the number of bits a key sets in its block. With a key
 // every 16 to 32 bits of filter, 8 probes keep the false positive rate
 // between about 0.1 % and 0.01 % (docs/PERFORMANCE.md, "Dedupe").
@@ -37,12 +44,12 @@ type blockedBloom struct {
 // newBlockedBloom returns a filter of about bytes bytes (at least one
 // block), zeroed; the kernel backs its pages as they are first written.
 func newBlockedBloom(bytes int64) (*blockedBloom, error) {
-	blocks := max(bytes/(8*bloomBlockWords), 1)
-	mem, err := syscall.Mmap(-1, 0, int(blocks*8*bloomBlockWords), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	size := bloomBlocks(bytes) * bloomBlockBytes
+	mem, err := syscall.Mmap(-1, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 	if err != nil {
-		return nil, fmt.Errorf("cannot map %d bytes for a dedupe filter: %w (lower engine.dedupe_memory)", blocks*8*bloomBlockWords, err)
+		return nil, fmt.Errorf("cannot map %d bytes for a dedupe filter: %w (lower engine.dedupe_memory)", size, err)
 	}
-	return &blockedBloom{mem: mem, words: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), blocks*bloomBlockWords)}, nil
+	return &blockedBloom{mem: mem, words: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), size/8)}, nil
 }
 
 // smallPage is the size of the kernel's base page.

@@ -202,7 +202,7 @@ func (s *keyStore) loadFilter(start int64) (bool, error) {
 // filter takes: filterTopBytes or one of its halves, or the whole share
 // in blocks, the only size before filters were sized by their keys.
 func (s *keyStore) filterSize(b int64) bool {
-	if b == max(s.filterBytes/(8*bloomBlockWords), 1)*8*bloomBlockWords {
+	if b == s.shareBytes() {
 		return true
 	}
 	t := s.filterTopBytes()

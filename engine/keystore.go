@@ -134,12 +134,16 @@ const keysFilterHalvings = 6
 // blocks, rounded down to a multiple of 2^keysFilterHalvings so that each
 // size below it is exactly half the one above (at least one block).
 func (s *keyStore) filterTopBytes() int64 {
-	blocks := s.filterBytes / (8 * bloomBlockWords)
+	blocks := bloomBlocks(s.filterBytes)
 	if r := blocks &^ (1<<keysFilterHalvings - 1); r > 0 {
 		blocks = r
 	}
-	return max(blocks, 1) * 8 * bloomBlockWords
+	return blocks * bloomBlockBytes
 }
+
+// shareBytes is the whole share in blocks: the size of every slice's
+// filter before filters were sized by their keys.
+func (s *keyStore) shareBytes() int64 { return bloomBlocks(s.filterBytes) * bloomBlockBytes }
 
 // fitBytes is the filter size for a slice of keys that leaves room for as
 // many again: the smallest of filterTopBytes and its halves that gives
@@ -148,7 +152,7 @@ func (s *keyStore) fitBytes(keys int64) int64 {
 	b := s.filterTopBytes()
 	for range keysFilterHalvings {
 		half := b / 2
-		if half%(8*bloomBlockWords) != 0 || half*8 < 2*keys*dedupeBitsPerKey {
+		if half%bloomBlockBytes != 0 || half*8 < 2*keys*dedupeBitsPerKey {
 			break
 		}
 		b = half
@@ -483,7 +487,7 @@ func (s *keyStore) grow(sl *keySlice) error {
 func (s *keyStore) fit(scanned []*keySlice) error {
 	want := s.newFilterBytes()
 	for _, sl := range scanned {
-		for b := sl.filter.bytes(); b > want && b%(2*8*bloomBlockWords) == 0; b = sl.filter.bytes() {
+		for b := sl.filter.bytes(); b > want && b%(2*bloomBlockBytes) == 0; b = sl.filter.bytes() {
 			g, err := sl.filter.halved(sl.keys)
 			if err != nil {
 				return err

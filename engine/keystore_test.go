@@ -156,7 +156,7 @@ func TestBlockedBloom(t *testing.T) {
 func TestBlockedBloomHalved(t *testing.T) {
 	const n, blocks = 20_000, 1000
 	fill := func(blocks int64) *blockedBloom {
-		f, err := newBlockedBloom(blocks * 8 * bloomBlockWords)
+		f, err := newBlockedBloom(blocks * bloomBlockBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +295,7 @@ func TestKeyFilterFileSizes(t *testing.T) {
 		size func(s *keyStore) int64
 		read bool
 	}{
-		{"whole-share", func(s *keyStore) int64 { return s.filterBytes / (8 * bloomBlockWords) * 8 * bloomBlockWords }, true},
+		{"whole-share", (*keyStore).shareBytes, true},
 		{"three-quarters", func(s *keyStore) int64 { return s.filterTopBytes() / 4 * 3 }, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
