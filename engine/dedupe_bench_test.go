@@ -525,3 +525,52 @@ func benchFilterLookup(b *testing.B, huge bool) {
 	}
 	b.ReportMetric(float64(hits)/float64(b.N)*100, "hit-%")
 }
+
+// BenchmarkKeyStoreBacklog commits OFFLOAD_DEDUPE_BACKLOG_KEYS random
+// keys (default 2,000,000) in micro-batches of 50,000, their event times
+// a few minutes apart, as a drain of a backlog gives the key store: every
+// key in the newest hour bucket. It waits for the store's flushes and
+// compactions to end and reports the process's CPU time a key (they run
+// on Pebble's goroutines) and what the store wrote a key: flushed, and
+// rewritten by compactions.
+//
+//	go test ./engine -run '^$' -bench BenchmarkKeyStoreBacklog -benchtime 1x
+func BenchmarkKeyStoreBacklog(b *testing.B) {
+	n := envCount(b, "OFFLOAD_DEDUPE_BACKLOG_KEYS", 2_000_000)
+	window := int64(24 * time.Hour / time.Microsecond)
+	for range b.N {
+		s, err := openKeyStore(filepath.Join(b.TempDir(), KeysDir), window, int64(DefaultDedupeMemory), time.Now, quietLogger())
+		if err != nil {
+			b.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(5, 6))
+		from := time.Now().UnixMicro()
+		const batchKeys = 50000
+		keys := make([]keyTime, 0, batchKeys)
+		cpu := cpuTime()
+		for i := range int64(n) {
+			keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), from + i*4})
+			if len(keys) == batchKeys || i == int64(n)-1 {
+				if err := s.commit(keys, math.MinInt64, 0); err != nil {
+					b.Fatal(err)
+				}
+				keys = keys[:0]
+			}
+		}
+		for m := s.db.Metrics(); m.Flush.NumInProgress > 0 || m.Compact.NumInProgress > 0; m = s.db.Metrics() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cpu = cpuTime() - cpu
+		var flushed, compacted uint64
+		for _, l := range s.db.Metrics().Levels {
+			flushed += l.TableBytesFlushed
+			compacted += l.TableBytesCompacted
+		}
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/key")
+		b.ReportMetric(float64(flushed)/float64(n), "flushed-B/key")
+		b.ReportMetric(float64(compacted)/float64(n), "compacted-B/key")
+		if err := s.close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
