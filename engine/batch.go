@@ -422,8 +422,10 @@ func (e *Engine) commit(ctx context.Context, b *batch) error {
 		}
 		return fmt.Errorf("engine: micro-batch of %d records not committed (nothing of it was kept): %w", b.records, b.err)
 	}
-	// The part is written while the transaction's other writes run; the
-	// transaction waits for it before it records it and commits.
+	// The part is written on a goroutine of its own while the transaction
+	// begins; the transaction's writes wait for it (docs/PERFORMANCE.md,
+	// "The key store in a backlog": beside it they cost more than they
+	// saved).
 	part := e.startPart(ctx, b, e.nextPartSeq)
 	var writeErr error // set: the transaction never reached its COMMIT
 	err := e.inTx(context.WithoutCancel(ctx), func() error { writeErr = e.write(ctx, b, part); return writeErr })
