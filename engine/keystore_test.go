@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -190,6 +192,89 @@ func TestBlockedBloomHalved(t *testing.T) {
 func TestKeyStoreFiltersSizedByRate(t *testing.T) {
 	for _, window := range []time.Duration{24 * time.Hour, time.Hour} {
 		t.Run(window.String(), func(t *testing.T) { testFiltersSizedByRate(t, int64(window/time.Microsecond)) })
+	}
+}
+
+// TestKeyStoreFilterThatCannotGrow damages the table that holds a
+// slice's keys, so that the growth of its filter cannot read them: the
+// filter keeps its size and every key, the commit goes on, the log says
+// why once (the slice does not try again at every key after), and the
+// next commit fails on the damage Pebble reported, which stops the
+// engine.
+func TestKeyStoreFilterThatCannotGrow(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	var logged bytes.Buffer
+	// A share of 1 MiB: its smallest filter, 16 KiB, holds 8,192 keys at
+	// 16 bits.
+	s, err := openKeyStore(dir, int64(24*time.Hour/time.Microsecond), 6<<20, time.Now, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	start := s.sliceOf(testNow.UnixMicro())
+	var keys []keyTime
+	add := func(n int) error {
+		batch := make([]keyTime, n)
+		for i := range batch {
+			batch[i] = keyTime{keyOf(fmt.Sprint("cannot-grow/", len(keys)+i)), start + int64(len(keys)+i)}
+		}
+		keys = append(keys, batch...)
+		return s.commit(batch, math.MinInt64, s.seq+1)
+	}
+	if err := add(6000); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	damaged := 0
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		if filepath.Ext(ent.Name()) != ".sst" {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, ent.Name()), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first data blocks: the keys' bytes, which a growth reads.
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xff}, 4096), 1024); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		damaged++
+	}
+	if damaged == 0 {
+		t.Fatal("the flush left no table to damage")
+	}
+	sl := s.slices[0]
+	size := sl.filter.bytes()
+	// Past 8,192 keys the filter would grow, at each key of the 3,000 if
+	// it did not stop trying.
+	if err := add(3000); err != nil {
+		t.Fatalf("the commit whose growth could not read the store failed: %v", err)
+	}
+	if !sl.stuck || sl.filter.bytes() != size {
+		t.Fatalf("after a growth that could not read the store: stuck %v, %d bytes, want stuck at %d", sl.stuck, sl.filter.bytes(), size)
+	}
+	if n := strings.Count(logged.String(), "could not grow"); n != 1 {
+		t.Fatalf("the log says %d times that the filter could not grow, want once:\n%s", n, logged.String())
+	}
+	for i, kt := range keys {
+		if !sl.filter.mayContain(kt.k) {
+			t.Fatalf("key %d of %d is not in the filter that could not grow", i, len(keys))
+		}
+	}
+	if sl.keys != int64(len(keys)) {
+		t.Fatalf("the slice counts %d keys, want %d", sl.keys, len(keys))
+	}
+	if err := add(10); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("the commit after Pebble met the damage returned %v, want the damage", err)
 	}
 }
 
