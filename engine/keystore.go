@@ -435,10 +435,17 @@ func (s *keyStore) insertSlice(sl *keySlice) error {
 // disk, as one past Options.DedupeRate does.
 func (s *keyStore) remember(sl *keySlice, k dedupeKey, us int64) {
 	if b := sl.filter.bytes(); !sl.stuck && sl.keys*dedupeBitsPerKey >= b*8 && 2*b <= s.filterTopBytes() {
+		began := time.Now()
 		if err := s.grow(sl); err != nil {
 			sl.stuck = true
 			s.log.Warn("engine: a dedupe filter could not grow; it keeps its size, and more fresh ids cost a disk read",
 				"store", s.dir, "slice", time.UnixMicro(sl.start).UTC(), "bytes", b, "keys", sl.keys, "err", err)
+		} else {
+			// The engine waits for it: a growth late in a slice reads
+			// millions of keys (docs/PERFORMANCE.md, "Filters sized to
+			// the stream's rate").
+			s.log.Info("engine: a dedupe filter grew with its keys", "slice", time.UnixMicro(sl.start).UTC(),
+				"bytes", sl.filter.bytes(), "keys", sl.keys, "took", time.Since(began))
 		}
 	}
 	sl.filter.add(k)

@@ -280,11 +280,12 @@ func TestKeyStoreFilterThatCannotGrow(t *testing.T) {
 
 func testFiltersSizedByRate(t *testing.T, window int64) {
 	dir := filepath.Join(t.TempDir(), KeysDir)
+	var logged bytes.Buffer
 	open := func() *keyStore {
 		t.Helper()
 		// A share of 1 MiB: its smallest filter, 16 KiB, holds 8,192 keys
 		// at 16 bits.
-		s, err := openKeyStore(dir, window, 6<<20, time.Now, quietLogger())
+		s, err := openKeyStore(dir, window, 6<<20, time.Now, slog.New(slog.NewTextHandler(&logged, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,6 +336,9 @@ func testFiltersSizedByRate(t *testing.T, window int64) {
 	// slice, sized by the second as it was then, holds 800.
 	if got := sizes(s); len(got) != 3 || got[0] != top/64 || got[1] != top/4 {
 		t.Fatalf("filters of %v bytes after 80,010 keys in the second slice, want %d and %d (grown 4 times) first", got, top/64, top/4)
+	}
+	if n := strings.Count(logged.String(), "a dedupe filter grew with its keys"); n != 4 {
+		t.Fatalf("the log names %d growths, want 4:\n%s", n, logged.String())
 	}
 	fp := 0
 	for i := range 100_000 {
