@@ -191,9 +191,12 @@ WHERE l.locktype = 'relation' AND l.relation = to_regclass('%s.offload_load_ledg
 AND a.query ILIKE 'LOCK TABLE %%'`, s.schema))
 }
 
-// await polls count query q until it counts something (bounded: 8 s).
+// await polls count query q until it counts something (bounded: 30 s,
+// for a machine busy with the other packages' tests). On a timeout it
+// says what the server's other sessions were doing.
 func (s *pgServer) await(what, q string) error {
-	for deadline := time.Now().Add(8 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	const bound = 30 * time.Second
+	for deadline := time.Now().Add(bound); ; time.Sleep(10 * time.Millisecond) {
 		var n int
 		if err := s.db.QueryRow(q).Scan(&n); err != nil {
 			return fmt.Errorf("waiting for %s: %w", what, err)
@@ -202,9 +205,30 @@ func (s *pgServer) await(what, q string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not happen within 8 s", what)
+			return fmt.Errorf("%s did not happen within %s; the sessions:\n%s", what, bound, s.sessions())
 		}
 	}
+}
+
+// sessions lists the server's other sessions: state, what they wait on,
+// their query.
+func (s *pgServer) sessions() string {
+	rows, err := s.db.Query(`SELECT pid, coalesce(state, ''), coalesce(wait_event_type, ''), coalesce(wait_event, ''), left(query, 120)
+FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'`)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var pid int
+		var state, waitType, wait, query string
+		if err := rows.Scan(&pid, &state, &waitType, &wait, &query); err != nil {
+			return err.Error()
+		}
+		fmt.Fprintf(&b, "%d %s %s/%s: %s\n", pid, state, waitType, wait, query)
+	}
+	return b.String()
 }
 
 // TestPostgresOutage: with the server unreachable the loader retries and
