@@ -398,12 +398,23 @@ func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Durat
 		b.Fatal(err)
 	}
 	start := time.Now()
-	rng := rand.New(rand.NewPCG(3, 4))
 	from := end.UnixMicro() - window
+	commitRandomKeys(b, s, n, rand.NewPCG(3, 4), func(i int64) int64 { return from + i*window/n })
+	if err := s.close(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// commitRandomKeys commits n random keys drawn from src to s, the i-th at
+// event time at(i), in micro-batches of 50,000 as the engine commits them.
+func commitRandomKeys(b *testing.B, s *keyStore, n int64, src rand.Source, at func(i int64) int64) {
+	b.Helper()
+	rng := rand.New(src)
 	const batchKeys = 50000
 	keys := make([]keyTime, 0, batchKeys)
-	for i := int64(0); i < n; i++ {
-		keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), from + i*window/n})
+	for i := range n {
+		keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), at(i)})
 		if len(keys) == batchKeys || i == n-1 {
 			if err := s.commit(keys, math.MinInt64, 0); err != nil {
 				b.Fatal(err)
@@ -411,10 +422,6 @@ func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Durat
 			keys = keys[:0]
 		}
 	}
-	if err := s.close(); err != nil {
-		b.Fatal(err)
-	}
-	return time.Since(start)
 }
 
 // dedupeSeedEnv names the data directory BenchmarkFillKeyStore fills.
@@ -543,20 +550,9 @@ func BenchmarkKeyStoreBacklog(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rng := rand.New(rand.NewPCG(5, 6))
 		from := time.Now().UnixMicro()
-		const batchKeys = 50000
-		keys := make([]keyTime, 0, batchKeys)
 		cpu := cpuTime()
-		for i := range int64(n) {
-			keys = append(keys, keyTime{keyFromParts(rng.Uint64(), rng.Uint64()), from + i*4})
-			if len(keys) == batchKeys || i == int64(n)-1 {
-				if err := s.commit(keys, math.MinInt64, 0); err != nil {
-					b.Fatal(err)
-				}
-				keys = keys[:0]
-			}
-		}
+		commitRandomKeys(b, s, int64(n), rand.NewPCG(5, 6), func(i int64) int64 { return from + i*4 })
 		for m := s.db.Metrics(); m.Flush.NumInProgress > 0 || m.Compact.NumInProgress > 0; m = s.db.Metrics() {
 			time.Sleep(10 * time.Millisecond)
 		}

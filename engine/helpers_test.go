@@ -30,7 +30,10 @@ var testNow = time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
 // kafkaTime is the Kafka timestamp of every test record.
 var kafkaTime = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger { return textLogger(io.Discard) }
+
+// textLogger logs in text to w, for tests that read what was logged.
+func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // testTopics: "orders" is JSON in the canonical mapping with one filter
 // rule; "orders_csv" is CSV with a column list.

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -206,7 +205,7 @@ func TestKeyStoreFilterThatCannotGrow(t *testing.T) {
 	var logged bytes.Buffer
 	// A share of 1 MiB: its smallest filter, 16 KiB, holds 8,192 keys at
 	// 16 bits.
-	s, err := openKeyStore(dir, int64(24*time.Hour/time.Microsecond), 6<<20, time.Now, slog.New(slog.NewTextHandler(&logged, nil)))
+	s, err := openKeyStore(dir, int64(24*time.Hour/time.Microsecond), 6<<20, time.Now, textLogger(&logged))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +284,7 @@ func testFiltersSizedByRate(t *testing.T, window int64) {
 		t.Helper()
 		// A share of 1 MiB: its smallest filter, 16 KiB, holds 8,192 keys
 		// at 16 bits.
-		s, err := openKeyStore(dir, window, 6<<20, time.Now, slog.New(slog.NewTextHandler(&logged, nil)))
+		s, err := openKeyStore(dir, window, 6<<20, time.Now, textLogger(&logged))
 		if err != nil {
 			t.Fatal(err)
 		}
