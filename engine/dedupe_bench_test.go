@@ -379,18 +379,18 @@ func fillKeyStore(b *testing.B, dir string, n int64) {
 	if err := os.RemoveAll(dir); err != nil {
 		b.Fatal(err)
 	}
-	took := writeDayOfKeys(b, filepath.Join(dir, KeysDir), n, t0)
+	_, took := writeDayOfKeys(b, filepath.Join(dir, KeysDir), n, t0.Add(-24*time.Hour), t0)
 	if err := os.WriteFile(mark, []byte(strconv.FormatInt(n, 10)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("filled a key store of %d keys in %s in %s", n, dir, took.Round(time.Second))
 }
 
-// writeDayOfKeys writes a new key store at dir: n random keys spread
-// evenly over the 24 hours of event time before end, written as the
+// writeDayOfKeys writes a new key store at dir: random keys at n a day,
+// spread evenly over the event time from from to end, written as the
 // engine writes them (micro-batches of 50,000 keys), closed cleanly so
-// that its filters are saved. It returns the time that took.
-func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Duration {
+// that its filters are saved. It returns the keys and the time that took.
+func writeDayOfKeys(b *testing.B, dir string, n int64, from, end time.Time) (int64, time.Duration) {
 	b.Helper()
 	window := int64(24 * time.Hour / time.Microsecond)
 	s, err := openKeyStore(dir, window, int64(DefaultDedupeMemory), time.Now, quietLogger())
@@ -398,12 +398,13 @@ func writeDayOfKeys(b *testing.B, dir string, n int64, end time.Time) time.Durat
 		b.Fatal(err)
 	}
 	start := time.Now()
-	from := end.UnixMicro() - window
-	commitRandomKeys(b, s, n, rand.NewPCG(3, 4), func(i int64) int64 { return from + i*window/n })
+	lo, span := from.UnixMicro(), end.Sub(from).Microseconds()
+	keys := n * span / window
+	commitRandomKeys(b, s, keys, rand.NewPCG(3, 4), func(i int64) int64 { return lo + i*span/keys })
 	if err := s.close(); err != nil {
 		b.Fatal(err)
 	}
-	return time.Since(start)
+	return keys, time.Since(start)
 }
 
 // commitRandomKeys commits n random keys drawn from src to s, the i-th at
@@ -427,10 +428,19 @@ func commitRandomKeys(b *testing.B, s *keyStore, n int64, src rand.Source, at fu
 // dedupeSeedEnv names the data directory BenchmarkFillKeyStore fills.
 const dedupeSeedEnv = "OFFLOAD_DEDUPE_SEED"
 
+// dedupeSeedStreamEnv, set to 1, makes BenchmarkFillKeyStore start at the
+// oldest slice still live at the end instead of 24 hours before it: the
+// store of a stream that has run for more than a day, whose oldest
+// slice's filter took the size of a slice's whole keys while it was the
+// newest.
+const dedupeSeedStreamEnv = "OFFLOAD_DEDUPE_SEED_STREAM"
+
 // BenchmarkFillKeyStore writes OFFLOAD_DEDUPE_DAY_EVENTS random keys,
-// spread over the 24 hours of event time before now, into the key store
-// of the data directory OFFLOAD_DEDUPE_SEED, which must not hold one yet,
-// and reports the keys written a second. It prepares a full day's index
+// spread over the 24 hours of event time before now (from the start of
+// the oldest slice live now, at the same rate, with
+// OFFLOAD_DEDUPE_SEED_STREAM=1), into the key store of the data directory
+// OFFLOAD_DEDUPE_SEED, which must not hold one yet, and reports the keys
+// written a second. It prepares a full day's index
 // for the real appliance: `offload bench --profile drain --dir D` runs
 // `offload run` over D/data, so a store filled in D/data is the one its
 // engine opens (docs/PERFORMANCE.md, "The appliance over a full day of
@@ -447,8 +457,14 @@ func BenchmarkFillKeyStore(b *testing.B) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		b.Fatalf("%s exists (%v): fill a data directory without a key store", dir, err)
 	}
-	took := writeDayOfKeys(b, dir, n, time.Now())
-	b.ReportMetric(float64(n)/took.Seconds(), "keys/s")
+	end := time.Now()
+	from := end.Add(-DefaultDedupeWindow)
+	if os.Getenv(dedupeSeedStreamEnv) == "1" {
+		sliceLen := keysSliceLen(DefaultDedupeWindow.Microseconds())
+		from = time.UnixMicro(floorDiv(from.UnixMicro(), sliceLen) * sliceLen)
+	}
+	keys, took := writeDayOfKeys(b, dir, n, from, end)
+	b.ReportMetric(float64(keys)/took.Seconds(), "keys/s")
 }
 
 // checkpointKeyStore puts a copy of the key store in from at to: a Pebble
