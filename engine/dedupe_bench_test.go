@@ -399,8 +399,10 @@ func writeDayOfKeys(b *testing.B, dir string, n int64, from, end time.Time) (int
 	}
 	start := time.Now()
 	lo, span := from.UnixMicro(), end.Sub(from).Microseconds()
-	keys := n * span / window
-	commitRandomKeys(b, s, keys, rand.NewPCG(3, 4), func(i int64) int64 { return lo + i*span/keys })
+	keys := int64(float64(n) * float64(span) / float64(window))
+	// In floating point: i*span overflows an int64 past ~100M keys a day.
+	step := float64(span) / float64(keys)
+	commitRandomKeys(b, s, keys, rand.NewPCG(3, 4), func(i int64) int64 { return lo + int64(float64(i)*step) })
 	if err := s.close(); err != nil {
 		b.Fatal(err)
 	}
