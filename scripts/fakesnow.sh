@@ -85,9 +85,20 @@ find_python() {
   return 1
 }
 
+# Imports the server's modules. Importing fakesnow makes its stage "bucket",
+# a directory under $TMPDIR it never removes, so the import runs with a
+# TMPDIR of its own that goes with it.
+import_server() {
+  local tmp rc=0
+  tmp=$(mktemp -d) || return 1
+  TMPDIR="$tmp" "$PY" -c 'import fakesnow.server, uvicorn' || rc=$?
+  rm -rf "$tmp"
+  return "$rc"
+}
+
 venv_ready() {
   [[ -x "$PY" && -f "$VENV_STAMP" ]] && [[ "$(cat "$VENV_STAMP")" == "${REQUIREMENTS[*]}" ]] \
-    && "$PY" -c 'import fakesnow.server, uvicorn' 2>/dev/null
+    && import_server 2>/dev/null
 }
 
 install() {
@@ -112,7 +123,7 @@ install() {
     rm -rf "$VENV"
     die "pip install ${REQUIREMENTS[*]} failed"
   fi
-  "$PY" -c 'import fakesnow.server, uvicorn' >&2 || { rm -rf "$VENV"; die "fakesnow.server does not import"; }
+  import_server >&2 || { rm -rf "$VENV"; die "fakesnow.server does not import"; }
   echo "${REQUIREMENTS[*]}" >"$VENV_STAMP"
   exec 8>&-
   log "installed fakesnow $FAKESNOW_VERSION ($(du -sh "$VENV" | cut -f1))"
