@@ -585,9 +585,10 @@ func (s *keyStore) expired(h int64) int64 {
 
 // commit durably adds keys (each at or after h), raises the horizon to h,
 // deletes the buckets wholly below it and records seq, in one synced
-// Pebble batch; only then does it change the filters. It sorts keys. An
-// error leaves the store's memory behind its disk: the engine must stop,
-// and the next Open rebuilds it.
+// Pebble batch; only then does it add the keys to the filters, which
+// cannot fail. It sorts keys. An error leaves the store's memory behind
+// its disk only if Pebble failed (its write may have reached the disk):
+// the engine must stop, and the next Open rebuilds it.
 func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	// In key order: the memtable's skiplist inserts a sorted run next to
 	// the previous key instead of searching from its head for each
@@ -630,6 +631,19 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	if err := wb.Set(keysMetaSeq, val, nil); err != nil {
 		return err
 	}
+	// The filters of the slices gaining keys exist before the keys are
+	// durable: once they are, nothing may fail before every key is in a
+	// filter, or the store would hold keys its filters answer absent for
+	// (a slice left empty by a failed write answers absent, rightly, and
+	// goes with the horizon).
+	gaining := make(map[int64]*keySlice, len(starts))
+	for _, start := range starts {
+		sl, err := s.slice(start, s.newFilterBytes)
+		if err != nil {
+			return fmt.Errorf("cannot add %d dedupe keys to %s: %w", len(keys), s.dir, err)
+		}
+		gaining[start] = sl
+	}
 	if err := wb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("cannot write %d dedupe keys to %s: %w", len(keys), s.dir, err)
 	}
@@ -642,10 +656,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	var sl *keySlice
 	for _, kt := range keys {
 		if start := s.sliceOf(kt.us); sl == nil || sl.start != start {
-			var err error
-			if sl, err = s.slice(start, s.newFilterBytes); err != nil {
-				return err
-			}
+			sl = gaining[start]
 		}
 		s.remember(sl, kt.k, kt.us)
 	}

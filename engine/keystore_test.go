@@ -194,6 +194,51 @@ func TestKeyStoreFiltersSizedByRate(t *testing.T) {
 	}
 }
 
+// TestKeyStoreCommitWithoutFilterMemory: a commit whose slice's filter
+// cannot be mapped fails before its keys are durable, so the store never
+// holds keys that no filter answers for: its seq and keys stay as they
+// were, on disk and after a reopen, and the same commit once the memory
+// is there stores them. (The engine stops on the error; a reload after an
+// abandoned micro-batch retries it.)
+func TestKeyStoreCommitWithoutFilterMemory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	window := int64(24 * time.Hour / time.Microsecond)
+	// A share of ~10 TiB: the smallest filter, 1/64 of it, is more than
+	// the machine can map.
+	s, err := openKeyStore(dir, window, 64<<40, time.Now, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := newBlockedBloom(s.newFilterBytes()); err == nil {
+		f.free()
+		_ = s.close()
+		t.Skipf("this kernel maps a filter of %d bytes (memory overcommitted): the failure cannot be provoked", s.newFilterBytes())
+	}
+	kt := keyTime{keyOf("its-row-is-committed"), testNow.UnixMicro()}
+	if err := s.commit([]keyTime{kt}, math.MinInt64, 7); err == nil || !strings.Contains(err.Error(), "cannot map") {
+		t.Fatalf("commit with no memory for the slice's filter: %v, want the mapping's error", err)
+	}
+	if found, err := s.bucketContains(bucketStart(kt.us), kt.k, math.MinInt64); err != nil || found || s.seq != 0 {
+		t.Fatalf("after the failed commit: key on disk %v (%v), seq %d; want neither written", found, err, s.seq)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.close() }()
+	if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || found || s.seq != 0 {
+		t.Fatalf("reopened: key found %v (%v), seq %d; want neither", found, err, s.seq)
+	}
+	if err := s.commit([]keyTime{kt}, math.MinInt64, 7); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found || s.seq != 7 {
+		t.Fatalf("committed again: key found %v (%v), seq %d; want found, seq 7", found, err, s.seq)
+	}
+}
+
 // TestKeyStoreFilterThatCannotGrow damages the table that holds a
 // slice's keys, so that the growth of its filter cannot read them: the
 // filter keeps its size and every key, the commit goes on, the log says
