@@ -185,6 +185,7 @@ func Open(opts Options) (*Engine, error) {
 	// dedupe table into it.
 	if e.keys, err = openKeyStore(filepath.Join(opts.Dir, KeysDir), int64(opts.DedupeWindow/time.Microsecond),
 		opts.DedupeMemory, opts.Now, opts.Logger); err != nil {
+		_ = connector.Close()
 		return nil, err
 	}
 	e.db = sql.OpenDB(connector)

@@ -239,6 +239,57 @@ func TestKeyStoreCommitWithoutFilterMemory(t *testing.T) {
 	}
 }
 
+// TestOpenReleasesTheDatabaseWhenTheKeyStoreFails: an Open that fails on
+// a damaged key store closes the DuckDB database it had opened (no file
+// descriptor of the process names it), and the same process opens the
+// engine once the store is moved aside.
+func TestOpenReleasesTheDatabaseWhenTheKeyStoreFails(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.e = nil
+	keys := filepath.Join(h.dir, KeysDir)
+	db, err := pebble.Open(keys, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(keysMetaSeq, []byte{1, 2, 3}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(h.options()); err == nil || !strings.Contains(err.Error(), "seq of 3 bytes") {
+		t.Fatalf("Open over a key store with a damaged seq: %v, want its error", err)
+	}
+	if fds := openFilesOf(t, filepath.Join(h.dir, DBFile)); len(fds) > 0 {
+		t.Fatalf("the failed Open left the database open: %v", fds)
+	}
+	if err := os.RemoveAll(keys); err != nil {
+		t.Fatal(err)
+	}
+	if h.e, err = Open(h.options()); err != nil {
+		t.Fatalf("Open after the key store was moved aside: %v", err)
+	}
+}
+
+// openFilesOf lists the process's file descriptors open on path.
+func openFilesOf(t *testing.T, path string) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	var fds []string
+	for _, ent := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", ent.Name())); err == nil && target == path {
+			fds = append(fds, ent.Name())
+		}
+	}
+	return fds
+}
+
 // TestKeyStoreFilterThatCannotGrow damages the table that holds a
 // slice's keys, so that the growth of its filter cannot read them: the
 // filter keeps its size and every key, the commit goes on, the log says
