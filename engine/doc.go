@@ -137,8 +137,11 @@
 // A key is never durable without its row (docs/ARCHITECTURE.md, contract
 // 2): a micro-batch's keys are written in one synced Pebble batch after
 // its DuckDB transaction has committed, with 'm' "seq" set to the number
-// of the last part whose keys the store holds. A failure there stops the
-// engine (the keys are missing, the rows are not). Open brings the store
+// of the last part whose keys the store holds. The filters of the slices
+// gaining keys are made before that write, so that nothing can fail
+// between the keys becoming durable and their filters holding them. A
+// failure there stops the engine (the keys are missing, the rows are
+// not). Open brings the store
 // up to the database: it reads the keys of each committed part numbered
 // above seq back from the part (every accepted row with its event id and
 // time) and stores them, so a committed row always has its key; a store
