@@ -105,7 +105,9 @@
 // compactions leave older buckets alone, however many keys it holds. A
 // key below the horizon no longer counts, and the buckets wholly below it
 // are deleted by one DeleteRange. A store of the earlier layout, keyed by
-// slice ('k' | slice start | key → event time), is converted at Open.
+// slice ('k' | slice start | key → event time), is converted at Open; its
+// filter files and generation go with the old keys, so Open scans every
+// slice (filter files are described below).
 //
 // A slice is a span of event time, a quarter of the window in whole
 // minutes (6h for 24h), with a blocked Bloom filter (bloom.go) in memory,

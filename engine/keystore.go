@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -327,8 +329,9 @@ func (s *keyStore) sliceBounds(start int64) (lo, hi []byte) {
 
 // convertSliceKeys rewrites the keys of the slice layout ('k' | slice
 // start | key) into the bucket layout, a chunk at a time, then deletes
-// them by range. A crash in between leaves them in place, and the next
-// Open writes the same keys again.
+// them by range, with the store's generation and its filter files. A
+// crash in between leaves them in place, and the next Open writes the
+// same keys again.
 func (s *keyStore) convertSliceKeys(log *slog.Logger) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{keysPrefixSliceKey}, UpperBound: []byte{keysPrefixSliceKey + 1}})
 	if err != nil {
@@ -368,6 +371,16 @@ func (s *keyStore) convertSliceKeys(log *slog.Logger) error {
 		return nil
 	}
 	if err := wb.DeleteRange([]byte{keysPrefixSliceKey}, []byte{keysPrefixSliceKey + 1}, nil); err != nil {
+		return err
+	}
+	// Filter files may be there, stamped by a newer build before a build
+	// of the slice layout wrote these keys, and would be taken as current:
+	// they go first, and without the generation Open scans every slice
+	// and stamps them anew (readStamps).
+	if err := os.RemoveAll(filepath.Join(s.dir, keyFiltersDir)); err != nil {
+		return err
+	}
+	if err := wb.Delete(keysMetaGen, nil); err != nil {
 		return err
 	}
 	if err := wb.Commit(pebble.Sync); err != nil {

@@ -677,6 +677,70 @@ func TestKeyStoreConvertsSliceLayout(t *testing.T) {
 	h.checkDedupe(3, 3)
 }
 
+// TestKeyStoreConvertsSliceKeysBesideFilterFiles: keys of the slice
+// layout found in a store that also has stamps and filter files (written
+// by a build of the slice layout after a newer build had run: the filter
+// files do not hold them) are converted and found, also after a crash
+// of the Open that converted them: a conversion removes the filter files
+// and makes Open scan every slice.
+func TestKeyStoreConvertsSliceKeysBesideFilterFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), KeysDir)
+	window := int64(24 * time.Hour / time.Microsecond)
+	s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := testNow.UnixMicro()
+	if err := s.commit([]keyTime{{keyOf("in-the-filter-file"), us}}, math.MinInt64, 1); err != nil {
+		t.Fatal(err)
+	}
+	sliceStart := s.sliceOf(us)
+	if err := s.close(); err != nil { // writes the slice's filter file
+		t.Fatal(err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var late []keyTime
+	for i := range 50 {
+		kt := keyTime{keyOf(fmt.Sprint("slice-layout/", i)), us + int64(i)}
+		old := make([]byte, keysKeyLen)
+		old[0] = keysPrefixSliceKey
+		encodeUS(old[1:9], sliceStart)
+		copy(old[9:], kt.k[:])
+		val := make([]byte, 8)
+		encodeUS(val, kt.us)
+		if err := db.Set(old, val, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		late = append(late, kt)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The Open that converts, and one after it crashed (no filter file
+	// written).
+	for _, crash := range []bool{true, false} {
+		if s, err = openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger()); err != nil {
+			t.Fatal(err)
+		}
+		for _, kt := range append(late, keyTime{keyOf("in-the-filter-file"), us}) {
+			if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found {
+				t.Fatalf("a converted key not found (%v; after a crash: %v)", err, !crash)
+			}
+		}
+		if crash {
+			s.freeFilters()
+			if err := s.db.Close(); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := s.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestKeyFiltersPersisted: Close writes the slices' filters, and Open
 // loads them instead of scanning the store; a damaged file, a file older
 // than its slice's last change (a crash after keys were added) and a
