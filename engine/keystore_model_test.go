@@ -135,12 +135,13 @@ func runKeyStoreModel(t *testing.T, m keyStoreModel) {
 			s.forgetBelow(horizon)
 		}
 		// Every id after the last step; a sample of them after the others.
-		for i := range len(ids) {
+		n := len(ids)
+		if step < m.steps-1 {
+			n = min(n, keyStoreModelSample)
+		}
+		for i := range n {
 			k := ids[i]
-			if step < m.steps-1 && len(ids) > keyStoreModelSample {
-				if i == keyStoreModelSample {
-					break
-				}
+			if n < len(ids) {
 				k = ids[rng.IntN(len(ids))]
 			}
 			us := newest - rng.Int64N(window)

@@ -250,7 +250,7 @@ func TestOpenReleasesTheDatabaseWhenTheKeyStoreFails(t *testing.T) {
 	}
 	h.e = nil
 	keys := filepath.Join(h.dir, KeysDir)
-	db, err := pebble.Open(keys, &pebble.Options{})
+	db, err := pebble.Open(keys, &pebble.Options{Logger: quietPebble{}})
 	if err != nil {
 		t.Fatal(err)
 	}
