@@ -554,7 +554,7 @@ func benchFilterLookup(b *testing.B, huge bool) {
 // BenchmarkKeyStoreBacklog commits OFFLOAD_DEDUPE_BACKLOG_KEYS random
 // keys (default 2,000,000) in micro-batches of 50,000, their event times
 // a few minutes apart, as a drain of a backlog gives the key store: every
-// key in the newest hour bucket. It waits for the store's flushes and
+// key in the newest bucket. It waits for the store's flushes and
 // compactions to end and reports the process's CPU time a key (they run
 // on Pebble's goroutines) and what the store wrote a key: flushed, and
 // rewritten by compactions.

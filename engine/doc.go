@@ -99,12 +99,17 @@
 //	                                           with the sign bit flipped, so
 //	                                           byte order is time order)
 //	'm' "seq"                →  part number  (8 bytes, big-endian)
+//	'm' "bkt"                →  bucket length in µs  (8 bytes, big-endian)
 //
-// A bucket is an hour of event time. Keys arrive roughly in event-time
+// A bucket is a span of event time: half a slice in whole minutes (3h for
+// a 24h window), recorded when the store is created and kept whatever
+// window it is opened with later; a store that records none was written
+// with one-hour buckets and keeps them. Keys arrive roughly in event-time
 // order, so the store's flushes land next to its newest keys and its
 // compactions leave older buckets alone, however many keys it holds. A
 // key below the horizon no longer counts, and the buckets wholly below it
-// are deleted by one DeleteRange. A store of the earlier layout, keyed by
+// are deleted by one DeleteRange (so the disk holds up to a bucket more
+// than the window). A store of the earlier layout, keyed by
 // slice ('k' | slice start | key → event time), is converted at Open; its
 // filter files and generation go with the old keys, so Open scans every
 // slice (filter files are described below).
@@ -128,7 +133,8 @@
 // live slice (at most window/slice + 2 = 6), newest first, and reads
 // Pebble only on a filter hit: first the key in the bucket of the looked-up
 // event's time (a duplicate most often carries its original's time), then
-// in the slice's other buckets (5 more for a 6-hour slice). A fresh id almost
+// in the slice's other buckets (one more for a 6-hour slice of 3-hour
+// buckets, five of one-hour buckets). A fresh id almost
 // never costs a disk read, and a filter hit is confirmed, never taken on
 // trust: no id is wrongly taken for a duplicate, and a copy with another
 // event time than its original is caught too. Past Options.DedupeRate

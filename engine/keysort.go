@@ -10,10 +10,10 @@ import (
 // sorted by comparisons.
 const minDistributeKeys = 256
 
-// compareKeys orders keys as the key store's Pebble keys (keysBucketKey):
-// by one-hour bucket, then by key.
-func compareKeys(a, b keyTime) int {
-	return cmp.Or(cmp.Compare(bucketStart(a.us), bucketStart(b.us)), cmp.Compare(a.k.hi(), b.k.hi()), cmp.Compare(a.k.lo(), b.k.lo()))
+// compareKeys orders keys as the key store's Pebble keys (keysBucketKey)
+// for buckets of n: by bucket, then by key.
+func (n keyBuckets) compareKeys(a, b keyTime) int {
+	return cmp.Or(cmp.Compare(n.start(a.us), n.start(b.us)), cmp.Compare(a.k.hi(), b.k.hi()), cmp.Compare(a.k.lo(), b.k.lo()))
 }
 
 // keySorter sorts a micro-batch's keys into the key store's order without
@@ -24,22 +24,23 @@ func compareKeys(a, b keyTime) int {
 // third of the key store's commit: docs/PERFORMANCE.md, "Drain"). Its
 // buffers are reused from one micro-batch to the next.
 type keySorter struct {
-	tmp    []keyTime
-	counts []int
+	buckets keyBuckets // the store's
+	tmp     []keyTime
+	counts  []int
 }
 
-// sort sorts keys by compareKeys.
+// sort sorts keys by the store's compareKeys.
 func (ks *keySorter) sort(keys []keyTime) {
 	if len(keys) < minDistributeKeys {
-		slices.SortFunc(keys, compareKeys)
+		slices.SortFunc(keys, ks.buckets.compareKeys)
 		return
 	}
 	ks.tmp = slices.Grow(ks.tmp[:0], len(keys))[:len(keys)]
 	ks.byBucket(keys)
 	for lo := 0; lo < len(keys); {
-		b := bucketStart(keys[lo].us)
+		b := ks.buckets.start(keys[lo].us)
 		hi := lo + 1
-		for hi < len(keys) && bucketStart(keys[hi].us) == b {
+		for hi < len(keys) && ks.buckets.start(keys[hi].us) == b {
 			hi++
 		}
 		ks.byKey(keys[lo:hi], ks.tmp[lo:hi])
@@ -52,10 +53,10 @@ func (ks *keySorter) sort(keys []keyTime) {
 func (ks *keySorter) byBucket(keys []keyTime) {
 	var buckets []int64
 	for _, kt := range keys {
-		if b := bucketStart(kt.us); !slices.Contains(buckets, b) {
+		if b := ks.buckets.start(kt.us); !slices.Contains(buckets, b) {
 			buckets = append(buckets, b)
-			if len(buckets) > 64 { // late events from many hours
-				slices.SortStableFunc(keys, func(a, b keyTime) int { return cmp.Compare(bucketStart(a.us), bucketStart(b.us)) })
+			if len(buckets) > 64 { // late events from many buckets
+				slices.SortStableFunc(keys, func(a, b keyTime) int { return cmp.Compare(ks.buckets.start(a.us), ks.buckets.start(b.us)) })
 				return
 			}
 		}
@@ -66,7 +67,7 @@ func (ks *keySorter) byBucket(keys []keyTime) {
 	slices.Sort(buckets)
 	next := make([]int, len(buckets)) // where each bucket's next key goes
 	for _, kt := range keys {
-		i, _ := slices.BinarySearch(buckets, bucketStart(kt.us))
+		i, _ := slices.BinarySearch(buckets, ks.buckets.start(kt.us))
 		if i+1 < len(next) {
 			next[i+1]++
 		}
@@ -75,7 +76,7 @@ func (ks *keySorter) byBucket(keys []keyTime) {
 		next[i] += next[i-1]
 	}
 	for _, kt := range keys {
-		i, _ := slices.BinarySearch(buckets, bucketStart(kt.us))
+		i, _ := slices.BinarySearch(buckets, ks.buckets.start(kt.us))
 		ks.tmp[next[i]] = kt
 		next[i]++
 	}

@@ -23,8 +23,8 @@ import (
 // keys: a Pebble database (doc.go, "Dedupe").
 const KeysDir = "dedupe"
 
-// Key store layout (doc.go, "Dedupe"). These bytes, and keysBucketLen,
-// may never change.
+// Key store layout (doc.go, "Dedupe"). These bytes, and a store's bucket
+// length (keysMetaBuckets), may never change.
 const (
 	keysPrefixKey  = 't' // 't' | bucket start (8) | key (16) → event time µs (8)
 	keysPrefixMeta = 'm' // 'm' "seq" → last part seq whose keys are held (8)
@@ -35,14 +35,31 @@ const (
 	keysPrefixSliceKey = 'k'
 )
 
-// keysBucketLen is the event time a key's prefix spans: one hour. Keys
-// arrive roughly in event-time order, so a flush of the store's memtable
-// overlaps only the newest bucket of what is on disk, and compactions
-// leave older buckets alone. A filter hit that is not in the bucket of
-// its own event's time costs a read in each other bucket of the slice (6
-// for a 6-hour slice): 15-minute buckets made that 24 reads, which cost
-// more than the compactions they saved (docs/PERFORMANCE.md, "Dedupe").
-const keysBucketLen = 60 * dedupeBucket
+// keyBuckets is the event time (µs) a key's prefix spans in a store: its
+// bucket length. Keys arrive roughly in event-time order, so a flush of
+// the store's memtable overlaps only the newest bucket of what is on
+// disk, and compactions leave older buckets alone. A filter hit that is
+// not in the bucket of its own event's time costs a read in each other
+// bucket of the slice. Longer buckets mean fewer such reads and more
+// compaction of the newest bucket as it fills: 15-minute buckets (24 reads
+// for a 6-hour slice) cost more than the compactions they saved, and half
+// a slice (2 reads) cost the least of one to six hours
+// (docs/PERFORMANCE.md, "Dedupe").
+type keyBuckets int64
+
+// start is the start of the bucket of event time us.
+func (n keyBuckets) start(us int64) int64 { return floorDiv(us, int64(n)) * int64(n) }
+
+// keysLegacyBuckets is the bucket length of a store written before the
+// store recorded it (keysMetaBuckets): one hour.
+const keysLegacyBuckets = keyBuckets(60 * dedupeBucket)
+
+// keysBucketsFor is the bucket length a new store takes for a dedupe
+// window: half a slice in whole minutes (3h for 24h), at least one. A
+// store keeps its length whatever window it is opened with later.
+func keysBucketsFor(window int64) keyBuckets {
+	return keyBuckets(max(floorDiv(keysSliceLen(window)/2, dedupeBucket)*dedupeBucket, dedupeBucket))
+}
 
 // The key store's Pebble sizes: a key is written once, near the newest
 // keys, and deleted by range once its bucket is below the horizon.
@@ -55,6 +72,9 @@ const (
 )
 
 var keysMetaSeq = []byte{keysPrefixMeta, 's', 'e', 'q'}
+
+// keysMetaBuckets holds the store's bucket length (8 bytes, µs).
+var keysMetaBuckets = []byte{keysPrefixMeta, 'b', 'k', 't'}
 
 // keySlice is the keys of one event-time slice: its Bloom filter, its key
 // count and the newest event time among them.
@@ -81,6 +101,7 @@ type keyStore struct {
 	dir string
 
 	sliceLen    int64 // µs
+	buckets     keyBuckets
 	filterBytes int64 // a slice's share of the memory (filterTopBytes)
 
 	slices  []*keySlice     // by start, newest last
@@ -202,6 +223,11 @@ func openKeyStore(dir string, window, memory int64, now func() time.Time, log *s
 	}
 	s.db = db
 	s.flusher = memflush.New(db, keysMemTableSize, now, log, "dedupe key store")
+	if s.buckets, err = openBuckets(db, window); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("engine: cannot read the dedupe key store %s: %w (move it aside to start with no remembered ids)", dir, err)
+	}
+	s.sorter.buckets = s.buckets
 	if err := s.convertSliceKeys(log); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("engine: cannot convert the dedupe key store %s to keys ordered by time: %w (move it aside to start with no remembered ids)", dir, err)
@@ -213,6 +239,43 @@ func openKeyStore(dir string, window, memory int64, now func() time.Time, log *s
 		return nil, fmt.Errorf("engine: cannot read the dedupe key store %s: %w (move it aside to start with no remembered ids)", dir, err)
 	}
 	return s, nil
+}
+
+// openBuckets returns the bucket length db records. A store that records
+// none holds keys in one-hour buckets if it holds anything; an empty one
+// is new, and records keysBucketsFor(window).
+func openBuckets(db *pebble.DB, window int64) (keyBuckets, error) {
+	v, closer, err := db.Get(keysMetaBuckets)
+	switch {
+	case err == nil:
+		defer closer.Close()
+		if len(v) != 8 {
+			return 0, fmt.Errorf("bucket length of %d bytes, want 8", len(v))
+		}
+		n := int64(binary.BigEndian.Uint64(v))
+		if n < dedupeBucket || n%dedupeBucket != 0 {
+			return 0, fmt.Errorf("bucket length of %d µs, want whole minutes", n)
+		}
+		return keyBuckets(n), nil
+	case !errors.Is(err, pebble.ErrNotFound):
+		return 0, err
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return 0, err
+	}
+	held := it.First()
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if held {
+		return keysLegacyBuckets, nil
+	}
+	n := keysBucketsFor(window)
+	if err := db.Set(keysMetaBuckets, binary.BigEndian.AppendUint64(nil, uint64(n)), pebble.Sync); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // rebuild reads the seq and every key into the filters and minute counts.
@@ -322,8 +385,8 @@ func (s *keyStore) eachKey(lo, hi []byte, fn func(k dedupeKey, us int64) error) 
 // keys of the slice starting at start (and of its neighbours where a
 // bucket straddles a slice's end).
 func (s *keyStore) sliceBounds(start int64) (lo, hi []byte) {
-	lo = keysBucketKey(make([]byte, keysKeyLen), bucketStart(start), dedupeKey{})
-	hi = keysBucketKey(make([]byte, keysKeyLen), bucketStart(start+s.sliceLen-1)+keysBucketLen, dedupeKey{})
+	lo = keysBucketKey(make([]byte, keysKeyLen), s.buckets.start(start), dedupeKey{})
+	hi = keysBucketKey(make([]byte, keysKeyLen), s.buckets.start(start+s.sliceLen-1)+int64(s.buckets), dedupeKey{})
 	return lo, hi
 }
 
@@ -348,7 +411,7 @@ func (s *keyStore) convertSliceKeys(log *slog.Logger) error {
 		}
 		var k dedupeKey
 		copy(k[:], kb[9:])
-		if err := wb.Set(keysKey(s.kb, decodeUS(v), k), v, nil); err != nil {
+		if err := wb.Set(s.key(s.kb, decodeUS(v), k), v, nil); err != nil {
 			_ = it.Close()
 			_ = wb.Close()
 			return err
@@ -397,10 +460,10 @@ func (s *keyStore) convertSliceKeys(log *slog.Logger) error {
 func encodeUS(b []byte, us int64) { binary.BigEndian.PutUint64(b, uint64(us)^(1<<63)) }
 func decodeUS(b []byte) int64     { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
 
-// keysKey fills b (keysKeyLen bytes) with the key of k remembered at
-// event time us, in its bucket, and returns it.
-func keysKey(b []byte, us int64, k dedupeKey) []byte {
-	return keysBucketKey(b, bucketStart(us), k)
+// key fills b (keysKeyLen bytes) with the key of k remembered at event
+// time us, in its bucket, and returns it.
+func (s *keyStore) key(b []byte, us int64, k dedupeKey) []byte {
+	return keysBucketKey(b, s.buckets.start(us), k)
 }
 
 func keysBucketKey(b []byte, bucket int64, k dedupeKey) []byte {
@@ -409,9 +472,6 @@ func keysBucketKey(b []byte, bucket int64, k dedupeKey) []byte {
 	copy(b[9:], k[:])
 	return b
 }
-
-// bucketStart is the start of the key store bucket of event time us.
-func bucketStart(us int64) int64 { return floorDiv(us, keysBucketLen) * keysBucketLen }
 
 func (s *keyStore) sliceOf(us int64) int64 { return floorDiv(us, s.sliceLen) * s.sliceLen }
 
@@ -546,15 +606,15 @@ func (s *keyStore) contains(k dedupeKey, us, h int64) (bool, error) {
 // duplicate usually carries its original's event time), then the others,
 // newest first.
 func (s *keyStore) sliceContains(sl *keySlice, k dedupeKey, us, h int64) (bool, error) {
-	lo := bucketStart(max(sl.start, h))
-	hi := bucketStart(min(sl.start+s.sliceLen-1, sl.maxUS))
-	own := bucketStart(us)
+	lo := s.buckets.start(max(sl.start, h))
+	hi := s.buckets.start(min(sl.start+s.sliceLen-1, sl.maxUS))
+	own := s.buckets.start(us)
 	if own >= lo && own <= hi {
 		if found, err := s.bucketContains(own, k, h); found || err != nil {
 			return found, err
 		}
 	}
-	for b := hi; b >= lo; b -= keysBucketLen {
+	for b := hi; b >= lo; b -= int64(s.buckets) {
 		if b == own {
 			continue
 		}
@@ -614,7 +674,7 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	var starts []int64 // the slices gaining keys
 	for _, kt := range keys {
 		encodeUS(val, kt.us)
-		if err := wb.Set(keysKey(kb, kt.us, kt.k), val, nil); err != nil {
+		if err := wb.Set(s.key(kb, kt.us, kt.k), val, nil); err != nil {
 			return err
 		}
 		if start := s.sliceOf(kt.us); !slices.Contains(starts, start) {
@@ -630,8 +690,8 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	}
 	h = max(h, s.horizon)
 	below := s.deletedBelow
-	if h != math.MinInt64 && bucketStart(h) > below {
-		below = bucketStart(h)
+	if h != math.MinInt64 && s.buckets.start(h) > below {
+		below = s.buckets.start(h)
 		if err := wb.DeleteRange([]byte{keysPrefixKey}, keysBucketKey(make([]byte, keysKeyLen), below, dedupeKey{}), nil); err != nil {
 			return err
 		}

@@ -166,7 +166,7 @@ func keyStoreModelID(rng *rand.Rand, s *keyStore, fresh *int, seed uint64, ids [
 	case 1:
 		return k, newest + rng.Int64N(window/2+1)
 	case 2:
-		edges := []int64{horizon, horizon - 1, s.sliceOf(newest), s.sliceOf(newest) - 1, bucketStart(newest), bucketStart(newest) - 1}
+		edges := []int64{horizon, horizon - 1, s.sliceOf(newest), s.sliceOf(newest) - 1, s.buckets.start(newest), s.buckets.start(newest) - 1}
 		return k, edges[rng.IntN(len(edges))]
 	default:
 		return k, newest - rng.Int64N(window/20+1)

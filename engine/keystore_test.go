@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -218,7 +219,7 @@ func TestKeyStoreCommitWithoutFilterMemory(t *testing.T) {
 	if err := s.commit([]keyTime{kt}, math.MinInt64, 7); err == nil || !strings.Contains(err.Error(), "cannot map") {
 		t.Fatalf("commit with no memory for the slice's filter: %v, want the mapping's error", err)
 	}
-	if found, err := s.bucketContains(bucketStart(kt.us), kt.k, math.MinInt64); err != nil || found || s.seq != 0 {
+	if found, err := s.bucketContains(s.buckets.start(kt.us), kt.k, math.MinInt64); err != nil || found || s.seq != 0 {
 		t.Fatalf("after the failed commit: key on disk %v (%v), seq %d; want neither written", found, err, s.seq)
 	}
 	if err := s.close(); err != nil {
@@ -592,13 +593,13 @@ func TestKeyStoreAheadIsRefused(t *testing.T) {
 // another slice) is still a duplicate once the original's key is on disk:
 // a filter hit reads every bucket of the slice, not only the copy's.
 func TestDuplicateAtOtherEventTime(t *testing.T) {
-	h := newHarness(t, nil) // a 24h window: 6-hour slices, one-hour buckets
+	h := newHarness(t, nil) // a 24h window: 6-hour slices, 3-hour buckets
 	h.add("orders", 0, ev("a", "s1", "1", at(0)), ev("b", "s1", "1", at(time.Minute)), ev("c", "s1", "1", at(2*time.Minute)))
 	h.drain()
 	h.add("orders", 0,
-		ev("a", "s1", "1", at(100*time.Minute)), // another bucket, same slice
-		ev("b", "s1", "1", at(7*time.Hour)),     // another slice
-		ev("c", "s1", "1", at(-3*time.Hour)),    // an older slice, before the original
+		ev("a", "s1", "1", at(4*time.Hour)),  // another bucket, same slice
+		ev("b", "s1", "1", at(7*time.Hour)),  // another slice
+		ev("c", "s1", "1", at(-3*time.Hour)), // an older slice, before the original
 		ev("d", "s1", "1", at(3*time.Minute)))
 	h.drain()
 	h.checkDedupe(4, 3)
@@ -675,6 +676,91 @@ func TestKeyStoreConvertsSliceLayout(t *testing.T) {
 	h.add("orders", 1, recs...)
 	h.drain()
 	h.checkDedupe(3, 3)
+}
+
+// TestKeyStoreBucketLength: a new store records half a slice as its
+// bucket length and keeps it when opened with another window; a store
+// that records none was written with one-hour buckets, and its keys are
+// found in them; a damaged length fails Open, naming it.
+func TestKeyStoreBucketLength(t *testing.T) {
+	day := int64(24 * time.Hour / time.Microsecond)
+	hour := int64(time.Hour / time.Microsecond)
+	// Its one-hour bucket starts at 01:00, its three-hour one at 00:00.
+	us := time.Date(2026, 12, 6, 1, 30, 0, 0, time.UTC).UnixMicro()
+	kt := keyTime{keyOf("found-in-its-bucket"), us}
+	open := func(t *testing.T, dir string, window int64) *keyStore {
+		t.Helper()
+		s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	check := func(t *testing.T, s *keyStore, buckets keyBuckets) {
+		t.Helper()
+		if s.buckets != buckets {
+			t.Fatalf("buckets of %v, want %v", time.Duration(s.buckets)*time.Microsecond, time.Duration(buckets)*time.Microsecond)
+		}
+		if found, err := s.contains(kt.k, kt.us, math.MinInt64); err != nil || !found {
+			t.Fatalf("key found %v (%v), want found", found, err)
+		}
+		if found, err := s.bucketContains(buckets.start(kt.us), kt.k, math.MinInt64); err != nil || !found {
+			t.Fatalf("key in its bucket %v (%v), want found", found, err)
+		}
+	}
+	t.Run("new", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), KeysDir)
+		s := open(t, dir, day)
+		if want := keyBuckets(3 * hour); s.buckets != want {
+			t.Fatalf("a new store over 24h: buckets of %v, want 3h", time.Duration(s.buckets)*time.Microsecond)
+		}
+		if err := s.commit([]keyTime{kt}, math.MinInt64, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.close(); err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, dir, hour)
+		defer func() { _ = s.close() }()
+		check(t, s, keyBuckets(3*hour))
+	})
+	t.Run("written before the length was recorded", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), KeysDir)
+		db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		val := make([]byte, 8)
+		encodeUS(val, kt.us)
+		if err := db.Set(keysBucketKey(make([]byte, keysKeyLen), keysLegacyBuckets.start(kt.us), kt.k), val, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Set(keysMetaSeq, binary.BigEndian.AppendUint64(nil, 1), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s := open(t, dir, day)
+		defer func() { _ = s.close() }()
+		check(t, s, keysLegacyBuckets)
+	})
+	t.Run("damaged", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), KeysDir)
+		db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Set(keysMetaBuckets, []byte{1, 2, 3}, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openKeyStore(dir, day, minDedupeMemory, time.Now, quietLogger()); err == nil || !strings.Contains(err.Error(), "bucket length of 3 bytes") || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("Open over a damaged bucket length: %v, want an error naming it and the store", err)
+		}
+	})
 }
 
 // TestKeyStoreConvertsSliceKeysBesideFilterFiles: keys of the slice
