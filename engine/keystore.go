@@ -43,8 +43,8 @@ const (
 // bucket of the slice. Longer buckets mean fewer such reads and more
 // compaction of the newest bucket as it fills: 15-minute buckets (24 reads
 // for a 6-hour slice) cost more than the compactions they saved, and half
-// a slice (2 reads) cost the least of one to six hours
-// (docs/PERFORMANCE.md, "Dedupe").
+// a slice (2 reads) gains about what a bucket a slice does for half its
+// extra compaction (docs/PERFORMANCE.md, "Dedupe").
 type keyBuckets int64
 
 // start is the start of the bucket of event time us.
