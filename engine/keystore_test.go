@@ -251,16 +251,7 @@ func TestOpenReleasesTheDatabaseWhenTheKeyStoreFails(t *testing.T) {
 	}
 	h.e = nil
 	keys := filepath.Join(h.dir, KeysDir)
-	db, err := pebble.Open(keys, &pebble.Options{Logger: quietPebble{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Set(keysMetaSeq, []byte{1, 2, 3}, pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	setInStore(t, keys, keysMetaSeq, []byte{1, 2, 3})
 	if _, err := Open(h.options()); err == nil || !strings.Contains(err.Error(), "seq of 3 bytes") {
 		t.Fatalf("Open over a key store with a damaged seq: %v, want its error", err)
 	}
@@ -270,8 +261,25 @@ func TestOpenReleasesTheDatabaseWhenTheKeyStoreFails(t *testing.T) {
 	if err := os.RemoveAll(keys); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if h.e, err = Open(h.options()); err != nil {
 		t.Fatalf("Open after the key store was moved aside: %v", err)
+	}
+}
+
+// setInStore writes key → val, synced, into the Pebble database in dir,
+// created if missing.
+func setInStore(t *testing.T, dir string, key, val []byte) {
+	t.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set(key, val, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -726,37 +734,17 @@ func TestKeyStoreBucketLength(t *testing.T) {
 	})
 	t.Run("written before the length was recorded", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), KeysDir)
-		db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		val := make([]byte, 8)
 		encodeUS(val, kt.us)
-		if err := db.Set(keysBucketKey(make([]byte, keysKeyLen), keysLegacyBuckets.start(kt.us), kt.k), val, pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Set(keysMetaSeq, binary.BigEndian.AppendUint64(nil, 1), pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
+		setInStore(t, dir, keysBucketKey(make([]byte, keysKeyLen), keysLegacyBuckets.start(kt.us), kt.k), val)
+		setInStore(t, dir, keysMetaSeq, binary.BigEndian.AppendUint64(nil, 1))
 		s := open(t, dir, day)
 		defer func() { _ = s.close() }()
 		check(t, s, keysLegacyBuckets)
 	})
 	t.Run("damaged", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), KeysDir)
-		db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Set(keysMetaBuckets, []byte{1, 2, 3}, pebble.Sync); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
+		setInStore(t, dir, keysMetaBuckets, []byte{1, 2, 3})
 		if _, err := openKeyStore(dir, day, minDedupeMemory, time.Now, quietLogger()); err == nil || !strings.Contains(err.Error(), "bucket length of 3 bytes") || !strings.Contains(err.Error(), dir) {
 			t.Fatalf("Open over a damaged bucket length: %v, want an error naming it and the store", err)
 		}
