@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -49,19 +48,11 @@ func (s *keyStore) filterPath(start int64) string {
 // the store has no generation (written before the stamps) or a stamp of
 // another slice length: then every slice is scanned and stamped again.
 func (s *keyStore) readStamps() (ok bool, err error) {
-	v, closer, err := s.db.Get(keysMetaGen)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
+	gen, ok, err := readMeta(s.db, keysMetaGen, "generation")
+	if !ok || err != nil {
 		return false, err
 	}
-	if len(v) != 8 {
-		closer.Close()
-		return false, fmt.Errorf("generation of %d bytes, want 8", len(v))
-	}
-	s.gen = binary.BigEndian.Uint64(v)
-	closer.Close()
+	s.gen = gen
 	upper := append([]byte(nil), keysStampPrefix...)
 	upper[len(upper)-1]++
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: keysStampPrefix, UpperBound: upper})

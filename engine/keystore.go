@@ -245,20 +245,15 @@ func openKeyStore(dir string, window, memory int64, now func() time.Time, log *s
 // none holds keys in one-hour buckets if it holds anything; an empty one
 // is new, and records keysBucketsFor(window).
 func openBuckets(db *pebble.DB, window int64) (keyBuckets, error) {
-	v, closer, err := db.Get(keysMetaBuckets)
-	switch {
-	case err == nil:
-		defer closer.Close()
-		if len(v) != 8 {
-			return 0, fmt.Errorf("bucket length of %d bytes, want 8", len(v))
-		}
-		n := int64(binary.BigEndian.Uint64(v))
-		if n < dedupeBucket || n%dedupeBucket != 0 {
+	v, recorded, err := readMeta(db, keysMetaBuckets, "bucket length")
+	if err != nil {
+		return 0, err
+	}
+	if recorded {
+		if n := int64(v); n < dedupeBucket || n%dedupeBucket != 0 {
 			return 0, fmt.Errorf("bucket length of %d µs, want whole minutes", n)
 		}
-		return keyBuckets(n), nil
-	case !errors.Is(err, pebble.ErrNotFound):
-		return 0, err
+		return keyBuckets(v), nil
 	}
 	it, err := db.NewIter(nil)
 	if err != nil {
@@ -278,21 +273,30 @@ func openBuckets(db *pebble.DB, window int64) (keyBuckets, error) {
 	return n, nil
 }
 
+// readMeta reads the 8-byte big-endian value of the store's meta key
+// key, named name in its error; ok is false if the store has none.
+func readMeta(db *pebble.DB, key []byte, name string) (v uint64, ok bool, err error) {
+	b, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(b) != 8 {
+		return 0, false, fmt.Errorf("%s of %d bytes, want 8", name, len(b))
+	}
+	return binary.BigEndian.Uint64(b), true, nil
+}
+
 // rebuild reads the seq and every key into the filters and minute counts.
 func (s *keyStore) rebuild() error {
-	v, closer, err := s.db.Get(keysMetaSeq)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-	case err != nil:
+	seq, _, err := readMeta(s.db, keysMetaSeq, "seq")
+	if err != nil {
 		return err
-	default:
-		if len(v) != 8 {
-			closer.Close()
-			return fmt.Errorf("seq of %d bytes, want 8", len(v))
-		}
-		s.seq = int64(binary.BigEndian.Uint64(v))
-		closer.Close()
 	}
+	s.seq = int64(seq)
 	ok, err := s.readStamps()
 	if err != nil {
 		return err
