@@ -58,14 +58,7 @@ func runKeyStoreModel(t *testing.T, m keyStoreModel) {
 	dir := filepath.Join(t.TempDir(), KeysDir)
 	window := int64(m.window / time.Microsecond)
 	memory := int64(minDedupeMemory)
-	open := func() *keyStore {
-		t.Helper()
-		s, err := openKeyStore(dir, window, memory, time.Now, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := func() *keyStore { return openTestKeyStore(t, dir, window, memory) }
 	s := open()
 	defer func() { _ = s.close() }()
 

@@ -267,6 +267,17 @@ func TestOpenReleasesTheDatabaseWhenTheKeyStoreFails(t *testing.T) {
 	}
 }
 
+// openTestKeyStore opens the key store in dir with a quiet log, failing
+// t if it cannot.
+func openTestKeyStore(t testing.TB, dir string, window, memory int64) *keyStore {
+	t.Helper()
+	s, err := openKeyStore(dir, window, memory, time.Now, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // setInStore writes key → val, synced, into the Pebble database in dir,
 // created if missing.
 func setInStore(t *testing.T, dir string, key, val []byte) {
@@ -696,14 +707,6 @@ func TestKeyStoreBucketLength(t *testing.T) {
 	// Its one-hour bucket starts at 01:00, its three-hour one at 00:00.
 	us := time.Date(2026, 12, 6, 1, 30, 0, 0, time.UTC).UnixMicro()
 	kt := keyTime{keyOf("found-in-its-bucket"), us}
-	open := func(t *testing.T, dir string, window int64) *keyStore {
-		t.Helper()
-		s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
 	check := func(t *testing.T, s *keyStore, buckets keyBuckets) {
 		t.Helper()
 		if s.buckets != buckets {
@@ -718,7 +721,7 @@ func TestKeyStoreBucketLength(t *testing.T) {
 	}
 	t.Run("new", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), KeysDir)
-		s := open(t, dir, day)
+		s := openTestKeyStore(t, dir, day, minDedupeMemory)
 		if want := keyBuckets(3 * hour); s.buckets != want {
 			t.Fatalf("a new store over 24h: buckets of %v, want 3h", time.Duration(s.buckets)*time.Microsecond)
 		}
@@ -728,7 +731,7 @@ func TestKeyStoreBucketLength(t *testing.T) {
 		if err := s.close(); err != nil {
 			t.Fatal(err)
 		}
-		s = open(t, dir, hour)
+		s = openTestKeyStore(t, dir, hour, minDedupeMemory)
 		defer func() { _ = s.close() }()
 		check(t, s, keyBuckets(3*hour))
 	})
@@ -738,7 +741,7 @@ func TestKeyStoreBucketLength(t *testing.T) {
 		encodeUS(val, kt.us)
 		setInStore(t, dir, keysBucketKey(make([]byte, keysKeyLen), keysLegacyBuckets.start(kt.us), kt.k), val)
 		setInStore(t, dir, keysMetaSeq, binary.BigEndian.AppendUint64(nil, 1))
-		s := open(t, dir, day)
+		s := openTestKeyStore(t, dir, day, minDedupeMemory)
 		defer func() { _ = s.close() }()
 		check(t, s, keysLegacyBuckets)
 	})
@@ -823,14 +826,7 @@ func TestKeyStoreConvertsSliceKeysBesideFilterFiles(t *testing.T) {
 func TestKeyFiltersPersisted(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), KeysDir)
 	window := int64(24 * time.Hour / time.Microsecond)
-	open := func(window int64) *keyStore {
-		t.Helper()
-		s, err := openKeyStore(dir, window, minDedupeMemory, time.Now, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := func(window int64) *keyStore { return openTestKeyStore(t, dir, window, minDedupeMemory) }
 	var keys []keyTime
 	add := func(s *keyStore, from time.Time, n int) {
 		t.Helper()
@@ -978,14 +974,8 @@ func TestKeyStoreSlowCommitsKeepMemtablesSmall(t *testing.T) {
 func TestFiltersPreferHugePagesWhenDense(t *testing.T) {
 	window := int64(24 * time.Hour / time.Microsecond)
 	dir := filepath.Join(t.TempDir(), KeysDir)
-	open := func() *keyStore {
-		// A share of 4 MiB: even its smallest filters are 16 pages.
-		s, err := openKeyStore(dir, window, 24<<20, time.Now, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	// A share of 4 MiB: even its smallest filters are 16 pages.
+	open := func() *keyStore { return openTestKeyStore(t, dir, window, 24<<20) }
 	s := open()
 	dense := s.newFilterBytes() / smallPage // the first slice's filter: the smallest size
 	sparseAt, denseAt := testNow.Add(-12*time.Hour).UnixMicro(), testNow.UnixMicro()
