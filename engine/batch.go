@@ -87,6 +87,12 @@ type batch struct {
 	// horizon is the dedupe horizon (µs) this batch runs at: keys older
 	// are neither matched nor recorded.
 	horizon int64
+	// looked is set when the decodings' lookups answer for the key store
+	// as it is, or as it was before the micro-batch before committed the
+	// ids in since; lookedAt is the horizon they were made at (lookup.go).
+	looked   bool
+	lookedAt int64
+	since    map[dedupeKey]struct{}
 
 	nextDLQID int64
 	// replay is set for a DLQ replay: rejects update their dead-letter
@@ -176,7 +182,8 @@ func (e *Engine) process(b *batch) {
 	e.spare = scratch{}
 	e.expireDedupe(b)
 	if !b.decodedAhead {
-		e.decoded = e.decodeBatch(b, e.decoded)
+		e.decoded = e.decodeBatch(b, e.decoded, b.horizon)
+		b.looked, b.lookedAt = true, b.horizon
 	}
 	i := 0
 	for _, en := range b.entries {
@@ -200,7 +207,7 @@ func (e *Engine) process(b *batch) {
 					Reason: fmt.Sprintf("topic %q has no mapping configured (add it under topics)", tp.Topic)})
 				continue
 			}
-			if out, _ := e.handle(b, &d.ev, d.res, src, rec.Value); out == outAccepted && b.windowHolds != nil {
+			if out, _ := e.handle(b, &d.ev, d.res, d.look, src, rec.Value); out == outAccepted && b.windowHolds != nil {
 				b.holdWindow(e.windows.StartOf(d.ev.EventTime), tp, rec.Offset)
 			}
 		}
@@ -223,8 +230,15 @@ type scratch struct {
 // writer has returned.
 func (e *Engine) recycle(b *batch) {
 	clear(b.rows) // the rows' strings: the collector may free them
-	clear(b.seen)
-	e.spare = scratch{rows: b.rows[:0], keys: b.keys[:0], items: b.items[:0], seen: b.seen}
+	// b.seen is nil when the read-ahead took it (readAhead.committed).
+	seen := b.seen
+	for _, m := range []map[dedupeKey]struct{}{b.since, b.seen} {
+		if m != nil {
+			clear(m)
+			seen = m
+		}
+	}
+	e.spare = scratch{rows: b.rows[:0], keys: b.keys[:0], items: b.items[:0], seen: seen}
 }
 
 // outcome is what became of one record.
@@ -239,7 +253,7 @@ const (
 
 // handle takes one decoded record to its fate: the DLQ, a filter counter,
 // a duplicate counter, or the outbox and the windows.
-func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source, raw []byte) (outcome, string) {
+func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, look lookup, src source, raw []byte) (outcome, string) {
 	switch res.Verdict {
 	case event.Filtered:
 		name := e.opts.Topics[src.topic].Filters[res.Rule].Name
@@ -255,7 +269,7 @@ func (e *Engine) handle(b *batch, ev *event.Event, res event.Result, src source,
 	default:
 		panic(fmt.Sprintf("BUG: engine: decoder verdict %d", res.Verdict))
 	}
-	if ev.EventID != "" && e.duplicate(b, ev.EventID, ev.EventTime) {
+	if ev.EventID != "" && e.duplicate(b, ev.EventID, ev.EventTime, look) {
 		b.delta[cDeduplicated]++
 		return outDuplicate, ""
 	}
@@ -305,15 +319,19 @@ func (e *Engine) unmappedCounter(b *batch, name string) string {
 }
 
 // duplicate reports whether the event id was seen before: in this
-// micro-batch, or in the key store at or after the batch's horizon. If
-// not, the id is noted for the micro-batch, and its key recorded at commit
-// unless it is older than the horizon.
-func (e *Engine) duplicate(b *batch, id string, t time.Time) bool {
-	k, us := keyOf(id), t.UnixMicro()
+// micro-batch, or in the key store at or after the batch's horizon (look
+// is the lookup made while decoding, if any). If not, the id is noted for
+// the micro-batch, and its key recorded at commit unless it is older than
+// the horizon.
+func (e *Engine) duplicate(b *batch, id string, t time.Time, look lookup) bool {
+	k, us := look.key, t.UnixMicro()
+	if look.state == lookNone {
+		k = keyOf(id)
+	}
 	if _, dup := b.seen[k]; dup {
 		return true
 	}
-	dup, err := e.keys.contains(k, us, b.horizon)
+	dup, err := e.held(b, k, us, look)
 	if err != nil && b.err == nil {
 		b.err = err // commit refuses the batch
 	}
@@ -348,14 +366,20 @@ func (e *Engine) reject(b *batch, src source, raw []byte, rej event.Reject) {
 	b.nextDLQID++
 }
 
+// nextHorizon is the dedupe horizon of a micro-batch after one that ran
+// at horizon h and left maxNS as the highest event time (Unix ns): the
+// dedupe window behind maxNS, rounded down to the minute, if higher.
+func (e *Engine) nextHorizon(maxNS, h int64) int64 {
+	if maxNS == 0 {
+		return h
+	}
+	return max(h, bucketOf(floorDiv(maxNS-int64(e.opts.DedupeWindow), 1000)))
+}
+
 // expireDedupe raises the dedupe horizon to the dedupe window behind the
 // highest event time of earlier micro-batches, rounded down to the minute.
 func (e *Engine) expireDedupe(b *batch) {
-	if e.dedupeMax == 0 {
-		return
-	}
-	h := bucketOf(floorDiv(e.dedupeMax-int64(e.opts.DedupeWindow), 1000))
-	if h > b.horizon {
+	if h := e.nextHorizon(e.dedupeMax, b.horizon); h > b.horizon {
 		b.delta[cDedupeExpired] += e.keys.expired(h)
 		b.horizon = h
 	}

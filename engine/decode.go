@@ -41,15 +41,18 @@ func newDecoderSets(topics map[string]event.Config, n int) ([]decoderSet, error)
 // decoded is one record's decoding: the event (complete only when
 // accepted) and the verdict.
 type decoded struct {
-	ev  event.Event
-	res event.Result
+	ev   event.Event
+	res  event.Result
+	look lookup
 }
 
 // decodeBatch decodes every record of b into out, in WAL order, and
-// returns out resized to the batch. Records of a topic without a decoder
-// get a zero Result; process routes them to the dead letters. Events'
-// items live in one arena per goroutine, so decoding allocates little.
-func (e *Engine) decodeBatch(b *batch, out []decoded) []decoded {
+// returns out resized to the batch, with each accepted event's id looked
+// up in the key store at horizon h (lookUp). Records of a topic without a
+// decoder get a zero Result; process routes them to the dead letters.
+// Events' items live in one arena per goroutine, so decoding allocates
+// little.
+func (e *Engine) decodeBatch(b *batch, out []decoded, h int64) []decoded {
 	if cap(out) < b.records {
 		out = make([]decoded, b.records)
 	}
@@ -75,6 +78,8 @@ func (e *Engine) decodeBatch(b *batch, out []decoded) []decoded {
 		}
 		set := e.decoders[w]
 		wg.Go(func() {
+			e.keys.mu.RLock()
+			defer e.keys.mu.RUnlock()
 			var items []event.Item
 			for i := lo; i < hi; i++ {
 				en := &b.entries[idx[i].en]
@@ -89,6 +94,7 @@ func (e *Engine) decodeBatch(b *batch, out []decoded) []decoded {
 				}
 				d.ev.Items = items[len(items):len(items):cap(items)]
 				d.res = dec.Decode(en.Records[idx[i].rec].Value, &d.ev)
+				e.lookUp(d, h)
 				if n := len(d.ev.Items); n > 0 && cap(d.ev.Items) == cap(items)-len(items) {
 					items = items[:len(items)+n] // appended in place: keep them
 				}

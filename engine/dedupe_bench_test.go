@@ -73,13 +73,13 @@ func BenchmarkDedupeDay(b *testing.B) {
 			if i%100 == 99 && r+1 < batchRecords {
 				// A duplicate of an earlier id, at its original time.
 				j := i - 1 - rng.Int64N(min(i, back))
-				if !e.duplicate(bt, id(j), t0.Add(time.Duration(j)*step)) {
+				if !e.duplicate(bt, id(j), t0.Add(time.Duration(j)*step), lookup{}) {
 					missed++
 				}
 				dups++
 				r++
 			}
-			if e.duplicate(bt, id(i), t) {
+			if e.duplicate(bt, id(i), t, lookup{}) {
 				falseDups++
 			}
 			fresh++

@@ -287,7 +287,7 @@ func (e *Engine) replayChunk(entries []DLQEntry, res *ReplayResult) error {
 		} else {
 			res = dec.Decode(d.Raw, &ev)
 		}
-		switch out, rule := e.handle(b, &ev, res, src, d.Raw); out {
+		switch out, rule := e.handle(b, &ev, res, lookup{}, src, d.Raw); out {
 		case outAccepted:
 			o.replayed, o.code, o.reason = true, "accepted", "accepted into the outbox"
 			counts.Accepted++

@@ -140,7 +140,11 @@
 // event time than its original is caught too. Past Options.DedupeRate
 // events a second the filters fill and more fresh ids cost reads; nothing
 // is forgotten or missed. Within a micro-batch, the ids seen so far are
-// in a map: its keys reach the store only after the commit.
+// in a map: its keys reach the store only after the commit. The lookups
+// run on the goroutines that decode the micro-batch, beside the commit of
+// the one before when it was read ahead (lookup.go): the store's mu
+// orders them before that commit's changes or after, and an id the
+// micro-batch before accepted is looked up again.
 //
 // A key is never durable without its row (docs/ARCHITECTURE.md, contract
 // 2): a micro-batch's keys are written in one synced Pebble batch after

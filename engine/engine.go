@@ -465,13 +465,16 @@ func (e *Engine) Step(ctx context.Context) (int, error) {
 	b.entries = nil
 	var ra *readAhead
 	if b.records >= e.opts.BatchRecords {
-		ra = e.startReadAhead(ctx, b.cursor) // more records are likely waiting
+		ra = e.startReadAhead(ctx, b.cursor, e.nextHorizon(b.dedupeMax, b.horizon)) // more records are likely waiting
 	}
 	err := e.commit(ctx, b)
-	e.recycle(b)
 	if ra != nil {
 		ra = ra.wait(e)
 	}
+	if ra != nil && err == nil {
+		ra.committed(e, b)
+	}
+	e.recycle(b)
 	if err != nil {
 		if ra != nil {
 			e.decoded = ra.decoded // read from a cursor that did not commit

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -117,8 +118,17 @@ type keyStore struct {
 	gen    uint64
 	stamps map[int64]uint64
 	log    *slog.Logger
-	kb     []byte // a lookup's Pebble key
 	sorter keySorter
+
+	// mu lets lookups run beside the engine's goroutine (a read-ahead's
+	// decoders, lookUp): they hold it for reading, and whatever changes
+	// the slices, the filters or the horizon holds it for writing. A
+	// lookup then sees the store before a commit or after it, never
+	// half-way.
+	mu sync.RWMutex
+	// changes counts the commits and horizon raises, so that lookups made
+	// ahead can tell what changed since (readAhead).
+	changes uint64
 
 	fatal atomic.Pointer[error] // Pebble's fatal error (a failed fsync)
 	// flusher keeps the memtables small while keys come slowly.
@@ -201,7 +211,7 @@ func (s *keyStore) newFilterBytes() int64 {
 // flushes of its memtable (memflush).
 func openKeyStore(dir string, window, memory int64, now func() time.Time, log *slog.Logger) (*keyStore, error) {
 	s := &keyStore{dir: dir, sliceLen: keysSliceLen(window), minutes: map[int64]int64{},
-		horizon: math.MinInt64, deletedBelow: math.MinInt64, kb: make([]byte, keysKeyLen),
+		horizon: math.MinInt64, deletedBelow: math.MinInt64,
 		stamps: map[int64]uint64{}, log: log}
 	s.filterBytes = keysFilterBytes(window, memory)
 	opts := &pebble.Options{
@@ -405,6 +415,7 @@ func (s *keyStore) convertSliceKeys(log *slog.Logger) error {
 		return err
 	}
 	wb := s.db.NewBatch()
+	key := make([]byte, keysKeyLen)
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
 		kb, v := it.Key(), it.Value()
@@ -415,7 +426,7 @@ func (s *keyStore) convertSliceKeys(log *slog.Logger) error {
 		}
 		var k dedupeKey
 		copy(k[:], kb[9:])
-		if err := wb.Set(s.key(s.kb, decodeUS(v), k), v, nil); err != nil {
+		if err := wb.Set(s.key(key, decodeUS(v), k), v, nil); err != nil {
 			_ = it.Close()
 			_ = wb.Close()
 			return err
@@ -632,7 +643,8 @@ func (s *keyStore) sliceContains(sl *keySlice, k dedupeKey, us, h int64) (bool, 
 // bucketContains reads k in bucket b: found if held at or after h.
 func (s *keyStore) bucketContains(b int64, k dedupeKey, h int64) (bool, error) {
 	s.lookups.Add(1)
-	v, closer, err := s.db.Get(keysBucketKey(s.kb, b, k))
+	var kb [keysKeyLen]byte
+	v, closer, err := s.db.Get(keysBucketKey(kb[:], b, k))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
@@ -641,7 +653,7 @@ func (s *keyStore) bucketContains(b int64, k dedupeKey, h int64) (bool, error) {
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return false, fmt.Errorf("cannot read the dedupe key store %s: key %x has a value of %d bytes, want 8 (move the store aside to start with no remembered ids)", s.dir, s.kb, len(v))
+		return false, fmt.Errorf("cannot read the dedupe key store %s: key %x has a value of %d bytes, want 8 (move the store aside to start with no remembered ids)", s.dir, kb, len(v))
 	}
 	return decodeUS(v) >= h, nil
 }
@@ -708,6 +720,9 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 	if err := wb.Set(keysMetaSeq, val, nil); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.changes++
 	// The filters of the slices gaining keys exist before the keys are
 	// durable: once they are, nothing may fail before every key is in a
 	// filter, or the store would hold keys its filters answer absent for
@@ -745,13 +760,20 @@ func (s *keyStore) commit(keys []keyTime, h, seq int64) error {
 			delete(s.stamps, start)
 		}
 	}
-	s.forgetBelow(h)
+	s.raiseHorizon(h)
 	return nil
 }
 
 // forgetBelow raises the horizon to h in the minute counts and frees the
 // filters of the slices wholly below it.
 func (s *keyStore) forgetBelow(h int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.changes++
+	s.raiseHorizon(h)
+}
+
+func (s *keyStore) raiseHorizon(h int64) {
 	if h <= s.horizon {
 		return
 	}
@@ -790,6 +812,8 @@ func (s *keyStore) memory() int64 {
 }
 
 func (s *keyStore) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.fatal.Load() == nil {
 		// Without its files the next Open scans the store instead.
 		if err := s.saveFilters(); err != nil {

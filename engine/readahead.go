@@ -22,16 +22,26 @@ type readAhead struct {
 	cursor  wal.Cursor // the cursor after them
 	decoded []decoded
 	gen     uint64 // the decoders' generation (Engine.decodeGen)
+	// horizon is the dedupe horizon the ids were looked up at: the one
+	// the next micro-batch runs at if nothing but the micro-batch before
+	// changes the key store (lookup.go).
+	horizon int64
+	// since and changes are set once the micro-batch before has
+	// committed: the ids it may have added to the key store beside the
+	// lookups, and the store's count of changes after it.
+	since   map[dedupeKey]struct{}
+	changes uint64
 	err     error
 	done    chan struct{}
 }
 
 // startReadAhead reads and decodes up to BatchRecords records from the
-// cursor from on a goroutine of its own; wait joins it. The micro-batch
-// that starts it has decided every record's fate already (process), so
-// the decodings' buffer is free. Callers hold mu until they have waited.
-func (e *Engine) startReadAhead(ctx context.Context, from wal.Cursor) *readAhead {
-	ra := &readAhead{gen: e.decodeGen, decoded: e.decoded, done: make(chan struct{})}
+// cursor from on a goroutine of its own, looking their ids up at horizon
+// h; wait joins it. The micro-batch that starts it has decided every
+// record's fate already (process), so the decodings' buffer is free.
+// Callers hold mu until they have waited.
+func (e *Engine) startReadAhead(ctx context.Context, from wal.Cursor, h int64) *readAhead {
+	ra := &readAhead{gen: e.decodeGen, decoded: e.decoded, horizon: h, done: make(chan struct{})}
 	e.decoded = nil
 	go func() {
 		defer close(ra.done)
@@ -40,7 +50,7 @@ func (e *Engine) startReadAhead(ctx context.Context, from wal.Cursor) *readAhead
 			return
 		}
 		ra.entries, ra.records, ra.cursor = b.entries, b.records, b.cursor
-		ra.decoded = e.decodeBatch(&b, ra.decoded)
+		ra.decoded = e.decodeBatch(&b, ra.decoded, h)
 	}()
 	return ra
 }
@@ -65,7 +75,16 @@ func (ra *readAhead) take(e *Engine, b *batch) bool {
 		return false
 	}
 	b.entries, b.records, b.cursor, b.decodedAhead = ra.entries, ra.records, ra.cursor, true
+	b.looked, b.lookedAt, b.since = ra.changes == e.keys.changes, ra.horizon, ra.since
 	return true
+}
+
+// committed records that b, the micro-batch the read-ahead ran beside,
+// has committed: its ids are the only ones the key store may have taken
+// since the lookups, unless the store changes again before take.
+func (ra *readAhead) committed(e *Engine, b *batch) {
+	ra.since, b.seen = b.seen, nil
+	ra.changes = e.keys.changes
 }
 
 // readRecords reads up to BatchRecords records of the WAL from the cursor
