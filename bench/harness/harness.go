@@ -193,7 +193,7 @@ func Run(o Options) (Result, error) {
 		return h.res, err
 	}
 	defer cl.Close()
-	stopProducing := h.produce(cl, topic)
+	stopProducing := h.produce(cl, topic, producerStopBound)
 	defer func() { _ = stopProducing() }()
 
 	if err := h.d.start(nil); err != nil {
