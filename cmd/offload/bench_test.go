@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,7 +23,7 @@ import (
 func benchOut(t *testing.T, profile string, env []string, args ...string) (string, map[string]any) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "bench.json")
-	cmd := exec.Command(offloadBin, append([]string{"bench", "--json", out}, args...)...)
+	cmd := boundedCommand(t, 5*time.Minute, offloadBin, append([]string{"bench", "--json", out}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	table, err := cmd.Output()
@@ -99,7 +98,7 @@ func TestBenchInProcessBigQuery(t *testing.T) {
 func TestBenchRealBroker(t *testing.T) {
 	brokers := testenv.Brokers(t)
 	runBenchJSON(t, "--profile", "inprocess", "--events", "20000", "--partitions", "3", "--schema", "csv", "--brokers", brokers)
-	out, err := exec.Command(offloadBin, "bench", "gen", "--brokers", brokers, "--topic", "gen-"+strings.ReplaceAll(t.Name(), "/", "-"),
+	out, err := boundedCommand(t, 2*time.Minute, offloadBin, "bench", "gen", "--brokers", brokers, "--topic", "gen-"+strings.ReplaceAll(t.Name(), "/", "-"),
 		"--count", "3000", "--rate", "0", "--malformed", "0.1").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "produced ") || !strings.Contains(string(out), "malformed") {
 		t.Fatalf("offload bench gen: %v\n%s", err, out)
@@ -161,7 +160,7 @@ func TestBenchRunningAppliance(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "bench.json")
-	cmd := exec.Command(offloadBin, "bench", "--appliance", base, "--brokers", brokers, "--topic", topic, "--events", "20000", "--json", out)
+	cmd := boundedCommand(t, 5*time.Minute, offloadBin, "bench", "--appliance", base, "--brokers", brokers, "--topic", topic, "--events", "20000", "--json", out)
 	cmd.Env = append(os.Environ(), "OFFLOAD_BENCH_WAREHOUSE_DSN="+dsn)
 	table, err := cmd.CombinedOutput()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offload/offload/bench/harness"
 	"github.com/offload/offload/bench/testwarehouse"
@@ -168,7 +169,7 @@ func runChaosBench(t *testing.T, env []string, dir string, args ...string) (harn
 		}
 	})
 	out := filepath.Join(t.TempDir(), "chaos.json")
-	cmd := exec.Command(offloadBin, append([]string{"bench", "--chaos", "--json", out, "--dir", dir}, args...)...)
+	cmd := boundedCommand(t, 10*time.Minute, offloadBin, append([]string{"bench", "--chaos", "--json", out, "--dir", dir}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -176,7 +177,7 @@ func runChaosBench(t *testing.T, env []string, dir string, args ...string) (harn
 	// Its progress and scenario failures are on stderr.
 	t.Logf("offload bench --chaos %s:\n%s\n%s", strings.Join(args, " "), stderr.String(), stdout.String())
 	if err != nil {
-		t.Fatalf("offload bench --chaos: %v", err)
+		t.Fatalf("offload bench --chaos %s: %v", strings.Join(args, " "), err)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {

@@ -33,7 +33,7 @@ func TestDemoHeadless(t *testing.T) {
 		t.Run(warehouse, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "new", "demo")
 			args := append([]string{"demo", "--warehouse", warehouse, "--no-tui", "--json", "--dir", dir}, flags...)
-			cmd := exec.Command(offloadBin, args...)
+			cmd := boundedCommand(t, 5*time.Minute, offloadBin, args...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()

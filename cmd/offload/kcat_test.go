@@ -45,7 +45,7 @@ func TestKcatEndToEnd(t *testing.T) {
 		fmt.Fprintf(&in, "ord-%d\t{\"event_id\":\"evt-%d\",\"event_type\":\"order_placed\",\"store_id\":\"s-%d\",\"amount\":\"%d.25\",\"currency\":\"EUR\",\"event_time\":\"%s\"}\n",
 			i%97, i, i%5, i, now)
 	}
-	cmd := exec.Command(kcat, "-P", "-b", brokers, "-t", topic, "-K", "\t")
+	cmd := boundedCommand(t, 2*time.Minute, kcat, "-P", "-b", brokers, "-t", topic, "-K", "\t")
 	cmd.Stdin = strings.NewReader(in.String())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("kcat produce: %v\n%s", err, out)
@@ -64,7 +64,7 @@ func TestKcatEndToEnd(t *testing.T) {
 	}
 
 	// Read back with kcat too: the WAL must equal what the broker holds.
-	out, err := exec.Command(kcat, "-C", "-b", brokers, "-t", topic, "-e", "-q", "-f", "%p %o %k %s\n").Output()
+	out, err := boundedCommand(t, 2*time.Minute, kcat, "-C", "-b", brokers, "-t", topic, "-e", "-q", "-f", "%p %o %k %s\n").Output()
 	if err != nil {
 		t.Fatalf("kcat consume: %v", err)
 	}
